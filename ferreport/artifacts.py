@@ -1,0 +1,30 @@
+"""Names and column contracts of the files in a run directory.
+
+Every stage reads and writes through these names, so a run directory is
+self-describing and ``ferreport report RUN_DIR`` can re-render from it alone.
+"""
+
+from __future__ import annotations
+
+from .constants import CLASS_NAMES
+
+CONFIG = "config.json"            # resolved configuration (dataclass as dict)
+PROVENANCE = "provenance.json"    # seed, package versions, fingerprints, command line, times
+SPLITS = "splits.csv"             # one row per face: key, source, face_id, label, split
+DATA_SUMMARY = "data_summary.json"  # counts per split before/after balancing, skipped rows by reason
+HISTORY = "history.csv"           # epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds
+MODEL = "model.keras"             # best epoch by validation loss
+CHECKPOINT_DIR = "checkpoint"     # resumable training state (last completed epoch)
+PREDICTIONS = "predictions.csv"   # one row per face, columns below
+METRICS = "metrics.json"          # see metrics.metrics_to_dict
+FACES_POOL = "faces_pool.npz"     # arrays `rows` (int64 row numbers into predictions.csv) and `faces` (k,64,64,3 uint8 RGB)
+REPORT_HTML = "report.html"
+REPORT_PDF = "report.pdf"
+
+#: Probability columns of predictions.csv, in class order.
+PROBA_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in CLASS_NAMES)
+#: Columns of predictions.csv (evaluation). ``true_label``/``pred_label`` hold class names;
+#: ``true_label`` is empty when unknown (folder audits without labels).
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "source", "face_id", "true_label", "pred_label", "confidence", *PROBA_COLUMNS,
+)

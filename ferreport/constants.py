@@ -1,0 +1,14 @@
+"""Facts shared by every stage: the ExpW class order and the model's face size."""
+
+from __future__ import annotations
+
+#: ExpW expression labels, in label-id order (0..6).
+CLASS_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+NUM_CLASSES: int = len(CLASS_NAMES)
+#: Side of the square face crop the model consumes.
+FACE_SIZE: int = 64
+FACE_SHAPE: tuple[int, int, int] = (FACE_SIZE, FACE_SIZE, 3)
+#: Image file suffixes the tool decodes (lower case).
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+)

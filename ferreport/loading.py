@@ -1,0 +1,306 @@
+"""Data loading: read an ExpW ``label.lst`` or a class-folder dataset into an index table.
+
+Nothing here decodes pixels; :mod:`ferreport.preprocessing` does that. Every line of
+``label.lst`` either becomes a row of the index or a counted skip reason, never an
+exception (unless ``strict`` is set, when the first unusable line is an error naming
+the file and line).
+
+The index table has one row per face with the columns of :data:`INDEX_COLUMNS`:
+``key`` (unique face id: ``image_name#face_id`` or the relative path), ``source``
+(image path relative to the image folder), ``face_id``, the box ``top left right
+bottom`` (pixels, as written), ``confidence`` (NaN for class folders), ``label``
+(0..6), ``group`` (faces of one group never straddle splits) and ``line`` (1-based
+line number in label.lst, 0 for class folders).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from .constants import CLASS_NAMES, IMAGE_SUFFIXES
+from .errors import DatasetError
+
+INDEX_COLUMNS: tuple[str, ...] = (
+    "key", "source", "face_id", "top", "left", "right", "bottom", "confidence", "label", "group", "line",
+)
+
+#: Skip reasons, as counted in the data summary.
+WRONG_FIELD_COUNT = "wrong field count"
+NON_NUMERIC = "non-numeric field"
+NON_INTEGER_BOX = "non-integer face id or box"
+EMPTY_BOX = "empty box (top>=bottom or left>=right)"
+NEGATIVE_BOX = "negative face id"
+BAD_LABEL = "label outside 0-6"
+UNSAFE_PATH = "image path outside the image folder"
+MISSING_IMAGE = "image missing"
+DUPLICATE = "duplicate face (same image and face id)"
+UNREADABLE_IMAGE = "image unreadable"
+BOX_OUTSIDE_IMAGE = "box entirely outside the image"
+NOT_AN_IMAGE = "not an image file"
+
+_FIX = {
+    WRONG_FIELD_COUNT: "each line needs 8 space-separated fields: image_name face_id top left right bottom confidence label",
+    NON_NUMERIC: "face id, box, confidence and label must be numbers",
+    NON_INTEGER_BOX: "face id and box coordinates must be whole numbers",
+    EMPTY_BOX: "the box needs top<bottom and left<right",
+    NEGATIVE_BOX: "face ids start at 0",
+    BAD_LABEL: "labels are 0 angry, 1 disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral",
+    UNSAFE_PATH: "image names must be relative paths inside image/origin",
+    MISSING_IMAGE: "put the image under image/origin or remove the line",
+    DUPLICATE: "remove the repeated line",
+}
+
+
+@dataclass
+class LabelIndex:
+    """Result of loading: the usable faces, and what was skipped and why."""
+
+    index: pd.DataFrame
+    image_dir: Path
+    label_file: Path | None
+    kind: str  # "expw" or "folders"
+    skipped: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: first offending location per reason, e.g. ``label.lst:17``
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def skip(self, reason: str, where: str, count: int = 1) -> None:
+        self.skipped[reason] += count
+        self.examples.setdefault(reason, where)
+
+
+def _strict_error(label_file: Path, line_no: int, reason: str, text: str) -> DatasetError:
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    fix = _FIX.get(reason, "fix or remove the line")
+    return DatasetError(f"{label_file}:{line_no}: {reason}: {shown!r} ({fix})")
+
+
+def _is_safe_relative(name: str) -> bool:
+    if not name or "\x00" in name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return False
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    return ".." not in parts
+
+
+def read_label_file(label_file: str | os.PathLike[str], image_dir: str | os.PathLike[str] | None = None,
+                    *, strict: bool = False, check_images: bool = True) -> LabelIndex:
+    """Parse and validate an ExpW ``label.lst``.
+
+    Field order per line: ``image_name face_id top left right bottom confidence label``.
+    Image names may contain spaces (the last seven fields are numeric, so the line is
+    split from the right). A byte-order mark and CRLF endings are accepted.
+    """
+    label_file = Path(label_file)
+    image_dir = Path(image_dir) if image_dir is not None else label_file.parent.parent / "image" / "origin"
+    try:
+        raw = label_file.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{label_file}: cannot read the label file ({exc.strerror})") from exc
+    text = raw.decode("utf-8-sig", errors="replace")
+    result = LabelIndex(index=pd.DataFrame(columns=list(INDEX_COLUMNS)), image_dir=image_dir,
+                        label_file=label_file, kind="expw")
+
+    def skip(reason: str, line_no: int, line: str) -> None:
+        if strict:
+            raise _strict_error(label_file, line_no, reason, line)
+        result.skip(reason, f"{label_file.name}:{line_no}")
+
+    good_lines: list[int] = []
+    fields: list[list[str]] = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        parts = stripped.rsplit(None, 7)
+        if len(parts) != 8:
+            skip(WRONG_FIELD_COUNT, line_no, stripped)
+            continue
+        good_lines.append(line_no)
+        fields.append(parts)
+    lines_text = {n: " ".join(f) for n, f in zip(good_lines, fields)}
+
+    if not fields:
+        if not result.skipped:
+            raise DatasetError(f"{label_file}: the label file has no lines (expected one face per line)")
+        return _finish(result)
+
+    frame = pd.DataFrame(fields, columns=["source", "face_id", "top", "left", "right", "bottom", "confidence", "label"])
+    frame["line"] = np.asarray(good_lines, dtype=np.int64)
+    numeric_cols = ["face_id", "top", "left", "right", "bottom", "confidence", "label"]
+    numbers = frame[numeric_cols].apply(pd.to_numeric, errors="coerce").astype("float64")
+    bad = ~np.isfinite(numbers.to_numpy()).all(axis=1)
+    ints = numbers[["face_id", "top", "left", "right", "bottom", "label"]].to_numpy()
+    with np.errstate(invalid="ignore"):
+        non_int = ~bad & (np.abs(ints - np.round(ints)) > 0).any(axis=1)
+    reasons = np.full(len(frame), "", dtype=object)
+    reasons[bad] = NON_NUMERIC
+    reasons[non_int] = NON_INTEGER_BOX
+    ok = reasons == ""
+    n = numbers.to_numpy()
+    with np.errstate(invalid="ignore"):
+        label_bad = ok & ((n[:, 6] < 0) | (n[:, 6] > 6))
+        reasons[label_bad] = BAD_LABEL
+        ok = reasons == ""
+        neg = ok & (n[:, 0] < 0)
+        reasons[neg] = NEGATIVE_BOX
+        ok = reasons == ""
+        empty = ok & ((n[:, 1] >= n[:, 4]) | (n[:, 2] >= n[:, 3]))
+        reasons[empty] = EMPTY_BOX
+        ok = reasons == ""
+    safe = np.fromiter((_is_safe_relative(s) for s in frame["source"]), dtype=bool, count=len(frame))
+    reasons[ok & ~safe] = UNSAFE_PATH
+    ok = reasons == ""
+
+    # Duplicates: the same (image, face id) twice keeps the first.
+    dup = np.zeros(len(frame), dtype=bool)
+    if ok.any():
+        sub = pd.DataFrame({"s": frame["source"][ok].to_numpy(), "f": n[ok, 0]})
+        dup[np.flatnonzero(ok)] = sub.duplicated(keep="first").to_numpy()
+    reasons[dup] = DUPLICATE
+    ok = reasons == ""
+
+    if check_images and ok.any():
+        names = pd.unique(frame["source"][ok])
+        exists = {name: _inside_and_exists(image_dir, name) for name in names}
+        missing = ok & ~frame["source"].map(exists).fillna(False).to_numpy(dtype=bool)
+        reasons[missing] = MISSING_IMAGE
+        ok = reasons == ""
+
+    for i in np.flatnonzero(~ok):
+        line_no = int(frame["line"].iat[i])
+        skip(reasons[i], line_no, lines_text[line_no])
+
+    kept = frame[ok]
+    nk = n[ok]
+    index = pd.DataFrame({
+        "key": kept["source"].to_numpy() + "#" + nk[:, 0].astype(np.int64).astype(str),
+        "source": kept["source"].to_numpy(),
+        "face_id": nk[:, 0].astype(np.int64),
+        "top": nk[:, 1].astype(np.int64),
+        "left": nk[:, 2].astype(np.int64),
+        "right": nk[:, 3].astype(np.int64),
+        "bottom": nk[:, 4].astype(np.int64),
+        "confidence": nk[:, 5],
+        "label": nk[:, 6].astype(np.int64),
+        "group": kept["source"].to_numpy(),
+        "line": kept["line"].to_numpy(),
+    })
+    result.index = index
+    return _finish(result)
+
+
+def _inside_and_exists(image_dir: Path, name: str) -> bool:
+    path = image_dir / name
+    try:
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, symlink loop
+        return False
+    try:
+        resolved.relative_to(image_dir.resolve())
+    except ValueError:  # a symlink that points outside the dataset
+        return False
+    return resolved.is_file()
+
+
+def _finish(result: LabelIndex) -> LabelIndex:
+    result.index = result.index.reset_index(drop=True)
+    if result.index.empty:
+        raise DatasetError(
+            f"{result.label_file or result.image_dir}: no usable faces "
+            f"(skipped: {dict(result.skipped) or 'none'}); check the file format"
+        )
+    return result
+
+
+_TRAILING_NUMBER = re.compile(r"[_\-\s]*\d+$")
+
+
+def identity_group(path: str) -> str:
+    """Group key for a class-folder image: ``Name_Surname_0003.jpg`` -> ``Name_Surname``.
+
+    Face datasets in class folders often hold several photos of one person, named by
+    person and a counter (LFW style). Grouping by that stem keeps one person's photos in
+    one split, so the test split measures generalisation to new people. Names without a
+    trailing counter form a group of their own.
+    """
+    stem = PurePosixPath(path).stem
+    base = _TRAILING_NUMBER.sub("", stem)
+    return base if base else stem
+
+
+def read_class_folders(root: str | os.PathLike[str], *, strict: bool = False) -> LabelIndex:
+    """Index a dataset of class sub-folders (``angry/``, ``happy/``, ...) of face crops.
+
+    Sub-folder names are matched case-insensitively to the seven ExpW classes; files
+    below them (recursively) with an image suffix become one face each.
+    """
+    root = Path(root)
+    result = LabelIndex(index=pd.DataFrame(columns=list(INDEX_COLUMNS)), image_dir=root, label_file=None, kind="folders")
+    rows: list[tuple[str, int]] = []
+    for label, name in enumerate(CLASS_NAMES):
+        folder = next((p for p in _children(root) if p.is_dir() and p.name.lower() == name), None)
+        if folder is None:
+            continue
+        for path in _walk_files(folder):
+            rel = path.relative_to(root).as_posix()
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                if strict:
+                    raise DatasetError(f"{path}: not an image file (expected one of {sorted(IMAGE_SUFFIXES)})")
+                result.skip(NOT_AN_IMAGE, rel)
+                continue
+            rows.append((rel, label))
+    if not rows and not result.skipped:
+        raise DatasetError(
+            f"{root}: no dataset found: expected label/label.lst (ExpW layout) or class sub-folders "
+            f"named {', '.join(CLASS_NAMES)}"
+        )
+    rows.sort()
+    sources = [r[0] for r in rows]
+    result.index = pd.DataFrame({
+        "key": sources,
+        "source": sources,
+        "face_id": np.zeros(len(rows), dtype=np.int64),
+        "top": np.zeros(len(rows), dtype=np.int64),
+        "left": np.zeros(len(rows), dtype=np.int64),
+        "right": np.full(len(rows), -1, dtype=np.int64),   # -1: the whole image
+        "bottom": np.full(len(rows), -1, dtype=np.int64),
+        "confidence": np.full(len(rows), np.nan),
+        "label": np.asarray([r[1] for r in rows], dtype=np.int64),
+        "group": [identity_group(s) for s in sources],
+        "line": np.zeros(len(rows), dtype=np.int64),
+    })
+    return _finish(result)
+
+
+def _children(root: Path) -> list[Path]:
+    try:
+        return sorted(root.iterdir())
+    except OSError as exc:
+        raise DatasetError(f"{root}: cannot list the folder ({exc.strerror})") from exc
+
+
+def _walk_files(folder: Path) -> list[Path]:
+    """Files below ``folder``, following no symlinked folders (so loops cannot recur)."""
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames):
+            out.append(Path(dirpath) / name)
+    return out
+
+
+def load_dataset(root: str | os.PathLike[str], *, strict: bool = False) -> LabelIndex:
+    """Load an ExpW-layout dataset (``label/label.lst`` + ``image/origin/``) or class folders."""
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{root}: dataset folder not found (run `ferreport sample --out {root}` for a sample)")
+    label_file = root / "label" / "label.lst"
+    if label_file.is_file():
+        return read_label_file(label_file, root / "image" / "origin", strict=strict)
+    return read_class_folders(root, strict=strict)

@@ -1,0 +1,292 @@
+"""Preprocessing: decode each source image once, crop its faces, resize to 64x64 RGB uint8, cache.
+
+The cache holds the faces as a NumPy ``.npy`` file (memory-mapped on read, so memory
+stays flat) beside the index table. Its key is the data fingerprint plus the
+preprocessing parameters, so a changed label file, image or parameter misses the cache.
+Scaling to [0, 1] and one-hot encoding happen where the model consumes the data.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .constants import FACE_SIZE
+from .errors import DatasetError, OutputError
+from .loading import BOX_OUTSIDE_IMAGE, INDEX_COLUMNS, UNREADABLE_IMAGE, LabelIndex, load_dataset
+
+#: Bump when the decode/crop/resize output changes, so old caches miss.
+PREPROCESS_VERSION = 1
+MAX_IMAGE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass
+class PreparedDataset:
+    """Faces ready for the model's input pipeline, with their index and provenance."""
+
+    root: Path
+    kind: str
+    faces: np.ndarray                 # (N, 64, 64, 3) uint8 RGB, memory-mapped from the cache
+    index: pd.DataFrame               # INDEX_COLUMNS + "clipped"
+    skipped: dict[str, int]
+    examples: dict[str, str]
+    fingerprint: str
+    cache_dir: Path
+    cache_hit: bool
+    seconds: float = 0.0
+    params: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.index["label"].to_numpy(dtype=np.int64)
+
+
+def default_cache_root() -> Path:
+    """``$FERREPORT_CACHE``, else ``$XDG_CACHE_HOME/ferreport``, else ``~/.cache/ferreport``."""
+    env = os.environ.get("FERREPORT_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "ferreport"
+
+
+def decode_image(path: str | os.PathLike[str]) -> tuple[np.ndarray | None, str]:
+    """Decode an image file to BGR uint8 (EXIF orientation applied), or ``(None, reason)``.
+
+    Reads the bytes first (works for any file name, refuses huge files before decoding);
+    OpenCV's own pixel limit (``OPENCV_IO_MAX_IMAGE_PIXELS``, lowered by ferreport) refuses
+    headers that claim enormous dimensions before allocating them.
+    """
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            return None, "empty file"
+        if size > MAX_IMAGE_BYTES:
+            return None, "file too large"
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        return None, f"cannot read ({exc.strerror})"
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:
+        img = None
+    if img is None or img.size == 0:
+        return None, "cannot decode"
+    if img.dtype != np.uint8:  # IMREAD_COLOR already gives 8-bit; guard anyway
+        img = cv2.convertScaleAbs(img, alpha=255.0 / max(1, int(img.max())))
+    return img, ""
+
+
+def crop_face(image_bgr: np.ndarray, top: int, left: int, right: int, bottom: int,
+              size: int = FACE_SIZE) -> tuple[np.ndarray | None, bool]:
+    """Crop ``img[top:bottom, left:right]`` clipped to the image, resize (INTER_AREA), BGR->RGB.
+
+    Returns ``(face, clipped)``; ``face`` is None when the box lies wholly outside.
+    ``right``/``bottom`` of -1 mean the whole image.
+    """
+    h, w = image_bgr.shape[:2]
+    if right < 0 or bottom < 0:
+        top, left, right, bottom = 0, 0, w, h
+    t, l, r, b = max(0, top), max(0, left), min(w, right), min(h, bottom)
+    clipped = (t, l, r, b) != (top, left, right, bottom)
+    if t >= b or l >= r:
+        return None, clipped
+    crop = image_bgr[t:b, l:r]
+    face = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(face, cv2.COLOR_BGR2RGB), clipped
+
+
+# A task: (image path, [(row position, top, left, right, bottom), ...])
+_Task = tuple[str, list[tuple[int, int, int, int, int]]]
+
+
+def _process_images(tasks: list[_Task], size: int) -> tuple[list[int], np.ndarray, list[tuple[int, str]], list[int]]:
+    """Worker: decode each image once and crop all its faces."""
+    positions: list[int] = []
+    faces: list[np.ndarray] = []
+    failures: list[tuple[int, str]] = []
+    clipped: list[int] = []
+    for path, boxes in tasks:
+        img, why = decode_image(path)
+        if img is None:
+            failures.extend((pos, f"{UNREADABLE_IMAGE}: {why}") for pos, *_ in boxes)
+            continue
+        for pos, top, left, right, bottom in boxes:
+            face, was_clipped = crop_face(img, top, left, right, bottom, size)
+            if face is None:
+                failures.append((pos, BOX_OUTSIDE_IMAGE))
+                continue
+            positions.append(pos)
+            faces.append(face)
+            if was_clipped:
+                clipped.append(pos)
+    stacked = np.stack(faces) if faces else np.zeros((0, size, size, 3), np.uint8)
+    return positions, stacked, failures, clipped
+
+
+def _fingerprints(labels: LabelIndex, params: dict[str, object]) -> tuple[str, str]:
+    """(data fingerprint, cache key). The fingerprint ignores mtimes so copies match."""
+    data_hash = hashlib.sha256()
+    stat_hash = hashlib.sha256()
+    if labels.label_file is not None:
+        data_hash.update(labels.label_file.read_bytes())
+    for name in sorted(pd.unique(labels.index["source"])):
+        try:
+            st = os.stat(labels.image_dir / name)
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:
+            size, mtime = -1, -1
+        data_hash.update(f"{name}\0{size}\n".encode("utf-8", "surrogateescape"))
+        stat_hash.update(f"{mtime}\n".encode())
+    if labels.label_file is None:  # class folders: labels come from the paths
+        data_hash.update(labels.index["label"].to_numpy().tobytes())
+    fingerprint = data_hash.hexdigest()
+    key = hashlib.sha256(
+        (fingerprint + stat_hash.hexdigest() + json.dumps(params, sort_keys=True)).encode()
+    ).hexdigest()[:32]
+    return fingerprint, key
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # Forking a process that has TensorFlow loaded can deadlock; spawn is safe there.
+    return multiprocessing.get_context("spawn" if "tensorflow" in sys.modules else "fork")
+
+
+def prepare_dataset(root: str | os.PathLike[str], *, strict: bool = False, cache_root: str | os.PathLike[str] | None = None,
+                    workers: int | None = None, size: int = FACE_SIZE, progress: bool = False) -> PreparedDataset:
+    """Load, validate, decode, crop and cache a dataset; a second call reads the cache."""
+    start = time.perf_counter()
+    root = Path(root)
+    labels = load_dataset(root, strict=strict)
+    params = {"size": size, "color": "RGB", "interpolation": "INTER_AREA", "version": PREPROCESS_VERSION,
+              "kind": labels.kind}
+    fingerprint, key = _fingerprints(labels, params)
+    cache_root = Path(cache_root) if cache_root is not None else default_cache_root()
+    cache_dir = cache_root / key
+    cached = _read_cache(cache_dir)
+    if cached is not None:
+        faces, index, meta = cached
+        return PreparedDataset(root=root, kind=labels.kind, faces=faces, index=index, skipped=meta["skipped"],
+                               examples=meta["examples"], fingerprint=fingerprint, cache_dir=cache_dir,
+                               cache_hit=True, seconds=time.perf_counter() - start, params=params)
+
+    index = labels.index
+    by_image: dict[str, list[tuple[int, int, int, int, int]]] = collections.defaultdict(list)
+    cols = [index[c].to_numpy() for c in ("source", "top", "left", "right", "bottom")]
+    for pos, (src, t, l, r, b) in enumerate(zip(*cols)):
+        by_image[src].append((pos, int(t), int(l), int(r), int(b)))
+    tasks: list[_Task] = [(str(labels.image_dir / src), boxes) for src, boxes in by_image.items()]
+
+    n = len(index)
+    tmp_dir = cache_root / f".{key}.tmp-{os.getpid()}"
+    try:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        tmp_dir.mkdir(parents=True)
+        buffer = np.lib.format.open_memmap(tmp_dir / "all.npy", mode="w+", dtype=np.uint8, shape=(max(n, 1), size, size, 3))
+    except OSError as exc:
+        raise OutputError(f"{cache_root}: cannot write the face cache ({exc.strerror}); set FERREPORT_CACHE to a writable folder") from exc
+
+    ok = np.zeros(n, dtype=bool)
+    clipped = np.zeros(n, dtype=bool)
+    failures: list[tuple[int, str]] = []
+
+    def absorb(result: tuple[list[int], np.ndarray, list[tuple[int, str]], list[int]]) -> None:
+        positions, faces, fails, clip = result
+        if positions:
+            buffer[positions] = faces
+            ok[positions] = True
+        clipped[clip] = True
+        failures.extend(fails)
+
+    workers = workers or min(os.cpu_count() or 1, 8)
+    chunk = 32
+    chunks = [tasks[i:i + chunk] for i in range(0, len(tasks), chunk)]
+    if workers <= 1 or len(tasks) < 64:
+        for c in chunks:
+            absorb(_process_images(c, size))
+    else:
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+            for done, result in enumerate(pool.map(_process_images, chunks, [size] * len(chunks)), start=1):
+                absorb(result)
+                if progress:
+                    print(f"\rdecoding images {min(done * chunk, len(tasks))}/{len(tasks)}", end="", file=sys.stderr)
+        if progress:
+            print(file=sys.stderr)
+
+    skipped = collections.Counter(labels.skipped)
+    examples = dict(labels.examples)
+    lines = index["line"].to_numpy()
+    sources = index["source"].to_numpy()
+    for pos, reason in sorted(failures):
+        where = f"{labels.label_file.name}:{lines[pos]}" if labels.label_file is not None else str(sources[pos])
+        if strict:
+            raise DatasetError(f"{labels.label_file or root}:{lines[pos] or sources[pos]}: {reason} ({sources[pos]})")
+        skipped[reason] += 1
+        examples.setdefault(reason, where)
+
+    keep = np.flatnonzero(ok)
+    if keep.size == 0:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise DatasetError(f"{root}: no face could be decoded (skipped: {dict(skipped)})")
+    final_index = index.iloc[keep].reset_index(drop=True)
+    final_index["clipped"] = clipped[keep]
+    try:
+        faces_out = np.lib.format.open_memmap(tmp_dir / "faces.npy", mode="w+", dtype=np.uint8, shape=(keep.size, size, size, 3))
+        for i in range(0, keep.size, 4096):
+            faces_out[i:i + 4096] = buffer[keep[i:i + 4096]]
+        faces_out.flush()
+        del faces_out, buffer
+        (tmp_dir / "all.npy").unlink()
+        final_index.to_csv(tmp_dir / "index.csv", index=False)
+        meta = {"key": key, "fingerprint": fingerprint, "params": params, "n_faces": int(keep.size),
+                "skipped": dict(sorted(skipped.items())), "examples": examples, "ferreport": __version__,
+                "complete": True}
+        (tmp_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        if cache_dir.exists():  # a stale or broken entry: replace it
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        os.replace(tmp_dir, cache_dir)
+    except OSError as exc:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        if cache_dir.exists() and _read_cache(cache_dir) is not None:  # another process won the race
+            pass
+        else:
+            raise OutputError(f"{cache_dir}: cannot write the face cache ({exc.strerror})") from exc
+    faces, final_index, meta = _read_cache(cache_dir) or (None, None, None)
+    if faces is None:
+        raise OutputError(f"{cache_dir}: the face cache could not be read back after writing")
+    return PreparedDataset(root=root, kind=labels.kind, faces=faces, index=final_index, skipped=meta["skipped"],
+                           examples=meta["examples"], fingerprint=fingerprint, cache_dir=cache_dir, cache_hit=False,
+                           seconds=time.perf_counter() - start, params=params)
+
+
+def _read_cache(cache_dir: Path) -> tuple[np.ndarray, pd.DataFrame, dict] | None:
+    """Return the cached (faces, index, meta), or None when absent or incomplete."""
+    try:
+        meta = json.loads((cache_dir / "meta.json").read_text())
+        if not meta.get("complete"):
+            return None
+        faces = np.load(cache_dir / "faces.npy", mmap_mode="r")
+        index = pd.read_csv(cache_dir / "index.csv", keep_default_na=False, na_values=[""],
+                            dtype={"key": str, "source": str, "group": str})
+    except (OSError, ValueError, KeyError):
+        return None
+    if faces.shape[0] != meta.get("n_faces") or len(index) != faces.shape[0] or faces.dtype != np.uint8:
+        return None
+    missing = set(INDEX_COLUMNS) - set(index.columns)
+    if missing:
+        return None
+    return faces, index, meta

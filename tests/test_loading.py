@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import pytest
+
+from ferreport import loading
+from ferreport.errors import DatasetError
+from ferreport.loading import load_dataset, read_class_folders, read_label_file
+
+from .conftest import make_expw, write_image
+
+
+def test_parses_every_field(tiny_expw):
+    result = load_dataset(tiny_expw)
+    idx = result.index
+    assert result.kind == "expw"
+    assert len(idx) == 8
+    first = idx.iloc[0]
+    assert (first.source, first.face_id, first.top, first.left, first.right, first.bottom) == ("img_0.jpg", 0, 10, 20, 90, 80)
+    assert first.confidence == pytest.approx(50.5)
+    assert sorted(idx.label.unique()) == list(range(7))
+    assert set(idx.key) == {f"img_{i}.jpg#0" for i in range(7)} | {"img_3.jpg#1"}
+    assert (idx.group == idx.source).all()
+    assert list(idx.line) == list(range(1, 9))
+
+
+@pytest.mark.parametrize("line,reason", [
+    ("img_0.jpg 0 10 20 90", loading.WRONG_FIELD_COUNT),
+    ("img_0.jpg 0 10 twenty 90 80 1.0 3", loading.NON_NUMERIC),
+    ("img_0.jpg 0 10 20.5 90 80 1.0 3", loading.NON_INTEGER_BOX),
+    ("img_0.jpg 0 90 20 90 80 1.0 3", loading.EMPTY_BOX),
+    ("img_0.jpg 0 10 80 20 80 1.0 3", loading.EMPTY_BOX),
+    ("img_0.jpg 0 10 20 90 80 1.0 7", loading.BAD_LABEL),
+    ("img_0.jpg 0 10 20 90 80 1.0 -1", loading.BAD_LABEL),
+    ("../outside.jpg 0 10 20 90 80 1.0 3", loading.UNSAFE_PATH),
+    ("/etc/passwd 0 10 20 90 80 1.0 3", loading.UNSAFE_PATH),
+    ("nothere.jpg 0 10 20 90 80 1.0 3", loading.MISSING_IMAGE),
+    ("img_1.jpg 0 10 20 90 80 1.0 3", loading.DUPLICATE),
+])
+def test_each_bad_line_is_skipped_with_its_reason(tmp_path, line, reason):
+    good = ["img_0.jpg 5 10 20 90 80 1.0 3", "img_1.jpg 0 10 20 90 80 1.0 3"]
+    root = make_expw(tmp_path / "d", [*good, line], {"img_0.jpg": (100, 100), "img_1.jpg": (100, 100)})
+    result = load_dataset(root)
+    assert len(result.index) == 2
+    assert dict(result.skipped) == {reason: 1}
+    assert result.examples[reason] == "label.lst:3"
+
+
+def test_strict_names_file_and_line(tmp_path):
+    root = make_expw(tmp_path / "d", ["img_0.jpg 0 10 20 90 80 1.0 3", "img_0.jpg 1 10 20 90 80 1.0 9"],
+                     {"img_0.jpg": (100, 100)})
+    with pytest.raises(DatasetError, match=r"label\.lst:2: label outside 0-6"):
+        load_dataset(root, strict=True)
+
+
+def test_crlf_bom_and_names_with_spaces(tmp_path):
+    root = make_expw(tmp_path / "d", [], {"a photo.jpg": (100, 100)})
+    (root / "label" / "label.lst").write_bytes(b"\xef\xbb\xbfa photo.jpg 0 10 20 90 80 1.5 4\r\n\r\n")
+    idx = load_dataset(root).index
+    assert list(idx.source) == ["a photo.jpg"] and list(idx.label) == [4]
+
+
+def test_empty_label_file_is_a_clear_error(tmp_path):
+    root = make_expw(tmp_path / "d", [], {})
+    (root / "label" / "label.lst").write_text("")
+    with pytest.raises(DatasetError, match="no lines"):
+        load_dataset(root)
+
+
+def test_symlink_escaping_the_dataset_is_not_followed(tmp_path):
+    root = make_expw(tmp_path / "d", ["img_0.jpg 0 10 20 90 80 1.0 3", "link.jpg 0 10 20 90 80 1.0 3"],
+                     {"img_0.jpg": (100, 100)})
+    write_image(tmp_path / "secret.jpg", 100, 100)
+    (root / "image" / "origin" / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    result = load_dataset(root)
+    assert list(result.index.source) == ["img_0.jpg"]
+    assert result.skipped[loading.MISSING_IMAGE] == 1
+
+
+def test_missing_dataset_folder(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        load_dataset(tmp_path / "nope")
+
+
+def test_class_folders(tmp_path):
+    for cls, n in (("happy", 3), ("Sad", 2)):
+        for i in range(n):
+            write_image(tmp_path / cls / f"Jane_Doe_{i:04d}.png", 50, 40, seed=i)
+    (tmp_path / "happy" / "notes.txt").write_text("x")
+    (tmp_path / "unrelated").mkdir()
+    result = read_class_folders(tmp_path)
+    assert result.kind == "folders"
+    assert sorted(result.index.label) == [3, 3, 3, 4, 4]
+    assert set(result.index.group) == {"Jane_Doe"}
+    assert result.skipped[loading.NOT_AN_IMAGE] == 1
+
+
+def test_identity_group():
+    assert loading.identity_group("happy/George_W_Bush_0012.jpg") == "George_W_Bush"
+    assert loading.identity_group("x/IMG.jpg") == "IMG"
+    assert loading.identity_group("x/0001.jpg") == "0001"
+
+
+def test_no_dataset_here(tmp_path):
+    (tmp_path / "random").mkdir()
+    with pytest.raises(DatasetError, match="expected label/label.lst"):
+        load_dataset(tmp_path)
