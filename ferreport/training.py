@@ -1,0 +1,759 @@
+"""Training: tf.data input pipeline, resumable epoch loop, collapse detection.
+
+Design notes
+------------
+* **Memory.** Faces stay uint8 (possibly a read-only ``np.memmap``); the pipeline
+  iterates over *indices*, gathers one batch at a time with NumPy and scales to
+  float32 ``[0, 1]`` inside the graph. Nothing of size N x 64 x 64 x 3 is ever
+  copied or converted to float32 (170k faces: 2 GB uint8 stay 2 GB, not +8 GB).
+* **One ``fit`` call per epoch.** Each epoch gets its own dataset whose shuffle
+  order and augmentation draws are derived from ``(seed, epoch)``. Learning-rate
+  reduction and early stopping are done by this module, and their counters are
+  in the checkpoint state. A resumed run therefore repeats the data order,
+  augmentation and schedule of an uninterrupted run exactly.
+* **Checkpoint protocol** (``run_dir/checkpoint/``), after every completed epoch:
+  ``last-EEEE.keras`` (full model + optimizer state), ``best-EEEE.keras`` (no
+  optimizer state, only when val_loss improved), then ``state.json`` (atomic; the
+  commit point naming those files, plus counters and the full history). Files that
+  ``state.json`` does not name are deleted. ``history.csv`` and ``model.keras`` are
+  then copied from what the state names, so they always match a committed epoch.
+  A kill at any moment leaves a consistent checkpoint. The checkpoint is kept after
+  training finishes, so a finished run can be extended with more epochs.
+* **Distribution.** ``strategy="mirrored"`` keeps the *global* batch at
+  ``batch_size`` (each of R replicas gets ``batch_size / R``), so the
+  optimisation (steps per epoch, learning rate) is the same for any number of
+  GPUs. ``"auto"`` picks MirroredStrategy when more than one GPU is visible and the
+  default strategy otherwise. ``"default"`` is always the default strategy.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from . import artifacts  # noqa: E402
+from .atomic import atomic_open, atomic_path, write_json  # noqa: E402
+from .constants import CLASS_NAMES, FACE_SHAPE, NUM_CLASSES  # noqa: E402
+from .errors import DatasetError, UsageError  # noqa: E402
+from .model import ARCHITECTURES, build_model, compile_model, keras, tf  # noqa: E402
+
+__all__ = [
+    "AUGMENTATION",
+    "HISTORY_COLUMNS",
+    "CollapseReport",
+    "TrainConfig",
+    "TrainResult",
+    "detect_collapse",
+    "make_dataset",
+    "resolve_strategy",
+    "train_model",
+]
+
+#: Columns of history.csv (see artifacts.HISTORY).
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds",
+)
+#: Geometric augmentation of training batches (seed notebook: rotation 15 degrees,
+#: shifts 0.1, shear, zoom 0.1, horizontal flip; edges filled with the nearest pixel).
+AUGMENTATION: dict[str, float] = {
+    "rotation_degrees": 15.0,
+    "translation": 0.1,
+    "shear": 0.1,
+    "zoom": 0.1,
+}
+#: ReduceLROnPlateau-style schedule (when ``reduce_lr_patience`` is set).
+LR_FACTOR = 0.5
+MIN_LR = 1e-6
+STRATEGIES = ("auto", "default", "mirrored")
+_STATE_FILE = "state.json"
+_STATE_FORMAT = 1
+#: Config fields that may change between a run and its resumption.
+_RESUMABLE_CHANGES = frozenset({"epochs", "strategy"})
+
+
+# --------------------------------------------------------------------------- config / result
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 50
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    augment: bool = True
+    seed: int = 0
+    arch: str = "seed"
+    strategy: str = "auto"  # "auto" | "default" | "mirrored"
+    label_smoothing: float = 0.0
+    early_stopping_patience: int | None = None
+    reduce_lr_patience: int | None = None
+
+    def __post_init__(self) -> None:
+        def bad(what: str) -> UsageError:
+            return UsageError(f"training configuration: {what}")
+
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise bad(f"epochs must be a positive integer, got {self.epochs!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise bad(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
+                and self.learning_rate > 0):
+            raise bad(f"learning_rate must be a positive number, got {self.learning_rate!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise bad(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
+        if self.strategy not in STRATEGIES:
+            raise bad(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise bad(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        for name in ("early_stopping_patience", "reduce_lr_patience"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise bad(f"{name} must be a positive integer or None, got {value!r}")
+
+
+@dataclass(frozen=True)
+class CollapseReport:
+    """Why a training run looks collapsed, and what probably caused it."""
+
+    reasons: tuple[str, ...]
+    likely_causes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"reasons": list(self.reasons), "likely_causes": list(self.likely_causes)}
+
+    def message(self) -> str:
+        return (
+            "training looks collapsed: " + "; ".join(self.reasons)
+            + ". Likely causes: " + "; ".join(self.likely_causes) + "."
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class TrainResult:
+    history: pd.DataFrame          # HISTORY_COLUMNS, one row per completed epoch (all sessions)
+    best_epoch: int                # 1-based epoch whose weights are in model_path
+    model_path: Path               # run_dir / model.keras
+    epochs_run: int                # completed epochs in total (== len(history))
+    collapse: CollapseReport | None
+    stopped_early: bool = False    # early stopping or a NaN loss ended training
+    resumed_from_epoch: int = 0    # completed epochs found in the checkpoint (0: fresh run)
+    val_pred_counts: np.ndarray | None = None  # argmax counts of the best model on validation
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _derive_seed(seed: int, *parts: int) -> int:
+    """A 31-bit seed derived from ``seed`` and ``parts`` (independent streams)."""
+    return int(np.random.SeedSequence([int(seed), *map(int, parts)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def _check_faces(faces: np.ndarray, what: str) -> np.ndarray:
+    if not isinstance(faces, np.ndarray):
+        faces = np.asarray(faces)
+    if faces.ndim != 4 or tuple(faces.shape[1:]) != FACE_SHAPE:
+        raise DatasetError(f"{what}: faces must have shape (N, 64, 64, 3), got {tuple(faces.shape)}")
+    if faces.dtype != np.uint8:
+        raise DatasetError(f"{what}: faces must be uint8 RGB (0..255), got dtype {faces.dtype}")
+    return faces
+
+
+def _check_labels(labels: np.ndarray, n: int, what: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != n:
+        raise DatasetError(f"{what}: expected {n} labels (one per face), got shape {labels.shape}")
+    if n and not np.issubdtype(labels.dtype, np.integer):
+        raise DatasetError(f"{what}: labels must be integer class ids, got dtype {labels.dtype}")
+    if n and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise DatasetError(f"{what}: labels must be in 0..{NUM_CLASSES - 1}, got {labels.min()}..{labels.max()}")
+    return labels.astype(np.int32, copy=False)
+
+
+def _augmentation_layers(seed: int) -> list[keras.layers.Layer]:
+    """Fresh, seeded Keras preprocessing layers (created on the CPU, used inside tf.data)."""
+    a = AUGMENTATION
+    with tf.device("/cpu:0"):
+        return [
+            keras.layers.RandomRotation(a["rotation_degrees"] / 360.0, fill_mode="nearest",
+                                        seed=_derive_seed(seed, 1)),
+            keras.layers.RandomTranslation(a["translation"], a["translation"], fill_mode="nearest",
+                                           seed=_derive_seed(seed, 2)),
+            keras.layers.RandomShear(x_factor=a["shear"], y_factor=0.0, fill_mode="nearest",
+                                     seed=_derive_seed(seed, 3)),
+            keras.layers.RandomZoom(a["zoom"], a["zoom"], fill_mode="nearest", seed=_derive_seed(seed, 4)),
+            keras.layers.RandomFlip("horizontal", seed=_derive_seed(seed, 5)),
+        ]
+
+
+def make_dataset(
+    faces_uint8: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    *,
+    training: bool,
+    augment: bool,
+    seed: int,
+    epoch: int = 0,
+) -> tf.data.Dataset:
+    """Batches ``(float32 faces in [0, 1], one-hot float32 labels)`` from uint8 arrays.
+
+    The arrays are not copied: the dataset iterates over indices and gathers each
+    batch from ``faces_uint8`` (which may be a memory map). With ``training=True`` the
+    order is shuffled (seeded from ``seed`` and ``epoch``; re-iterating the dataset
+    reshuffles deterministically) and, with ``augment=True``, each batch goes through
+    random rotation, translation, shear, zoom and horizontal flip (Keras preprocessing
+    layers seeded from ``seed``/``epoch``; that map runs sequentially so draws are
+    reproducible). Validation/test datasets (``training=False``) keep file order
+    and are never augmented.
+    """
+    faces = _check_faces(faces_uint8, "make_dataset")
+    labels = _check_labels(labels, len(faces), "make_dataset")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    n = len(faces)
+
+    def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.sort(idx)  # sequential reads from a memory map; order inside a batch is irrelevant
+        return np.take(faces, idx, axis=0), np.take(labels, idx, axis=0)
+
+    def load(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x, y = tf.numpy_function(gather, [idx], (tf.uint8, tf.int32), stateful=False)
+        x.set_shape((None, *FACE_SHAPE))
+        y.set_shape((None,))
+        x = tf.cast(x, tf.float32) / 255.0
+        return x, tf.one_hot(y, NUM_CLASSES, dtype=tf.float32)
+
+    ds = tf.data.Dataset.range(n)
+    if training and n:
+        ds = ds.shuffle(n, seed=_derive_seed(seed, epoch, 0), reshuffle_each_iteration=True)
+    ds = ds.batch(int(batch_size))
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if training and augment:
+        layers = _augmentation_layers(_derive_seed(seed, epoch, 1))
+
+        def aug(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            for layer in layers:
+                x = layer(x, training=True)
+            return tf.clip_by_value(x, 0.0, 1.0), y
+
+        ds = ds.map(aug)  # sequential: the layers' seed-generator draws happen in batch order
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def resolve_strategy(name: str) -> tf.distribute.Strategy:
+    """``default``: one device; ``mirrored``: all local GPUs (or the CPU); ``auto``: mirrored if >1 GPU."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "auto":
+        if len(tf.config.list_logical_devices("GPU")) > 1:
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    raise UsageError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+
+
+def _fingerprint(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
+    """Cheap identity of the training data: sizes, label hashes, a hash of <=256 sampled faces."""
+    def sample_hash(x: np.ndarray) -> str:
+        h = hashlib.sha256()
+        if len(x):
+            step = max(1, len(x) // 256)
+            h.update(np.ascontiguousarray(x[::step][:256]).tobytes())
+        return h.hexdigest()
+
+    return {
+        "n_train": int(len(x_train)),
+        "n_val": int(len(x_val)),
+        "train_labels_sha256": hashlib.sha256(np.ascontiguousarray(y_train, dtype=np.int32).tobytes()).hexdigest(),
+        "val_labels_sha256": hashlib.sha256(np.ascontiguousarray(y_val, dtype=np.int32).tobytes()).hexdigest(),
+        "train_faces_sample_sha256": sample_hash(x_train),
+    }
+
+
+def _finite_or_none(v: Any) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+    if len(df):
+        df["epoch"] = df["epoch"].astype(np.int64)
+        for col in HISTORY_COLUMNS[1:]:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(np.float64)
+    return df
+
+
+def _write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_open(run_dir / artifacts.HISTORY) as fh:
+        _history_frame(rows).to_csv(fh, index=False)
+
+
+def _save_full(model: keras.Model, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def _save_slim(model: keras.Model, path: Path, config: TrainConfig) -> None:
+    """Save architecture + weights + compile settings, without optimizer state (1/3 the size)."""
+    with tf.device("/cpu:0"):
+        clone = keras.models.clone_model(model)
+        clone.set_weights(model.get_weights())
+    compile_model(clone, learning_rate=config.learning_rate, label_smoothing=config.label_smoothing)
+    with atomic_path(path) as tmp:
+        clone.save(tmp)
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "nan" if v is None or not math.isfinite(v) else format(v, spec)
+
+
+def _warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- collapse
+
+
+def _entropy(counts: np.ndarray) -> float:
+    p = np.asarray(counts, dtype=np.float64)
+    p = p[p > 0] / p.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def detect_collapse(
+    history: pd.DataFrame,
+    val_pred_counts: np.ndarray | None = None,
+    *,
+    train_label_counts: np.ndarray | None = None,
+    val_label_counts: np.ndarray | None = None,
+    learning_rate: float | None = None,
+    class_weighted: bool | None = None,
+    loss_tolerance: float = 0.05,
+    one_class_share: float = 0.9,
+    chance_margin: float = 0.02,
+) -> CollapseReport | None:
+    """Flag a run that learned (almost) nothing; ``None`` when it looks healthy.
+
+    Reasons checked: training loss non-finite; training loss within ``loss_tolerance``
+    of ln(7) (uniform guess) or of the entropy of the training class prior (prior
+    guess) in every epoch; ``>= one_class_share`` of validation predictions in one
+    class; best validation accuracy never above the majority-class rate (1/7 when the
+    validation label counts are unknown) plus ``chance_margin``.
+    """
+    reasons: list[str] = []
+    causes: list[str] = []
+    n_epochs = len(history)
+    loss = history["loss"].to_numpy(dtype=np.float64) if n_epochs else np.empty(0)
+    train_counts = None if train_label_counts is None else np.asarray(train_label_counts, dtype=np.float64)
+    pred_counts = None if val_pred_counts is None else np.asarray(val_pred_counts, dtype=np.float64)
+
+    diverged = bool(n_epochs and not np.all(np.isfinite(loss)))
+    if diverged:
+        first = int(history["epoch"].iloc[int(np.argmax(~np.isfinite(loss)))])
+        reasons.append(f"training loss became NaN/infinite at epoch {first}")
+    elif n_epochs:
+        refs = [("ln(7), the loss of a uniform guess", math.log(NUM_CLASSES))]
+        if train_counts is not None and train_counts.sum() > 0:
+            refs.append(("the entropy of the class prior, the loss of always guessing class frequencies",
+                         _entropy(train_counts)))
+        for label, ref in refs:
+            if np.all(np.abs(loss - ref) <= loss_tolerance):
+                reasons.append(
+                    f"training loss stayed at {ref:.3f} +/- {loss_tolerance} ({label}) in all {n_epochs} epochs"
+                )
+                break
+
+    majority_pred = None
+    if pred_counts is not None and pred_counts.sum() > 0:
+        majority_pred = int(np.argmax(pred_counts))
+        share = pred_counts[majority_pred] / pred_counts.sum()
+        if share >= one_class_share:
+            reasons.append(f"{share:.0%} of validation predictions are '{CLASS_NAMES[majority_pred]}'")
+
+    if n_epochs and "val_accuracy" in history:
+        val_acc = history["val_accuracy"].to_numpy(dtype=np.float64)
+        if np.any(np.isfinite(val_acc)):
+            best = float(np.nanmax(val_acc))
+            if val_label_counts is not None and np.sum(val_label_counts) > 0:
+                vc = np.asarray(val_label_counts, dtype=np.float64)
+                chance, what = float(vc.max() / vc.sum()), "the majority-class rate"
+            else:
+                chance, what = 1.0 / NUM_CLASSES, "chance (1/7)"
+            if best <= chance + chance_margin:
+                reasons.append(
+                    f"best validation accuracy {best:.3f} never exceeded {what} {chance:.3f} + {chance_margin}"
+                )
+
+    if not reasons:
+        return None
+
+    if diverged:
+        causes.append("learning rate too high (the optimisation diverged); lower it, e.g. to 1e-4")
+    if n_epochs < 5:
+        causes.append(f"too few epochs ({n_epochs}); a CNN trained from scratch on faces needs tens of epochs")
+    if learning_rate is not None and learning_rate >= 1e-3 and not diverged:
+        causes.append(
+            f"learning rate {learning_rate:g} may be too high for Adam with BatchNorm from scratch; try 1e-4"
+        )
+    if train_counts is not None and train_counts.sum() > 0:
+        missing = [CLASS_NAMES[i] for i in range(NUM_CLASSES) if train_counts[i] == 0]
+        if missing:
+            causes.append(f"no training faces for {', '.join(missing)}")
+        present = train_counts[train_counts > 0]
+        ratio = float(present.max() / present.min())
+        if ratio >= 3 and not class_weighted:
+            causes.append(
+                f"heavy class imbalance (largest class {ratio:.0f}x the smallest) without class weights "
+                "or resampling"
+            )
+        if majority_pred is not None and majority_pred == int(np.argmax(train_counts)):
+            causes.append(f"the model predicts the majority training class '{CLASS_NAMES[majority_pred]}'")
+        if train_counts.sum() < 1000:
+            causes.append(f"only {int(train_counts.sum())} training faces")
+    causes.append("labels may not match the faces (label noise, mis-parsed label list, or misaligned face crops)")
+    return CollapseReport(reasons=tuple(reasons), likely_causes=tuple(causes))
+
+
+# --------------------------------------------------------------------------- training
+
+
+class _State:
+    """Checkpoint state (``checkpoint/state.json``)."""
+
+    def __init__(self, config: TrainConfig, fingerprint: dict[str, Any], class_weight: dict[str, float] | None):
+        self.epochs_done = 0
+        self.best_val_loss: float | None = None
+        self.best_epoch = 0
+        self.es_wait = 0
+        self.lr_wait = 0
+        self.learning_rate = float(config.learning_rate)
+        self.stopped: str | None = None
+        self.history: list[dict[str, Any]] = []
+        self.last_file: str | None = None
+        self.best_file: str | None = None
+        self.config = asdict(config)
+        self.fingerprint = fingerprint
+        self.class_weight = class_weight
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": _STATE_FORMAT,
+            "epochs_done": self.epochs_done,
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+            "early_stopping_wait": self.es_wait,
+            "reduce_lr_wait": self.lr_wait,
+            "learning_rate": self.learning_rate,
+            "stopped": self.stopped,
+            "history": [{k: (_finite_or_none(v) if k != "epoch" else int(v)) for k, v in row.items()}
+                        for row in self.history],
+            "last_file": self.last_file,
+            "best_file": self.best_file,
+            "config": self.config,
+            "data": self.fingerprint,
+            "class_weight": self.class_weight,
+            "seed": self.config["seed"],
+        }
+
+    @classmethod
+    def load(cls, path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("format") != _STATE_FORMAT:
+                raise ValueError(f"unknown format {data.get('format')!r}")
+            return data
+        except (OSError, ValueError) as exc:
+            raise UsageError(
+                f"{path}: unreadable training checkpoint ({exc}); start a new run without --resume"
+            ) from exc
+
+
+def _restore_state(data: dict[str, Any], config: TrainConfig, fingerprint: dict[str, Any],
+                   class_weight: dict[str, float] | None, ckpt: Path) -> _State:
+    old = data["config"]
+    new = asdict(config)
+    changed = [k for k in new if k not in _RESUMABLE_CHANGES and old.get(k) != new[k]]
+    if changed:
+        diffs = ", ".join(f"{k}={old.get(k)!r} (now {new[k]!r})" for k in changed)
+        raise UsageError(
+            f"{ckpt}: checkpoint was written with {diffs}; resume with the same settings or start a new run"
+        )
+    if data.get("data") != fingerprint:
+        raise DatasetError(
+            f"{ckpt}: the training/validation data differ from those of the checkpoint; resume with the same "
+            "data and splits or start a new run"
+        )
+    if data.get("class_weight") != class_weight:
+        raise UsageError(f"{ckpt}: checkpoint was trained with different class weights; use the same balancing")
+    st = _State(config, fingerprint, class_weight)
+    st.epochs_done = int(data["epochs_done"])
+    st.best_val_loss = data["best_val_loss"]
+    st.best_epoch = int(data["best_epoch"])
+    st.es_wait = int(data["early_stopping_wait"])
+    st.lr_wait = int(data["reduce_lr_wait"])
+    st.learning_rate = float(data["learning_rate"])
+    st.stopped = data["stopped"]
+    st.history = [{k: (math.nan if v is None else v) for k, v in row.items()} for row in data["history"]]
+    st.last_file = data["last_file"]
+    st.best_file = data["best_file"]
+    for name in (st.last_file, st.best_file):
+        if name and not (ckpt / name).is_file():
+            raise UsageError(f"{ckpt / name}: checkpoint file is missing; start a new run without --resume")
+    return st
+
+
+def _schedule_step(state: _State, row: dict[str, Any], config: TrainConfig) -> bool:
+    """Update best val_loss, plateau counters, learning rate and stop flag after an epoch.
+
+    Returns whether val_loss improved (strictly lower than the best so far; NaN never
+    improves). The learning rate is multiplied by LR_FACTOR (floor MIN_LR) after
+    ``reduce_lr_patience`` epochs without improvement; training stops after
+    ``early_stopping_patience`` such epochs, or at once when the training loss is NaN.
+    """
+    val_loss = float(row["val_loss"])
+    improved = math.isfinite(val_loss) and (state.best_val_loss is None or val_loss < state.best_val_loss)
+    if improved:
+        state.best_val_loss = val_loss
+        state.es_wait = state.lr_wait = 0
+    else:
+        state.es_wait += 1
+        state.lr_wait += 1
+    if config.reduce_lr_patience is not None and state.lr_wait >= config.reduce_lr_patience:
+        state.learning_rate = max(state.learning_rate * LR_FACTOR, MIN_LR)
+        state.lr_wait = 0
+    if not math.isfinite(float(row["loss"])):
+        state.stopped = "nan_loss"
+    elif config.early_stopping_patience is not None and state.es_wait >= config.early_stopping_patience:
+        state.stopped = "early_stopping"
+    return improved
+
+
+def _reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:
+    """Set every layer's random state (Dropout masks ...) from ``(seed, epoch)``.
+
+    Keras does not restore seed-generator state from a .keras file, so without this
+    a resumed run would draw different dropout masks than an uninterrupted one.
+    """
+    stack = [model]
+    seen: set[int] = set()
+    k = 0
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        for name in sorted(vars(layer)):
+            value = vars(layer)[name]
+            if isinstance(value, keras.random.SeedGenerator):
+                k += 1
+                value.state.assign(np.array([_derive_seed(seed, epoch, 2, k), 0], dtype=np.int64)
+                                   .astype(keras.backend.standardize_dtype(value.state.dtype)))
+        stack.extend(reversed(getattr(layer, "layers", [])))
+
+
+def _clean_checkpoint_dir(ckpt: Path, keep: set[str]) -> None:
+    for p in ckpt.glob("*.keras"):
+        if p.name not in keep and (p.name.startswith(("last-", "best-"))):
+            p.unlink(missing_ok=True)
+    for p in ckpt.glob(".*.part*"):  # leftovers of a kill during an atomic write
+        p.unlink(missing_ok=True)
+
+
+def _normalise_class_weight(class_weight: dict[int, float] | None) -> dict[str, float] | None:
+    if class_weight is None:
+        return None
+    out: dict[str, float] = {}
+    for k, v in class_weight.items():
+        k_int = int(k)
+        if not 0 <= k_int < NUM_CLASSES or not (math.isfinite(float(v)) and float(v) >= 0):
+            raise UsageError(f"class weight {k!r}: {v!r} is invalid; keys must be 0..6 and weights >= 0")
+        out[str(k_int)] = float(v)
+    return dict(sorted(out.items()))
+
+
+def train_model(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    config: TrainConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    class_weight: dict[int, float] | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train ``config.arch`` on uint8 faces and write model.keras, history.csv and checkpoint/.
+
+    ``resume=True`` continues from ``run_dir/checkpoint`` (same config except ``epochs``
+    and ``strategy``; same data); without a checkpoint it starts fresh. Without
+    ``resume`` an existing checkpoint is replaced. ``progress`` (default: stderr is a
+    TTY) prints one line per epoch to stderr. ``callbacks`` are passed to each epoch's
+    ``fit`` call (one ``fit`` per epoch). ``on_epoch_end(epoch, row)`` runs after the
+    epoch's checkpoint is committed (1-based ``epoch``).
+    """
+    run_dir = Path(run_dir)
+    if config.arch not in ARCHITECTURES:
+        raise UsageError(f"unknown architecture {config.arch!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}")
+    x_train = _check_faces(x_train, "training set")
+    y_train = _check_labels(y_train, len(x_train), "training set")
+    x_val = _check_faces(x_val, "validation set")
+    y_val = _check_labels(y_val, len(x_val), "validation set")
+    if len(x_train) == 0:
+        raise DatasetError("training set is empty; check the data folder and the split settings")
+    if len(x_val) == 0:
+        raise DatasetError("validation set is empty; model selection needs validation faces")
+    if progress is None:
+        progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    cw = _normalise_class_weight(class_weight)
+    fingerprint = _fingerprint(x_train, y_train, x_val, y_val)
+    ckpt = run_dir / artifacts.CHECKPOINT_DIR
+    state_path = ckpt / _STATE_FILE
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in (artifacts.MODEL, artifacts.HISTORY):  # temporary files of a killed earlier run
+        for leftover in run_dir.glob(f".{name}.*.part*"):
+            leftover.unlink(missing_ok=True)
+
+    keras.utils.set_random_seed(int(config.seed))
+    strategy = resolve_strategy(config.strategy)
+
+    if resume and state_path.is_file():
+        state = _restore_state(_State.load(state_path), config, fingerprint, cw, ckpt)
+        _clean_checkpoint_dir(ckpt, {n for n in (state.last_file, state.best_file) if n})
+        with strategy.scope():
+            try:
+                model = keras.saving.load_model(ckpt / state.last_file, compile=True)
+            except Exception as exc:
+                raise UsageError(
+                    f"{ckpt / state.last_file}: cannot load checkpoint ({exc}); start a new run without --resume"
+                ) from exc
+        if progress:
+            print(f"resuming from {ckpt} after epoch {state.epochs_done}", file=sys.stderr, flush=True)
+    else:
+        if resume:
+            _warn(f"{ckpt}: no checkpoint to resume from; training from epoch 1")
+        state = _State(config, fingerprint, cw)
+        state_path.unlink(missing_ok=True)
+        if ckpt.is_dir():
+            _clean_checkpoint_dir(ckpt, set())
+        with strategy.scope():
+            model = build_model(config.arch, learning_rate=config.learning_rate,
+                                label_smoothing=config.label_smoothing)
+    resumed_from = state.epochs_done
+    ckpt.mkdir(parents=True, exist_ok=True)
+
+    val_ds = make_dataset(x_val, y_val, config.batch_size, training=False, augment=False, seed=config.seed)
+    keras_cw = None if cw is None else {int(k): v for k, v in cw.items()}
+
+    epoch = state.epochs_done
+    while epoch < config.epochs and state.stopped is None:
+        model.optimizer.learning_rate.assign(state.learning_rate)
+        _reseed_layers(model, config.seed, epoch)
+        train_ds = make_dataset(x_train, y_train, config.batch_size, training=True, augment=config.augment,
+                                seed=config.seed, epoch=epoch)
+        t0 = time.perf_counter()
+        fit = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
+                        class_weight=keras_cw, callbacks=list(callbacks), shuffle=False, verbose=0)
+        seconds = time.perf_counter() - t0
+        logs = {k: float(v[-1]) for k, v in fit.history.items()}
+        epoch += 1
+        row = {
+            "epoch": epoch,
+            "loss": logs.get("loss", math.nan),
+            "accuracy": logs.get("accuracy", math.nan),
+            "val_loss": logs.get("val_loss", math.nan),
+            "val_accuracy": logs.get("val_accuracy", math.nan),
+            "learning_rate": state.learning_rate,
+            "seconds": round(seconds, 3),
+        }
+        val_loss = row["val_loss"]
+        improved = _schedule_step(state, row, config)
+
+        tag = f"{epoch:04d}"
+        last_file = f"last-{tag}.keras"
+        _save_full(model, ckpt / last_file)
+        best_changed = improved or state.best_file is None
+        if best_changed:
+            best_file = f"best-{tag}.keras"
+            _save_slim(model, ckpt / best_file, config)
+            state.best_file, state.best_epoch = best_file, epoch
+        state.history.append(row)
+        state.epochs_done = epoch
+        state.last_file = last_file
+
+        write_json(state_path, state.to_json())  # commit point
+        _clean_checkpoint_dir(ckpt, {state.last_file, state.best_file})
+        _write_history(run_dir, state.history)
+        if best_changed:
+            _copy_atomic(ckpt / state.best_file, run_dir / artifacts.MODEL)
+
+        if progress:
+            print(
+                f"epoch {epoch}/{config.epochs}  loss {_fmt(row['loss'], '.4f')}  "
+                f"accuracy {_fmt(row['accuracy'], '.4f')}  val_loss {_fmt(val_loss, '.4f')}  "
+                f"val_accuracy {_fmt(row['val_accuracy'], '.4f')}  lr {row['learning_rate']:.2g}  "
+                f"{seconds:.1f}s{'  *' if improved else ''}",
+                file=sys.stderr, flush=True,
+            )
+        if state.stopped == "nan_loss":
+            _warn(f"training loss is NaN/infinite at epoch {epoch}; training stopped")
+        elif state.stopped == "early_stopping" and progress:
+            print(f"early stopping: val_loss has not improved for {state.es_wait} epochs", file=sys.stderr,
+                  flush=True)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, dict(row))
+
+    # Final artefacts always reflect the committed state (also for resume of a finished run).
+    _write_history(run_dir, state.history)
+    _copy_atomic(ckpt / state.best_file, run_dir / artifacts.MODEL)
+
+    from .prediction import predict_proba
+
+    best_model = keras.saving.load_model(run_dir / artifacts.MODEL, compile=False)
+    val_pred = predict_proba(best_model, x_val, batch_size=max(256, config.batch_size)).argmax(axis=1)
+    pred_counts = np.bincount(val_pred, minlength=NUM_CLASSES)
+    history = _history_frame(state.history)
+    collapse = detect_collapse(
+        history,
+        pred_counts,
+        train_label_counts=np.bincount(y_train, minlength=NUM_CLASSES),
+        val_label_counts=np.bincount(y_val, minlength=NUM_CLASSES),
+        learning_rate=config.learning_rate,
+        class_weighted=cw is not None,
+    )
+    if collapse is not None:
+        _warn(collapse.message())
+    return TrainResult(
+        history=history,
+        best_epoch=state.best_epoch,
+        model_path=run_dir / artifacts.MODEL,
+        epochs_run=state.epochs_done,
+        collapse=collapse,
+        stopped_early=state.stopped is not None,
+        resumed_from_epoch=resumed_from,
+        val_pred_counts=pred_counts,
+    )
+

@@ -1,0 +1,271 @@
+"""ferreport.training: input pipeline, collapse detection, resumable training (tiny, real TF)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ferreport import artifacts
+from ferreport.errors import DatasetError, UsageError
+from ferreport.model import keras, load_model
+from ferreport.training import (
+    HISTORY_COLUMNS,
+    TrainConfig,
+    _schedule_step,
+    _State,
+    detect_collapse,
+    make_dataset,
+    resolve_strategy,
+    train_model,
+)
+
+LN7 = math.log(7)
+
+
+def _faces(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Simple-pattern faces: a bright square whose position depends on the class."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 7
+    rng.shuffle(y)
+    x = rng.integers(0, 60, (n, 64, 64, 3), dtype=np.uint8)
+    for i, c in enumerate(y):
+        r, col = divmod(int(c), 3)
+        x[i, 8 + 16 * r: 24 + 16 * r, 8 + 16 * col: 24 + 16 * col] = 220
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def data():
+    xt, yt = _faces(40, 1)
+    xv, yv = _faces(16, 2)
+    return xt, yt, xv, yv
+
+
+CFG = TrainConfig(epochs=2, batch_size=8, seed=3, strategy="default")
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_config_defaults_and_validation():
+    cfg = TrainConfig()
+    assert (cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.augment, cfg.seed, cfg.arch, cfg.strategy) == (
+        50, 32, 1e-3, True, 0, "seed", "auto")
+    assert cfg.label_smoothing == 0.0 and cfg.early_stopping_patience is None and cfg.reduce_lr_patience is None
+    for bad in ({"epochs": 0}, {"batch_size": -1}, {"learning_rate": 0.0}, {"strategy": "tpu"},
+                {"label_smoothing": 1.0}, {"early_stopping_patience": 0}):
+        with pytest.raises(UsageError):
+            TrainConfig(**bad)
+
+
+def test_resolve_strategy_on_cpu():
+    assert resolve_strategy("mirrored").num_replicas_in_sync >= 1
+    assert resolve_strategy("default").num_replicas_in_sync == 1
+    with pytest.raises(UsageError):
+        resolve_strategy("tpu")
+
+
+# --------------------------------------------------------------------------- make_dataset
+
+
+def _collect(ds):
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def test_validation_dataset_is_scaled_ordered_and_one_hot(data):
+    xt, yt, _, _ = data
+    ds = make_dataset(xt, yt, 16, training=False, augment=True, seed=0)
+    batches = [x.shape[0] for x, _ in ds]
+    assert batches == [16, 16, 8]
+    x, y = _collect(ds)
+    assert x.dtype == np.float32 and y.dtype == np.float32
+    np.testing.assert_array_equal(x, (xt.astype(np.float32) / np.float32(255.0)))  # no augmentation, no shuffle
+    np.testing.assert_array_equal(y, np.eye(7, dtype=np.float32)[yt])
+
+
+def test_training_dataset_shuffles_and_augments_deterministically(data):
+    xt, yt, _, _ = data
+    plain = _collect(make_dataset(xt, yt, 8, training=True, augment=False, seed=0))
+    aug1 = _collect(make_dataset(xt, yt, 8, training=True, augment=True, seed=0))
+    aug2 = _collect(make_dataset(xt, yt, 8, training=True, augment=True, seed=0))
+    other_epoch = _collect(make_dataset(xt, yt, 8, training=True, augment=False, seed=0, epoch=1))
+    # every face exactly once, with its own label
+    assert sorted(plain[1].argmax(1).tolist()) == sorted(yt.tolist())
+    assert not np.array_equal(plain[1].argmax(1), yt)  # shuffled
+    assert not np.array_equal(other_epoch[1], plain[1])  # a new order per epoch
+    # augmentation: same order as without it, different pixels, still in [0, 1], reproducible
+    np.testing.assert_array_equal(aug1[1], plain[1])
+    assert not np.allclose(aug1[0], plain[0])
+    assert aug1[0].min() >= 0.0 and aug1[0].max() <= 1.0
+    np.testing.assert_array_equal(aug1[0], aug2[0])
+
+
+def test_dataset_reads_memory_map_without_copy(data, tmp_path):
+    xt, yt, _, _ = data
+    path = tmp_path / "faces.u8"
+    mm = np.memmap(path, dtype=np.uint8, mode="w+", shape=xt.shape)
+    mm[:] = xt
+    mm.flush()
+    ro = np.memmap(path, dtype=np.uint8, mode="r", shape=xt.shape)
+    x, _ = _collect(make_dataset(ro, yt, 8, training=False, augment=False, seed=0))
+    np.testing.assert_array_equal(x, xt / np.float32(255.0))
+
+
+def test_dataset_rejects_bad_input(data):
+    xt, yt, _, _ = data
+    with pytest.raises(DatasetError, match="uint8"):
+        make_dataset(xt.astype(np.float32), yt, 8, training=False, augment=False, seed=0)
+    with pytest.raises(DatasetError, match="0..6"):
+        make_dataset(xt, yt + 7, 8, training=False, augment=False, seed=0)
+
+
+# --------------------------------------------------------------------------- collapse
+
+
+def _history(loss, val_acc):
+    n = len(loss)
+    return pd.DataFrame({"epoch": range(1, n + 1), "loss": loss, "accuracy": 0.3, "val_loss": loss,
+                         "val_accuracy": val_acc, "learning_rate": 1e-3, "seconds": 1.0})
+
+
+def test_collapse_flags_constant_loss():
+    report = detect_collapse(_history([LN7 + 0.01, LN7 - 0.02, LN7], [0.5, 0.5, 0.5]), None)
+    assert report is not None and any("1.946" in r for r in report.reasons)
+    assert report.likely_causes
+
+
+def test_collapse_flags_prior_entropy_loss():
+    counts = np.array([100, 10, 10, 800, 50, 20, 10])
+    p = counts / counts.sum()
+    h = float(-(p * np.log(p)).sum())
+    report = detect_collapse(_history([h] * 6, [0.6] * 6), None, train_label_counts=counts, learning_rate=1e-3)
+    assert report is not None and any("prior" in r for r in report.reasons)
+    assert any("imbalance" in c for c in report.likely_causes)
+    assert any("learning rate" in c for c in report.likely_causes)
+
+
+def test_collapse_flags_one_class_predictions():
+    healthy = _history([1.8, 1.5, 1.2, 1.0, 0.9], [0.3, 0.4, 0.5, 0.55, 0.6])
+    counts = np.array([0, 0, 0, 95, 5, 0, 0])
+    report = detect_collapse(healthy, counts, train_label_counts=np.array([50, 5, 20, 400, 60, 30, 90]))
+    assert report is not None and any("95%" in r and "happy" in r for r in report.reasons)
+    assert any("majority training class 'happy'" in c for c in report.likely_causes)
+
+
+def test_collapse_flags_chance_accuracy_and_nan():
+    report = detect_collapse(_history([1.7, 1.6, 1.5], [0.40, 0.41, 0.40]), None,
+                             val_label_counts=np.array([10, 1, 5, 40, 20, 10, 14]))
+    assert report is not None and any("majority-class rate" in r for r in report.reasons)
+    report = detect_collapse(_history([1.7, float("nan")], [0.5, 0.5]), None)
+    assert report is not None and any("NaN" in r for r in report.reasons)
+
+
+def test_collapse_not_flagged_for_healthy_run():
+    healthy = _history([1.8, 1.5, 1.2, 1.0, 0.9], [0.3, 0.4, 0.5, 0.55, 0.6])
+    counts = np.array([10, 2, 8, 40, 15, 10, 15])
+    assert detect_collapse(healthy, counts, train_label_counts=counts * 10, val_label_counts=counts,
+                           learning_rate=1e-3) is None
+
+
+def test_schedule_reduces_lr_and_stops_early():
+    cfg = TrainConfig(epochs=10, early_stopping_patience=3, reduce_lr_patience=2, learning_rate=1e-3)
+    st = _State(cfg, {}, None)
+    improved = [_schedule_step(st, {"loss": 1.0, "val_loss": v}, cfg) for v in (1.0, 0.9, 0.95, 0.96)]
+    assert improved == [True, True, False, False]
+    assert st.learning_rate == pytest.approx(5e-4) and st.stopped is None
+    _schedule_step(st, {"loss": 1.0, "val_loss": 0.97}, cfg)
+    assert st.stopped == "early_stopping" and st.best_val_loss == 0.9
+    st2 = _State(cfg, {}, None)
+    _schedule_step(st2, {"loss": float("nan"), "val_loss": float("nan")}, cfg)
+    assert st2.stopped == "nan_loss"
+
+
+# --------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def full_run(data, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("full")
+    result = train_model(*data, CFG, run_dir, progress=False)
+    return run_dir, result
+
+
+@pytest.mark.slow
+def test_training_writes_artefacts(full_run, data):
+    run_dir, result = full_run
+    assert result.model_path == run_dir / artifacts.MODEL and result.model_path.is_file()
+    assert result.epochs_run == 2 and result.resumed_from_epoch == 0
+    history = pd.read_csv(run_dir / artifacts.HISTORY)
+    assert list(history.columns) == list(HISTORY_COLUMNS)
+    assert history["epoch"].tolist() == [1, 2]
+    assert history[list(HISTORY_COLUMNS)].notna().all().all()
+    assert result.best_epoch == int(history.loc[history["val_loss"].idxmin(), "epoch"])
+    pd.testing.assert_frame_equal(result.history, history, check_dtype=False)
+    model = load_model(result.model_path)  # safe mode, shape checks
+    assert model.output_shape == (None, 7)
+    ckpt = run_dir / artifacts.CHECKPOINT_DIR
+    state = json.loads((ckpt / "state.json").read_text())
+    assert state["epochs_done"] == 2 and state["seed"] == CFG.seed
+    assert (ckpt / state["last_file"]).is_file() and (ckpt / state["best_file"]).is_file()
+    assert not list(run_dir.rglob(".*.part*"))  # no temporary files left behind
+    assert result.val_pred_counts.sum() == len(data[2])
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes_to_the_same_result(full_run, data, tmp_path, capsys):
+    class CrashInEpoch2(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 1 and batch == 1:
+                raise KeyboardInterrupt
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train_model(*data, CFG, run_dir, progress=False, callbacks=[CrashInEpoch2()])
+    assert pd.read_csv(run_dir / artifacts.HISTORY)["epoch"].tolist() == [1]
+    assert (run_dir / artifacts.MODEL).is_file()
+    assert json.loads((run_dir / artifacts.CHECKPOINT_DIR / "state.json").read_text())["epochs_done"] == 1
+    capsys.readouterr()
+
+    result = train_model(*data, CFG, run_dir, resume=True, progress=True)
+    err = capsys.readouterr().err
+    assert "resuming" in err and "epoch 2/2" in err and "epoch 1/2" not in err
+    history = pd.read_csv(run_dir / artifacts.HISTORY)
+    assert history["epoch"].tolist() == [1, 2] and result.resumed_from_epoch == 1
+    assert load_model(result.model_path).output_shape == (None, 7)
+    # same data order, augmentation, dropout and optimizer state as the uninterrupted run
+    _, full = full_run
+    np.testing.assert_allclose(history["loss"], full.history["loss"], rtol=1e-3)
+    np.testing.assert_allclose(history["val_loss"], full.history["val_loss"], rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_resume_checks_and_finished_run(full_run, data, capsys):
+    run_dir, full = full_run
+    capsys.readouterr()
+    again = train_model(*data, CFG, run_dir, resume=True, progress=None)  # nothing left to train
+    err = capsys.readouterr().err  # stderr is not a TTY under pytest: no progress lines
+    assert "epoch 1/2" not in err and "epoch 2/2" not in err and "resuming" not in err
+    pd.testing.assert_frame_equal(again.history, full.history)
+    assert again.best_epoch == full.best_epoch and again.resumed_from_epoch == 2
+    with pytest.raises(UsageError, match="batch_size=8"):
+        train_model(*data, TrainConfig(epochs=2, batch_size=4, seed=3, strategy="default"), run_dir, resume=True)
+    xt, yt, xv, yv = data
+    with pytest.raises(DatasetError, match="differ"):
+        train_model(xt[:-1], yt[:-1], xv, yv, CFG, run_dir, resume=True)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_cpu(data, tmp_path):
+    xt, yt, xv, yv = data
+    cfg = TrainConfig(epochs=1, batch_size=8, seed=0, strategy="mirrored", augment=False)
+    result = train_model(xt[:16], yt[:16], xv[:8], yv[:8], cfg, tmp_path / "m", progress=False,
+                         class_weight={i: 1.0 for i in range(7)})
+    assert result.epochs_run == 1 and load_model(result.model_path).output_shape == (None, 7)
