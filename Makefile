@@ -1,0 +1,25 @@
+# Everything runs from a local virtual environment (.venv) that `make setup` builds from nothing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	bash .ci/system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# The main job on the embedded (generated) sample: sample -> prepare -> train -> evaluate -> report.
+demo: setup
+	$(VENV)/bin/ferreport run
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -1,0 +1,74 @@
+"""The one configuration object each command's options map onto."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .balancing import METHODS
+from .errors import UsageError
+
+#: Output formats of a report.
+FORMATS: tuple[str, ...] = ("html", "pdf")
+#: Epochs of the CPU demo (`ferreport run` without --full): a few minutes on 2 cores.
+DEMO_EPOCHS = 8
+DEMO_SAMPLE_FACES = 2000
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Resolved options of a run; written to ``config.json`` so the run can be repeated."""
+
+    data: Path | None = None            # dataset root; None: the embedded generated sample
+    out: Path | None = None             # run directory; None: reports/<run id>
+    reports_dir: Path = Path("reports")
+    epochs: int = 50
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    balance: str = "smote"
+    seed: int = 0
+    augment: bool = True
+    arch: str = "seed"
+    strategy: str = "auto"
+    strict: bool = False
+    resume: bool = False
+    formats: tuple[str, ...] = FORMATS
+    sample_faces: int = DEMO_SAMPLE_FACES
+    cache_dir: Path | None = None
+    workers: int | None = None
+    n_resamples: int = 1000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise UsageError(f"--epochs {self.epochs}: must be at least 1")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size {self.batch_size}: must be at least 1")
+        if not self.learning_rate > 0:
+            raise UsageError(f"--learning-rate {self.learning_rate}: must be positive")
+        if self.balance not in METHODS:
+            raise UsageError(f"--balance {self.balance!r}: choose one of {', '.join(METHODS)}")
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad:
+            raise UsageError(f"--format {','.join(bad)}: choose from {','.join(FORMATS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``"html,pdf"`` -> ``("html", "pdf")``; empty parts ignored."""
+    parts = tuple(p.strip().lower() for p in text.split(",") if p.strip())
+    if not parts:
+        raise UsageError("--format: give html, pdf or html,pdf")
+    return parts

@@ -1,0 +1,93 @@
+"""Evaluation: run a model over faces and write predictions.csv, metrics.json and the face pool.
+
+The face pool (``faces_pool.npz``) keeps only the faces a report may show (the most
+confident per confusion-matrix cell, the least confident overall), so a report can be
+re-rendered from the run directory without the dataset or TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import artifacts
+from .atomic import atomic_open, atomic_path, write_json
+from .constants import CLASS_NAMES
+
+PROBA_DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    predictions: pd.DataFrame
+    metrics: dict[str, Any]
+    out_dir: Path
+
+
+def predictions_frame(proba: np.ndarray, table: pd.DataFrame) -> pd.DataFrame:
+    """One row per face: source, face id, true and predicted class names, confidence, probabilities.
+
+    ``table`` needs ``source`` and ``face_id`` and may have ``label`` (int id, or -1 /
+    missing when unknown). Probabilities are rounded to 6 decimals *before* anything is
+    derived from them, so metrics recomputed from the CSV equal the ones written.
+    """
+    proba = np.round(np.asarray(proba, dtype=np.float64), PROBA_DECIMALS)
+    pred = proba.argmax(axis=1)
+    names = np.asarray(CLASS_NAMES, dtype=object)
+    frame = pd.DataFrame({"source": table["source"].astype(str).to_numpy(),
+                          "face_id": table["face_id"].to_numpy()})
+    if "label" in table.columns:
+        labels = table["label"].to_numpy()
+        frame["true_label"] = np.where(labels >= 0, names[np.clip(labels, 0, None)], "")
+    else:
+        frame["true_label"] = ""
+    frame["pred_label"] = names[pred]
+    frame["confidence"] = proba.max(axis=1)
+    for i, col in enumerate(artifacts.PROBA_COLUMNS):
+        frame[col] = proba[:, i]
+    return frame
+
+
+def write_predictions(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_open(path, "w") as fh:
+        frame.to_csv(fh, index=False, float_format=f"%.{PROBA_DECIMALS}f")
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=False, na_values={"confidence": [""]},
+                       dtype={"source": str, "true_label": str, "pred_label": str})
+
+
+def write_face_pool(frame: pd.DataFrame, faces: np.ndarray, path: Path) -> int:
+    """Store the faces a report may show; returns how many."""
+    from .report import select_pool_rows
+
+    rows = np.asarray(select_pool_rows(frame), dtype=np.int64)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, rows=rows, faces=np.asarray(faces[rows], dtype=np.uint8))
+    return int(rows.size)
+
+
+def evaluate_faces(model: Any, faces: np.ndarray, table: pd.DataFrame, out_dir: Path, *,
+                   batch_size: int = 256, n_resamples: int = 1000, seed: int = 0,
+                   extra_metrics: dict[str, Any] | None = None) -> EvaluationResult:
+    """Predict every face, then write predictions.csv, metrics.json and faces_pool.npz."""
+    from .metrics import metrics_from_predictions
+    from .prediction import predict_proba
+
+    out_dir = Path(out_dir)
+    proba = predict_proba(model, faces, batch_size=batch_size)
+    frame = predictions_frame(proba, table)
+    bundle = metrics_from_predictions(frame, n_resamples=n_resamples, seed=seed)
+    metrics = bundle.to_dict()
+    if extra_metrics:
+        metrics.update(extra_metrics)
+    write_predictions(frame, out_dir / artifacts.PREDICTIONS)
+    write_face_pool(frame, faces, out_dir / artifacts.FACES_POOL)
+    write_json(out_dir / artifacts.METRICS, metrics)
+    return EvaluationResult(frame, metrics, out_dir)

@@ -1,0 +1,296 @@
+"""The jobs the CLI runs, as importable functions: prepare, train, evaluate, report, run.
+
+Each job reads and writes a run directory (see :mod:`ferreport.artifacts`), so a later
+job (or a later process) can pick up where an earlier one stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import secrets
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import artifacts
+from .atomic import atomic_open, write_json
+from .balancing import BalanceResult, balance_training_set
+from .config import RunConfig
+from .constants import CLASS_NAMES
+from .errors import DatasetError, UsageError
+from .preprocessing import PreparedDataset, prepare_dataset
+from .provenance import now_iso, provenance_record, sha256_file
+from .splitting import SPLITS, split_faces, split_table
+
+DEFAULT_DATASET = Path("data") / "ExpW"
+DEFAULT_SAMPLE = Path("data") / "sample"
+
+
+def log(message: str) -> None:
+    """Human progress goes to stderr; stdout stays free for machine output."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def new_run_id() -> str:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def resolve_dataset(data: Path | None, *, sample_faces: int, seed: int = 0) -> Path:
+    """The dataset to use: the one given, else ``data/ExpW`` when present, else the generated sample."""
+    if data is not None:
+        return Path(data)
+    if (DEFAULT_DATASET / "label" / "label.lst").is_file():
+        return DEFAULT_DATASET
+    from .sample import SampleSpec, generate_sample
+
+    out = DEFAULT_SAMPLE
+    log(f"no --data given and no data/ExpW: using the generated ExpW-layout sample at {out}")
+    generate_sample(out, SampleSpec(n_faces=sample_faces, seed=seed))
+    return out
+
+
+@dataclass
+class PreparedSplit:
+    dataset: PreparedDataset
+    split: pd.Series
+
+    def rows(self, name: str) -> np.ndarray:
+        return np.flatnonzero(self.split.to_numpy() == name)
+
+
+def class_counts(labels: np.ndarray) -> dict[str, int]:
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(CLASS_NAMES))
+    return {name: int(counts[i]) for i, name in enumerate(CLASS_NAMES)}
+
+
+def data_summary(prepared: PreparedSplit, balance: BalanceResult | None = None) -> dict[str, Any]:
+    """The numbers ``prepare`` prints and the report's Data section shows."""
+    labels = prepared.dataset.labels
+    splits = {name: class_counts(labels[prepared.rows(name)]) for name in SPLITS}
+    summary: dict[str, Any] = {
+        "dataset": str(prepared.dataset.root),
+        "kind": prepared.dataset.kind,
+        "fingerprint": prepared.dataset.fingerprint,
+        "faces_read": int(len(labels)),
+        "clipped_boxes": int(prepared.dataset.index["clipped"].sum()) if "clipped" in prepared.dataset.index else 0,
+        "skipped": dict(sorted(prepared.dataset.skipped.items())),
+        "skipped_examples": dict(sorted(prepared.dataset.examples.items())),
+        "splits": splits,
+        "cache": str(prepared.dataset.cache_dir),
+    }
+    if balance is not None:
+        summary["balance"] = balance.method
+        summary["train_balanced"] = {name: int(balance.counts_after[i]) for i, name in enumerate(CLASS_NAMES)}
+        if balance.class_weight:
+            summary["class_weight"] = {CLASS_NAMES[k]: round(v, 6) for k, v in sorted(balance.class_weight.items())}
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A plain-text table of the data summary for the console."""
+    lines = [f"dataset     {summary['dataset']} ({summary['kind']})",
+             f"faces read  {summary['faces_read']}",
+             f"clipped     {summary.get('clipped_boxes', 0)} boxes past the image border (kept, clipped)"]
+    skipped = summary.get("skipped") or {}
+    lines.append(f"skipped     {sum(skipped.values())} rows" + (":" if skipped else ""))
+    for reason, count in skipped.items():
+        where = summary.get("skipped_examples", {}).get(reason, "")
+        lines.append(f"  {count:>7}  {reason}" + (f"  (first: {where})" if where else ""))
+    header = f"{'class':<10}" + "".join(f"{s:>8}" for s in SPLITS)
+    balanced = summary.get("train_balanced")
+    if balanced:
+        header += f"{'train*':>9}"
+    lines.append(header)
+    for name in CLASS_NAMES:
+        row = f"{name:<10}" + "".join(f"{summary['splits'][s][name]:>8}" for s in SPLITS)
+        if balanced:
+            row += f"{balanced[name]:>9}"
+        lines.append(row)
+    total = f"{'total':<10}" + "".join(f"{sum(summary['splits'][s].values()):>8}" for s in SPLITS)
+    if balanced:
+        total += f"{sum(balanced.values()):>9}"
+    lines.append(total)
+    if balanced:
+        lines.append(f"train* = training split after balancing ({summary.get('balance')})")
+    lines.append(f"cache       {summary['cache']}")
+    return "\n".join(lines)
+
+
+def prepare(config: RunConfig, *, progress: bool = False) -> PreparedSplit:
+    root = resolve_dataset(config.data, sample_faces=config.sample_faces, seed=config.seed)
+    dataset = prepare_dataset(root, strict=config.strict, cache_root=config.cache_dir, workers=config.workers,
+                              progress=progress)
+    return PreparedSplit(dataset, split_faces(dataset.index, seed=config.seed))
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    if resume:
+        if not (run_dir / artifacts.CONFIG).is_file():
+            raise UsageError(f"--resume: {run_dir} holds no run to resume (no {artifacts.CONFIG})")
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError(f"{run_dir}: already holds files; choose another --out or pass --resume to continue it")
+
+
+def train(config: RunConfig, *, progress: bool | None = None) -> Path:
+    """prepare -> split -> balance -> train; returns the run directory."""
+    from .training import TrainConfig, train_model
+
+    started = now_iso()
+    run_dir = Path(config.out) if config.out else Path(config.reports_dir) / new_run_id()
+    _check_run_dir(run_dir, config.resume)
+    if config.resume:  # continue with the recorded configuration, not today's defaults
+        saved = json.loads((run_dir / artifacts.CONFIG).read_text())
+        config = replace(config, **{k: v for k, v in _config_from_dict(saved).items()
+                                    if k in ("data", "epochs", "batch_size", "learning_rate", "balance", "seed",
+                                             "augment", "arch", "sample_faces")})
+    data = prepare(config, progress=bool(progress))
+    config = replace(config, data=data.dataset.root, out=run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / artifacts.CONFIG, config.to_dict())
+    table = split_table(data.dataset.index, data.split)
+    with atomic_open(run_dir / artifacts.SPLITS) as fh:
+        table.to_csv(fh, index=False)
+
+    train_rows, val_rows = data.rows("train"), data.rows("val")
+    if len(train_rows) == 0 or len(val_rows) == 0:
+        raise DatasetError(f"{data.dataset.root}: too few faces to split into train/val/test ({len(data.split)} faces)")
+    faces, labels = data.dataset.faces, data.dataset.labels
+    balanced = balance_training_set(np.asarray(faces[train_rows]), labels[train_rows], config.balance, seed=config.seed)
+    summary = data_summary(data, balanced)
+    write_json(run_dir / artifacts.DATA_SUMMARY, summary)
+    log(format_summary(summary))
+
+    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                               augment=config.augment, seed=config.seed, arch=config.arch, strategy=config.strategy)
+    result = train_model(balanced.x, balanced.y, np.asarray(faces[val_rows]), labels[val_rows], train_config, run_dir,
+                         class_weight=balanced.class_weight, resume=config.resume, progress=progress)
+    record = provenance_record(seed=config.seed, data_fingerprint=data.dataset.fingerprint,
+                               model_sha256=sha256_file(run_dir / artifacts.MODEL), started=started, finished=now_iso(),
+                               extra={"run_id": run_dir.name, "best_epoch": int(result.best_epoch),
+                                      "epochs_run": int(result.epochs_run),
+                                      "collapse": _collapse_dict(result.collapse)})
+    write_json(run_dir / artifacts.PROVENANCE, record)
+    return run_dir
+
+
+def _collapse_dict(collapse: Any) -> dict[str, Any] | None:
+    if collapse is None:
+        return None
+    return {"reasons": list(collapse.reasons), "likely_causes": list(collapse.likely_causes)}
+
+
+def _config_from_dict(saved: dict[str, Any]) -> dict[str, Any]:
+    out = dict(saved)
+    for key in ("data", "out", "reports_dir", "cache_dir"):
+        if out.get(key) is not None:
+            out[key] = Path(out[key])
+    if "formats" in out:
+        out["formats"] = tuple(out["formats"])
+    return out
+
+
+def evaluate_run(run_dir: Path, *, formats: tuple[str, ...] = ("html", "pdf"), model_path: Path | None = None,
+                 unsafe_model: bool = False, n_resamples: int = 1000, progress: bool = False) -> dict[str, Any]:
+    """Evaluate a run's model on the run's own saved test split, then render the report."""
+    from .evaluation import evaluate_faces
+    from .model import load_model
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / artifacts.CONFIG
+    if not config_path.is_file():
+        raise UsageError(f"{run_dir}: not a run directory (no {artifacts.CONFIG}); train first or pass --model and --data")
+    config = RunConfig(**_config_from_dict(json.loads(config_path.read_text())))
+    model_file = Path(model_path) if model_path else run_dir / artifacts.MODEL
+    model = load_model(model_file, safe_mode=not unsafe_model)
+    dataset = prepare_dataset(config.data, strict=config.strict, cache_root=config.cache_dir, workers=config.workers,
+                              progress=progress)
+    splits = pd.read_csv(run_dir / artifacts.SPLITS, keep_default_na=False, dtype={"key": str})
+    test_keys = splits.loc[splits["split"] == "test", "key"]
+    position = pd.Series(np.arange(len(dataset.index)), index=dataset.index["key"].to_numpy())
+    missing = ~test_keys.isin(position.index)
+    if missing.any():
+        raise DatasetError(f"{config.data}: {int(missing.sum())} test faces of {run_dir / artifacts.SPLITS} are no longer "
+                           f"in the dataset (first: {test_keys[missing].iloc[0]}); evaluate with --model and --data instead")
+    rows = position[test_keys.to_numpy()].to_numpy()
+    return _evaluate_and_report(model, model_file, dataset, rows, run_dir, config.seed, formats, n_resamples)
+
+
+def evaluate_model(model_path: Path, data: Path, *, out: Path | None, reports_dir: Path = Path("reports"), seed: int = 0,
+                   formats: tuple[str, ...] = ("html", "pdf"), unsafe_model: bool = False, strict: bool = False,
+                   n_resamples: int = 1000, cache_dir: Path | None = None, progress: bool = False) -> dict[str, Any]:
+    """Evaluate an existing model on a dataset: its test split (ExpW), or all of it (class folders)."""
+    from .evaluation import evaluate_faces  # noqa: F401  (import errors surface before work starts)
+    from .model import load_model
+
+    model = load_model(model_path, safe_mode=not unsafe_model)
+    dataset = prepare_dataset(data, strict=strict, cache_root=cache_dir, progress=progress)
+    run_dir = Path(out) if out else Path(reports_dir) / new_run_id()
+    _check_run_dir(run_dir, resume=False)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if dataset.kind == "folders":
+        split = pd.Series(["test"] * len(dataset.index))
+    else:
+        split = split_faces(dataset.index, seed=seed)
+    config = RunConfig(data=Path(data), out=run_dir, seed=seed, formats=formats, strict=strict, cache_dir=cache_dir,
+                       extra={"model": str(model_path), "evaluated_on": "all faces" if dataset.kind == "folders"
+                              else "test split"})
+    write_json(run_dir / artifacts.CONFIG, config.to_dict())
+    with atomic_open(run_dir / artifacts.SPLITS) as fh:
+        split_table(dataset.index, split).to_csv(fh, index=False)
+    write_json(run_dir / artifacts.DATA_SUMMARY, data_summary(PreparedSplit(dataset, split)))
+    rows = np.flatnonzero(split.to_numpy() == "test")
+    return _evaluate_and_report(model, Path(model_path), dataset, rows, run_dir, seed, formats, n_resamples)
+
+
+def _evaluate_and_report(model: Any, model_file: Path, dataset: PreparedDataset, rows: np.ndarray, run_dir: Path,
+                         seed: int, formats: tuple[str, ...], n_resamples: int) -> dict[str, Any]:
+    from .evaluation import evaluate_faces
+
+    started = now_iso()
+    table = dataset.index.iloc[rows][["source", "face_id", "label"]].reset_index(drop=True)
+    result = evaluate_faces(model, np.asarray(dataset.faces[rows]), table, run_dir, n_resamples=n_resamples, seed=seed)
+    prov_path = run_dir / artifacts.PROVENANCE
+    record = json.loads(prov_path.read_text()) if prov_path.is_file() else provenance_record(
+        seed=seed, data_fingerprint=dataset.fingerprint, model_sha256=None, started=started)
+    record["evaluation"] = {"model": str(model_file), "model_sha256": sha256_file(model_file),
+                            "data_fingerprint": dataset.fingerprint, "faces": int(len(rows)),
+                            "started": started, "finished": now_iso()}
+    record["model_sha256"] = record.get("model_sha256") or record["evaluation"]["model_sha256"]
+    write_json(prov_path, record)
+    if formats:
+        render_report(run_dir, formats=formats, n_resamples=n_resamples, seed=seed)
+    return result.metrics
+
+
+def render_report(run_dir: Path, *, formats: tuple[str, ...] = ("html", "pdf"), n_resamples: int = 1000,
+                  seed: int = 0) -> dict[str, Path]:
+    """Render report.html / report.pdf from the run directory's saved artefacts alone."""
+    run_dir = Path(run_dir)
+    if not (run_dir / artifacts.PREDICTIONS).is_file():
+        raise UsageError(f"{run_dir}: no {artifacts.PREDICTIONS}; run `ferreport evaluate {run_dir}` first")
+    from .report import write_report
+
+    return write_report(run_dir, formats=formats, n_resamples=n_resamples, seed=seed)
+
+
+def summary_line(metrics: dict[str, Any]) -> str:
+    if not metrics.get("n"):
+        return "no labelled faces: no accuracy to report"
+    ci = metrics.get("ci", {})
+
+    def fmt(key: str) -> str:
+        value = metrics[key]
+        interval = ci.get(key)
+        if isinstance(interval, list) and len(interval) == 2:
+            return f"{key} {value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+        return f"{key} {value:.3f}"
+
+    return f"n {metrics['n']}  " + "  ".join(fmt(k) for k in ("accuracy", "macro_f1", "weighted_f1"))
+
