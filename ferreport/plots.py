@@ -1,0 +1,332 @@
+"""Figures for the report: each function takes computed numbers and returns a Figure.
+
+Drawing only (the numbers come from :mod:`ferreport.metrics`). Figures are plain
+:class:`matplotlib.figure.Figure` objects on the Agg/SVG canvases, never pyplot
+state, so they are safe to build in a headless batch job and are garbage-collected
+when dropped. :func:`figure_to_data_uri` encodes a figure for a self-contained
+HTML page (SVG by default: small and crisp for line, bar and 7x7 heatmap charts).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from .constants import CLASS_NAMES  # noqa: E402
+from .metrics import CalibrationMetrics, ClassificationMetrics, Interval, ci_key  # noqa: E402
+
+__all__ = [
+    "calibration_counts",
+    "class_distribution_figure",
+    "confusion_matrix_figure",
+    "figure_to_data_uri",
+    "per_class_figure",
+    "reliability_figure",
+    "thumbnail_data_uri",
+    "training_curves_figure",
+]
+
+#: Colours shared by the figures and the report's CSS.
+TRAIN_COLOR = "#3b6fb6"
+VAL_COLOR = "#e07b39"
+BEST_COLOR = "#2a9d5c"
+PRF_COLORS = ("#3b6fb6", "#2a9d5c", "#c44e52")
+SPLIT_COLORS = ("#3b6fb6", "#8fb3e0", "#e07b39", "#2a9d5c", "#8c6bb1", "#7f7f7f")
+INK = "#1f2937"
+MUTED = "#6b7280"
+GRID = "#e5e7eb"
+
+_STYLE: dict[str, Any] = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.titleweight": "bold",
+    "axes.labelsize": 9,
+    "axes.edgecolor": "#9ca3af",
+    "axes.labelcolor": INK,
+    "axes.titlecolor": INK,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": False,
+    "grid.color": GRID,
+    "grid.linewidth": 0.8,
+    "xtick.color": MUTED,
+    "ytick.color": MUTED,
+    "xtick.labelcolor": INK,
+    "ytick.labelcolor": INK,
+    "legend.frameon": False,
+    "legend.fontsize": 8,
+    "svg.fonttype": "path",
+    "svg.hashsalt": "ferreport",
+    "figure.dpi": 100,
+}
+
+
+def _figure(width: float, height: float, **kwargs: Any) -> Figure:
+    return Figure(figsize=(width, height), layout="constrained", **kwargs)
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def figure_to_data_uri(fig: Figure, fmt: str = "svg", dpi: int = 150) -> str:
+    """Encode ``fig`` as a base64 ``data:`` URI (``svg`` or ``png``) and release it.
+
+    SVG output is deterministic (no date, fixed id salt) and minified; the DOCTYPE
+    (which names a network DTD) is dropped.
+    """
+    fmt = fmt.lower()
+    if fmt not in ("svg", "png"):
+        raise ValueError(f"unsupported figure format {fmt!r}; use 'svg' or 'png'")
+    buf = io.BytesIO()
+    with matplotlib.rc_context({"svg.hashsalt": "ferreport", "svg.fonttype": "path"}):
+        if fmt == "svg":
+            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None,
+                                                     "Format": None, "Type": None})
+        else:
+            fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    _release(fig)
+    data = buf.getvalue()
+    if fmt == "svg":
+        text = data.decode("utf-8")
+        text = re.sub(r"<!DOCTYPE[^>]*>", "", text, flags=re.S)
+        text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
+        text = re.sub(r"\s*\n\s*", " ", text).strip()
+        data = text.encode("utf-8")
+        mime = "image/svg+xml"
+    else:
+        mime = "image/png"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _release(fig: Figure) -> None:
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close(fig)
+    fig.clear()
+
+
+def thumbnail_data_uri(face_rgb_uint8: np.ndarray, size: int = 112, quality: int = 80) -> str:
+    """JPEG ``data:`` URI of an RGB face, upscaled (bicubic) to ``size`` x ``size``."""
+    import cv2
+
+    face = np.asarray(face_rgb_uint8)
+    if face.dtype != np.uint8:
+        raise ValueError(f"face must be uint8, got {face.dtype}")
+    if face.ndim == 2:
+        face = np.repeat(face[:, :, None], 3, axis=2)
+    if face.ndim != 3 or face.shape[2] not in (3, 4):
+        raise ValueError(f"face must be (h, w, 3) RGB, got shape {face.shape}")
+    face = np.ascontiguousarray(face[:, :, :3])
+    interp = cv2.INTER_CUBIC if size >= max(face.shape[:2]) else cv2.INTER_AREA
+    resized = cv2.resize(face, (int(size), int(size)), interpolation=interp)
+    bgr = cv2.cvtColor(resized, cv2.COLOR_RGB2BGR)
+    ok, enc = cv2.imencode(".jpg", bgr, [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
+    if not ok:  # pragma: no cover - OpenCV failure
+        raise ValueError("could not encode thumbnail as JPEG")
+    return "data:image/jpeg;base64," + base64.b64encode(enc.tobytes()).decode("ascii")
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def training_curves_figure(history_df: Any, best_epoch: int | None = None) -> Figure:
+    """Accuracy and loss per epoch, train vs validation, best epoch marked."""
+    df = history_df
+    epochs = np.asarray(df["epoch"] if "epoch" in df.columns else np.arange(1, len(df) + 1), dtype=float)
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(8.6, 3.1)
+        axes = fig.subplots(1, 2)
+        for ax, metric, title in ((axes[0], "accuracy", "Accuracy"), (axes[1], "loss", "Loss")):
+            drawn = False
+            for col, label, color in ((metric, "train", TRAIN_COLOR), (f"val_{metric}", "validation", VAL_COLOR)):
+                if col in df.columns:
+                    y = np.asarray(df[col], dtype=float)
+                    ax.plot(epochs, y, color=color, lw=1.8, marker="o" if len(y) <= 30 else None,
+                            ms=3.5, label=label)
+                    drawn = True
+            if best_epoch is not None:
+                ax.axvline(best_epoch, color=BEST_COLOR, lw=1.2, ls="--", label=f"best epoch ({best_epoch})")
+            ax.set_title(title, loc="left")
+            ax.set_xlabel("epoch")
+            ax.grid(True, axis="y")
+            if len(epochs) and len(epochs) <= 12:
+                ax.set_xticks(epochs)
+            if not drawn:
+                ax.text(0.5, 0.5, f"no {metric} recorded", ha="center", va="center",
+                        transform=ax.transAxes, color=MUTED)
+            if metric == "accuracy" and drawn:
+                ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+        handles, labels = axes[1].get_legend_handles_labels()
+        if not handles:
+            handles, labels = axes[0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, labels, loc="outside upper right", ncols=len(handles))
+    return fig
+
+
+def confusion_matrix_figure(
+    cm: Sequence[Sequence[int]] | np.ndarray,
+    labels: Sequence[str] = CLASS_NAMES,
+    normalize: bool = False,
+) -> Figure:
+    """Heatmap with annotated cells; rows true, columns predicted.
+
+    ``normalize=True`` shows each row as shares of that true class (recall on the
+    diagonal); empty rows stay blank.
+    """
+    m = np.asarray(cm, dtype=float)
+    labels = list(labels)
+    k = len(labels)
+    if m.shape != (k, k):
+        raise ValueError(f"confusion matrix must be {k}x{k}, got {m.shape}")
+    if normalize:
+        rows = m.sum(axis=1, keepdims=True)
+        values = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+        vmax = 1.0
+    else:
+        values = m
+        vmax = max(float(m.max()), 1.0)
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(4.6, 4.2)
+        ax = fig.add_subplot()
+        ax.pcolormesh(np.arange(k + 1) - 0.5, np.arange(k + 1) - 0.5, values,
+                      cmap="Blues", vmin=0.0, vmax=vmax, edgecolors="white", linewidth=1.0)
+        ax.set_xlim(-0.5, k - 0.5)
+        ax.set_ylim(k - 0.5, -0.5)
+        ax.set_xticks(range(k), labels, rotation=35, ha="right", rotation_mode="anchor")
+        ax.set_yticks(range(k), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.tick_params(length=0)
+        for side in ("left", "bottom"):
+            ax.spines[side].set_visible(False)
+        ax.set_title("Row-normalised (share of true class)" if normalize else "Counts", loc="left")
+        for i in range(k):
+            for j in range(k):
+                v = values[i, j]
+                if normalize:
+                    if m[i].sum() == 0:
+                        continue
+                    text = f"{v:.0%}" if v >= 0.005 or v == 0 else "<1%"
+                else:
+                    text = f"{int(m[i, j]):,}"
+                dark = v / vmax > 0.55
+                ax.text(j, i, text, ha="center", va="center", fontsize=8 if k <= 8 else 6,
+                        color="white" if dark else INK, fontweight="bold" if i == j else "normal")
+    return fig
+
+
+def per_class_figure(
+    metrics: ClassificationMetrics, ci: Mapping[str, Interval] | None = None
+) -> Figure:
+    """Grouped bars of precision, recall and F1 per class (bootstrap error bars if given)."""
+    names = [c.name for c in metrics.per_class]
+    x = np.arange(len(names))
+    width = 0.26
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(8.6, 3.0)
+        ax = fig.add_subplot()
+        for i, (metric, color) in enumerate(zip(("precision", "recall", "f1"), PRF_COLORS)):
+            vals = np.array([getattr(c, metric) for c in metrics.per_class])
+            yerr = None
+            if ci is not None:
+                lo = np.array([ci[ci_key(metric, n)].low if ci_key(metric, n) in ci else v
+                               for n, v in zip(names, vals)])
+                hi = np.array([ci[ci_key(metric, n)].high if ci_key(metric, n) in ci else v
+                               for n, v in zip(names, vals)])
+                yerr = np.vstack([np.clip(vals - lo, 0, None), np.clip(hi - vals, 0, None)])
+            ax.bar(x + (i - 1) * width, vals, width * 0.92, color=color,
+                   label="F1" if metric == "f1" else metric, yerr=yerr,
+                   error_kw={"elinewidth": 0.8, "ecolor": INK, "capsize": 1.5})
+        ax.axhline(metrics.macro_f1, color=MUTED, lw=1.0, ls=":", label=f"macro F1 {metrics.macro_f1:.3f}")
+        ax.set_xticks(x, names)
+        ax.set_ylim(0, 1.0)
+        ax.grid(True, axis="y")
+        ax.set_axisbelow(True)
+        fig.legend(loc="outside upper right", ncols=4)
+    return fig
+
+
+def calibration_counts(cal: CalibrationMetrics) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(centres, accuracy, confidence, counts) of the reliability bins; NaN when empty."""
+    centres = np.array([(b.lower + b.upper) / 2 for b in cal.bins])
+    acc = np.array([np.nan if b.accuracy is None else b.accuracy for b in cal.bins])
+    conf = np.array([np.nan if b.confidence is None else b.confidence for b in cal.bins])
+    counts = np.array([b.count for b in cal.bins])
+    return centres, acc, conf, counts
+
+
+def reliability_figure(calibration: CalibrationMetrics) -> Figure:
+    """Reliability diagram (accuracy vs confidence per bin) over a histogram of counts."""
+    centres, acc, conf, counts = calibration_counts(calibration)
+    width = 1.0 / max(calibration.n_bins, 1)
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(5.2, 4.6)
+        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+        top.plot([0, 1], [0, 1], color=MUTED, lw=1, ls="--", label="perfect calibration")
+        ok = ~np.isnan(acc)
+        top.bar(centres[ok], acc[ok], width * 0.94, color=TRAIN_COLOR, alpha=0.85, label="accuracy")
+        gap_lo = np.minimum(acc[ok], conf[ok])
+        top.bar(centres[ok], np.abs(conf[ok] - acc[ok]), width * 0.94, bottom=gap_lo,
+                fill=False, hatch="////", edgecolor="#c44e52", lw=0.8, label="gap to mean confidence")
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1)
+        top.set_ylabel("accuracy")
+        top.set_title(f"Reliability (ECE {calibration.ece:.3f}, MCE {calibration.mce:.3f})", loc="left")
+        top.legend(loc="upper left")
+        top.grid(True, axis="y")
+        top.set_axisbelow(True)
+        bottom.bar(centres, counts, width * 0.94, color="#9ca3af")
+        bottom.set_ylabel("faces")
+        bottom.set_xlabel("confidence (top-class probability)")
+        bottom.grid(True, axis="y")
+        bottom.set_axisbelow(True)
+        bottom.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(3, integer=True))
+    return fig
+
+
+def class_distribution_figure(
+    counts_by_split: Mapping[str, Mapping[str, int]],
+    labels: Sequence[str] = CLASS_NAMES,
+    title: str | None = None,
+) -> Figure:
+    """Grouped bars: faces per class for each split (e.g. train, train balanced, val, test)."""
+    splits = [s for s, c in counts_by_split.items() if c]
+    labels = list(labels)
+    extra = sorted({k for s in splits for k in counts_by_split[s] if k not in labels})
+    classes = labels + extra
+    x = np.arange(len(classes))
+    n = max(len(splits), 1)
+    width = 0.8 / n
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(8.6, 3.0)
+        ax = fig.add_subplot()
+        for i, split in enumerate(splits):
+            vals = [int(counts_by_split[split].get(c, 0)) for c in classes]
+            ax.bar(x + (i - (n - 1) / 2) * width, vals, width * 0.92,
+                   color=SPLIT_COLORS[i % len(SPLIT_COLORS)], label=split)
+        ax.set_xticks(x, classes)
+        ax.set_ylabel("faces")
+        ax.grid(True, axis="y")
+        ax.set_axisbelow(True)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+        if title:
+            ax.set_title(title, loc="left")
+        if splits:
+            fig.legend(loc="outside upper right", ncols=min(len(splits), 5))
+        else:
+            ax.text(0.5, 0.5, "no counts", ha="center", va="center", transform=ax.transAxes, color=MUTED)
+    return fig
