@@ -17,6 +17,15 @@ from typing import IO, Any
 from .errors import OutputError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _explain(path: Path, exc: OSError) -> OutputError:
     if exc.errno == errno.ENOSPC:
         why = "the disk is full; free space or choose another --out"
@@ -38,6 +47,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part" + final.suffix, dir=final.parent)
         os.close(fd)
+        os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; final files follow the umask
     except OSError as exc:
         raise _explain(final, exc) from exc
     tmp = Path(tmp_name)

@@ -43,7 +43,15 @@ def _progress() -> bool:
     return sys.stderr.isatty()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    def main(self, args: Any = None, *rest: Any, **kw: Any) -> Any:  # noqa: D102
+        from .provenance import set_command_line
+
+        set_command_line(["ferreport", *(sys.argv[1:] if args is None else args)])
+        return super().main(args, *rest, **kw)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ferreport")
 def main() -> None:
     """Evaluate facial-expression classifiers on ExpW or image folders and write shareable reports."""

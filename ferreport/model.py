@@ -298,3 +298,33 @@ def model_sha256(path: str | os.PathLike[str]) -> str:
     except IsADirectoryError:
         raise ModelError(f"{p}: is a folder, expected a .keras file") from None
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- more architectures
+
+
+@register_architecture("compact")
+def _compact_architecture(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """A small from-scratch CNN that learns on real faces (see benchmarks/README.md).
+
+    Conv(32) -> pool, then three stages of two Conv(3x3, same, no bias) -> BatchNorm
+    -> ReLU with 64/128/256 filters (max-pool + Dropout(0.1) between stages),
+    GlobalAveragePooling, Dropout(0.4), Dense(7, softmax). About 1.2 M parameters (half
+    the seed's: global average pooling replaces the 2 M-weight Flatten -> Dense head);
+    no downloaded weights.
+    """
+    inputs = keras.Input(shape=input_shape, name="face")
+    x = inputs
+    for stage, (filters, convs) in enumerate(((32, 1), (64, 2), (128, 2), (256, 2)), start=1):
+        for j in range(1, convs + 1):
+            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{stage}_{j}")(x)
+            x = keras.layers.BatchNormalization(name=f"bn{stage}_{j}")(x)
+            x = keras.layers.ReLU(name=f"relu{stage}_{j}")(x)
+        if stage < 4:
+            x = keras.layers.MaxPooling2D(2, name=f"pool{stage}")(x)
+            if stage > 1:
+                x = keras.layers.Dropout(0.1, name=f"drop{stage}")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dropout(0.4, name="drop_head")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="compact_cnn")

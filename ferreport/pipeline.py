@@ -219,7 +219,13 @@ def evaluate_run(run_dir: Path, *, formats: tuple[str, ...] = ("html", "pdf"), m
         raise DatasetError(f"{config.data}: {int(missing.sum())} test faces of {run_dir / artifacts.SPLITS} are no longer "
                            f"in the dataset (first: {test_keys[missing].iloc[0]}); evaluate with --model and --data instead")
     rows = position[test_keys.to_numpy()].to_numpy()
-    return _evaluate_and_report(model, model_file, dataset, rows, run_dir, config.seed, formats, n_resamples)
+    extra: dict[str, Any] = {}
+    prov_path = run_dir / artifacts.PROVENANCE
+    if prov_path.is_file():  # training's collapse verdict travels into metrics.json and the report
+        collapse = json.loads(prov_path.read_text()).get("collapse")
+        if collapse:
+            extra["collapse"] = collapse
+    return _evaluate_and_report(model, model_file, dataset, rows, run_dir, config.seed, formats, n_resamples, extra)
 
 
 def evaluate_model(model_path: Path, data: Path, *, out: Path | None, reports_dir: Path = Path("reports"), seed: int = 0,
@@ -250,12 +256,14 @@ def evaluate_model(model_path: Path, data: Path, *, out: Path | None, reports_di
 
 
 def _evaluate_and_report(model: Any, model_file: Path, dataset: PreparedDataset, rows: np.ndarray, run_dir: Path,
-                         seed: int, formats: tuple[str, ...], n_resamples: int) -> dict[str, Any]:
+                         seed: int, formats: tuple[str, ...], n_resamples: int,
+                         extra_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
     from .evaluation import evaluate_faces
 
     started = now_iso()
     table = dataset.index.iloc[rows][["source", "face_id", "label"]].reset_index(drop=True)
-    result = evaluate_faces(model, np.asarray(dataset.faces[rows]), table, run_dir, n_resamples=n_resamples, seed=seed)
+    result = evaluate_faces(model, np.asarray(dataset.faces[rows]), table, run_dir, n_resamples=n_resamples, seed=seed,
+                            extra_metrics=extra_metrics)
     prov_path = run_dir / artifacts.PROVENANCE
     record = json.loads(prov_path.read_text()) if prov_path.is_file() else provenance_record(
         seed=seed, data_fingerprint=dataset.fingerprint, model_sha256=None, started=started)

@@ -43,9 +43,18 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+_COMMAND_LINE: list[str] | None = None
+
+
+def set_command_line(argv: list[str]) -> None:
+    """Record the command as the CLI received it (tests invoke the CLI without sys.argv)."""
+    global _COMMAND_LINE
+    _COMMAND_LINE = [str(a) for a in argv]
+
+
 def command_line() -> str:
     """The command as typed (program name shortened to ``ferreport`` when run as the CLI)."""
-    argv = list(sys.argv)
+    argv = list(_COMMAND_LINE if _COMMAND_LINE is not None else sys.argv)
     if argv and Path(argv[0]).name in ("ferreport", "__main__.py"):
         argv[0] = "ferreport"
     return shlex.join(argv)

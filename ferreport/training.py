@@ -61,6 +61,7 @@ __all__ = [
     "detect_collapse",
     "make_dataset",
     "resolve_strategy",
+    "scheduled_learning_rate",
     "train_model",
 ]
 
@@ -79,6 +80,12 @@ AUGMENTATION: dict[str, float] = {
 #: ReduceLROnPlateau-style schedule (when ``reduce_lr_patience`` is set).
 LR_FACTOR = 0.5
 MIN_LR = 1e-6
+#: Per-step learning-rate schedules (``TrainConfig.lr_schedule``): ``constant`` keeps the
+#: (plateau-reduced) rate; ``cosine`` decays it along a half cosine over ``epochs`` to
+#: ``COSINE_FINAL_FRACTION`` of its start value. Either is preceded by a linear warm-up of
+#: ``warmup_epochs`` epochs when that is set.
+LR_SCHEDULES = ("constant", "cosine")
+COSINE_FINAL_FRACTION = 0.01
 STRATEGIES = ("auto", "default", "mirrored")
 _STATE_FILE = "state.json"
 _STATE_FORMAT = 1
@@ -101,6 +108,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     early_stopping_patience: int | None = None
     reduce_lr_patience: int | None = None
+    lr_schedule: str = "constant"  # "constant" | "cosine" (see LR_SCHEDULES)
+    warmup_epochs: int = 0         # linear per-step warm-up from ~0 to learning_rate
 
     def __post_init__(self) -> None:
         def bad(what: str) -> UsageError:
@@ -123,6 +132,15 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise bad(f"{name} must be a positive integer or None, got {value!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise bad(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
+            raise bad(f"warmup_epochs must be a non-negative integer, got {self.warmup_epochs!r}")
+
+    @property
+    def per_step_schedule(self) -> bool:
+        """Whether the learning rate changes within an epoch (warm-up or cosine decay)."""
+        return self.warmup_epochs > 0 or self.lr_schedule != "constant"
 
 
 @dataclass(frozen=True)
@@ -435,6 +453,46 @@ def detect_collapse(
     return CollapseReport(reasons=tuple(reasons), likely_causes=tuple(causes))
 
 
+# --------------------------------------------------------------------------- schedule
+
+
+def scheduled_learning_rate(config: TrainConfig, base_lr: float, step: int, steps_per_epoch: int) -> float:
+    """Learning rate at global optimizer ``step`` (0-based) of a per-step schedule.
+
+    ``base_lr`` is the rate before the schedule (``config.learning_rate``, possibly
+    lowered by the plateau rule). Warm-up: linear from ``base_lr / W`` to ``base_lr``
+    over the first ``W = warmup_epochs * steps_per_epoch`` steps. Cosine: a half cosine
+    from ``base_lr`` at the end of warm-up to ``COSINE_FINAL_FRACTION * base_lr`` at the
+    last step of ``config.epochs`` epochs. A pure function of its arguments, so a
+    resumed run follows the same schedule as an uninterrupted one.
+    """
+    steps_per_epoch = max(1, int(steps_per_epoch))
+    warm = config.warmup_epochs * steps_per_epoch
+    factor = 1.0
+    if step < warm:
+        factor = (step + 1) / warm
+    elif config.lr_schedule == "cosine":
+        total = max(1, config.epochs * steps_per_epoch - warm)
+        progress = min(1.0, (step - warm) / total)
+        f = COSINE_FINAL_FRACTION
+        factor = f + (1.0 - f) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return float(base_lr) * factor
+
+
+class _StepSchedule(keras.callbacks.Callback):
+    """Sets the optimizer's learning rate before every training batch (one ``fit`` = one epoch)."""
+
+    def __init__(self, config: TrainConfig, base_lr: float, epoch: int, steps_per_epoch: int):
+        super().__init__()
+        self._config, self._base, self._epoch, self._steps = config, base_lr, epoch, steps_per_epoch
+        self.last_lr = scheduled_learning_rate(config, base_lr, epoch * steps_per_epoch, steps_per_epoch)
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self.last_lr = scheduled_learning_rate(self._config, self._base, self._epoch * self._steps + int(batch),
+                                               self._steps)
+        self.model.optimizer.learning_rate.assign(self.last_lr)
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -668,15 +726,19 @@ def train_model(
     val_ds = make_dataset(x_val, y_val, config.batch_size, training=False, augment=False, seed=config.seed)
     keras_cw = None if cw is None else {int(k): v for k, v in cw.items()}
 
+    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
     epoch = state.epochs_done
     while epoch < config.epochs and state.stopped is None:
         model.optimizer.learning_rate.assign(state.learning_rate)
+        step_schedule = (_StepSchedule(config, state.learning_rate, epoch, steps_per_epoch)
+                         if config.per_step_schedule else None)
         _reseed_layers(model, config.seed, epoch)
         train_ds = make_dataset(x_train, y_train, config.batch_size, training=True, augment=config.augment,
                                 seed=config.seed, epoch=epoch)
         t0 = time.perf_counter()
         fit = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
-                        class_weight=keras_cw, callbacks=list(callbacks), shuffle=False, verbose=0)
+                        class_weight=keras_cw, callbacks=[*([step_schedule] if step_schedule else []), *callbacks],
+                        shuffle=False, verbose=0)
         seconds = time.perf_counter() - t0
         logs = {k: float(v[-1]) for k, v in fit.history.items()}
         epoch += 1
@@ -686,7 +748,7 @@ def train_model(
             "accuracy": logs.get("accuracy", math.nan),
             "val_loss": logs.get("val_loss", math.nan),
             "val_accuracy": logs.get("val_accuracy", math.nan),
-            "learning_rate": state.learning_rate,
+            "learning_rate": step_schedule.last_lr if step_schedule else state.learning_rate,
             "seconds": round(seconds, 3),
         }
         val_loss = row["val_loss"]

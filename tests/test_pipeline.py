@@ -1,0 +1,110 @@
+"""End to end on the generated sample: train -> evaluate -> report, through the real parts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from ferreport import artifacts
+from ferreport.cli import main
+from ferreport.constants import CLASS_NAMES
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained_run(sample_dataset, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    result = CliRunner().invoke(main, ["train", "--data", str(sample_dataset), "--out", str(run_dir), "--epochs", "1",
+                                       "--balance", "class-weight", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def test_train_writes_every_artefact(trained_run):
+    for name in (artifacts.MODEL, artifacts.HISTORY, artifacts.SPLITS, artifacts.CONFIG, artifacts.PROVENANCE,
+                 artifacts.DATA_SUMMARY):
+        assert (trained_run / name).is_file(), name
+    history = pd.read_csv(trained_run / artifacts.HISTORY)
+    assert list(history.epoch) == [1]
+    prov = json.loads((trained_run / artifacts.PROVENANCE).read_text())
+    assert prov["seed"] == 1 and len(prov["model_sha256"]) == 64 and len(prov["data_fingerprint"]) == 64
+    assert prov["packages"]["tensorflow"] != "not installed" and "ferreport train" in prov["command_line"]
+    config = json.loads((trained_run / artifacts.CONFIG).read_text())
+    assert config["epochs"] == 1 and config["balance"] == "class-weight"
+    splits = pd.read_csv(trained_run / artifacts.SPLITS)
+    assert set(splits.split) == {"train", "val", "test"}
+    assert (splits.groupby("source").split.nunique() == 1).all()  # grouped by source image
+
+
+def test_evaluate_metrics_equal_sklearn_on_the_written_csv(trained_run):
+    result = CliRunner().invoke(main, ["evaluate", str(trained_run)])
+    assert result.exit_code == 0, result.output
+    pred = pd.read_csv(trained_run / artifacts.PREDICTIONS, keep_default_na=False)
+    metrics = json.loads((trained_run / artifacts.METRICS).read_text())
+    splits = pd.read_csv(trained_run / artifacts.SPLITS)
+    assert len(pred) == metrics["n"] == (splits.split == "test").sum()
+    assert list(pred.columns[:5]) == ["source", "face_id", "true_label", "pred_label", "confidence"]
+    y_true, y_pred = pred.true_label, pred.pred_label
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred), abs=1e-6)
+    assert metrics["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, labels=CLASS_NAMES, average="macro",
+                                                         zero_division=0), abs=1e-6)
+    assert metrics["weighted_f1"] == pytest.approx(f1_score(y_true, y_pred, labels=CLASS_NAMES, average="weighted",
+                                                            zero_division=0), abs=1e-6)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=CLASS_NAMES, zero_division=0)
+    for i, name in enumerate(CLASS_NAMES):
+        entry = metrics["per_class"][name]
+        assert entry["precision"] == pytest.approx(p[i], abs=1e-6) and entry["recall"] == pytest.approx(r[i], abs=1e-6)
+        assert entry["f1"] == pytest.approx(f[i], abs=1e-6) and entry["support"] == s[i]
+    assert metrics["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=CLASS_NAMES).tolist()
+    assert metrics["labels"] == list(CLASS_NAMES)
+    proba = pred[list(artifacts.PROBA_COLUMNS)].to_numpy()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-4)
+    assert (pred.pred_label == np.asarray(CLASS_NAMES)[proba.argmax(axis=1)]).all()
+    assert (trained_run / artifacts.REPORT_HTML).stat().st_size > 10_000
+    assert (trained_run / artifacts.REPORT_PDF).read_bytes().startswith(b"%PDF")
+
+
+def test_report_rerenders_without_tensorflow(trained_run):
+    if not (trained_run / artifacts.PREDICTIONS).exists():
+        CliRunner().invoke(main, ["evaluate", str(trained_run), "--format", "none"])
+    (trained_run / artifacts.REPORT_HTML).unlink(missing_ok=True)
+    code = ("import sys; from ferreport.cli import main; "
+            "sys.argv=['ferreport','report',sys.argv[1],'--format','html']\n"
+            "try:\n main()\nexcept SystemExit as e:\n assert not e.code, e.code\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code, str(trained_run)], check=True, timeout=300)
+    assert (trained_run / artifacts.REPORT_HTML).is_file()
+
+
+def test_evaluate_existing_model_on_class_folders(trained_run, faces_sample_dir, tmp_path):
+    out = tmp_path / "audit"
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(trained_run / artifacts.MODEL), "--data",
+                                       str(faces_sample_dir), "--out", str(out), "--format", "none"])
+    assert result.exit_code == 0, result.output
+    pred = pd.read_csv(out / artifacts.PREDICTIONS, keep_default_na=False)
+    assert len(pred) == sum(1 for p in faces_sample_dir.rglob("*") if p.suffix.lower() in {".jpg", ".png", ".jpeg"})
+    assert set(pred.true_label) <= set(CLASS_NAMES)
+
+
+def test_wrong_shape_model_is_refused_with_exit_4(sample_dataset, tmp_path):
+    inputs = keras.Input((48, 48, 1))
+    model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(inputs)))
+    path = tmp_path / "small.keras"
+    model.save(path)
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(path), "--data", str(sample_dataset)])
+    assert result.exit_code == 4
+    assert "48, 48, 1" in result.output and "64, 64, 3" in result.output
+
+
+def test_existing_run_dir_is_not_overwritten(trained_run, sample_dataset):
+    result = CliRunner().invoke(main, ["train", "--data", str(sample_dataset), "--out", str(trained_run), "--epochs", "1"])
+    assert result.exit_code == 2 and "--resume" in result.output
