@@ -89,7 +89,7 @@ def _is_safe_relative(name: str) -> bool:
 
 
 def read_label_file(label_file: str | os.PathLike[str], image_dir: str | os.PathLike[str] | None = None,
-                    *, strict: bool = False, check_images: bool = True) -> LabelIndex:
+                    *, strict: bool = False, check_images: bool = True, require_faces: bool = True) -> LabelIndex:
     """Parse and validate an ExpW ``label.lst``.
 
     Field order per line: ``image_name face_id top left right bottom confidence label``.
@@ -113,7 +113,9 @@ def read_label_file(label_file: str | os.PathLike[str], image_dir: str | os.Path
 
     good_lines: list[int] = []
     fields: list[list[str]] = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only (not str.splitlines, which also breaks at form feeds and Unicode
+    # separators), so line numbers match what an editor shows.
+    for line_no, line in enumerate(text.split("\n"), start=1):
         stripped = line.strip()
         if not stripped:
             continue
@@ -126,9 +128,9 @@ def read_label_file(label_file: str | os.PathLike[str], image_dir: str | os.Path
     lines_text = {n: " ".join(f) for n, f in zip(good_lines, fields)}
 
     if not fields:
-        if not result.skipped:
+        if not result.skipped and require_faces:
             raise DatasetError(f"{label_file}: the label file has no lines (expected one face per line)")
-        return _finish(result)
+        return _finish(result, require_faces)
 
     frame = pd.DataFrame(fields, columns=["source", "face_id", "top", "left", "right", "bottom", "confidence", "label"])
     frame["line"] = np.asarray(good_lines, dtype=np.int64)
@@ -192,7 +194,7 @@ def read_label_file(label_file: str | os.PathLike[str], image_dir: str | os.Path
         "line": kept["line"].to_numpy(),
     })
     result.index = index
-    return _finish(result)
+    return _finish(result, require_faces)
 
 
 def _inside_and_exists(image_dir: Path, name: str) -> bool:
@@ -208,9 +210,9 @@ def _inside_and_exists(image_dir: Path, name: str) -> bool:
     return resolved.is_file()
 
 
-def _finish(result: LabelIndex) -> LabelIndex:
+def _finish(result: LabelIndex, require_faces: bool = True) -> LabelIndex:
     result.index = result.index.reset_index(drop=True)
-    if result.index.empty:
+    if result.index.empty and require_faces:
         raise DatasetError(
             f"{result.label_file or result.image_dir}: no usable faces "
             f"(skipped: {dict(result.skipped) or 'none'}); check the file format"

@@ -80,6 +80,9 @@ def decode_image(path: str | os.PathLike[str]) -> tuple[np.ndarray | None, str]:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         return None, f"cannot read ({exc.strerror})"
+    if data[:2].tobytes() == b"\xff\xd8" and not _has_jpeg_end(data):
+        # libjpeg would fill the missing rows with grey and only print a warning.
+        return None, "truncated JPEG"
     try:
         img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error:
@@ -89,6 +92,12 @@ def decode_image(path: str | os.PathLike[str]) -> tuple[np.ndarray | None, str]:
     if img.dtype != np.uint8:  # IMREAD_COLOR already gives 8-bit; guard anyway
         img = cv2.convertScaleAbs(img, alpha=255.0 / max(1, int(img.max())))
     return img, ""
+
+
+def _has_jpeg_end(data: np.ndarray) -> bool:
+    """True when the JPEG's end-of-image marker (FF D9) is present near the end of the file."""
+    tail = data[-4096:].tobytes()
+    return b"\xff\xd9" in tail
 
 
 def crop_face(image_bgr: np.ndarray, top: int, left: int, right: int, bottom: int,
@@ -192,6 +201,7 @@ def prepare_dataset(root: str | os.PathLike[str], *, strict: bool = False, cache
     tasks: list[_Task] = [(str(labels.image_dir / src), boxes) for src, boxes in by_image.items()]
 
     n = len(index)
+    _remove_abandoned(cache_root)
     tmp_dir = cache_root / f".{key}.tmp-{os.getpid()}"
     try:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -271,6 +281,29 @@ def prepare_dataset(root: str | os.PathLike[str], *, strict: bool = False, cache
     return PreparedDataset(root=root, kind=labels.kind, faces=faces, index=final_index, skipped=meta["skipped"],
                            examples=meta["examples"], fingerprint=fingerprint, cache_dir=cache_dir, cache_hit=False,
                            seconds=time.perf_counter() - start, params=params)
+
+
+def _remove_abandoned(cache_root: Path) -> None:
+    """Delete half-written cache folders whose writer process is gone (killed mid-prepare)."""
+    if not cache_root.is_dir():
+        return
+    for tmp in cache_root.glob(".*.tmp-*"):
+        try:
+            pid = int(tmp.name.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _read_cache(cache_dir: Path) -> tuple[np.ndarray, pd.DataFrame, dict] | None:
