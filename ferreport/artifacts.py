@@ -18,6 +18,9 @@ CHECKPOINT_DIR = "checkpoint"     # resumable training state (last completed epo
 PREDICTIONS = "predictions.csv"   # one row per face, columns below
 METRICS = "metrics.json"          # see metrics.metrics_to_dict
 FACES_POOL = "faces_pool.npz"     # arrays `rows` (int64 row numbers into predictions.csv) and `faces` (k,64,64,3 uint8 RGB)
+AUDIT_SUMMARY = "audit_summary.json"  # folder audits (`ferreport predict`): counts, skips by reason, timing
+SKIPPED = "skipped.csv"           # folder audits: path,reason of every file that got no prediction
+GATES = "gates.json"              # quality-gate verdicts and baseline deltas of the last evaluation (ferreport.gates)
 REPORT_HTML = "report.html"
 REPORT_PDF = "report.pdf"
 
@@ -28,3 +31,6 @@ PROBA_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in CLASS_NAMES)
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "source", "face_id", "true_label", "pred_label", "confidence", *PROBA_COLUMNS,
 )
+#: Extra columns of an audit's predictions.csv: the face box in image pixels and how the face was
+#: found (``detected``, ``whole`` or ``fallback``, see :mod:`ferreport.audit`).
+AUDIT_EXTRA_COLUMNS: tuple[str, ...] = ("top", "left", "right", "bottom", "found")

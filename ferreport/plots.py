@@ -36,6 +36,9 @@ __all__ = [
     "reliability_figure",
     "thumbnail_data_uri",
     "training_curves_figure",
+    "trend_figure",
+    "confusion_difference_figure",
+    "delta_figure",
 ]
 
 #: Colours shared by the figures and the report's CSS.
@@ -329,4 +332,105 @@ def class_distribution_figure(
             fig.legend(loc="outside upper right", ncols=min(len(splits), 5))
         else:
             ax.text(0.5, 0.5, "no counts", ha="center", va="center", transform=ax.transAxes, color=MUTED)
+    return fig
+
+
+# --------------------------------------------------------------------------- scheduled jobs: history and comparison
+
+
+def trend_figure(dates: Sequence[Any], series: Mapping[str, Sequence[float | None]]) -> Figure:
+    """Metrics over time (one line per series, e.g. accuracy and macro-F1), for the run index.
+
+    ``dates`` are datetimes (the runs' evaluation times); ``None`` values are gaps.
+    """
+    import matplotlib.dates as mdates
+
+    colors = (TRAIN_COLOR, VAL_COLOR, BEST_COLOR, "#8c6bb1")
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(8.6, 2.9)
+        ax = fig.add_subplot()
+        x = mdates.date2num(list(dates)) if len(dates) else np.zeros(0)
+        for i, (name, values) in enumerate(series.items()):
+            y = np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+            ax.plot(x, y, color=colors[i % len(colors)], lw=1.6, marker="o", ms=3.5, label=name)
+        if len(x):
+            locator = mdates.AutoDateLocator(minticks=2, maxticks=7)
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+            if len(set(x.tolist())) == 1:
+                ax.set_xlim(x[0] - 0.5, x[0] + 0.5)
+        else:
+            ax.text(0.5, 0.5, "no evaluated runs yet", ha="center", va="center", transform=ax.transAxes, color=MUTED)
+        ax.set_ylim(0, 1.0)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+        ax.grid(True, axis="y")
+        ax.set_axisbelow(True)
+        if series:
+            fig.legend(loc="outside upper right", ncols=len(series))
+    return fig
+
+
+def confusion_difference_figure(
+    cm_a: Sequence[Sequence[int]] | np.ndarray,
+    cm_b: Sequence[Sequence[int]] | np.ndarray,
+    labels: Sequence[str] = CLASS_NAMES,
+) -> Figure:
+    """Heatmap of ``B - A`` confusion counts: on the diagonal blue = B gets more right,
+    off the diagonal blue = B makes fewer of that mistake (red the opposite)."""
+    a = np.asarray(cm_a, dtype=float)
+    b = np.asarray(cm_b, dtype=float)
+    labels = list(labels)
+    k = len(labels)
+    if a.shape != (k, k) or b.shape != (k, k):
+        raise ValueError(f"confusion matrices must be {k}x{k}")
+    diff = b - a
+    good = np.where(np.eye(k, dtype=bool), diff, -diff)  # > 0: B better in that cell
+    vmax = max(float(np.abs(good).max()), 1.0)
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(4.8, 4.3)
+        ax = fig.add_subplot()
+        ax.pcolormesh(np.arange(k + 1) - 0.5, np.arange(k + 1) - 0.5, good, cmap="RdBu", vmin=-vmax, vmax=vmax,
+                      edgecolors="white", linewidth=1.0)
+        ax.set_xlim(-0.5, k - 0.5)
+        ax.set_ylim(k - 0.5, -0.5)
+        ax.set_xticks(range(k), labels, rotation=35, ha="right", rotation_mode="anchor")
+        ax.set_yticks(range(k), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.tick_params(length=0)
+        for side in ("left", "bottom"):
+            ax.spines[side].set_visible(False)
+        ax.set_title("B − A, faces per cell (blue: B better)", loc="left")
+        for i in range(k):
+            for j in range(k):
+                v = int(diff[i, j])
+                if v == 0:
+                    continue
+                dark = abs(good[i, j]) / vmax > 0.55
+                ax.text(j, i, f"{v:+d}", ha="center", va="center", fontsize=8 if k <= 8 else 6,
+                        color="white" if dark else INK, fontweight="bold" if i == j else "normal")
+    return fig
+
+
+def delta_figure(rows: Sequence[tuple[str, float, float | None, float | None]], title: str = "") -> Figure:
+    """Horizontal dot-and-interval plot of metric deltas ``(label, delta, low, high)`` around zero."""
+    n = len(rows)
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(8.6, max(1.6, 0.28 * n + 0.9))
+        ax = fig.add_subplot()
+        y = np.arange(n)
+        for i, (_, d, lo, hi) in enumerate(rows):
+            sig = lo is not None and hi is not None and (lo > 0 or hi < 0)
+            color = (BEST_COLOR if d > 0 else "#c44e52") if sig else MUTED
+            if lo is not None and hi is not None:
+                ax.plot([lo, hi], [i, i], color=color, lw=1.6, solid_capstyle="butt")
+            ax.plot([d], [i], "o", color=color, ms=4.5)
+        ax.axvline(0, color=INK, lw=0.8)
+        ax.set_yticks(y, [r[0] for r in rows])
+        ax.set_ylim(n - 0.5, -0.5)
+        ax.set_xlabel("B − A")
+        ax.grid(True, axis="x")
+        ax.set_axisbelow(True)
+        if title:
+            ax.set_title(title, loc="left")
     return fig

@@ -1,0 +1,243 @@
+"""The history of runs: ``reports/index.html``, one self-contained page listing every run.
+
+:func:`update_index` scans ``REPORTS/*/metrics.json`` (with each run's provenance.json,
+config.json, data_summary.json and gates.json when present) and rewrites
+``REPORTS/index.html``: a table of runs (date, model, dataset, key metrics, gate
+verdict, links to the report files) and a trend chart of accuracy and macro-F1 over
+time (inline SVG ``data:`` URI, no JavaScript, no network references). Comparison
+folders written by ``ferreport compare`` (``*/compare.json``) are listed below.
+
+Safe to overlap: the scan and the write happen under an exclusive ``fcntl.flock`` on
+``REPORTS/.index.lock``, and the page is written to a temporary name and renamed, so two
+jobs finishing at once both appear and a reader never sees half a page. Every job
+writes its own ``metrics.json`` before updating the index, so the last updater always
+sees every finished run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from . import artifacts
+from .atomic import write_text
+from .errors import OutputError
+
+try:  # POSIX; elsewhere the index is rewritten without a lock (still atomically)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["INDEX_HTML", "LOCK_FILE", "RunEntry", "index_lock", "scan_runs", "update_index"]
+
+INDEX_HTML = "index.html"
+LOCK_FILE = ".index.lock"
+COMPARE_JSON = "compare.json"
+GATES_JSON = artifacts.GATES
+
+
+@contextlib.contextmanager
+def index_lock(reports_dir: Path, timeout: float = 600.0) -> Iterator[None]:
+    """Hold an exclusive lock on ``reports_dir/.index.lock`` (waits up to ``timeout`` seconds)."""
+    reports_dir = Path(reports_dir)
+    path = reports_dir / LOCK_FILE
+    try:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create the index lock ({exc.strerror}); is {reports_dir} writable?") from exc
+    try:
+        if fcntl is not None:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise OutputError(f"{path}: another job has held the index lock for over {timeout:.0f} s; "
+                                          "the index was not updated") from None
+                    time.sleep(0.05)
+        yield
+    finally:
+        if fcntl is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- scanning
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    run_id: str
+    href: str                      # URL-quoted folder name, relative to the index
+    date: str | None               # ISO 8601 (evaluation finish), for display
+    when: _dt.datetime             # for ordering and the trend chart
+    model: str
+    model_sha: str | None
+    dataset: str
+    data_fingerprint: str | None
+    n: int | None
+    accuracy: float | None
+    macro_f1: float | None
+    weighted_f1: float | None
+    accuracy_ci: tuple[float, float] | None
+    gates: str | None              # "passed", "failed" or None (no gates)
+    gates_detail: str | None
+    links: tuple[tuple[str, str], ...]
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _get(obj: Any, *path: str) -> Any:
+    for part in path:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
+def _parse_time(text: Any) -> _dt.datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        value = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def _run_entry(run: Path, metrics: dict[str, Any]) -> RunEntry:
+    prov = _read(run / artifacts.PROVENANCE) or {}
+    cfg = _read(run / artifacts.CONFIG) or {}
+    summ = _read(run / artifacts.DATA_SUMMARY) or {}
+    gates = _read(run / GATES_JSON)
+    when = None
+    for candidate in (_get(prov, "evaluation", "finished"), prov.get("finished"), prov.get("started")):
+        when = _parse_time(candidate)
+        if when is not None:
+            break
+    if when is None:
+        mtime = (run / artifacts.METRICS).stat().st_mtime
+        when = _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).replace(microsecond=0)
+    model_path = _get(cfg, "extra", "model") or cfg.get("model")
+    if model_path:
+        model = Path(str(model_path)).name
+    elif cfg.get("arch"):
+        model = f"{cfg['arch']} (trained in this run)"
+    else:
+        model = "—"
+    dataset_path = summ.get("dataset") or cfg.get("data") or prov.get("dataset")
+    dataset = Path(str(dataset_path)).name if dataset_path else "—"
+    ci = _get(metrics, "ci", "accuracy")
+    gate_state = gate_detail = None
+    if gates is not None and gates.get("n_gates"):
+        gate_state = "passed" if gates.get("passed") else "failed"
+        failed = [g.get("name", "?") for g in gates.get("gates", []) if isinstance(g, Mapping) and not g.get("passed")]
+        gate_detail = (f"{gates.get('n_gates')} gates passed" if not failed
+                       else f"failed: {', '.join(str(f) for f in failed)}")
+    href = urllib.parse.quote(run.name)
+    links = tuple((label, f"{href}/{name}") for label, name in (
+        ("report", artifacts.REPORT_HTML), ("PDF", artifacts.REPORT_PDF), ("metrics", artifacts.METRICS),
+        ("gates", GATES_JSON)) if (run / name).is_file())
+    return RunEntry(
+        run_id=run.name, href=href, date=when.astimezone(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        when=when, model=model,
+        model_sha=(prov.get("model_sha256") or _get(prov, "evaluation", "model_sha256") or None),
+        dataset=dataset, data_fingerprint=_get(prov, "evaluation", "data_fingerprint") or prov.get("data_fingerprint"),
+        n=int(metrics["n"]) if isinstance(metrics.get("n"), int) else None,
+        accuracy=_num(metrics.get("accuracy")), macro_f1=_num(metrics.get("macro_f1")),
+        weighted_f1=_num(metrics.get("weighted_f1")),
+        accuracy_ci=(float(ci[0]), float(ci[1])) if isinstance(ci, list) and len(ci) == 2
+        and all(_num(v) is not None for v in ci) else None,
+        gates=gate_state, gates_detail=gate_detail, links=links,
+    )
+
+
+def scan_runs(reports_dir: Path) -> tuple[list[RunEntry], list[dict[str, Any]], list[str]]:
+    """(runs oldest first, comparisons, skipped folders with why) under ``reports_dir``."""
+    reports_dir = Path(reports_dir)
+    runs: list[RunEntry] = []
+    comparisons: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    if not reports_dir.is_dir():
+        return runs, comparisons, skipped
+    for child in sorted(reports_dir.iterdir(), key=lambda p: p.name):
+        if not child.is_dir() or child.name.startswith("."):
+            continue
+        metrics_path = child / artifacts.METRICS
+        if metrics_path.is_file():
+            metrics = _read(metrics_path)
+            if metrics is None:
+                skipped.append(f"{child.name}: metrics.json unreadable")
+                continue
+            try:
+                runs.append(_run_entry(child, metrics))
+            except OSError as exc:  # removed while scanning
+                skipped.append(f"{child.name}: {exc.strerror}")
+            continue
+        comp = _read(child / COMPARE_JSON) if (child / COMPARE_JSON).is_file() else None
+        if comp is not None:
+            href = urllib.parse.quote(child.name)
+            comparisons.append({
+                "name": child.name,
+                "a": str(_get(comp, "a", "run_id") or "?"), "b": str(_get(comp, "b", "run_id") or "?"),
+                "accuracy_delta": _num(_get(comp, "deltas", "accuracy", "delta")),
+                "macro_f1_delta": _num(_get(comp, "deltas", "macro_f1", "delta")),
+                "p_value": _num(_get(comp, "mcnemar", "p_value")),
+                "links": [(label, f"{href}/{name}") for label, name in (("comparison", "compare.html"),
+                                                                       ("PDF", "compare.pdf"))
+                          if (child / name).is_file()],
+            })
+    runs.sort(key=lambda r: (r.when, r.run_id))
+    return runs, comparisons, skipped
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_index(reports_dir: Path, runs: list[RunEntry], comparisons: list[dict[str, Any]],
+                 skipped: list[str]) -> str:
+    from .plots import figure_to_data_uri, trend_figure
+    from .report import _environment
+
+    chart = None
+    if runs:
+        chart = figure_to_data_uri(trend_figure(
+            [r.when for r in runs], {"accuracy": [r.accuracy for r in runs], "macro-F1": [r.macro_f1 for r in runs]}))
+    latest = runs[-1] if runs else None
+    return _environment().get_template("index.html.j2").render(
+        title="ferreport runs", folder=str(Path(reports_dir).resolve().name), runs=list(reversed(runs)),
+        comparisons=comparisons, skipped=skipped, chart=chart, latest=latest,
+        generator=f"ferreport {__version__}")
+
+
+def update_index(reports_dir: str | os.PathLike[str]) -> Path:
+    """Rescan ``reports_dir`` and rewrite its ``index.html`` under the index lock; returns the path."""
+    reports_dir = Path(reports_dir)
+    with index_lock(reports_dir):
+        runs, comparisons, skipped = scan_runs(reports_dir)
+        html = render_index(reports_dir, runs, comparisons, skipped)
+        write_text(reports_dir / INDEX_HTML, html)
+    return reports_dir / INDEX_HTML
