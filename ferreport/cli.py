@@ -18,6 +18,7 @@ from . import __version__
 from .balancing import METHODS
 from .config import DEMO_EPOCHS, DEMO_SAMPLE_FACES, RunConfig, parse_formats
 from .errors import FerreportError
+from .jobs import gate_options
 
 PathType = click.Path(path_type=Path)
 
@@ -31,6 +32,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except FerreportError as exc:
             click.echo(f"ferreport: error: {exc}", err=True)
+            if kwargs.get("json_out") and not getattr(exc, "json_emitted", False):
+                from .jobs import error_json
+
+                ctx = click.get_current_context(silent=True)
+                click.echo(error_json(exc, ctx.info_name if ctx else None))
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("ferreport: interrupted; completed outputs are intact (train again with --resume)", err=True)
@@ -49,6 +55,11 @@ class _Group(click.Group):
 
         set_command_line(["ferreport", *(sys.argv[1:] if args is None else args)])
         return super().main(args, *rest, **kw)
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:  # noqa: D102
+        from .jobfile import add_config_option
+
+        super().add_command(add_config_option(cmd), name)  # every command takes --config JOB.toml
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -150,27 +161,36 @@ def train(**kw: Any) -> None:
 @click.option("--unsafe-model", is_flag=True, help="Allow models with Lambda layers (runs code from the file).")
 @click.option("--strict", is_flag=True)
 @click.option("--cache-dir", type=PathType, default=None)
+@gate_options
 @handle_errors
 def evaluate(run_dir: Path | None, model_path: Path | None, data: Path | None, out: Path | None, formats: str,
-             seed: int, unsafe_model: bool, strict: bool, cache_dir: Path | None) -> None:
-    """Evaluate RUN_DIR's model on its test split, or --model on --data; write predictions, metrics, report."""
+             seed: int, unsafe_model: bool, strict: bool, cache_dir: Path | None, **gate_kw: Any) -> None:
+    """Evaluate RUN_DIR's model on its test split, or --model on --data; write predictions, metrics, report.
+
+    Quality gates (--fail-under, --fail-over, --max-drop with --baseline) make the job exit 1 when
+    one fails, after every output is written; --json and --junit give machine-readable results.
+    """
     from .errors import UsageError
-    from .pipeline import evaluate_model, evaluate_run, summary_line
+    from .jobs import JobConsole, finish_job, plan_gates
+    from .pipeline import evaluate_model, evaluate_run, new_run_id, summary_line
 
     fmt = () if formats.strip().lower() == "none" else parse_formats(formats)
-    if run_dir is not None:
-        metrics = evaluate_run(run_dir, formats=fmt, model_path=model_path, unsafe_model=unsafe_model,
-                               progress=_progress())
-        where = run_dir
-    elif model_path is not None and data is not None:
-        where = out
-        metrics = evaluate_model(model_path, data, out=out, seed=seed, formats=fmt, unsafe_model=unsafe_model,
-                                 strict=strict, cache_dir=cache_dir, progress=_progress())
-    else:
+    plan = plan_gates(gate_kw)
+    if run_dir is None and (model_path is None or data is None):
         raise UsageError("give a RUN_DIR, or both --model FILE.keras and --data DIR")
-    click.echo(summary_line(metrics))
-    if where is not None:
-        click.echo(str(where))
+    with JobConsole(plan.json_out) as console:
+        if run_dir is not None:
+            metrics = evaluate_run(run_dir, formats=(), model_path=model_path, unsafe_model=unsafe_model,
+                                   progress=_progress())
+            where = Path(run_dir)
+        else:
+            where = Path(out) if out is not None else Path("reports") / new_run_id()
+            metrics = evaluate_model(model_path, data, out=where, seed=seed, formats=(), unsafe_model=unsafe_model,
+                                     strict=strict, cache_dir=cache_dir, progress=_progress())
+        summary = finish_job(where, metrics, plan, formats=fmt, command="evaluate")
+        console.echo(summary_line(metrics))
+        console.echo(str(where))
+    console.conclude(summary)
 
 
 @main.command()
@@ -179,10 +199,12 @@ def evaluate(run_dir: Path | None, model_path: Path | None, data: Path | None, o
 @handle_errors
 def report(run_dir: Path, formats: str) -> None:
     """Re-render report.html / report.pdf from RUN_DIR's saved artefacts (no TensorFlow work)."""
+    from .history import update_index
     from .pipeline import render_report
 
     for path in render_report(run_dir, formats=parse_formats(formats)).values():
         click.echo(str(path))
+    update_index(Path(run_dir).parent)
 
 
 @main.command()
@@ -190,6 +212,7 @@ def report(run_dir: Path, formats: str) -> None:
 @train_options
 @click.option("--full", is_flag=True, help="The full seed recipe: 50 epochs, batch 32, SMOTE (hours on a CPU).")
 @click.option("--format", "formats", default="html,pdf", show_default=True)
+@gate_options
 @click.pass_context
 @handle_errors
 def run(ctx: click.Context, full: bool, formats: str, **kw: Any) -> None:
@@ -198,16 +221,109 @@ def run(ctx: click.Context, full: bool, formats: str, **kw: Any) -> None:
     Without --full and without an explicit --epochs it trains a short CPU demo
     (DEMO_EPOCHS epochs) on the generated sample.
     """
+    from .jobs import JobConsole, finish_job, plan_gates
     from .pipeline import evaluate_run, summary_line
     from .pipeline import train as train_job
 
+    fmt = parse_formats(formats)
+    plan = plan_gates(kw)
     if not full and ctx.get_parameter_source("epochs") == click.core.ParameterSource.DEFAULT:
         kw["epochs"] = DEMO_EPOCHS
-    run_dir = train_job(_train_config(**kw), progress=_progress())
-    metrics = evaluate_run(run_dir, formats=parse_formats(formats), progress=_progress())
-    click.echo(summary_line(metrics))
-    for name in parse_formats(formats):
-        click.echo(str(run_dir / f"report.{name}"))
+    with JobConsole(plan.json_out) as console:
+        run_dir = train_job(_train_config(**kw), progress=_progress())
+        metrics = evaluate_run(run_dir, formats=(), progress=_progress())
+        summary = finish_job(run_dir, metrics, plan, formats=fmt, command="run")
+        console.echo(summary_line(metrics))
+        for name in fmt:
+            console.echo(str(run_dir / f"report.{name}"))
+    console.conclude(summary)
+
+
+@main.command()
+@click.argument("run_a", type=PathType)
+@click.argument("run_b", type=PathType)
+@click.option("--out", type=PathType, default=None,
+              help="Output folder (default: compare-<A>-vs-<B> beside RUN_B).")
+@click.option("--format", "formats", default="html,pdf", show_default=True,
+              help="Report formats, or 'none' (compare.json only).")
+@click.option("--data", type=PathType, default=None,
+              help="Dataset to read flipped faces from when neither face pool holds them "
+                   "(default: the dataset recorded in the runs' config.json).")
+@click.option("--pool-only", is_flag=True, help="Show only faces stored in the runs' face pools; never read a dataset.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the paired bootstrap.")
+@click.option("--resamples", "n_resamples", type=click.IntRange(100), default=1000, show_default=True,
+              help="Paired bootstrap resamples.")
+@click.option("--json", "json_out", is_flag=True, help="Print the comparison summary as one JSON object on stdout.")
+@handle_errors
+def compare(run_a: Path, run_b: Path, out: Path | None, formats: str, data: Path | None, pool_only: bool, seed: int,
+            n_resamples: int, json_out: bool) -> None:
+    """Compare two runs evaluated on the same test set (B - A).
+
+    Metric and per-class deltas with paired bootstrap intervals, the confusion-matrix
+    difference, McNemar's exact test and grids of faces that flipped right->wrong and
+    wrong->right; writes compare.html, compare.pdf and compare.json. Runs evaluated on
+    different faces are refused (exit 3).
+    """
+    import json
+
+    from .compare import compare_runs, summary_lines
+    from .history import update_index
+    from .jobs import JobConsole
+
+    fmt = () if formats.strip().lower() == "none" else parse_formats(formats)
+    with JobConsole(json_out) as console:
+        result = compare_runs(run_a, run_b, out=out, formats=fmt, data=data, use_dataset=not pool_only,
+                              n_resamples=n_resamples, seed=seed)
+        update_index(result.out_dir.parent)
+        for line in summary_lines(result.document):
+            console.echo(line)
+        for path in result.files.values():
+            console.echo(str(path))
+    if json_out:
+        doc = result.document
+        click.echo(json.dumps({
+            "status": "passed", "exit_code": 0, "command": "compare", "out_dir": str(result.out_dir),
+            "outputs": {k: str(v) for k, v in result.files.items()}, "a": doc["a"], "b": doc["b"], "n": doc["n"],
+            "deltas": doc["deltas"], "mcnemar": doc["mcnemar"], "flips": doc["flips"],
+        }, sort_keys=True, ensure_ascii=False))
+
+
+@main.command()
+@click.argument("folder", type=PathType)
+@click.option("--model", "model", type=PathType, required=True, metavar="RUN_DIR|FILE.keras",
+              help="A run directory (its model.keras; its training class distribution is shown beside the "
+                   "predictions) or a .keras file.")
+@click.option("--out", type=PathType, default=None, help="Output folder (default reports/<run id>).")
+@click.option("--faces", type=click.Choice(["auto", "detect", "whole"]), default="auto", show_default=True,
+              help="auto: detect faces (Haar cascade), predict the whole image when none is found (flagged "
+                   "'fallback'); detect: detected faces only; whole: each image is one face crop.")
+@click.option("--labels", default=None, metavar="subfolders|none|FILE.csv",
+              help="True labels: class-named sub-folders, or a CSV with columns path,label (path relative to "
+                   "FOLDER). Default: subfolders when FOLDER has class-named sub-folders, else none.")
+@click.option("--format", "formats", default="html,pdf", show_default=True, help="Report formats, or 'none'.")
+@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--chunk-size", type=click.IntRange(1), default=512, show_default=True,
+              help="Files decoded and predicted per step (memory stays flat whatever the folder size).")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Decoding processes (default: CPU count, at most 8).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap intervals.")
+@click.option("--unsafe-model", is_flag=True, help="Allow models with Lambda layers (runs code from the file).")
+@handle_errors
+def predict(folder: Path, model: Path, out: Path | None, faces: str, labels: str | None, formats: str,
+            batch_size: int, chunk_size: int, workers: int | None, seed: int, unsafe_model: bool) -> None:
+    """Audit FOLDER: predict every face in its images; write predictions.csv, audit_summary.json, a report.
+
+    Walks FOLDER recursively (JPEG, PNG, BMP, WebP, TIFF; anything else or unreadable is skipped and
+    listed in skipped.csv with its reason). With labels (class-named sub-folders or --labels FILE.csv)
+    the audit also computes every evaluation metric.
+    """
+    from .audit import audit_summary_line, run_audit
+
+    fmt = () if formats.strip().lower() == "none" else parse_formats(formats)
+    result = run_audit(folder, model, out=out, faces=faces, labels=labels, formats=fmt, batch_size=batch_size,
+                       chunk_size=chunk_size, workers=workers, unsafe_model=unsafe_model, seed=seed,
+                       progress=_progress())
+    click.echo(audit_summary_line(result.summary, result.metrics))
+    click.echo(str(result.out_dir))
 
 
 if __name__ == "__main__":  # pragma: no cover

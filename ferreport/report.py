@@ -117,6 +117,8 @@ class RunArtifacts:
     pool_faces: np.ndarray | None = None
     #: Non-fatal problems met while loading (shown as warnings).
     problems: tuple[str, ...] = ()
+    #: Quality-gate verdicts (``gates.json``, see :mod:`ferreport.gates`); None without gates.
+    gates: Mapping[str, Any] | None = None
 
 
 def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
@@ -197,6 +199,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunArtifacts:
         pool_rows=pool_rows,
         pool_faces=pool_faces,
         problems=tuple(problems),
+        gates=_read_json(run / _files.GATES, problems),
     )
 
 
@@ -337,6 +340,8 @@ class ReportContext:
     warnings: tuple[Notice, ...]
     sections: tuple[Section, ...]
     generator: str = f"ferreport {__version__}"
+    #: What the page reports on: "evaluation", or "audit" (``ferreport predict``, see audit_report.py).
+    kind: str = "evaluation"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -690,6 +695,21 @@ def _gallery_section(bundle: MetricsBundle, faces: _Faces, limits: ThumbnailLimi
     }
 
 
+def _gates_section(gates: Mapping[str, Any]) -> dict[str, Any]:
+    """Quality gates of a scheduled job (gates.json): verdict per gate, baseline deltas."""
+    rows = [g for g in gates.get("gates", []) if isinstance(g, Mapping)]
+    baseline = gates.get("baseline") if isinstance(gates.get("baseline"), Mapping) else None
+    deltas = []
+    if baseline and isinstance(baseline.get("deltas"), Mapping):
+        for key, d in baseline["deltas"].items():
+            if isinstance(d, Mapping):
+                deltas.append({"key": str(key), "baseline": d.get("baseline"), "actual": d.get("actual"),
+                               "change": d.get("change")})
+    return {"passed": bool(gates.get("passed", True)), "gates": rows,
+            "n_failed": sum(1 for g in rows if not g.get("passed")),
+            "baseline_path": str(baseline.get("path")) if baseline else None, "deltas": deltas}
+
+
 def _provenance_section(art: RunArtifacts) -> dict[str, Any]:
     blocks = []
     for name, obj in ((_files.PROVENANCE, art.provenance), (_files.CONFIG, art.config)):
@@ -720,6 +740,11 @@ def _warnings(art: RunArtifacts, bundle: MetricsBundle) -> list[Notice]:
                 out.append(Notice("", str(w)))
     for problem in art.problems:
         out.append(Notice("Incomplete run directory", problem))
+    gate_rows = [g for g in (art.gates or {}).get("gates", []) if isinstance(g, Mapping)]
+    failed = [g for g in gate_rows if not g.get("passed")]
+    if failed:
+        out.append(Notice(f"{len(failed)} of {len(gate_rows)} quality gates failed",
+                          "; ".join(str(g.get("message") or g.get("name")) for g in failed)))
     counts = bundle.prediction_counts
     total = sum(counts.values())
     if total >= 50 and not collapse:
@@ -810,6 +835,7 @@ def build_report_context(
 
     specs = [
         ("overview", "Overview", _overview_section(bundle, facts)),
+        *([("gates", "Quality gates", _gates_section(art.gates))] if art.gates else []),
         ("data", "Data", _data_section(art.data_summary)),
         ("training", "Training curves", _training_section(art)),
         ("confusion", "Confusion matrix", _confusion_section(bundle)),
