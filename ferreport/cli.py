@@ -39,7 +39,8 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 click.echo(error_json(exc, ctx.info_name if ctx else None))
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("ferreport: interrupted; completed outputs are intact (train again with --resume)", err=True)
+            click.echo("ferreport: interrupted; finished files are whole, unfinished ones absent "
+                       "(continue training with --resume)", err=True)
             sys.exit(130)
 
     return wrapper
@@ -307,9 +308,11 @@ def compare(run_a: Path, run_b: Path, out: Path | None, formats: str, data: Path
 @click.option("--workers", type=click.IntRange(1), default=None, help="Decoding processes (default: CPU count, at most 8).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap intervals.")
 @click.option("--unsafe-model", is_flag=True, help="Allow models with Lambda layers (runs code from the file).")
+@gate_options
 @handle_errors
 def predict(folder: Path, model: Path, out: Path | None, faces: str, labels: str | None, formats: str,
-            batch_size: int, chunk_size: int, workers: int | None, seed: int, unsafe_model: bool) -> None:
+            batch_size: int, chunk_size: int, workers: int | None, seed: int, unsafe_model: bool,
+            **gate_kw: Any) -> None:
     """Audit FOLDER: predict every face in its images; write predictions.csv, audit_summary.json, a report.
 
     Walks FOLDER recursively (JPEG, PNG, BMP, WebP, TIFF; anything else or unreadable is skipped and
@@ -317,13 +320,18 @@ def predict(folder: Path, model: Path, out: Path | None, faces: str, labels: str
     the audit also computes every evaluation metric.
     """
     from .audit import audit_summary_line, run_audit
+    from .jobs import JobConsole, finish_job, plan_gates
 
     fmt = () if formats.strip().lower() == "none" else parse_formats(formats)
-    result = run_audit(folder, model, out=out, faces=faces, labels=labels, formats=fmt, batch_size=batch_size,
-                       chunk_size=chunk_size, workers=workers, unsafe_model=unsafe_model, seed=seed,
-                       progress=_progress())
-    click.echo(audit_summary_line(result.summary, result.metrics))
-    click.echo(str(result.out_dir))
+    plan = plan_gates(gate_kw)
+    with JobConsole(plan.json_out) as console:
+        result = run_audit(folder, model, out=out, faces=faces, labels=labels, formats=(), batch_size=batch_size,
+                           chunk_size=chunk_size, workers=workers, unsafe_model=unsafe_model, seed=seed,
+                           progress=_progress())
+        summary = finish_job(result.out_dir, result.metrics or {}, plan, formats=fmt, command="predict")
+        console.echo(audit_summary_line(result.summary, result.metrics))
+        console.echo(str(result.out_dir))
+    console.conclude(summary)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -385,3 +385,18 @@ def test_faces_sample_detection_and_labelled_audit(faces_sample_dir, tiny_model,
     assert summary["images_with_face"] / images >= 0.8, summary
     pred = _sklearn_check(out)
     assert len(pred) == summary["faces_found"] and (pred["true_label"] != "").all()
+
+
+def test_predict_quality_gate_fails_with_exit_1_after_writing_everything(labelled_folder, tiny_model, tmp_path):
+    from ferreport.cli import main
+
+    out = tmp_path / "gated"
+    junit = tmp_path / "gates.xml"
+    result = CliRunner().invoke(main, ["predict", str(labelled_folder), "--model", str(tiny_model), "--out", str(out),
+                                       "--format", "html", "--fail-under", "accuracy=0.999", "--json",
+                                       "--junit", str(junit)])
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "failed" and summary["exit_code"] == 1
+    assert (out / "report.html").is_file() and (out / "predictions.csv").is_file()
+    assert "accuracy" in junit.read_text() and "Quality gates" in (out / "report.html").read_text()
