@@ -26,12 +26,10 @@ import dataclasses
 import glob
 import json
 import math
-import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
-import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,8 +65,8 @@ JPEG_PARAMS = [int(cv2.IMWRITE_JPEG_QUALITY), 90]
 #: capped to keep generation fast.
 MIN_SIDE, MAX_SIDE = 46, 400
 MIN_IMAGE, MAX_IMAGE = 120, 800
-#: Use worker processes only from this many pictures on (start-up costs ~0.5 s).
-_PARALLEL_FROM = 300
+#: Use worker threads only from this many pictures on.
+_PARALLEL_FROM = 100
 
 
 @dataclass(frozen=True)
@@ -271,7 +269,6 @@ def _render_face_layer(rng: np.random.Generator, label: int) -> tuple[np.ndarray
     skin = np.clip(skin, 30, 250)
     hair = np.clip(_HAIR_BGR[rng.integers(len(_HAIR_BGR))] + rng.normal(0, 8, 3), 5, 240)
     brow_col = np.clip(0.55 * hair + 0.45 * np.minimum(skin * 0.35, 60), 10, 200)
-    cloth = rng.uniform(20, 235, 3)
     cx = _C / 2
     cy = _C / 2 + 2.0
     hw = _BOX * rng.uniform(0.33, 0.39)   # head half-width
@@ -284,10 +281,8 @@ def _render_face_layer(rng: np.random.Generator, label: int) -> tuple[np.ndarray
         cv2.rectangle(img, (int(cx - hw * 1.28), int(cy)), (int(cx + hw * 1.28), int(cy + hh * 1.25)), _col(hair), -1)
         _ellipse(alpha, cx, cy - 0.1 * hh, hw * 1.28, hh * 1.18, 255)
         cv2.rectangle(alpha, (int(cx - hw * 1.28), int(cy)), (int(cx + hw * 1.28), int(cy + hh * 1.25)), 255, -1)
-    # ---- shoulders and neck
+    # ---- neck (the shoulders are drawn on the scene, see _render_image)
     y_sh = cy + hh * rng.uniform(1.15, 1.3)
-    _ellipse(img, cx, y_sh + 0.55 * _BOX, hw * rng.uniform(2.4, 3.0), 0.6 * _BOX, _col(cloth))
-    _ellipse(alpha, cx, y_sh + 0.55 * _BOX, hw * 2.7, 0.6 * _BOX, 255)
     nk = hw * rng.uniform(0.42, 0.55)
     neck_col = _col(skin * 0.8)
     cv2.rectangle(img, (int(cx - nk), int(cy + hh * 0.4)), (int(cx + nk), int(y_sh + 6)), neck_col, -1)
@@ -542,6 +537,9 @@ def _render_image(rng: np.random.Generator, height: int, width: int,
                   faces: tuple[tuple[int, int, int, int], ...]) -> np.ndarray:
     """One scene with the given faces ``(label, top, left, side)``; BGR uint8."""
     scene = _background(rng, height, width)
+    for _, top, left, side in faces:  # shoulders first, so that no torso covers a face
+        _ellipse(scene, left + side * rng.uniform(0.45, 0.55), top + side * rng.uniform(1.55, 1.65),
+                 side * rng.uniform(0.8, 1.05), side * 0.6, _col(rng.uniform(20, 235, 3)))
     for label, top, left, side in faces:
         layer, alpha = _render_face_layer(rng, label)
         _composite(scene, layer, alpha, top, left, side)
@@ -654,7 +652,7 @@ def _plan(spec: SampleSpec) -> tuple[list[_Image], tuple[int, ...]]:
                     top = -over
             boxes = [(top, left, side)]
         else:
-            hi = int((MAX_IMAGE - 40) / (k * 1.7))
+            hi = int(MAX_IMAGE / (1.1 + 1.9 * k))  # keeps the row of faces within MAX_IMAGE
             s0 = _side(rng, hi)
             sides = [int(np.clip(round(s0 * rng.uniform(0.8, 1.2)), MIN_SIDE, max(MIN_SIDE, hi))) for _ in range(k)]
             smax = max(sides)
@@ -663,7 +661,7 @@ def _plan(spec: SampleSpec) -> tuple[list[_Image], tuple[int, ...]]:
             for sd in sides:
                 boxes.append((int(rng.uniform(0.3, 0.7) * smax + rng.uniform(-0.15, 0.15) * smax), x, sd))
                 x += sd + int(rng.uniform(0.55, 0.9) * smax)
-            width = int(np.clip(x - int(0.55 * smax) + rng.uniform(0.3, 0.8) * smax, MIN_IMAGE, None))
+            width = int(np.clip(x - int(0.55 * smax) + rng.uniform(0.3, 0.8) * smax, MIN_IMAGE, MAX_IMAGE))
             height = int(max(max(t + sd for t, _, sd in boxes) + rng.uniform(0.3, 1.0) * smax, MIN_IMAGE))
         a = _WORDS_A[int(rng.integers(len(_WORDS_A)))]
         b = _WORDS_B[int(rng.integers(len(_WORDS_B)))]
@@ -689,21 +687,6 @@ def _label_lines(images: list[_Image]) -> str:
 
 
 # --------------------------------------------------------------------------- writing
-
-
-def _worker_init() -> None:
-    cv2.setNumThreads(1)
-
-
-def _pool(workers: int) -> Any:
-    """A process pool: fork where it is safe (fast, no re-import of ``__main__``),
-    spawn once TensorFlow is loaded (forking its threads can deadlock)."""
-    methods = multiprocessing.get_all_start_methods()
-    method = "fork" if "fork" in methods and "tensorflow" not in sys.modules else "spawn"
-    with warnings.catch_warnings():
-        # Python >= 3.12 warns about fork() in a multi-threaded process (OpenCV's idle pool)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return multiprocessing.get_context(method).Pool(workers, initializer=_worker_init)
 
 
 def _clear_stale_temps(out: Path) -> None:
@@ -759,8 +742,8 @@ def generate_sample(out: Path | str, spec: SampleSpec = SampleSpec(), workers: i
 
     If ``out`` already holds a complete sample of the same spec, nothing is redone. If it
     holds anything else, :class:`~ferreport.errors.UsageError` is raised. ``workers`` is
-    the number of processes (default: up to 2, one for small samples); output does not
-    depend on it.
+    the number of drawing threads (default: up to 2, one for small samples); the output
+    does not depend on it.
     """
     out = Path(out)
     done = _existing(out, spec)
@@ -774,6 +757,7 @@ def generate_sample(out: Path | str, spec: SampleSpec = SampleSpec(), workers: i
     except OSError as exc:
         raise _explain(out, exc) from exc
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the sample is an ordinary folder
         img_dir = tmp / IMAGE_DIR
         img_dir.mkdir(parents=True)
         (tmp / LABEL_LST).parent.mkdir(parents=True)
@@ -785,8 +769,11 @@ def generate_sample(out: Path | str, spec: SampleSpec = SampleSpec(), workers: i
         if workers is None:
             workers = min(2, os.cpu_count() or 1) if len(tasks) >= _PARALLEL_FROM else 1
         if workers > 1 and len(tasks) > 1:
-            with _pool(workers) as pool:
-                for _ in pool.imap_unordered(_write_image, tasks, chunksize=8):
+            # Threads, not processes: OpenCV releases the GIL in its heavy calls, and a
+            # process pool would either fork a multi-threaded parent (deadlocks seen with
+            # OpenCV/OpenMP pools) or re-import ``__main__`` (spawn).
+            with ThreadPoolExecutor(workers, thread_name_prefix="ferreport-sample") as pool:
+                for _ in pool.map(_write_image, tasks):
                     pass
         else:
             for task in tasks:
