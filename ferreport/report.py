@@ -722,7 +722,12 @@ def _warnings(art: RunArtifacts, bundle: MetricsBundle) -> list[Notice]:
     metrics = art.metrics or {}
     collapse = metrics.get("collapse")
     if collapse:
-        if isinstance(collapse, Mapping):
+        if isinstance(collapse, Mapping) and ("reasons" in collapse or "likely_causes" in collapse):
+            reasons = "; ".join(str(r) for r in collapse.get("reasons") or [])
+            causes = "; ".join(str(c) for c in collapse.get("likely_causes") or [])
+            detail = (f"training did not learn: {reasons}." if reasons else "training did not learn.") + (
+                f" Likely causes: {causes}." if causes else "") + " Treat the numbers below as a failed run."
+        elif isinstance(collapse, Mapping):
             detail = "; ".join(f"{k}: {_text(v)}" for k, v in sorted(collapse.items(), key=lambda kv: str(kv[0])))
         elif isinstance(collapse, str):
             detail = collapse
