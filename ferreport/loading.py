@@ -169,7 +169,8 @@ def read_label_file(label_file: str | os.PathLike[str], image_dir: str | os.Path
 
     if check_images and ok.any():
         names = pd.unique(frame["source"][ok])
-        exists = {name: _inside_and_exists(image_dir, name) for name in names}
+        plain = _plain_files(image_dir)
+        exists = {name: name in plain or _inside_and_exists(image_dir, name) for name in names}
         missing = ok & ~frame["source"].map(exists).fillna(False).to_numpy(dtype=bool)
         reasons[missing] = MISSING_IMAGE
         ok = reasons == ""
@@ -195,6 +196,20 @@ def read_label_file(label_file: str | os.PathLike[str], image_dir: str | os.Path
     })
     result.index = index
     return _finish(result, require_faces)
+
+
+def _plain_files(image_dir: Path) -> frozenset[str]:
+    """Names of the regular files (not links, not folders) directly inside ``image_dir``.
+
+    One directory listing answers "inside and exists" for every plain top-level name at
+    once; names with folders or pointing at links still go through
+    :func:`_inside_and_exists` one by one.
+    """
+    try:
+        with os.scandir(image_dir) as entries:
+            return frozenset(e.name for e in entries if e.is_file(follow_symlinks=False))
+    except OSError:
+        return frozenset()
 
 
 def _inside_and_exists(image_dir: Path, name: str) -> bool:

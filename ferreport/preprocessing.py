@@ -30,8 +30,11 @@ from .errors import DatasetError, OutputError
 from .loading import BOX_OUTSIDE_IMAGE, INDEX_COLUMNS, UNREADABLE_IMAGE, LabelIndex, load_dataset
 
 #: Bump when the decode/crop/resize output changes, so old caches miss.
-PREPROCESS_VERSION = 1
+#: 2: JPEGs whose every box is at least 2/4/8 x the face size are decoded at 1/2, 1/4, 1/8.
+PREPROCESS_VERSION = 2
 MAX_IMAGE_BYTES = 256 * 1024 * 1024
+#: libjpeg's DCT-domain downscaling: decode a JPEG at 1/f of its size, much faster.
+_REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
 @dataclass
@@ -71,27 +74,38 @@ def decode_image(path: str | os.PathLike[str]) -> tuple[np.ndarray | None, str]:
     OpenCV's own pixel limit (``OPENCV_IO_MAX_IMAGE_PIXELS``, lowered by ferreport) refuses
     headers that claim enormous dimensions before allocating them.
     """
+    img, why, _ = _decode(path)
+    return img, why
+
+
+def _decode(path: str | os.PathLike[str], reduce: int = 1) -> tuple[np.ndarray | None, str, int]:
+    """:func:`decode_image`, with JPEGs decoded at ``1/reduce`` of their size when ``reduce`` is 2, 4 or 8.
+
+    Returns ``(image, reason, factor)``; ``factor`` is the reduction applied (1 for other formats).
+    """
     try:
         size = os.path.getsize(path)
         if size == 0:
-            return None, "empty file"
+            return None, "empty file", 1
         if size > MAX_IMAGE_BYTES:
-            return None, "file too large"
+            return None, "file too large", 1
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
-        return None, f"cannot read ({exc.strerror})"
-    if data[:2].tobytes() == b"\xff\xd8" and not _has_jpeg_end(data):
+        return None, f"cannot read ({exc.strerror})", 1
+    is_jpeg = data[:2].tobytes() == b"\xff\xd8"
+    if is_jpeg and not _has_jpeg_end(data):
         # libjpeg would fill the missing rows with grey and only print a warning.
-        return None, "truncated JPEG"
+        return None, "truncated JPEG", 1
+    factor = reduce if is_jpeg and reduce in _REDUCED_FLAGS else 1
     try:
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        img = cv2.imdecode(data, _REDUCED_FLAGS[factor] if factor > 1 else cv2.IMREAD_COLOR)
     except cv2.error:
         img = None
     if img is None or img.size == 0:
-        return None, "cannot decode"
+        return None, "cannot decode", 1
     if img.dtype != np.uint8:  # IMREAD_COLOR already gives 8-bit; guard anyway
         img = cv2.convertScaleAbs(img, alpha=255.0 / max(1, int(img.max())))
-    return img, ""
+    return img, "", factor
 
 
 def _has_jpeg_end(data: np.ndarray) -> bool:
@@ -130,12 +144,17 @@ def _process_images(tasks: list[_Task], size: int) -> tuple[list[int], np.ndarra
     failures: list[tuple[int, str]] = []
     clipped: list[int] = []
     for path, boxes in tasks:
-        img, why = decode_image(path)
+        img, why, factor = _decode(path, _reduction(boxes, size))
+        if img is not None and factor > 1 and not _reduced_is_safe(img, factor, boxes):
+            img, why, factor = _decode(path)
         if img is None:
             failures.extend((pos, f"{UNREADABLE_IMAGE}: {why}") for pos, *_ in boxes)
             continue
         for pos, top, left, right, bottom in boxes:
-            face, was_clipped = crop_face(img, top, left, right, bottom, size)
+            if factor > 1:
+                face, was_clipped = _crop_reduced(img, factor, top, left, right, bottom, size)
+            else:
+                face, was_clipped = crop_face(img, top, left, right, bottom, size)
             if face is None:
                 failures.append((pos, BOX_OUTSIDE_IMAGE))
                 continue
@@ -147,15 +166,52 @@ def _process_images(tasks: list[_Task], size: int) -> tuple[list[int], np.ndarra
     return positions, stacked, failures, clipped
 
 
+def _reduction(boxes: list[tuple[int, int, int, int, int]], size: int) -> int:
+    """Largest JPEG reduction (8, 4, 2, else 1) that leaves every box at least ``size`` px a side."""
+    if any(r < 0 or b < 0 for _, _, _, r, b in boxes):  # whole-image boxes: size unknown before decoding
+        return 1
+    side = min(min(b - t, r - l) for _, t, l, r, b in boxes)
+    for f in (8, 4, 2):
+        if side >= f * size:
+            return f
+    return 1
+
+
+def _reduced_is_safe(img: np.ndarray, factor: int, boxes: list[tuple[int, int, int, int, int]]) -> bool:
+    """Whether every box's clipping is known from the reduced image.
+
+    A JPEG of width W decodes at 1/f to ``ceil(W / f)`` columns, so W is only known to
+    lie in ``(f * (w - 1), f * w]``; a box whose right/bottom edge falls in that range might
+    or might not be clipped, and the image is then decoded at full size instead.
+    """
+    h, w = img.shape[:2]
+    return all(r <= factor * (w - 1) + 1 and b <= factor * (h - 1) + 1 for _, _, _, r, b in boxes)
+
+
+def _crop_reduced(img: np.ndarray, factor: int, top: int, left: int, right: int, bottom: int,
+                  size: int) -> tuple[np.ndarray | None, bool]:
+    """:func:`crop_face` on an image decoded at ``1/factor``: the box (clipped at full size) is scaled by 1/factor."""
+    t, l = max(0, top), max(0, left)
+    clipped = (t, l) != (top, left)  # right/bottom are inside (checked by _reduced_is_safe)
+    if t >= bottom or l >= right:
+        return None, clipped
+    h, w = img.shape[:2]
+    rt, rl = min(h - 1, round(t / factor)), min(w - 1, round(l / factor))
+    rb, rr = max(rt + 1, min(h, round(bottom / factor))), max(rl + 1, min(w, round(right / factor)))
+    face = cv2.resize(img[rt:rb, rl:rr], (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(face, cv2.COLOR_BGR2RGB), clipped
+
+
 def _fingerprints(labels: LabelIndex, params: dict[str, object]) -> tuple[str, str]:
     """(data fingerprint, cache key). The fingerprint ignores mtimes so copies match."""
     data_hash = hashlib.sha256()
     stat_hash = hashlib.sha256()
     if labels.label_file is not None:
         data_hash.update(labels.label_file.read_bytes())
+    image_dir = os.fspath(labels.image_dir)
     for name in sorted(pd.unique(labels.index["source"])):
         try:
-            st = os.stat(labels.image_dir / name)
+            st = os.stat(os.path.join(image_dir, name))
             size, mtime = st.st_size, st.st_mtime_ns
         except OSError:
             size, mtime = -1, -1
@@ -180,15 +236,25 @@ def prepare_dataset(root: str | os.PathLike[str], *, strict: bool = False, cache
     """Load, validate, decode, crop and cache a dataset; a second call reads the cache."""
     start = time.perf_counter()
     root = Path(root)
+    cache_root = Path(cache_root) if cache_root is not None else default_cache_root()
+    quick = _quick_key(root, size)
+    if quick is not None:
+        hit = _read_quick(cache_root, quick, strict)
+        if hit is not None:
+            faces, index, meta = hit
+            return PreparedDataset(root=root, kind=meta["params"]["kind"], faces=faces, index=index,
+                                   skipped=meta["skipped"], examples=meta["examples"], fingerprint=meta["fingerprint"],
+                                   cache_dir=cache_root / meta["key"], cache_hit=True,
+                                   seconds=time.perf_counter() - start, params=meta["params"])
     labels = load_dataset(root, strict=strict)
     params = {"size": size, "color": "RGB", "interpolation": "INTER_AREA", "version": PREPROCESS_VERSION,
               "kind": labels.kind}
     fingerprint, key = _fingerprints(labels, params)
-    cache_root = Path(cache_root) if cache_root is not None else default_cache_root()
     cache_dir = cache_root / key
     cached = _read_cache(cache_dir)
     if cached is not None:
         faces, index, meta = cached
+        _write_quick(cache_root, quick, key)
         return PreparedDataset(root=root, kind=labels.kind, faces=faces, index=index, skipped=meta["skipped"],
                                examples=meta["examples"], fingerprint=fingerprint, cache_dir=cache_dir,
                                cache_hit=True, seconds=time.perf_counter() - start, params=params)
@@ -255,14 +321,20 @@ def prepare_dataset(root: str | os.PathLike[str], *, strict: bool = False, cache
     final_index = index.iloc[keep].reset_index(drop=True)
     final_index["clipped"] = clipped[keep]
     try:
-        faces_out = np.lib.format.open_memmap(tmp_dir / "faces.npy", mode="w+", dtype=np.uint8, shape=(keep.size, size, size, 3))
-        for i in range(0, keep.size, 4096):
-            faces_out[i:i + 4096] = buffer[keep[i:i + 4096]]
-        faces_out.flush()
-        del faces_out, buffer
-        (tmp_dir / "all.npy").unlink()
+        if keep.size == n:  # every face decoded: the buffer already is the result
+            buffer.flush()
+            del buffer
+            os.replace(tmp_dir / "all.npy", tmp_dir / "faces.npy")
+        else:
+            faces_out = np.lib.format.open_memmap(tmp_dir / "faces.npy", mode="w+", dtype=np.uint8,
+                                                  shape=(keep.size, size, size, 3))
+            for i in range(0, keep.size, 4096):
+                faces_out[i:i + 4096] = buffer[keep[i:i + 4096]]
+            faces_out.flush()
+            del faces_out, buffer
+            (tmp_dir / "all.npy").unlink()
         final_index.to_csv(tmp_dir / "index.csv", index=False)
-        meta = {"key": key, "fingerprint": fingerprint, "params": params, "n_faces": int(keep.size),
+        meta = {"key": key, "quick_key": quick, "fingerprint": fingerprint, "params": params, "n_faces": int(keep.size),
                 "skipped": dict(sorted(skipped.items())), "examples": examples, "ferreport": __version__,
                 "complete": True}
         (tmp_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
@@ -278,9 +350,70 @@ def prepare_dataset(root: str | os.PathLike[str], *, strict: bool = False, cache
     faces, final_index, meta = _read_cache(cache_dir) or (None, None, None)
     if faces is None:
         raise OutputError(f"{cache_dir}: the face cache could not be read back after writing")
+    _write_quick(cache_root, quick, key)
     return PreparedDataset(root=root, kind=labels.kind, faces=faces, index=final_index, skipped=meta["skipped"],
                            examples=meta["examples"], fingerprint=fingerprint, cache_dir=cache_dir, cache_hit=False,
                            seconds=time.perf_counter() - start, params=params)
+
+
+def _quick_key(root: Path, size: int) -> str | None:
+    """A key for an ExpW-layout folder read without parsing ``label.lst``, or None.
+
+    SHA-256 of the label file's bytes, every entry of ``image/origin`` (name, size,
+    mtime) and the preprocessing parameters. Only when the image folder holds nothing but
+    regular files (no sub-folders, no links, whose contents a listing does not vouch for);
+    otherwise the full path (parse, validate, fingerprint) decides.
+    """
+    label_file = root / "label" / "label.lst"
+    try:
+        h = hashlib.sha256(label_file.read_bytes())
+        with os.scandir(root / "image" / "origin") as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            if not e.is_file(follow_symlinks=False):
+                return None
+            st = e.stat(follow_symlinks=False)
+            h.update(f"{e.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    except OSError:
+        return None
+    h.update(json.dumps({"size": size, "version": PREPROCESS_VERSION, "kind": "expw"}, sort_keys=True).encode())
+    return h.hexdigest()[:32]
+
+
+def _read_quick(cache_root: Path, quick: str, strict: bool) -> tuple[np.ndarray, pd.DataFrame, dict] | None:
+    """The cache entry a quick key points at, when it is complete and was written for that key."""
+    try:
+        key = (cache_root / ".quick" / quick).read_text().strip()
+    except OSError:
+        return None
+    if not key or "/" in key or key.startswith("."):
+        return None
+    cached = _read_cache(cache_root / key)
+    if cached is None:
+        return None
+    meta = cached[2]
+    if meta.get("quick_key") != quick or meta.get("key") != key:
+        return None
+    if strict and meta.get("skipped"):  # --strict must still stop at the first unusable line
+        return None
+    return cached
+
+
+def _write_quick(cache_root: Path, quick: str | None, key: str) -> None:
+    """Best effort: point ``quick`` at cache entry ``key`` (a lost pointer only costs a slower hit)."""
+    if quick is None:
+        return
+    try:
+        meta = json.loads((cache_root / key / "meta.json").read_text())
+        if meta.get("quick_key") != quick:
+            return
+        folder = cache_root / ".quick"  # dot-name: not a cache entry
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{quick}.tmp-{os.getpid()}"
+        tmp.write_text(key)
+        os.replace(tmp, folder / quick)
+    except (OSError, ValueError):
+        pass
 
 
 def _remove_abandoned(cache_root: Path) -> None:

@@ -1,0 +1,123 @@
+#!/usr/bin/env python
+"""Folder audit end to end (decode, detect, predict) vs one image at a time.
+
+    python benchmarks/audit.py [--images 2000] [--width 640 --height 480] [--workers N]
+
+Generates (once, reused) ``--images`` photo-sized JPEG scenes under ``--work-dir``
+(default /tmp/ferreport-bench): a cluttered background with one face drawn by
+``sample.draw_face`` pasted in (side 80-200 px). The model is a freshly initialised
+seed CNN saved to a ``.keras`` file (speed does not depend on the weights).
+
+Baseline: for each file in sorted order, ``preprocessing.decode_image``, Haar detection
+(``detection.detect_faces``), crop + resize, ``model.predict`` of that image's faces:
+one image at a time. Project: ``audit.run_audit(folder, model, formats=())`` (chunks,
+process pool, batched prediction; reports are left out: they are timed by report.py).
+Target: >= 5x the baseline's images/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import os
+import tempfile
+from pathlib import Path
+
+import _common as C
+import numpy as np
+
+
+def _make_one(args: tuple[str, int, int, int]) -> None:
+    import cv2
+
+    from ferreport.sample import _background, draw_face
+
+    path, seed, w, h = args
+    rng = np.random.default_rng(seed)
+    scene = _background(rng, h, w)
+    side = int(rng.integers(80, 201))
+    face = draw_face(rng, int(rng.integers(0, 7)), side)
+    top, left = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
+    scene[top:top + side, left:left + side] = face
+    cv2.imwrite(path + ".tmp.jpg", scene, [int(cv2.IMWRITE_JPEG_QUALITY), 90])
+    os.replace(path + ".tmp.jpg", path)
+
+
+def make_folder(folder: Path, n: int, w: int, h: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = [(str(folder / f"photo_{i:05d}.jpg"), i, w, h) for i in range(n)
+            if not (folder / f"photo_{i:05d}.jpg").exists()]
+    if todo:
+        with cf.ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
+            list(pool.map(_make_one, todo, chunksize=16))
+
+
+def baseline(folder: Path, model) -> tuple[int, int]:
+    from ferreport.detection import detect_faces
+    from ferreport.preprocessing import crop_face, decode_image
+
+    images = faces = 0
+    for path in sorted(folder.iterdir()):
+        img, _ = decode_image(path)
+        if img is None:
+            continue
+        images += 1
+        crops = [crop_face(img, *box)[0] for box in detect_faces(img)]
+        crops = [c for c in crops if c is not None]
+        if crops:
+            model.predict(np.stack(crops).astype(np.float32) / 255.0, verbose=0)
+            faces += len(crops)
+    return images, faces
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--baseline-images", type=int, default=None,
+                    help="time the baseline on only this many images (it is slow); default: all")
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "ferreport-bench")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+
+    C.header("folder audit")
+    folder = args.work_dir / f"photos-{args.images}-{args.width}x{args.height}"
+    with C.timer() as t:
+        make_folder(folder, args.images, args.width, args.height)
+    print(f"   folder: {args.images} JPEGs {args.width}x{args.height} at {folder} ({t['s']:.1f} s)")
+
+    from ferreport.audit import run_audit
+    from ferreport.model import build_model
+
+    with tempfile.TemporaryDirectory(prefix="ferreport-audit-") as tmp:
+        model_path = Path(tmp) / "model.keras"
+        model = build_model("seed")
+        model.save(model_path)
+        model.predict(np.zeros((1, 64, 64, 3), np.float32), verbose=0)  # warm-up
+
+        sub = folder
+        if args.baseline_images and args.baseline_images < args.images:
+            sub = Path(tmp) / "subset"
+            sub.mkdir()
+            for p in sorted(folder.iterdir())[: args.baseline_images]:
+                os.symlink(p, sub / p.name)
+        with C.timer() as tb:
+            n_base, f_base = baseline(sub, model)
+        print(f"   baseline: {n_base} images, {f_base} faces in {tb['s']:.1f} s")
+
+        with C.timer() as tp:
+            result = run_audit(folder, model_path, out=Path(tmp) / "run", formats=(), workers=args.workers)
+        s = result.summary
+        n_proj = int(s.get("images_read", args.images))
+        print(f"   ferreport: {n_proj} images in {tp['s']:.1f} s (summary: {s.get('images_per_second', '?')} images/s "
+              f"inside the scan; faces found {s.get('faces_found', s.get('faces', '?'))})")
+    rows = [C.report(f"audit {args.images} JPEGs {args.width}x{args.height} (decode, detect, predict)",
+                     "one image at a time: read, detect, predict", n_base / tb["s"], n_proj / tp["s"], "images/s",
+                     target=5.0)]
+    C.save_json(args.json, "audit", rows)
+
+
+if __name__ == "__main__":
+    main()
