@@ -16,7 +16,7 @@ import click
 
 from . import __version__
 from .balancing import METHODS
-from .config import DEMO_EPOCHS, DEMO_SAMPLE_FACES, RunConfig, parse_formats
+from .config import DEMO_PROFILE, DEMO_SAMPLE_FACES, RunConfig, parse_formats
 from .errors import FerreportError
 from .jobs import gate_options
 
@@ -126,6 +126,13 @@ def train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--arch", default="seed", show_default=True, help="Model architecture."),
         click.option("--strategy", type=click.Choice(["auto", "mirrored"]), default="auto", show_default=True,
                      help="auto: one device (a GPU when TensorFlow sees one); mirrored: all local GPUs."),
+        click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant",
+                     show_default=True, help="Learning rate over training: constant, or cosine decay."),
+        click.option("--warmup-epochs", type=click.IntRange(0), default=0, show_default=True,
+                     help="Linear learning-rate warm-up from ~0 over this many epochs."),
+        click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True),
+        click.option("--early-stopping", "early_stopping_patience", type=click.IntRange(1), default=None,
+                     help="Stop after this many epochs without a better validation loss (best weights kept)."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last epoch."),
     ]
     for option in reversed(options):
@@ -137,7 +144,9 @@ def _train_config(**kw: Any) -> RunConfig:
     return RunConfig(data=kw["data"], out=kw["out"], epochs=kw["epochs"], batch_size=kw["batch_size"],
                      learning_rate=kw["learning_rate"], balance=kw["balance"], seed=kw["seed"],
                      augment=not kw["no_augment"], arch=kw["arch"], strategy=kw["strategy"], strict=kw["strict"],
-                     resume=kw["resume"], cache_dir=kw["cache_dir"])
+                     resume=kw["resume"], cache_dir=kw["cache_dir"], lr_schedule=kw["lr_schedule"],
+                     warmup_epochs=kw["warmup_epochs"], label_smoothing=kw["label_smoothing"],
+                     early_stopping_patience=kw["early_stopping_patience"])
 
 
 @main.command()
@@ -219,8 +228,9 @@ def report(run_dir: Path, formats: str) -> None:
 def run(ctx: click.Context, full: bool, formats: str, **kw: Any) -> None:
     """The main job: (sample ->) prepare -> train -> evaluate -> report.
 
-    Without --full and without an explicit --epochs it trains a short CPU demo
-    (DEMO_EPOCHS epochs) on the generated sample.
+    Without --full it trains the short CPU demo recipe (config.DEMO_PROFILE: compact CNN,
+    12 epochs, warm-up + cosine) for every option left at its default; --full is the seed
+    recipe (seed CNN, 50 epochs, batch 32, SMOTE).
     """
     from .jobs import JobConsole, finish_job, plan_gates
     from .pipeline import evaluate_run, summary_line
@@ -228,8 +238,10 @@ def run(ctx: click.Context, full: bool, formats: str, **kw: Any) -> None:
 
     fmt = parse_formats(formats)
     plan = plan_gates(kw)
-    if not full and ctx.get_parameter_source("epochs") == click.core.ParameterSource.DEFAULT:
-        kw["epochs"] = DEMO_EPOCHS
+    if not full:  # the CPU demo recipe, for every option the user left at its default
+        for key, value in DEMO_PROFILE.items():
+            if ctx.get_parameter_source(key) == click.core.ParameterSource.DEFAULT:
+                kw[key] = value
     with JobConsole(plan.json_out) as console:
         run_dir = train_job(_train_config(**kw), progress=_progress())
         metrics = evaluate_run(run_dir, formats=(), progress=_progress())

@@ -149,7 +149,8 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
         saved = json.loads((run_dir / artifacts.CONFIG).read_text())
         config = replace(config, **{k: v for k, v in _config_from_dict(saved).items()
                                     if k in ("data", "epochs", "batch_size", "learning_rate", "balance", "seed",
-                                             "augment", "arch", "sample_faces")})
+                                             "augment", "arch", "sample_faces", "lr_schedule", "warmup_epochs",
+                                             "label_smoothing", "early_stopping_patience")})
     data = prepare(config, progress=bool(progress))
     config = replace(config, data=data.dataset.root, out=run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -168,7 +169,10 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
     log(format_summary(summary))
 
     train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-                               augment=config.augment, seed=config.seed, arch=config.arch, strategy=config.strategy)
+                               augment=config.augment, seed=config.seed, arch=config.arch, strategy=config.strategy,
+                               lr_schedule=config.lr_schedule, warmup_epochs=config.warmup_epochs,
+                               label_smoothing=config.label_smoothing,
+                               early_stopping_patience=config.early_stopping_patience)
     result = train_model(balanced.x, balanced.y, np.asarray(faces[val_rows]), labels[val_rows], train_config, run_dir,
                          class_weight=balanced.class_weight, resume=config.resume, progress=progress)
     record = provenance_record(seed=config.seed, data_fingerprint=data.dataset.fingerprint,
