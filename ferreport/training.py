@@ -472,8 +472,8 @@ def scheduled_learning_rate(config: TrainConfig, base_lr: float, step: int, step
     if step < warm:
         factor = (step + 1) / warm
     elif config.lr_schedule == "cosine":
-        total = max(1, config.epochs * steps_per_epoch - warm)
-        progress = min(1.0, (step - warm) / total)
+        last = max(1, config.epochs * steps_per_epoch - warm - 1)  # steps after warm-up, minus one
+        progress = min(1.0, (step - warm) / last)
         f = COSINE_FINAL_FRACTION
         factor = f + (1.0 - f) * 0.5 * (1.0 + math.cos(math.pi * progress))
     return float(base_lr) * factor
