@@ -41,7 +41,7 @@ from .atomic import write_bytes, write_json, write_text
 from .constants import CLASS_NAMES
 from .errors import DatasetError, FerreportError, UsageError
 from .metrics import ClassificationMetrics, Interval, _stats_from_cms, classification_metrics, labels_to_ids
-from .report import RunArtifacts, _fmt_num, _short, load_run
+from .report import RunArtifacts, Section, _fmt_num, _short, load_run
 
 __all__ = [
     "COMPARE_HTML",
@@ -335,13 +335,7 @@ class _FaceFinder:
 # --------------------------------------------------------------------------- context
 
 
-@dataclass(frozen=True)
-class CompareSection:
-    id: str
-    number: int
-    title: str
-    template: str
-    data: Mapping[str, Any]
+CompareSection = Section  # a comparison section has the same shape as a report section
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,19 @@ _STYLE: dict[str, Any] = {
 }
 
 
+def _class_matrix_axes(ax: Any, k: int, labels: Sequence[str]) -> None:
+    """Axes of a k x k class matrix: true classes down, predicted across, no frame."""
+    ax.set_xlim(-0.5, k - 0.5)
+    ax.set_ylim(k - 0.5, -0.5)
+    ax.set_xticks(range(k), labels, rotation=35, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(k), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.tick_params(length=0)
+    for side in ("left", "bottom"):
+        ax.spines[side].set_visible(False)
+
+
 def _figure(width: float, height: float, **kwargs: Any) -> Figure:
     return Figure(figsize=(width, height), layout="constrained", **kwargs)
 
@@ -207,15 +220,7 @@ def confusion_matrix_figure(
         ax = fig.add_subplot()
         ax.pcolormesh(np.arange(k + 1) - 0.5, np.arange(k + 1) - 0.5, values,
                       cmap="Blues", vmin=0.0, vmax=vmax, edgecolors="white", linewidth=1.0)
-        ax.set_xlim(-0.5, k - 0.5)
-        ax.set_ylim(k - 0.5, -0.5)
-        ax.set_xticks(range(k), labels, rotation=35, ha="right", rotation_mode="anchor")
-        ax.set_yticks(range(k), labels)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.tick_params(length=0)
-        for side in ("left", "bottom"):
-            ax.spines[side].set_visible(False)
+        _class_matrix_axes(ax, k, labels)
         ax.set_title("Row-normalised (share of true class)" if normalize else "Counts", loc="left")
         for i in range(k):
             for j in range(k):
@@ -391,15 +396,7 @@ def confusion_difference_figure(
         ax = fig.add_subplot()
         ax.pcolormesh(np.arange(k + 1) - 0.5, np.arange(k + 1) - 0.5, good, cmap="RdBu", vmin=-vmax, vmax=vmax,
                       edgecolors="white", linewidth=1.0)
-        ax.set_xlim(-0.5, k - 0.5)
-        ax.set_ylim(k - 0.5, -0.5)
-        ax.set_xticks(range(k), labels, rotation=35, ha="right", rotation_mode="anchor")
-        ax.set_yticks(range(k), labels)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.tick_params(length=0)
-        for side in ("left", "bottom"):
-            ax.spines[side].set_visible(False)
+        _class_matrix_axes(ax, k, labels)
         ax.set_title("B − A, faces per cell (blue: B better)", loc="left")
         for i in range(k):
             for j in range(k):
