@@ -353,6 +353,9 @@ _Result = tuple[int, str, list[tuple[int, int, int, int, str]]]
 def _worker_init() -> None:
     import cv2
 
+    from .preprocessing import exit_with_parent
+
+    exit_with_parent()  # a killed audit leaves no decoding workers behind
     cv2.setNumThreads(1)  # the pool already uses every core
 
 

@@ -226,6 +226,20 @@ def _fingerprints(labels: LabelIndex, params: dict[str, object]) -> tuple[str, s
     return fingerprint, key
 
 
+def exit_with_parent() -> None:
+    """Pool initializer: on Linux, a worker is sent SIGTERM when the process that started it dies.
+
+    Without it, killing ``ferreport`` (SIGKILL, OOM killer) leaves its decoding workers behind.
+    """
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: nothing to do
+        pass
+
+
 def _pool_context() -> multiprocessing.context.BaseContext:
     # Forking a process that has TensorFlow loaded can deadlock; spawn is safe there.
     return multiprocessing.get_context("spawn" if "tensorflow" in sys.modules else "fork")
@@ -295,7 +309,8 @@ def prepare_dataset(root: str | os.PathLike[str], *, strict: bool = False, cache
         for c in chunks:
             absorb(_process_images(c, size))
     else:
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
+                                    initializer=exit_with_parent) as pool:
             for done, result in enumerate(pool.map(_process_images, chunks, [size] * len(chunks)), start=1):
                 absorb(result)
                 if progress:

@@ -175,15 +175,38 @@ def test_very_long_label_file_parses_quickly(tmp_path):
 # ----------------------------------------------------------------------------------- interruption
 
 def _kill_when(cmd: list[str], cwd: Path, ready, timeout: float = 120) -> None:
-    """Start ``cmd``; SIGKILL it as soon as ``ready()`` is true (or it exits)."""
+    """Start ``cmd``; SIGKILL it as soon as ``ready()`` is true (or it exits).
+
+    Only the main process is killed, as the OOM killer would; its decoding workers must
+    then exit by themselves (``preprocessing.exit_with_parent``).
+    """
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline and not ready():
         time.sleep(0.02)
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while _session_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _session_members(proc.pid)
+    for pid in left:  # never leave strays behind, even when the assertion below fails
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"worker processes outlived their killed parent: {left}"
+
+
+def _session_members(sid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == sid:
+                    members.append(int(entry.name))
+            except OSError:
+                continue
+    return members
 
 
 @pytest.mark.slow
