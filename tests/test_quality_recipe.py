@@ -105,6 +105,12 @@ def test_benchmark_recipes_and_hog_features():
     assert (seed.arch, seed.learning_rate, seed.batch_size, seed.lr_schedule, seed.warmup_epochs) == (
         "seed", 1e-3, 32, "constant", 0)
     x, y = _faces(70, 3)
+    y = np.where(np.arange(70) < 40, 3, y)  # imbalanced: class 3 dominates
+    full = bench.balance(x, y, "class-weight", seed=0)
+    sqrt = bench.balance(x, y, "class-weight-sqrt", seed=0)
+    assert sqrt.x is x and sqrt.method == "class-weight-sqrt"
+    assert sqrt.class_weight == pytest.approx({c: w ** 0.5 for c, w in full.class_weight.items()})
+    assert sqrt.class_weight[3] < 1 < max(sqrt.class_weight.values()) < max(full.class_weight.values())
     feats = bench.hog_features(x)
     assert feats.shape == (70, 1764) and np.isfinite(feats).all()
     rows = {"train": np.arange(0, 42), "val": np.arange(42, 56), "test": np.arange(56, 70)}
