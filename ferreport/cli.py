@@ -124,8 +124,11 @@ def train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--balance", type=click.Choice(METHODS), default="smote", show_default=True),
         click.option("--no-augment", is_flag=True, help="Train without rotation/shift/shear/zoom/flip augmentation."),
         click.option("--arch", default="seed", show_default=True, help="Model architecture."),
-        click.option("--strategy", type=click.Choice(["auto", "mirrored"]), default="auto", show_default=True,
-                     help="auto: one device (a GPU when TensorFlow sees one); mirrored: all local GPUs."),
+        click.option("--strategy", type=click.Choice(["auto", "mirrored", "multiworker"]), default="auto",
+                     show_default=True,
+                     help="auto: one device (a GPU when TensorFlow sees one); mirrored: all local GPUs; "
+                          "multiworker: several processes/hosts named by TF_CONFIG (same command and --out on "
+                          "each; --batch-size is the global batch)."),
         click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant",
                      show_default=True, help="Learning rate over training: constant, or cosine decay."),
         click.option("--warmup-epochs", type=click.IntRange(0), default=0, show_default=True,
@@ -244,6 +247,12 @@ def run(ctx: click.Context, full: bool, formats: str, **kw: Any) -> None:
                 kw[key] = value
     with JobConsole(plan.json_out) as console:
         run_dir = train_job(_train_config(**kw), progress=_progress())
+        if kw["strategy"] == "multiworker":
+            from .distributed import worker_info
+
+            if not worker_info()["chief"]:  # the chief evaluates and reports
+                console.echo(str(run_dir))
+                return
         metrics = evaluate_run(run_dir, formats=(), progress=_progress())
         summary = finish_job(run_dir, metrics, plan, formats=fmt, command="run")
         console.echo(summary_line(metrics))

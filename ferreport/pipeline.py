@@ -143,8 +143,17 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
     from .training import TrainConfig, train_model
 
     started = now_iso()
+    chief = True
+    if config.strategy == "multiworker":
+        from .distributed import worker_info
+
+        chief = worker_info()["chief"]
+        if not config.out:
+            raise UsageError("--strategy multiworker: pass the same --out RUN_DIR to every worker, so that they "
+                             "agree on the run directory (only the chief writes it)")
     run_dir = Path(config.out) if config.out else Path(config.reports_dir) / new_run_id()
-    _check_run_dir(run_dir, config.resume)
+    if chief:
+        _check_run_dir(run_dir, config.resume)
     if config.resume:  # continue with the recorded configuration, not today's defaults
         saved = json.loads((run_dir / artifacts.CONFIG).read_text())
         config = replace(config, **{k: v for k, v in _config_from_dict(saved).items()
@@ -153,11 +162,12 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
                                              "label_smoothing", "early_stopping_patience")})
     data = prepare(config, progress=bool(progress))
     config = replace(config, data=data.dataset.root, out=run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / artifacts.CONFIG, config.to_dict())
-    table = split_table(data.dataset.index, data.split)
-    with atomic_open(run_dir / artifacts.SPLITS) as fh:
-        table.to_csv(fh, index=False)
+    if chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / artifacts.CONFIG, config.to_dict())
+        table = split_table(data.dataset.index, data.split)
+        with atomic_open(run_dir / artifacts.SPLITS) as fh:
+            table.to_csv(fh, index=False)
 
     train_rows, val_rows = data.rows("train"), data.rows("val")
     if len(train_rows) == 0 or len(val_rows) == 0:
@@ -165,8 +175,9 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
     faces, labels = data.dataset.faces, data.dataset.labels
     balanced = balance_training_set(np.asarray(faces[train_rows]), labels[train_rows], config.balance, seed=config.seed)
     summary = data_summary(data, balanced)
-    write_json(run_dir / artifacts.DATA_SUMMARY, summary)
-    log(format_summary(summary))
+    if chief:
+        write_json(run_dir / artifacts.DATA_SUMMARY, summary)
+        log(format_summary(summary))
 
     train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
                                augment=config.augment, seed=config.seed, arch=config.arch, strategy=config.strategy,
@@ -175,6 +186,9 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
                                early_stopping_patience=config.early_stopping_patience)
     result = train_model(balanced.x, balanced.y, np.asarray(faces[val_rows]), labels[val_rows], train_config, run_dir,
                          class_weight=balanced.class_weight, resume=config.resume, progress=progress)
+    if not result.is_chief:
+        log(f"worker done after {result.epochs_run} epochs; the chief wrote {run_dir}")
+        return run_dir
     record = provenance_record(seed=config.seed, data_fingerprint=data.dataset.fingerprint,
                                model_sha256=sha256_file(run_dir / artifacts.MODEL), started=started, finished=now_iso(),
                                extra={"run_id": run_dir.name, "best_epoch": int(result.best_epoch),

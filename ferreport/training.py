@@ -86,7 +86,7 @@ MIN_LR = 1e-6
 #: ``warmup_epochs`` epochs when that is set.
 LR_SCHEDULES = ("constant", "cosine")
 COSINE_FINAL_FRACTION = 0.01
-STRATEGIES = ("auto", "default", "mirrored")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 _STATE_FILE = "state.json"
 _STATE_FORMAT = 1
 #: Config fields that may change between a run and its resumption.
@@ -104,7 +104,7 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     arch: str = "seed"
-    strategy: str = "auto"  # "auto" | "default" | "mirrored"
+    strategy: str = "auto"  # "auto" | "default" | "mirrored" | "multiworker"
     label_smoothing: float = 0.0
     early_stopping_patience: int | None = None
     reduce_lr_patience: int | None = None
@@ -170,6 +170,7 @@ class TrainResult:
     stopped_early: bool = False    # early stopping or a NaN loss ended training
     resumed_from_epoch: int = 0    # completed epochs found in the checkpoint (0: fresh run)
     val_pred_counts: np.ndarray | None = None  # argmax counts of the best model on validation
+    is_chief: bool = True          # False on multi-worker workers other than the chief (they write nothing)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -226,6 +227,8 @@ def make_dataset(
     augment: bool,
     seed: int,
     epoch: int = 0,
+    shard: tuple[int, int] | None = None,
+    class_weight: Sequence[float] | None = None,
 ) -> tf.data.Dataset:
     """Batches ``(float32 faces in [0, 1], one-hot float32 labels)`` from uint8 arrays.
 
@@ -237,6 +240,14 @@ def make_dataset(
     layers seeded from ``seed``/``epoch``; that map runs sequentially so draws are
     reproducible). Validation/test datasets (``training=False``) keep file order
     and are never augmented.
+
+    ``shard=(count, index)`` keeps every ``count``-th face of the (shuffled) order,
+    starting at ``index``, after dropping the last ``n % count`` faces so that every
+    shard has the same number of faces and batches (multi-worker training: workers
+    that ran different step counts would wait for each other forever). Every worker
+    draws the same shuffle, so the shards partition the epoch. ``class_weight`` (one
+    weight per class) adds a third element, the per-face weight, for training loops
+    that weight the loss themselves.
     """
     faces = _check_faces(faces_uint8, "make_dataset")
     labels = _check_labels(labels, len(faces), "make_dataset")
@@ -258,22 +269,35 @@ def make_dataset(
     ds = tf.data.Dataset.range(n)
     if training and n:
         ds = ds.shuffle(n, seed=_derive_seed(seed, epoch, 0), reshuffle_each_iteration=True)
+    if shard is not None:
+        count, index = shard
+        if not 0 <= index < count:
+            raise ValueError(f"shard index {index} is not in 0..{count - 1}")
+        ds = ds.take(n - n % count).shard(count, index)
     ds = ds.batch(int(batch_size))
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if class_weight is not None:
+        weights = tf.constant(np.asarray(class_weight, dtype=np.float32).reshape(NUM_CLASSES))
+
+        def weigh(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            return x, y, tf.gather(weights, tf.argmax(y, axis=-1))
+
+        ds = ds.map(weigh)
     if training and augment:
         layers = _augmentation_layers(_derive_seed(seed, epoch, 1))
 
-        def aug(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        def aug(x: tf.Tensor, *rest: tf.Tensor) -> tuple[tf.Tensor, ...]:
             for layer in layers:
                 x = layer(x, training=True)
-            return tf.clip_by_value(x, 0.0, 1.0), y
+            return (tf.clip_by_value(x, 0.0, 1.0), *rest)
 
         ds = ds.map(aug)  # sequential: the layers' seed-generator draws happen in batch order
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def resolve_strategy(name: str) -> tf.distribute.Strategy:
-    """``default``: one device; ``mirrored``: all local GPUs (or the CPU); ``auto``: mirrored if >1 GPU."""
+    """``default``: one device; ``mirrored``: all local GPUs (or the CPU); ``auto``: mirrored if >1 GPU;
+    ``multiworker``: several processes or hosts named by ``TF_CONFIG`` (see :mod:`ferreport.distributed`)."""
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "auto":
@@ -282,6 +306,10 @@ def resolve_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        from .distributed import multiworker_strategy
+
+        return multiworker_strategy()
     raise UsageError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
 
 
@@ -690,17 +718,24 @@ def train_model(
     fingerprint = _fingerprint(x_train, y_train, x_val, y_val)
     ckpt = run_dir / artifacts.CHECKPOINT_DIR
     state_path = ckpt / _STATE_FILE
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name in (artifacts.MODEL, artifacts.HISTORY):  # temporary files of a killed earlier run
-        for leftover in run_dir.glob(f".{name}.*.part*"):
-            leftover.unlink(missing_ok=True)
+    # Multi-worker: created before any other TensorFlow work, as collectives require.
+    strategy = resolve_strategy(config.strategy)
+    multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    from .distributed import is_chief
+
+    chief = is_chief(strategy)  # only the chief writes files
+    if chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in (artifacts.MODEL, artifacts.HISTORY):  # temporary files of a killed earlier run
+            for leftover in run_dir.glob(f".{name}.*.part*"):
+                leftover.unlink(missing_ok=True)
 
     keras.utils.set_random_seed(int(config.seed))
-    strategy = resolve_strategy(config.strategy)
 
     if resume and state_path.is_file():
         state = _restore_state(_State.load(state_path), config, fingerprint, cw, ckpt)
-        _clean_checkpoint_dir(ckpt, {n for n in (state.last_file, state.best_file) if n})
+        if chief:
+            _clean_checkpoint_dir(ckpt, {n for n in (state.last_file, state.best_file) if n})
         with strategy.scope():
             try:
                 model = keras.saving.load_model(ckpt / state.last_file, compile=True)
@@ -714,14 +749,16 @@ def train_model(
         if resume:
             _warn(f"{ckpt}: no checkpoint to resume from; training from epoch 1")
         state = _State(config, fingerprint, cw)
-        state_path.unlink(missing_ok=True)
-        if ckpt.is_dir():
-            _clean_checkpoint_dir(ckpt, set())
+        if chief:
+            state_path.unlink(missing_ok=True)
+            if ckpt.is_dir():
+                _clean_checkpoint_dir(ckpt, set())
         with strategy.scope():
             model = build_model(config.arch, learning_rate=config.learning_rate,
                                 label_smoothing=config.label_smoothing)
     resumed_from = state.epochs_done
-    ckpt.mkdir(parents=True, exist_ok=True)
+    if chief:
+        ckpt.mkdir(parents=True, exist_ok=True)
 
     val_ds = make_dataset(x_val, y_val, config.batch_size, training=False, augment=False, seed=config.seed)
     keras_cw = None if cw is None else {int(k): v for k, v in cw.items()}
@@ -736,11 +773,22 @@ def train_model(
         train_ds = make_dataset(x_train, y_train, config.batch_size, training=True, augment=config.augment,
                                 seed=config.seed, epoch=epoch)
         t0 = time.perf_counter()
-        fit = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
-                        class_weight=keras_cw, callbacks=[*([step_schedule] if step_schedule else []), *callbacks],
-                        shuffle=False, verbose=0)
+        if multiworker:
+            from .distributed import run_epoch
+
+            if step_schedule is not None:
+                step_schedule.set_model(model)
+            logs = run_epoch(strategy, model, {"x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val},
+                             config, epoch=epoch, class_weight=keras_cw,
+                             set_learning_rate=(step_schedule.on_train_batch_begin if step_schedule
+                                                else lambda step: None))
+        else:
+            fit = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
+                            class_weight=keras_cw,
+                            callbacks=[*([step_schedule] if step_schedule else []), *callbacks],
+                            shuffle=False, verbose=0)
+            logs = {k: float(v[-1]) for k, v in fit.history.items()}
         seconds = time.perf_counter() - t0
-        logs = {k: float(v[-1]) for k, v in fit.history.items()}
         epoch += 1
         row = {
             "epoch": epoch,
@@ -756,21 +804,24 @@ def train_model(
 
         tag = f"{epoch:04d}"
         last_file = f"last-{tag}.keras"
-        _save_full(model, ckpt / last_file)
+        if chief:
+            _save_full(model, ckpt / last_file)
         best_changed = improved or state.best_file is None
         if best_changed:
             best_file = f"best-{tag}.keras"
-            _save_slim(model, ckpt / best_file, config)
+            if chief:
+                _save_slim(model, ckpt / best_file, config)
             state.best_file, state.best_epoch = best_file, epoch
         state.history.append(row)
         state.epochs_done = epoch
         state.last_file = last_file
 
-        write_json(state_path, state.to_json())  # commit point
-        _clean_checkpoint_dir(ckpt, {state.last_file, state.best_file})
-        _write_history(run_dir, state.history)
-        if best_changed:
-            _copy_atomic(ckpt / state.best_file, run_dir / artifacts.MODEL)
+        if chief:
+            write_json(state_path, state.to_json())  # commit point
+            _clean_checkpoint_dir(ckpt, {state.last_file, state.best_file})
+            _write_history(run_dir, state.history)
+            if best_changed:
+                _copy_atomic(ckpt / state.best_file, run_dir / artifacts.MODEL)
 
         if progress:
             print(
@@ -788,6 +839,11 @@ def train_model(
         if on_epoch_end is not None:
             on_epoch_end(epoch, dict(row))
 
+    history = _history_frame(state.history)
+    if not chief:  # the chief writes the files and judges the model
+        return TrainResult(history=history, best_epoch=state.best_epoch, model_path=run_dir / artifacts.MODEL,
+                           epochs_run=state.epochs_done, collapse=None, stopped_early=state.stopped is not None,
+                           resumed_from_epoch=resumed_from, is_chief=False)
     # Final artefacts always reflect the committed state (also for resume of a finished run).
     _write_history(run_dir, state.history)
     _copy_atomic(ckpt / state.best_file, run_dir / artifacts.MODEL)
@@ -797,7 +853,6 @@ def train_model(
     best_model = keras.saving.load_model(run_dir / artifacts.MODEL, compile=False)
     val_pred = predict_proba(best_model, x_val, batch_size=max(256, config.batch_size)).argmax(axis=1)
     pred_counts = np.bincount(val_pred, minlength=NUM_CLASSES)
-    history = _history_frame(state.history)
     collapse = detect_collapse(
         history,
         pred_counts,
