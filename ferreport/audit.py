@@ -84,6 +84,7 @@ AUDIT_SUMMARY = artifacts.AUDIT_SUMMARY
 SKIPPED_CSV = artifacts.SKIPPED
 
 FACES_MODES: tuple[str, ...] = ("auto", "detect", "whole")
+ENGINES: tuple[str, ...] = ("local", "ray")
 DEFAULT_FACES = "auto"
 FOUND_DETECTED, FOUND_WHOLE, FOUND_FALLBACK = "detected", "whole", "fallback"
 BOX_COLUMNS: tuple[str, ...] = ("top", "left", "right", "bottom")
@@ -505,8 +506,14 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, 
               formats: tuple[str, ...] = ("html", "pdf"), reports_dir: str | os.PathLike[str] = "reports",
               chunk_size: int = CHUNK_SIZE, batch_size: int = 256, workers: int | None = None,
               unsafe_model: bool = False, n_resamples: int = 1000, seed: int = 0, progress: bool = False,
-              detector: DetectorParams = DEFAULT_PARAMS) -> AuditResult:
-    """Audit every image below ``folder`` with ``model``; see the module docstring for the outputs."""
+              detector: DetectorParams = DEFAULT_PARAMS, engine: str = "local",
+              ray_address: str | None = None) -> AuditResult:
+    """Audit every image below ``folder`` with ``model``; see the module docstring for the outputs.
+
+    ``engine="ray"`` runs decoding, detection and prediction on Ray Data
+    (:mod:`ferreport.audit_ray`; ``ray_address`` joins an existing cluster) and writes
+    the same outputs.
+    """
     from .pipeline import _check_run_dir, new_run_id
     from .provenance import now_iso, provenance_record, sha256_file
 
@@ -520,6 +527,14 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, 
         raise UsageError(f"--faces {faces}: choose one of {', '.join(FACES_MODES)}")
     if chunk_size < 1 or batch_size < 1:
         raise UsageError("chunk size and batch size must be positive")
+    if engine not in ENGINES:
+        raise UsageError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
+    if engine == "ray":
+        from .audit_ray import _require_ray
+
+        _require_ray()  # a clear error before any work
+    elif ray_address:
+        raise UsageError("--ray-address needs --engine ray")
     label_of = _resolve_labels(labels, folder)
     resolved = resolve_model(model)
 
@@ -535,7 +550,8 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, 
     config = {"command": "predict", "folder": display_path(str(folder)), "model": str(resolved.path),
               "out": str(run_dir), "faces": faces, "labels": label_of.source or "none",
               "formats": list(formats), "chunk_size": chunk_size, "batch_size": batch_size, "workers": workers,
-              "seed": seed, "n_resamples": n_resamples, "unsafe_model": bool(unsafe_model)}
+              "seed": seed, "n_resamples": n_resamples, "unsafe_model": bool(unsafe_model), "engine": engine,
+              "ray_address": ray_address}
     write_json(run_dir / artifacts.CONFIG, config)
 
     counts = _Counts()
@@ -552,6 +568,12 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, 
         skip_writer.writerow(["path", "reason"])
         pred_fh.write(",".join(AUDIT_COLUMNS) + "\n")
         files = walk_folder(folder, lambda rel, why: counts.skip(rel, why, skip_writer), exclude=run_dir)
+        if engine == "ray":
+            listed = list(files)
+            cluster, face_pos, face_boxes = _absorb_ray(listed, faces, detector, resolved.path, unsafe_model, batch_size, ray_address,
+                                  workers, run_dir, progress, chunk_size, counts, pool, label_of, matched,
+                                  skip_writer, pred_fh)
+            files = iter(())
         chunks = _chunks(files, chunk_size)
         executor: cf.ProcessPoolExecutor | None = None
 
@@ -588,11 +610,16 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, 
         if progress:
             print(file=sys.stderr)
     seconds = time.perf_counter() - t0
+    if engine == "ray":
+        _crop_pool_faces(pool, [listed[int(i)][1] for i in face_pos], face_boxes)
     pool.write(run_dir / artifacts.FACES_POOL)
 
     unmatched = sorted(set(label_of.table) - matched) if label_of.mode == "csv" else []
     summary = _summary(folder, faces, label_of, resolved, model_sha, counts, seconds, unmatched, detector,
                        chunk_size, batch_size, workers)
+    summary["engine"] = engine
+    if engine == "ray":
+        summary["ray"] = cluster
     write_json(run_dir / AUDIT_SUMMARY, summary)
 
     metrics: dict[str, Any]
@@ -629,9 +656,69 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, 
     return result
 
 
+def _absorb_ray(listed: list[tuple[str, str]], faces: str, detector: DetectorParams, model_path: Path,
+                unsafe_model: bool, batch_size: int, address: str | None, workers: int, run_dir: Path,
+                progress: bool, chunk_size: int, c: _Counts, pool: _Pool, label_of: _Labels, matched: set[str],
+                skip_writer: Any, pred_fh: Any) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """The Ray engine's scan and predictions, fed chunk by chunk to the local engine's writer.
+
+    Returns the cluster description and, for every face row of predictions.csv, the
+    position of its file in ``listed`` and its box (to crop the report's faces again).
+    """
+    from .audit_ray import scan_and_predict
+
+    table, cluster = scan_and_predict([full for _, full in listed], mode=faces, detector=detector,
+                                      model_path=model_path, unsafe_model=unsafe_model, batch_size=batch_size,
+                                      address=address, workers=workers, scratch=run_dir, progress=progress)
+    pos = table["pos"].to_numpy()
+    proba_all = table[[f"p{j}" for j in range(len(CLASS_NAMES))]].to_numpy(dtype=np.float32)
+    box_cols = table[["top", "left", "right", "bottom"]].to_numpy(dtype=np.int64)
+    reasons, found = table["reason"].to_numpy(), table["found"].to_numpy()
+    starts = np.searchsorted(pos, np.arange(0, len(listed) + chunk_size, chunk_size))
+    for k, first in enumerate(range(0, len(listed), chunk_size)):
+        chunk = listed[first:first + chunk_size]
+        lo, hi = starts[k], starts[k + 1]
+        results: list[_Result] = []
+        keep: list[int] = []
+        for i in range(lo, hi):
+            p = int(pos[i]) - first
+            if not results or results[-1][0] != p:
+                results.append((p, str(reasons[i] or ""), []))
+            if found[i]:
+                results[-1][2].append((*map(int, box_cols[i]), str(found[i])))
+                keep.append(i)
+        placeholder = np.broadcast_to(np.zeros((1, FACE_SIZE, FACE_SIZE, 3), np.uint8),
+                                      (len(keep), FACE_SIZE, FACE_SIZE, 3))
+        _absorb_chunk(chunk, [(results, placeholder)], c, pool, label_of, matched, skip_writer, pred_fh,
+                      None, batch_size, None, proba=proba_all[keep])
+    has_face = table["found"].astype(bool).to_numpy()
+    return cluster, pos[has_face], box_cols[has_face]
+
+
+def _crop_pool_faces(pool: _Pool, paths: list[str], boxes: np.ndarray) -> None:
+    """Crop the face pool's faces again from their files (the Ray engine keeps no pixels on the driver).
+
+    ``paths[r]`` and ``boxes[r]`` are the file and box of face row ``r`` of predictions.csv.
+    """
+    from .preprocessing import crop_face, decode_image
+
+    if pool.frame is None or not len(pool.frame):
+        return
+    rows = pool.frame["row"].to_numpy(dtype=np.int64)
+    faces = np.zeros((len(rows), FACE_SIZE, FACE_SIZE, 3), np.uint8)
+    for n, row in enumerate(rows):
+        img, _ = decode_image(paths[row])
+        if img is not None:
+            face, _ = crop_face(img, *map(int, boxes[row]), FACE_SIZE)
+            if face is not None:
+                faces[n] = face
+    pool.faces = faces
+
+
 def _absorb_chunk(chunk: list[tuple[str, str]], results: list[tuple[list[_Result], np.ndarray]], c: _Counts,
                   pool: _Pool, label_of: _Labels, matched: set[str], skip_writer: Any, pred_fh: Any,
-                  model: Any, batch_size: int, predict_proba: Callable[..., np.ndarray]) -> None:
+                  model: Any, batch_size: int, predict_proba: Callable[..., np.ndarray] | None,
+                  proba: np.ndarray | None = None) -> None:
     from .evaluation import PROBA_DECIMALS, predictions_frame
 
     sources: list[str] = []
@@ -676,7 +763,8 @@ def _absorb_chunk(chunk: list[tuple[str, str]], results: list[tuple[list[_Result
         raise RuntimeError(f"audit: {len(faces)} faces for {len(sources)} boxes")
     if not sources:
         return
-    proba = predict_proba(model, faces, batch_size=batch_size)
+    if proba is None:
+        proba = predict_proba(model, faces, batch_size=batch_size)
     table = pd.DataFrame({"source": sources, "face_id": np.asarray(face_ids, dtype=np.int64),
                           "label": np.asarray(labels, dtype=np.int64)})
     frame = predictions_frame(proba, table)

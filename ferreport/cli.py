@@ -329,11 +329,15 @@ def compare(run_a: Path, run_b: Path, out: Path | None, formats: str, data: Path
 @click.option("--workers", type=click.IntRange(1), default=None, help="Decoding processes (default: CPU count, at most 8).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap intervals.")
 @click.option("--unsafe-model", is_flag=True, help="Allow models with Lambda layers (runs code from the file).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine's processes; ray: Ray Data (pip install 'ferreport[ray]').")
+@click.option("--ray-address", default=None, metavar="ADDRESS",
+              help="Join this Ray cluster (host:port, auto, ray://...); default: start a local Ray.")
 @gate_options
 @handle_errors
 def predict(folder: Path, model: Path, out: Path | None, faces: str, labels: str | None, formats: str,
-            batch_size: int, chunk_size: int, workers: int | None, seed: int, unsafe_model: bool,
-            **gate_kw: Any) -> None:
+            batch_size: int, chunk_size: int, workers: int | None, seed: int, unsafe_model: bool, engine: str,
+            ray_address: str | None, **gate_kw: Any) -> None:
     """Audit FOLDER: predict every face in its images; write predictions.csv, audit_summary.json, a report.
 
     Walks FOLDER recursively (JPEG, PNG, BMP, WebP, TIFF; anything else or unreadable is skipped and
@@ -348,7 +352,7 @@ def predict(folder: Path, model: Path, out: Path | None, faces: str, labels: str
     with JobConsole(plan.json_out) as console:
         result = run_audit(folder, model, out=out, faces=faces, labels=labels, formats=(), batch_size=batch_size,
                            chunk_size=chunk_size, workers=workers, unsafe_model=unsafe_model, seed=seed,
-                           progress=_progress())
+                           progress=_progress(), engine=engine, ray_address=ray_address)
         summary = finish_job(result.out_dir, result.metrics or {}, plan, formats=fmt, command="predict")
         console.echo(audit_summary_line(result.summary, result.metrics))
         console.echo(str(result.out_dir))

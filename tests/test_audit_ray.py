@@ -1,0 +1,77 @@
+"""The Ray Data audit engine gives the local engine's outputs (on a local 2-CPU Ray)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ferreport import artifacts
+from ferreport.audit import SKIPPED_CSV, run_audit
+from ferreport.errors import UsageError
+from ferreport.report import read_predictions_csv
+from tests.test_audit import FAST, labelled_folder, messy_folder, tiny_model  # noqa: F401 - fixtures
+
+ray = pytest.importorskip("ray", reason="the Ray engine needs the optional extra: pip install 'ferreport[ray]'")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray (2 CPUs) for the module; the engine joins it instead of starting its own."""
+    import os
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _same_outputs(local, remote) -> None:
+    a = read_predictions_csv(local / artifacts.PREDICTIONS)
+    b = read_predictions_csv(remote / artifacts.PREDICTIONS)
+    proba = [c for c in a.columns if c.startswith("p_")]
+    assert len(a) == len(b) > 0
+    pd.testing.assert_frame_equal(a.drop(columns=proba + ["confidence"]), b.drop(columns=proba + ["confidence"]))
+    np.testing.assert_allclose(a[proba].to_numpy(float), b[proba].to_numpy(float), atol=1e-5)
+    assert (local / SKIPPED_CSV).read_bytes() == (remote / SKIPPED_CSV).read_bytes()
+    sa = json.loads((local / artifacts.AUDIT_SUMMARY).read_text())
+    sb = json.loads((remote / artifacts.AUDIT_SUMMARY).read_text())
+    for key in ("files_seen", "images_read", "images_with_face", "images_without_face", "faces_found",
+                "faces_by_method", "skipped", "predicted_counts", "fingerprint"):
+        assert sa[key] == sb[key], key
+    assert (sa["engine"], sb["engine"]) == ("local", "ray") and sb["ray"]["cpus"] == 2
+    with np.load(local / artifacts.FACES_POOL) as pa, np.load(remote / artifacts.FACES_POOL) as pb:
+        np.testing.assert_array_equal(pa["rows"], pb["rows"])
+        np.testing.assert_array_equal(pa["faces"], pb["faces"])  # cropped again on the driver: same pixels
+    assert not list(remote.glob(".ray-shards-*"))
+
+
+def test_ray_engine_equals_the_local_engine_on_a_messy_folder(local_ray, messy_folder, tiny_model, tmp_path):
+    opts = {**FAST, "formats": ()}
+    run_audit(messy_folder, tiny_model, out=tmp_path / "local", **opts)
+    run_audit(messy_folder, tiny_model, out=tmp_path / "ray", engine="ray", **opts)
+    _same_outputs(tmp_path / "local", tmp_path / "ray")
+
+
+def test_ray_engine_labelled_audit_and_report(local_ray, labelled_folder, tiny_model, tmp_path):
+    local = run_audit(labelled_folder, tiny_model, out=tmp_path / "local", **{**FAST, "formats": ("html",)})
+    result = run_audit(labelled_folder, tiny_model, out=tmp_path / "ray", engine="ray",
+                       **{**FAST, "formats": ("html",)})
+    _same_outputs(tmp_path / "local", tmp_path / "ray")
+    a = json.loads((tmp_path / "local" / artifacts.METRICS).read_text())
+    b = json.loads((tmp_path / "ray" / artifacts.METRICS).read_text())
+    assert a["n"] == b["n"] > 0 and a["accuracy"] == b["accuracy"]
+    import re
+
+    def thumbnails(path):
+        return re.findall(r'src="(data:image/jpeg;base64,[^"]+)"', path.read_text())
+
+    faces = thumbnails(result.reports["html"])
+    assert len(faces) >= 7 and faces == thumbnails(local.reports["html"])  # the same faces, pixel for pixel
+
+
+def test_ray_address_needs_the_ray_engine(labelled_folder, tiny_model, tmp_path):
+    with pytest.raises(UsageError, match="--ray-address needs --engine ray"):
+        run_audit(labelled_folder, tiny_model, out=tmp_path / "x", ray_address="auto", **FAST)
