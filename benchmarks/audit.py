@@ -13,6 +13,9 @@ Baseline: for each file in sorted order, ``preprocessing.decode_image``, Haar de
 one image at a time. Project: ``audit.run_audit(folder, model, formats=())`` (chunks,
 process pool, batched prediction; reports are left out: they are timed by report.py).
 Target: >= 5x the baseline's images/s.
+
+``--ray`` also times the Ray Data engine (``run_audit(..., engine="ray")``, a local Ray
+with ``--workers`` CPUs, start-up included) against the local engine in the same run.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ def main() -> None:
                     help="time the baseline on only this many images (it is slow); default: all")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "ferreport-bench")
+    ap.add_argument("--ray", action="store_true", help="also time --engine ray (needs ferreport[ray])")
     ap.add_argument("--json")
     args = ap.parse_args()
 
@@ -113,9 +117,19 @@ def main() -> None:
         n_proj = int(s.get("images_read", args.images))
         print(f"   ferreport: {n_proj} images in {tp['s']:.1f} s (summary: {s.get('images_per_second', '?')} images/s "
               f"inside the scan; faces found {s.get('faces_found', s.get('faces', '?'))})")
+        if args.ray:
+            with C.timer() as tr:
+                ray_result = run_audit(folder, model_path, out=Path(tmp) / "ray", formats=(), workers=args.workers,
+                                       engine="ray")
+            n_ray = int(ray_result.summary["images_read"])
+            print(f"   ray engine: {n_ray} images in {tr['s']:.1f} s, start-up included "
+                  f"(cluster {ray_result.summary['ray']})")
     rows = [C.report(f"audit {args.images} JPEGs {args.width}x{args.height} (decode, detect, predict)",
                      "one image at a time: read, detect, predict", n_base / tb["s"], n_proj / tp["s"], "images/s",
                      target=5.0)]
+    if args.ray:
+        rows.append(C.report(f"audit {args.images} JPEGs, --engine ray (local Ray)", "--engine local",
+                             n_proj / tp["s"], n_ray / tr["s"], "images/s"))
     C.save_json(args.json, "audit", rows)
 
 

@@ -76,8 +76,12 @@ RECIPES: dict[str, Recipe] = {
     "seed-recipe": Recipe(arch="seed", balance="class-weight-sqrt", lr_schedule="cosine", warmup_epochs=2,
                           epochs=60, note="seed CNN with the new recipe (sqrt class weights, 2-epoch warm-up + "
                                           "cosine from 1e-3), 60 epochs ~ the compact net's 25 in time"),
+    "default": Recipe(arch="compact-std", balance="class-weight-sqrt", label_smoothing=0.1, lr_schedule="cosine",
+                      warmup_epochs=1, epochs=25,
+                      note="DEFAULT of ferreport train: compact CNN behind per-image standardisation, sqrt class "
+                           "weights, label smoothing 0.1, 1-epoch warm-up + cosine from 1e-3, 25 epochs"),
     "compact": Recipe(arch="compact", balance="class-weight-sqrt", lr_schedule="cosine", warmup_epochs=1, epochs=25,
-                      note="DEFAULT: compact CNN, sqrt class weights, 1-epoch warm-up + cosine from 1e-3, 25 epochs"),
+                      note="compact CNN, sqrt class weights, 1-epoch warm-up + cosine from 1e-3, 25 epochs"),
     "compact-none": Recipe(arch="compact", balance="none", lr_schedule="cosine", warmup_epochs=1, epochs=25,
                            note="compact, no balancing"),
     "compact-cw": Recipe(arch="compact", balance="class-weight", lr_schedule="cosine", warmup_epochs=2, epochs=12,
@@ -87,25 +91,14 @@ RECIPES: dict[str, Recipe] = {
     "compact-oversample": Recipe(arch="compact", balance="oversample", lr_schedule="cosine", warmup_epochs=1, epochs=9,
                                  note="compact, random oversampling (3x the faces per epoch), 9 epochs"),
 }
-DEFAULT_RECIPES = ("seed-literal", "seed-recipe", "compact")
+DEFAULT_RECIPES = ("seed-literal", "default")
 
 
 def balance(x: np.ndarray, y: np.ndarray, method: str, seed: int):
-    """``ferreport.balancing.balance_training_set``, plus ``class-weight-sqrt`` where the tool lacks it.
-
-    ``class-weight-sqrt``: the square roots of scikit-learn's "balanced" class weights
-    (n / (k * n_c)) ** 0.5, data untouched. Full balanced weights give the rarest class of
-    faces-real (fear: ~9 training faces) a weight near 46, which makes the loss too noisy
-    to learn from; the square root (~7) keeps minority classes visible without that.
-    """
+    """``ferreport.balancing.balance_training_set`` (the tool's own balancing)."""
     from ferreport import balancing
 
-    if method in balancing.METHODS:
-        return balancing.balance_training_set(x, y, method, seed=seed)
-    if method == "class-weight-sqrt":
-        full = balancing.balance_training_set(x, y, "class-weight", seed=seed)
-        return replace(full, method=method, class_weight={c: float(w) ** 0.5 for c, w in full.class_weight.items()})
-    raise ValueError(f"unknown balancing method {method!r}")
+    return balancing.balance_training_set(x, y, method, seed=seed)
 
 
 # --------------------------------------------------------------------------- helpers

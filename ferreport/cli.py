@@ -16,8 +16,8 @@ import click
 
 from . import __version__
 from .balancing import METHODS
-from .config import DEMO_PROFILE, DEMO_SAMPLE_FACES, RunConfig, parse_formats
-from .errors import FerreportError
+from .config import DEMO_SAMPLE_FACES, RECIPES, RunConfig, parse_formats
+from .errors import FerreportError, UsageError
 from .jobs import gate_options
 
 PathType = click.Path(path_type=Path)
@@ -118,22 +118,29 @@ def prepare(data: Path | None, strict: bool, seed: int, cache_dir: Path | None, 
 def train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--out", type=PathType, default=None, help="Run directory (default reports/<run id>)."),
-        click.option("--epochs", type=click.IntRange(1), default=50, show_default=True),
-        click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
-        click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True),
-        click.option("--balance", type=click.Choice(METHODS), default="smote", show_default=True),
+        click.option("--recipe", type=click.Choice(sorted(RECIPES)), default=None,
+                     help="Named recipe for every option left at its default: default (chosen on real faces), "
+                          "seed (the seed notebook literally), demo (the short CPU demo). "
+                          "[default: train: default; run: demo]"),
+        click.option("--epochs", type=click.IntRange(1), default=RunConfig.epochs, show_default=True),
+        click.option("--batch-size", type=click.IntRange(1), default=RunConfig.batch_size, show_default=True),
+        click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=RunConfig.learning_rate,
+                     show_default=True),
+        click.option("--balance", type=click.Choice(METHODS), default=RunConfig.balance, show_default=True),
         click.option("--no-augment", is_flag=True, help="Train without rotation/shift/shear/zoom/flip augmentation."),
-        click.option("--arch", default="seed", show_default=True, help="Model architecture."),
+        click.option("--arch", default=RunConfig.arch, show_default=True,
+                     help="Model architecture: compact-std, compact or seed (the seed notebook's CNN)."),
         click.option("--strategy", type=click.Choice(["auto", "mirrored", "multiworker"]), default="auto",
                      show_default=True,
                      help="auto: one device (a GPU when TensorFlow sees one); mirrored: all local GPUs; "
                           "multiworker: several processes/hosts named by TF_CONFIG (same command and --out on "
                           "each; --batch-size is the global batch)."),
-        click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant",
+        click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default=RunConfig.lr_schedule,
                      show_default=True, help="Learning rate over training: constant, or cosine decay."),
-        click.option("--warmup-epochs", type=click.IntRange(0), default=0, show_default=True,
+        click.option("--warmup-epochs", type=click.IntRange(0), default=RunConfig.warmup_epochs, show_default=True,
                      help="Linear learning-rate warm-up from ~0 over this many epochs."),
-        click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True),
+        click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True),
+                     default=RunConfig.label_smoothing, show_default=True),
         click.option("--early-stopping", "early_stopping_patience", type=click.IntRange(1), default=None,
                      help="Stop after this many epochs without a better validation loss (best weights kept)."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last epoch."),
@@ -152,14 +159,28 @@ def _train_config(**kw: Any) -> RunConfig:
                      early_stopping_patience=kw["early_stopping_patience"])
 
 
+def _apply_recipe(ctx: click.Context, kw: dict[str, Any], recipe: str) -> None:
+    """Set every option the user left at its default to the named recipe's value."""
+    for key, value in RECIPES[recipe].items():
+        if ctx.get_parameter_source(key) in (click.core.ParameterSource.DEFAULT, None):
+            kw[key] = value
+
+
 @main.command()
 @data_options
 @train_options
+@click.pass_context
 @handle_errors
-def train(**kw: Any) -> None:
-    """Train the CNN; writes model.keras, history.csv, splits.csv, config.json, provenance.json."""
+def train(ctx: click.Context, **kw: Any) -> None:
+    """Train the CNN; writes model.keras, history.csv, splits.csv, config.json, provenance.json.
+
+    The defaults are the recipe chosen on real faces (compact CNN behind per-image
+    standardisation, square-root class weights, label smoothing 0.1, warm-up + cosine,
+    25 epochs); --recipe seed trains the seed notebook's recipe instead.
+    """
     from .pipeline import train as train_job
 
+    _apply_recipe(ctx, kw, kw["recipe"] or "default")
     run_dir = train_job(_train_config(**kw), progress=_progress())
     click.echo(str(run_dir))
 
@@ -223,7 +244,7 @@ def report(run_dir: Path, formats: str) -> None:
 @main.command()
 @data_options
 @train_options
-@click.option("--full", is_flag=True, help="The full seed recipe: 50 epochs, batch 32, SMOTE (hours on a CPU).")
+@click.option("--full", is_flag=True, help="Same as --recipe seed: the seed notebook's recipe (hours on a CPU).")
 @click.option("--format", "formats", default="html,pdf", show_default=True)
 @gate_options
 @click.pass_context
@@ -231,9 +252,10 @@ def report(run_dir: Path, formats: str) -> None:
 def run(ctx: click.Context, full: bool, formats: str, **kw: Any) -> None:
     """The main job: (sample ->) prepare -> train -> evaluate -> report.
 
-    Without --full it trains the short CPU demo recipe (config.DEMO_PROFILE: compact CNN,
-    12 epochs, warm-up + cosine) for every option left at its default; --full is the seed
-    recipe (seed CNN, 50 epochs, batch 32, SMOTE).
+    Without --recipe it trains the short CPU demo recipe (config.DEMO_PROFILE: compact CNN,
+    12 epochs, warm-up + cosine) for every option left at its default; --recipe default is
+    train's recipe, --recipe seed (or --full) the seed notebook's (seed CNN, 50 epochs,
+    batch 32, SMOTE).
     """
     from .jobs import JobConsole, finish_job, plan_gates
     from .pipeline import evaluate_run, summary_line
@@ -241,10 +263,9 @@ def run(ctx: click.Context, full: bool, formats: str, **kw: Any) -> None:
 
     fmt = parse_formats(formats)
     plan = plan_gates(kw)
-    if not full:  # the CPU demo recipe, for every option the user left at its default
-        for key, value in DEMO_PROFILE.items():
-            if ctx.get_parameter_source(key) == click.core.ParameterSource.DEFAULT:
-                kw[key] = value
+    if full and kw["recipe"] not in (None, "seed"):
+        raise UsageError(f"--full is --recipe seed; it cannot be combined with --recipe {kw['recipe']}")
+    _apply_recipe(ctx, kw, "seed" if full else kw["recipe"] or "demo")
     with JobConsole(plan.json_out) as console:
         run_dir = train_job(_train_config(**kw), progress=_progress())
         if kw["strategy"] == "multiworker":

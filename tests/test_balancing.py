@@ -46,6 +46,16 @@ def test_oversample_and_class_weight(imbalanced):
     assert cw.class_weight[3] == pytest.approx(len(y) / (4 * 30))
 
 
+def test_square_root_class_weights(imbalanced):
+    x, y = imbalanced
+    full = balance_training_set(x, y, "class-weight").class_weight
+    soft = balance_training_set(x, y, "class-weight-sqrt")
+    assert soft.x is x and soft.method == "class-weight-sqrt" and set(soft.class_weight) == set(full)
+    for c, w in full.items():
+        assert soft.class_weight[c] == pytest.approx(w ** 0.5)
+    assert soft.class_weight[0] > soft.class_weight[3]  # rarer still weighs more, by less
+
+
 def test_unknown_method(imbalanced):
     with pytest.raises(UsageError, match="--balance"):
         balance_training_set(*imbalanced, "magic")

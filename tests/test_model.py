@@ -148,3 +148,32 @@ def test_import_is_quiet():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
+
+
+def test_compact_std_sees_faces_alike_in_any_light(tmp_path):
+    """Per-image standardisation: brightness and contrast changes do not change the prediction."""
+    import numpy as np
+
+    keras.utils.set_random_seed(0)
+    model = build_model("compact-std")
+    assert model.output_shape == (None, 7) and model.get_layer("standardize") is not None
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.2, 0.6, (4, 64, 64, 3)).astype("float32")
+    p = model.predict(x, verbose=0)
+    standardize = keras.Model(model.input, model.get_layer("standardize").output)
+    z = standardize.predict(x, verbose=0)
+    np.testing.assert_allclose(z.mean(axis=(1, 2, 3)), 0, atol=1e-4)
+    var = x.var(axis=(1, 2, 3))
+    np.testing.assert_allclose(z.std(axis=(1, 2, 3)), np.sqrt(var / (var + 1e-3)), rtol=1e-3)  # epsilon 1e-3
+    plain = build_model("compact")  # without the standardisation the output moves with the light
+    brighter, contrastier = (x + 0.2).astype("float32"), (1.6 * x - 0.25).astype("float32")
+    np.testing.assert_allclose(standardize.predict(brighter, verbose=0), z, atol=1e-4)  # exactly
+    zc = standardize.predict(contrastier, verbose=0)  # up to the epsilon's slight scale change
+    for a, b in zip(zc, z):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9999
+    moved_std = np.abs(model.predict(brighter, verbose=0) - p).max()
+    moved_plain = np.abs(plain.predict(brighter, verbose=0) - plain.predict(x, verbose=0)).max()
+    assert moved_std < moved_plain / 10, (moved_std, moved_plain)
+    model.save(tmp_path / "m.keras")
+    again = load_model(tmp_path / "m.keras")  # safe mode: plain Keras layers only
+    np.testing.assert_allclose(again.predict(x, verbose=0), p, atol=1e-6)
