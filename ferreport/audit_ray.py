@@ -51,6 +51,11 @@ RAY_COLUMNS: tuple[str, ...] = ("pos", "face_id", "reason", "top", "left", "righ
                                 *(f"p{j}" for j in range(NUM_CLASSES)))
 #: Files per map task.
 FILES_PER_TASK = 32
+#: CPUs reserved per decoding task and per model actor. Decoding and detection are
+#: CPU-bound (one core each); an actor waits for faces much of the time, so it reserves
+#: half a CPU.
+SCAN_TASK_CPUS = 1.0
+ACTOR_CPUS = 0.5
 #: Memory reserved per decoding task (bytes).
 SCAN_TASK_MEMORY = 256 * 2**20
 
@@ -173,14 +178,14 @@ def scan_and_predict(paths: list[str], *, mode: str, detector: DetectorParams, m
         blocks = max(1, min(len(items), max(cpus * 4, len(items) // 256)))
         ds = ray.data.from_items(items, override_num_blocks=blocks)
         ds = ds.map_batches(_scan_batch, fn_kwargs={"mode": mode, "detector": asdict(detector)},
-                            batch_size=FILES_PER_TASK, batch_format="numpy", num_cpus=1,
+                            batch_size=FILES_PER_TASK, batch_format="numpy", num_cpus=SCAN_TASK_CPUS,
                             # a memory reservation (one decoded photo and its crops) also keeps Ray
                             # from fusing these tasks into the model actors, which would serialise decoding
                             memory=SCAN_TASK_MEMORY)
         ds = ds.map_batches(_Predictor, fn_constructor_kwargs={"model_path": str(model_path),
                                                                "unsafe_model": bool(unsafe_model),
                                                                "batch_size": int(batch_size)},
-                            batch_size=int(batch_size), batch_format="numpy", num_cpus=1,
+                            batch_size=int(batch_size), batch_format="numpy", num_cpus=ACTOR_CPUS,
                             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors))
         shards = Path(tempfile.mkdtemp(prefix=".ray-shards-", dir=scratch))
         try:
