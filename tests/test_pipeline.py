@@ -61,6 +61,20 @@ def test_recipe_seed_sets_the_seed_notebooks_options_but_flags_win(sample_datase
     assert bad.exit_code == 2 and "--full is --recipe seed" in bad.output
 
 
+def test_run_is_the_demo_recipe_end_to_end(sample_dataset, tmp_path):
+    """`ferreport run`: train (demo recipe for options left alone) -> evaluate -> report."""
+    run_dir = tmp_path / "demo"
+    result = CliRunner().invoke(main, ["run", "--data", str(sample_dataset), "--out", str(run_dir), "--epochs", "1",
+                                       "--format", "html"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((run_dir / artifacts.CONFIG).read_text())
+    assert (config["arch"], config["balance"], config["augment"], config["label_smoothing"], config["epochs"]) == (
+        "compact", "none", False, 0.0, 1)
+    assert (run_dir / artifacts.METRICS).is_file() and (run_dir / artifacts.PREDICTIONS).is_file()
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert 'id="confusion"' in html and str(run_dir / "report.html") in result.output
+
+
 def test_evaluate_metrics_equal_sklearn_on_the_written_csv(trained_run):
     result = CliRunner().invoke(main, ["evaluate", str(trained_run)])
     assert result.exit_code == 0, result.output
