@@ -44,7 +44,7 @@ from .constants import FACE_SIZE, NUM_CLASSES
 from .detection import DetectorParams
 from .errors import UsageError
 
-__all__ = ["RAY_COLUMNS", "ray_available", "scan_and_predict"]
+__all__ = ["RAY_COLUMNS", "scan_and_predict"]
 
 #: Columns of the merged table (one row per face, or per file without a face).
 RAY_COLUMNS: tuple[str, ...] = ("pos", "face_id", "reason", "top", "left", "right", "bottom", "found",
@@ -58,15 +58,6 @@ SCAN_TASK_CPUS = 1.0
 ACTOR_CPUS = 0.5
 #: Memory reserved per decoding task (bytes).
 SCAN_TASK_MEMORY = 256 * 2**20
-
-
-def ray_available() -> bool:
-    try:
-        import ray  # noqa: F401
-        import ray.data  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _require_ray() -> Any:

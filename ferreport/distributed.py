@@ -115,7 +115,7 @@ class _Steps:
             grads = tape.gradient(loss, model.trainable_variables)
             model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
             correct = tf.cast(tf.equal(tf.argmax(p, -1), tf.argmax(y, -1)), tf.float32)
-            return tf.reduce_sum(per_face), tf.reduce_sum(correct)
+            return tf.reduce_sum(per_face), tf.reduce_sum(correct), tf.cast(tf.shape(x)[0], tf.float32)
 
         def eval_one(x: tf.Tensor, y: tf.Tensor, w: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             p = model(x, training=False)
@@ -147,9 +147,8 @@ def run_epoch(strategy: tf.distribute.Strategy, model: keras.Model, data: dict[s
     ``data`` holds ``x_train``, ``y_train``, ``x_val``, ``y_val`` (every worker the full
     arrays; each keeps its shard). ``set_learning_rate(step)`` is called before every
     step with the step number within the epoch. Train loss and accuracy are the means
-    over the epoch's faces (weighted loss, as ``fit`` reports it); validation is
-    unweighted unless class weights are given, in which case ``fit`` also weights it
-    (Keras applies ``class_weight`` only to training, so validation stays unweighted here).
+    over the epoch's faces (class-weighted loss, as ``fit`` reports it); validation is
+    unweighted, as ``fit`` computes it (Keras applies ``class_weight`` to training only).
     """
     from .training import make_dataset
 
@@ -174,18 +173,17 @@ def run_epoch(strategy: tf.distribute.Strategy, model: keras.Model, data: dict[s
 
         return strategy.distribute_datasets_from_function(fn)
 
-    loss_sum = correct = seen = 0.0
-    per_worker = len(data["x_train"]) // max(1, _input_pipelines(strategy))
-    for step, batch in enumerate(dataset(data["x_train"], data["y_train"], True, weights)):
-        set_learning_rate(step)
-        s_loss, s_correct = steps.train_step(batch)
-        loss_sum += float(s_loss)
-        correct += float(s_correct)
-    seen = per_worker * _input_pipelines(strategy)
-    v_loss = v_correct = v_seen = 0.0
-    for batch in dataset(data["x_val"], data["y_val"], False, [1.0] * NUM_CLASSES):
-        a, b, c = steps.eval_step(batch)
-        v_loss, v_correct, v_seen = v_loss + float(a), v_correct + float(b), v_seen + float(c)
+    def run(dist: Any, step_fn: Any) -> tuple[float, float, float]:
+        total = [0.0, 0.0, 0.0]  # loss sum, correct, faces: summed over all workers
+        for step, batch in enumerate(dist):
+            if step_fn is steps.train_step:
+                set_learning_rate(step)
+            total = [t + float(v) for t, v in zip(total, step_fn(batch))]
+        return total[0], total[1], total[2]
+
+    loss_sum, correct, seen = run(dataset(data["x_train"], data["y_train"], True, weights), steps.train_step)
+    v_loss, v_correct, v_seen = run(dataset(data["x_val"], data["y_val"], False, [1.0] * NUM_CLASSES),
+                                    steps.eval_step)
     nan = math.nan
     return {
         "loss": loss_sum / seen if seen else nan,
@@ -194,11 +192,3 @@ def run_epoch(strategy: tf.distribute.Strategy, model: keras.Model, data: dict[s
         "val_accuracy": v_correct / v_seen if v_seen else nan,
     }
 
-
-def _input_pipelines(strategy: tf.distribute.Strategy) -> int:
-    """Number of workers feeding data (one input pipeline each)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None:
-        return 1
-    spec = resolver.cluster_spec().as_dict()
-    return max(1, sum(len(spec.get(k) or []) for k in ("chief", "worker")))

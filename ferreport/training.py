@@ -760,7 +760,8 @@ def train_model(
     if chief:
         ckpt.mkdir(parents=True, exist_ok=True)
 
-    val_ds = make_dataset(x_val, y_val, config.batch_size, training=False, augment=False, seed=config.seed)
+    val_ds = (None if multiworker  # each worker builds its shard in distributed.run_epoch
+              else make_dataset(x_val, y_val, config.batch_size, training=False, augment=False, seed=config.seed))
     keras_cw = None if cw is None else {int(k): v for k, v in cw.items()}
 
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
@@ -770,8 +771,9 @@ def train_model(
         step_schedule = (_StepSchedule(config, state.learning_rate, epoch, steps_per_epoch)
                          if config.per_step_schedule else None)
         _reseed_layers(model, config.seed, epoch)
-        train_ds = make_dataset(x_train, y_train, config.batch_size, training=True, augment=config.augment,
-                                seed=config.seed, epoch=epoch)
+        train_ds = (None if multiworker
+                    else make_dataset(x_train, y_train, config.batch_size, training=True, augment=config.augment,
+                                      seed=config.seed, epoch=epoch))
         t0 = time.perf_counter()
         if multiworker:
             from .distributed import run_epoch

@@ -30,6 +30,18 @@ def write_image(path: Path, h: int, w: int, seed: int = 0) -> None:
     buf.tofile(str(path))
 
 
+def pattern_faces(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Simple-pattern faces: a bright square whose position depends on the class."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 7
+    rng.shuffle(y)
+    x = rng.integers(0, 60, (n, 64, 64, 3), dtype=np.uint8)
+    for i, c in enumerate(y):
+        r, col = divmod(int(c), 3)
+        x[i, 8 + 16 * r: 24 + 16 * r, 8 + 16 * col: 24 + 16 * col] = 220
+    return x, y
+
+
 def make_expw(root: Path, lines: list[str], images: dict[str, tuple[int, int]]) -> Path:
     """An ExpW-layout dataset: ``images`` maps names to (h, w); ``lines`` is label.lst."""
     for i, (name, (h, w)) in enumerate(images.items()):

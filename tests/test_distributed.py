@@ -165,8 +165,6 @@ _RESUME_SCRIPT = textwrap.dedent("""
     cfg = TrainConfig(epochs=epochs, batch_size=8, seed=4, strategy="multiworker", arch="seed",
                       lr_schedule="cosine", warmup_epochs=1)
     res = train_model(x[:32], y[:32], x[32:], y[32:], cfg, run_dir, resume=resume, class_weight={0: 2.0})
-    import keras
-    from ferreport.distributed import is_chief
     print(json.dumps({"epochs_run": res.epochs_run, "chief": res.is_chief, "resumed": res.resumed_from_epoch,
                       "loss": res.history["loss"].tolist()}))
 """)

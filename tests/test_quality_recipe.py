@@ -13,19 +13,12 @@ import pytest
 from ferreport.errors import UsageError
 from ferreport.model import ARCHITECTURES, build_model, keras, load_model
 from ferreport.training import COSINE_FINAL_FRACTION, TrainConfig, scheduled_learning_rate, train_model
+from tests.conftest import pattern_faces
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _faces(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 7
-    rng.shuffle(y)
-    x = rng.integers(0, 60, (n, 64, 64, 3), dtype=np.uint8)
-    for i, c in enumerate(y):
-        r, col = divmod(int(c), 3)
-        x[i, 8 + 16 * r: 24 + 16 * r, 8 + 16 * col: 24 + 16 * col] = 220
-    return x, y
+_faces = pattern_faces
 
 
 def _benchmark():

@@ -22,20 +22,12 @@ from ferreport.training import (
     resolve_strategy,
     train_model,
 )
+from tests.conftest import pattern_faces
 
 LN7 = math.log(7)
 
 
-def _faces(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Simple-pattern faces: a bright square whose position depends on the class."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 7
-    rng.shuffle(y)
-    x = rng.integers(0, 60, (n, 64, 64, 3), dtype=np.uint8)
-    for i, c in enumerate(y):
-        r, col = divmod(int(c), 3)
-        x[i, 8 + 16 * r: 24 + 16 * r, 8 + 16 * col: 24 + 16 * col] = 220
-    return x, y
+_faces = pattern_faces
 
 
 @pytest.fixture(scope="module")
