@@ -63,6 +63,7 @@ class Recipe:
     warmup_epochs: int = 0
     reduce_lr_patience: int | None = None
     early_stopping_patience: int | None = None
+    monitor: str = "val_loss"
     note: str = ""
 
 
@@ -77,9 +78,14 @@ RECIPES: dict[str, Recipe] = {
                           epochs=60, note="seed CNN with the new recipe (sqrt class weights, 2-epoch warm-up + "
                                           "cosine from 1e-3), 60 epochs ~ the compact net's 25 in time"),
     "default": Recipe(arch="compact-std", balance="class-weight-sqrt", label_smoothing=0.1, lr_schedule="cosine",
-                      warmup_epochs=1, epochs=25,
+                      warmup_epochs=1, epochs=25, monitor="val_macro_f1",
                       note="DEFAULT of ferreport train: compact CNN behind per-image standardisation, sqrt class "
-                           "weights, label smoothing 0.1, 1-epoch warm-up + cosine from 1e-3, 25 epochs"),
+                           "weights, label smoothing 0.1, 1-epoch warm-up + cosine from 1e-3, 25 epochs, best "
+                           "epoch by validation macro-F1"),
+    "default-by-loss": Recipe(arch="compact-std", balance="class-weight-sqrt", label_smoothing=0.1,
+                              lr_schedule="cosine", warmup_epochs=1, epochs=25,
+                              note="the default recipe with the best epoch chosen by validation loss (the "
+                                   "default until the macro-F1 monitor)"),
     "compact": Recipe(arch="compact", balance="class-weight-sqrt", lr_schedule="cosine", warmup_epochs=1, epochs=25,
                       note="compact CNN, sqrt class weights, 1-epoch warm-up + cosine from 1e-3, 25 epochs"),
     "compact-none": Recipe(arch="compact", balance="none", lr_schedule="cosine", warmup_epochs=1, epochs=25,
@@ -154,12 +160,35 @@ def hog_baseline(feats: np.ndarray, y: np.ndarray, rows: dict[str, np.ndarray], 
     return clf.predict(feats[rows["test"]]), {"C": c, "val_macro_f1": float(f1)}
 
 
+def _test_f1_callback():
+    import keras
+
+    from ferreport.prediction import predict_proba
+
+    class TestF1ByEpoch(keras.callbacks.Callback):
+        """Test macro-F1 after every epoch, for the JSON's diagnostics (never used to choose anything)."""
+
+        def __init__(self, x: np.ndarray, y: np.ndarray):
+            super().__init__()
+            self.x, self.y, self.scores = x, y, []
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            from sklearn.metrics import f1_score
+
+            pred = predict_proba(self.model, self.x, batch_size=256).argmax(axis=1)
+            self.scores.append(float(f1_score(self.y, pred, labels=list(range(7)), average="macro",
+                                              zero_division=0)))
+
+    return TestF1ByEpoch
+
+
 def train_recipe(name: str, recipe: Recipe, faces: np.ndarray, y: np.ndarray, rows: dict[str, np.ndarray],
                  seed: int, work: Path, progress: bool) -> tuple[np.ndarray, dict[str, Any]]:
     from ferreport.model import load_model
     from ferreport.prediction import predict_proba
     from ferreport.training import TrainConfig, train_model
 
+    TestF1ByEpoch = _test_f1_callback()
     t0 = time.perf_counter()
     balanced = balance(np.asarray(faces[rows["train"]]), y[rows["train"]], recipe.balance, seed)
     t_balance = time.perf_counter() - t0
@@ -167,13 +196,15 @@ def train_recipe(name: str, recipe: Recipe, faces: np.ndarray, y: np.ndarray, ro
                          augment=recipe.augment, seed=seed, arch=recipe.arch, strategy="default",
                          label_smoothing=recipe.label_smoothing, lr_schedule=recipe.lr_schedule,
                          warmup_epochs=recipe.warmup_epochs, reduce_lr_patience=recipe.reduce_lr_patience,
-                         early_stopping_patience=recipe.early_stopping_patience)
+                         early_stopping_patience=recipe.early_stopping_patience, monitor=recipe.monitor)
     run_dir = work / f"{name}-seed{seed}"
+    x_test = np.asarray(faces[rows["test"]])
+    test_f1_by_epoch = TestF1ByEpoch(x_test, y[rows["test"]])
     result = train_model(balanced.x, balanced.y, np.asarray(faces[rows["val"]]), y[rows["val"]], config, run_dir,
-                         class_weight=balanced.class_weight, progress=progress)
+                         class_weight=balanced.class_weight, progress=progress, callbacks=[test_f1_by_epoch])
     train_seconds = float(result.history["seconds"].sum())
     model = load_model(result.model_path)
-    pred = predict_proba(model, np.asarray(faces[rows["test"]]), batch_size=256).argmax(axis=1)
+    pred = predict_proba(model, x_test, batch_size=256).argmax(axis=1)
     h = result.history
     info = {
         "train_faces_per_epoch": int(len(balanced.y)),
@@ -183,7 +214,9 @@ def train_recipe(name: str, recipe: Recipe, faces: np.ndarray, y: np.ndarray, ro
         "balance_seconds": t_balance,
         "collapse": None if result.collapse is None else result.collapse.to_dict(),
         "history": {k: [round(float(v), 5) for v in h[k]] for k in ("loss", "accuracy", "val_loss", "val_accuracy",
-                                                                    "learning_rate")},
+                                                                    "val_macro_f1", "learning_rate")},
+        # Diagnostic only (how the chosen epoch compares with the others); selection never sees it.
+        "test_macro_f1_by_epoch": [round(v, 5) for v in test_f1_by_epoch.scores],
     }
     return pred, info
 

@@ -141,8 +141,12 @@ def train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Linear learning-rate warm-up from ~0 over this many epochs."),
         click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True),
                      default=RunConfig.label_smoothing, show_default=True),
+        click.option("--monitor", type=click.Choice(["val_macro_f1", "val_loss"]), default=RunConfig.monitor,
+                     show_default=True,
+                     help="Validation metric that picks the best epoch (the weights kept) and drives "
+                          "--early-stopping."),
         click.option("--early-stopping", "early_stopping_patience", type=click.IntRange(1), default=None,
-                     help="Stop after this many epochs without a better validation loss (best weights kept)."),
+                     help="Stop after this many epochs without a better --monitor value (best weights kept)."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last epoch."),
     ]
     for option in reversed(options):
@@ -156,7 +160,7 @@ def _train_config(**kw: Any) -> RunConfig:
                      augment=not kw["no_augment"], arch=kw["arch"], strategy=kw["strategy"], strict=kw["strict"],
                      resume=kw["resume"], cache_dir=kw["cache_dir"], lr_schedule=kw["lr_schedule"],
                      warmup_epochs=kw["warmup_epochs"], label_smoothing=kw["label_smoothing"],
-                     early_stopping_patience=kw["early_stopping_patience"])
+                     monitor=kw["monitor"], early_stopping_patience=kw["early_stopping_patience"])
 
 
 def _apply_recipe(ctx: click.Context, kw: dict[str, Any], recipe: str) -> None:

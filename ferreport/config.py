@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .balancing import METHODS
+from .constants import MONITORS
 from .errors import UsageError
 
 #: Output formats of a report.
@@ -21,13 +22,14 @@ DEMO_SAMPLE_FACES = 2000
 DEMO_PROFILE: dict[str, object] = {
     "epochs": DEMO_EPOCHS, "arch": "compact", "balance": "none", "learning_rate": 2e-3,
     "warmup_epochs": 1, "lr_schedule": "cosine", "label_smoothing": 0.0, "no_augment": True,
+    "monitor": "val_loss",
 }
 #: The seed notebook's recipe taken literally (``--recipe seed``, ``run --full``): seed CNN,
 #: 50 epochs, batch 32, Adam 1e-3 constant, SMOTE. It can collapse on real faces
 #: (benchmarks/README.md, "Quality on real faces"); it stays for comparison.
 SEED_PROFILE: dict[str, object] = {
     "epochs": 50, "arch": "seed", "balance": "smote", "learning_rate": 1e-3, "warmup_epochs": 0,
-    "lr_schedule": "constant", "label_smoothing": 0.0,
+    "lr_schedule": "constant", "label_smoothing": 0.0, "monitor": "val_loss",
 }
 #: Named recipes (``--recipe``): option values applied to every option left at its default.
 #: ``default`` is the defaults themselves (RunConfig's and the CLI's): the recipe chosen on
@@ -54,6 +56,7 @@ class RunConfig:
     lr_schedule: str = "cosine"
     warmup_epochs: int = 1
     label_smoothing: float = 0.1
+    monitor: str = "val_macro_f1"       # best epoch / early stopping by validation macro-F1
     early_stopping_patience: int | None = None
     strict: bool = False
     resume: bool = False
@@ -73,6 +76,8 @@ class RunConfig:
             raise UsageError(f"--learning-rate {self.learning_rate}: must be positive")
         if self.balance not in METHODS:
             raise UsageError(f"--balance {self.balance!r}: choose one of {', '.join(METHODS)}")
+        if self.monitor not in MONITORS:
+            raise UsageError(f"--monitor {self.monitor!r}: choose one of {', '.join(MONITORS)}")
         bad = [f for f in self.formats if f not in FORMATS]
         if bad:
             raise UsageError(f"--format {','.join(bad)}: choose from {','.join(FORMATS)}")

@@ -12,3 +12,8 @@ FACE_SHAPE: tuple[int, int, int] = (FACE_SIZE, FACE_SIZE, 3)
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 )
+#: What picks the best epoch (the weights kept) and drives early stopping / plateau
+#: reduction: the validation loss (lower is better) or the validation macro-F1 (higher is
+#: better; the metric that matters with imbalanced classes, and not blurred by label
+#: smoothing or class weights the way the loss is).
+MONITORS: dict[str, str] = {"val_loss": "min", "val_macro_f1": "max"}

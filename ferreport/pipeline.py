@@ -159,7 +159,7 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
         config = replace(config, **{k: v for k, v in _config_from_dict(saved).items()
                                     if k in ("data", "epochs", "batch_size", "learning_rate", "balance", "seed",
                                              "augment", "arch", "sample_faces", "lr_schedule", "warmup_epochs",
-                                             "label_smoothing", "early_stopping_patience")})
+                                             "label_smoothing", "early_stopping_patience", "monitor")})
     data = prepare(config, progress=bool(progress))
     config = replace(config, data=data.dataset.root, out=run_dir)
     if chief:
@@ -182,7 +182,7 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
     train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
                                augment=config.augment, seed=config.seed, arch=config.arch, strategy=config.strategy,
                                lr_schedule=config.lr_schedule, warmup_epochs=config.warmup_epochs,
-                               label_smoothing=config.label_smoothing,
+                               label_smoothing=config.label_smoothing, monitor=config.monitor,
                                early_stopping_patience=config.early_stopping_patience)
     result = train_model(balanced.x, balanced.y, np.asarray(faces[val_rows]), labels[val_rows], train_config, run_dir,
                          class_weight=balanced.class_weight, resume=config.resume, progress=progress)

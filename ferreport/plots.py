@@ -159,7 +159,7 @@ def thumbnail_data_uri(face_rgb_uint8: np.ndarray, size: int = 112, quality: int
 
 
 def training_curves_figure(history_df: Any, best_epoch: int | None = None) -> Figure:
-    """Accuracy and loss per epoch, train vs validation, best epoch marked."""
+    """Accuracy (and validation macro-F1) and loss per epoch, train vs validation, best epoch marked."""
     df = history_df
     epochs = np.asarray(df["epoch"] if "epoch" in df.columns else np.arange(1, len(df) + 1), dtype=float)
     with matplotlib.rc_context(_STYLE):
@@ -173,6 +173,12 @@ def training_curves_figure(history_df: Any, best_epoch: int | None = None) -> Fi
                     ax.plot(epochs, y, color=color, lw=1.8, marker="o" if len(y) <= 30 else None,
                             ms=3.5, label=label)
                     drawn = True
+            if metric == "accuracy" and "val_macro_f1" in df.columns:
+                y = np.asarray(df["val_macro_f1"], dtype=float)
+                if np.isfinite(y).any():
+                    ax.plot(epochs, y, color=VAL_COLOR, lw=1.4, ls=":", marker="s" if len(y) <= 30 else None,
+                            ms=3, label="validation macro-F1")
+                    drawn = True
             if best_epoch is not None:
                 ax.axvline(best_epoch, color=BEST_COLOR, lw=1.2, ls="--", label=f"best epoch ({best_epoch})")
             ax.set_title(title, loc="left")
@@ -184,10 +190,11 @@ def training_curves_figure(history_df: Any, best_epoch: int | None = None) -> Fi
                 ax.text(0.5, 0.5, f"no {metric} recorded", ha="center", va="center",
                         transform=ax.transAxes, color=MUTED)
             if metric == "accuracy" and drawn:
+                ax.set_title("Accuracy, validation macro-F1" if "val_macro_f1" in df.columns else title, loc="left")
                 ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
-        handles, labels = axes[1].get_legend_handles_labels()
+        handles, labels = axes[0].get_legend_handles_labels()
         if not handles:
-            handles, labels = axes[0].get_legend_handles_labels()
+            handles, labels = axes[1].get_legend_handles_labels()
         if handles:
             fig.legend(handles, labels, loc="outside upper right", ncols=len(handles))
     return fig

@@ -529,7 +529,9 @@ def _best_epoch(history: pd.DataFrame, art: RunArtifacts) -> int | None:
     if isinstance(given, (int, float)) and math.isfinite(given):
         return int(given)
     epochs = history["epoch"].to_numpy() if "epoch" in history.columns else np.arange(1, len(history) + 1)
-    for col, better in (("val_loss", np.nanargmin), ("val_accuracy", np.nanargmax)):
+    monitor = (art.config or {}).get("monitor", "val_loss")
+    order = (("val_macro_f1", np.nanargmax), ("val_loss", np.nanargmin), ("val_accuracy", np.nanargmax))
+    for col, better in sorted(order, key=lambda cb: cb[0] != monitor):
         if col in history.columns:
             vals = pd.to_numeric(history[col], errors="coerce").to_numpy(dtype=float)
             if np.isfinite(vals).any():
@@ -546,13 +548,16 @@ def _training_section(art: RunArtifacts) -> dict[str, Any]:
     best = _best_epoch(h, art)
     facts: list[tuple[str, str]] = [("Epochs run", str(len(h)))]
     if best is not None:
-        facts.append(("Best epoch (lowest validation loss)", str(best)))
+        monitor = (art.config or {}).get("monitor", "val_loss")
+        by = "highest validation macro-F1" if monitor == "val_macro_f1" else "lowest validation loss"
+        facts.append((f"Best epoch ({by})", str(best)))
         if "epoch" in h.columns:
             hit = h[h["epoch"] == best]
             if len(hit):
                 r = hit.iloc[0]
                 for col, label, kind in (("val_loss", "Validation loss at best epoch", "num"),
                                          ("val_accuracy", "Validation accuracy at best epoch", "pct"),
+                                         ("val_macro_f1", "Validation macro-F1 at best epoch", "num"),
                                          ("accuracy", "Training accuracy at best epoch", "pct")):
                     if col in h.columns and pd.notna(r[col]):
                         v = float(r[col])
@@ -563,8 +568,8 @@ def _training_section(art: RunArtifacts) -> dict[str, Any]:
     if "learning_rate" in h.columns and len(h):
         lr = pd.to_numeric(h["learning_rate"], errors="coerce")
         facts.append(("Learning rate (first → last)", f"{lr.iloc[0]:.2g} → {lr.iloc[-1]:.2g}"))
-    cols = [c for c in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
-            if c in h.columns]
+    cols = [c for c in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "learning_rate",
+                        "seconds") if c in h.columns]
     table = None
     if len(h) <= 40:
         table = {"columns": cols, "rows": []}

@@ -13,7 +13,7 @@ Design notes
   augmentation and schedule of an uninterrupted run exactly.
 * **Checkpoint protocol** (``run_dir/checkpoint/``), after every completed epoch:
   ``last-EEEE.keras`` (full model + optimizer state), ``best-EEEE.keras`` (no
-  optimizer state, only when val_loss improved), then ``state.json`` (atomic; the
+  optimizer state, only when the monitored validation metric improved), then ``state.json`` (atomic; the
   commit point naming those files, plus counters and the full history). Files that
   ``state.json`` does not name are deleted. ``history.csv`` and ``model.keras`` are
   then copied from what the state names, so they always match a committed epoch.
@@ -39,7 +39,7 @@ import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
-from dataclasses import asdict, dataclass  # noqa: E402
+from dataclasses import asdict, dataclass, fields  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -48,7 +48,7 @@ import pandas as pd  # noqa: E402
 
 from . import artifacts  # noqa: E402
 from .atomic import atomic_open, atomic_path, write_json  # noqa: E402
-from .constants import CLASS_NAMES, FACE_SHAPE, NUM_CLASSES  # noqa: E402
+from .constants import CLASS_NAMES, FACE_SHAPE, MONITORS, NUM_CLASSES  # noqa: E402
 from .errors import DatasetError, UsageError  # noqa: E402
 from .model import ARCHITECTURES, build_model, compile_model, keras, tf  # noqa: E402
 
@@ -67,7 +67,7 @@ __all__ = [
 
 #: Columns of history.csv (see artifacts.HISTORY).
 HISTORY_COLUMNS: tuple[str, ...] = (
-    "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds",
+    "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "learning_rate", "seconds",
 )
 #: Geometric augmentation of training batches (seed notebook: rotation 15 degrees,
 #: shifts 0.1, shear, zoom 0.1, horizontal flip; edges filled with the nearest pixel).
@@ -110,6 +110,7 @@ class TrainConfig:
     reduce_lr_patience: int | None = None
     lr_schedule: str = "constant"  # "constant" | "cosine" (see LR_SCHEDULES)
     warmup_epochs: int = 0         # linear per-step warm-up from ~0 to learning_rate
+    monitor: str = "val_loss"      # see MONITORS
 
     def __post_init__(self) -> None:
         def bad(what: str) -> UsageError:
@@ -136,6 +137,8 @@ class TrainConfig:
             raise bad(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
             raise bad(f"warmup_epochs must be a non-negative integer, got {self.warmup_epochs!r}")
+        if self.monitor not in MONITORS:
+            raise bad(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
 
     @property
     def per_step_schedule(self) -> bool:
@@ -529,7 +532,7 @@ class _State:
 
     def __init__(self, config: TrainConfig, fingerprint: dict[str, Any], class_weight: dict[str, float] | None):
         self.epochs_done = 0
-        self.best_val_loss: float | None = None
+        self.best_value: float | None = None  # best value of config.monitor so far
         self.best_epoch = 0
         self.es_wait = 0
         self.lr_wait = 0
@@ -546,7 +549,7 @@ class _State:
         return {
             "format": _STATE_FORMAT,
             "epochs_done": self.epochs_done,
-            "best_val_loss": self.best_val_loss,
+            "best_value": self.best_value,
             "best_epoch": self.best_epoch,
             "early_stopping_wait": self.es_wait,
             "reduce_lr_wait": self.lr_wait,
@@ -579,7 +582,8 @@ def _restore_state(data: dict[str, Any], config: TrainConfig, fingerprint: dict[
                    class_weight: dict[str, float] | None, ckpt: Path) -> _State:
     old = data["config"]
     new = asdict(config)
-    changed = [k for k in new if k not in _RESUMABLE_CHANGES and old.get(k) != new[k]]
+    defaults = {f.name: f.default for f in fields(TrainConfig)}  # fields added since the checkpoint
+    changed = [k for k in new if k not in _RESUMABLE_CHANGES and old.get(k, defaults[k]) != new[k]]
     if changed:
         diffs = ", ".join(f"{k}={old.get(k)!r} (now {new[k]!r})" for k in changed)
         raise UsageError(
@@ -594,7 +598,7 @@ def _restore_state(data: dict[str, Any], config: TrainConfig, fingerprint: dict[
         raise UsageError(f"{ckpt}: checkpoint was trained with different class weights; use the same balancing")
     st = _State(config, fingerprint, class_weight)
     st.epochs_done = int(data["epochs_done"])
-    st.best_val_loss = data["best_val_loss"]
+    st.best_value = data["best_value"] if "best_value" in data else data.get("best_val_loss")
     st.best_epoch = int(data["best_epoch"])
     st.es_wait = int(data["early_stopping_wait"])
     st.lr_wait = int(data["reduce_lr_wait"])
@@ -610,17 +614,19 @@ def _restore_state(data: dict[str, Any], config: TrainConfig, fingerprint: dict[
 
 
 def _schedule_step(state: _State, row: dict[str, Any], config: TrainConfig) -> bool:
-    """Update best val_loss, plateau counters, learning rate and stop flag after an epoch.
+    """Update the best monitored value, plateau counters, learning rate and stop flag after an epoch.
 
-    Returns whether val_loss improved (strictly lower than the best so far; NaN never
-    improves). The learning rate is multiplied by LR_FACTOR (floor MIN_LR) after
-    ``reduce_lr_patience`` epochs without improvement; training stops after
-    ``early_stopping_patience`` such epochs, or at once when the training loss is NaN.
+    Returns whether ``config.monitor`` improved (strictly lower val_loss, or strictly
+    higher val_macro_f1, than the best so far; NaN never improves). The learning rate is
+    multiplied by LR_FACTOR (floor MIN_LR) after ``reduce_lr_patience`` epochs without
+    improvement; training stops after ``early_stopping_patience`` such epochs, or at once
+    when the training loss is NaN.
     """
-    val_loss = float(row["val_loss"])
-    improved = math.isfinite(val_loss) and (state.best_val_loss is None or val_loss < state.best_val_loss)
+    value = float(row[config.monitor])
+    better = (lambda a, b: a < b) if MONITORS[config.monitor] == "min" else (lambda a, b: a > b)
+    improved = math.isfinite(value) and (state.best_value is None or better(value, state.best_value))
     if improved:
-        state.best_val_loss = val_loss
+        state.best_value = value
         state.es_wait = state.lr_wait = 0
     else:
         state.es_wait += 1
@@ -633,6 +639,16 @@ def _schedule_step(state: _State, row: dict[str, Any], config: TrainConfig) -> b
     elif config.early_stopping_patience is not None and state.es_wait >= config.early_stopping_patience:
         state.stopped = "early_stopping"
     return improved
+
+
+def _val_macro_f1(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray, batch_size: int) -> float:
+    """Macro-F1 over the seven classes (zero_division 0, as the evaluation computes it)."""
+    from sklearn.metrics import f1_score
+
+    from .prediction import predict_proba
+
+    pred = predict_proba(model, x_val, batch_size=max(256, batch_size)).argmax(axis=1)
+    return float(f1_score(y_val, pred, labels=list(range(NUM_CLASSES)), average="macro", zero_division=0))
 
 
 def _reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:
@@ -790,6 +806,8 @@ def train_model(
                             callbacks=[*([step_schedule] if step_schedule else []), *callbacks],
                             shuffle=False, verbose=0)
             logs = {k: float(v[-1]) for k, v in fit.history.items()}
+        # Every worker scores the full validation set with the same weights, so all agree on it.
+        logs["val_macro_f1"] = _val_macro_f1(model, x_val, y_val, config.batch_size)
         seconds = time.perf_counter() - t0
         epoch += 1
         row = {
@@ -798,6 +816,7 @@ def train_model(
             "accuracy": logs.get("accuracy", math.nan),
             "val_loss": logs.get("val_loss", math.nan),
             "val_accuracy": logs.get("val_accuracy", math.nan),
+            "val_macro_f1": logs["val_macro_f1"],
             "learning_rate": step_schedule.last_lr if step_schedule else state.learning_rate,
             "seconds": round(seconds, 3),
         }
@@ -829,14 +848,14 @@ def train_model(
             print(
                 f"epoch {epoch}/{config.epochs}  loss {_fmt(row['loss'], '.4f')}  "
                 f"accuracy {_fmt(row['accuracy'], '.4f')}  val_loss {_fmt(val_loss, '.4f')}  "
-                f"val_accuracy {_fmt(row['val_accuracy'], '.4f')}  lr {row['learning_rate']:.2g}  "
+                f"val_accuracy {_fmt(row['val_accuracy'], '.4f')}  val_macro_f1 {_fmt(row['val_macro_f1'], '.4f')}  lr {row['learning_rate']:.2g}  "
                 f"{seconds:.1f}s{'  *' if improved else ''}",
                 file=sys.stderr, flush=True,
             )
         if state.stopped == "nan_loss":
             _warn(f"training loss is NaN/infinite at epoch {epoch}; training stopped")
         elif state.stopped == "early_stopping" and progress:
-            print(f"early stopping: val_loss has not improved for {state.es_wait} epochs", file=sys.stderr,
+            print(f"early stopping: {config.monitor} has not improved for {state.es_wait} epochs", file=sys.stderr,
                   flush=True)
         if on_epoch_end is not None:
             on_epoch_end(epoch, dict(row))

@@ -41,8 +41,9 @@ def test_train_writes_every_artefact(trained_run):
     config = json.loads((trained_run / artifacts.CONFIG).read_text())
     assert config["epochs"] == 1 and config["balance"] == "class-weight"
     # every option left alone is the default recipe (chosen on real faces)
-    assert (config["arch"], config["lr_schedule"], config["warmup_epochs"], config["label_smoothing"]) == (
-        "compact-std", "cosine", 1, 0.1)
+    assert (config["arch"], config["lr_schedule"], config["warmup_epochs"], config["label_smoothing"],
+            config["monitor"]) == ("compact-std", "cosine", 1, 0.1, "val_macro_f1")
+    assert history["val_macro_f1"].between(0, 1).all()
     splits = pd.read_csv(trained_run / artifacts.SPLITS)
     assert set(splits.split) == {"train", "val", "test"}
     assert (splits.groupby("source").split.nunique() == 1).all()  # grouped by source image
@@ -55,7 +56,7 @@ def test_recipe_seed_sets_the_seed_notebooks_options_but_flags_win(sample_datase
     assert result.exit_code == 0, result.output
     config = json.loads((run_dir / artifacts.CONFIG).read_text())
     assert (config["arch"], config["balance"], config["lr_schedule"], config["warmup_epochs"],
-            config["label_smoothing"]) == ("seed", "smote", "constant", 0, 0.0)
+            config["label_smoothing"], config["monitor"]) == ("seed", "smote", "constant", 0, 0.0, "val_loss")
     assert (config["epochs"], config["learning_rate"]) == (1, 5e-4)  # given on the command line: kept
     bad = CliRunner().invoke(main, ["run", "--full", "--recipe", "demo"])
     assert bad.exit_code == 2 and "--full is --recipe seed" in bad.output

@@ -92,8 +92,15 @@ def test_benchmark_recipes_and_hog_features():
         TrainConfig(epochs=recipe.epochs, batch_size=recipe.batch_size, learning_rate=recipe.learning_rate,
                     arch=recipe.arch, label_smoothing=recipe.label_smoothing, lr_schedule=recipe.lr_schedule,
                     warmup_epochs=recipe.warmup_epochs, reduce_lr_patience=recipe.reduce_lr_patience,
-                    early_stopping_patience=recipe.early_stopping_patience)
+                    early_stopping_patience=recipe.early_stopping_patience, monitor=recipe.monitor)
     assert set(bench.DEFAULT_RECIPES) <= set(bench.RECIPES)
+    # the benchmark's "default" is what `ferreport train` does with every option left alone
+    from ferreport.config import RunConfig
+
+    default, cfg = bench.RECIPES["default"], RunConfig()
+    for key in ("arch", "balance", "learning_rate", "batch_size", "epochs", "label_smoothing", "lr_schedule",
+                "warmup_epochs", "monitor", "augment", "early_stopping_patience"):
+        assert getattr(default, key) == getattr(cfg, key), key
     seed = bench.RECIPES["seed-literal"]
     assert (seed.arch, seed.learning_rate, seed.batch_size, seed.lr_schedule, seed.warmup_epochs) == (
         "seed", 1e-3, 32, "constant", 0)

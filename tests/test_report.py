@@ -459,3 +459,21 @@ def test_templates_autoescape_html_j2():
     env = _environment()
     assert env.autoescape("sections/data.html.j2") is True
     assert env.from_string("{{ x }}").render(x="<i>") == "&lt;i&gt;"
+
+
+def test_training_section_names_the_monitor_that_chose_the_best_epoch(tmp_path):
+    from ferreport.report import build_report_context, load_run, render_html
+
+    run = make_run_dir(tmp_path / "run", n=120)
+    h = pd.read_csv(run / artifacts.HISTORY)
+    h.insert(5, "val_macro_f1", [0.21, 0.30, 0.27, 0.25, 0.36])  # best by F1: epoch 5; by loss: epoch 4
+    h.to_csv(run / artifacts.HISTORY, index=False)
+    cfg = json.loads((run / artifacts.CONFIG).read_text())
+    (run / artifacts.CONFIG).write_text(json.dumps({**cfg, "monitor": "val_macro_f1"}))
+    html = render_html(build_report_context(load_run(run), n_resamples=50))
+    assert "Best epoch (highest validation macro-F1)" in html and "lowest validation loss" not in html
+    assert "<th>val macro f1</th>" in html and "Validation macro-F1 at best epoch" in html
+    assert re.search(r'<tr class="best"><td>5</td>', html)
+    (run / artifacts.CONFIG).write_text(json.dumps(cfg))  # older runs: no monitor recorded -> val_loss
+    html = render_html(build_report_context(load_run(run), n_resamples=50))
+    assert "Best epoch (lowest validation loss)" in html and re.search(r'<tr class="best"><td>4</td>', html)

@@ -49,7 +49,7 @@ def test_config_defaults_and_validation():
         50, 32, 1e-3, True, 0, "seed", "auto")
     assert cfg.label_smoothing == 0.0 and cfg.early_stopping_patience is None and cfg.reduce_lr_patience is None
     for bad in ({"epochs": 0}, {"batch_size": -1}, {"learning_rate": 0.0}, {"strategy": "tpu"},
-                {"label_smoothing": 1.0}, {"early_stopping_patience": 0}):
+                {"label_smoothing": 1.0}, {"early_stopping_patience": 0}, {"monitor": "val_f1"}):
         with pytest.raises(UsageError):
             TrainConfig(**bad)
 
@@ -171,10 +171,20 @@ def test_schedule_reduces_lr_and_stops_early():
     assert improved == [True, True, False, False]
     assert st.learning_rate == pytest.approx(5e-4) and st.stopped is None
     _schedule_step(st, {"loss": 1.0, "val_loss": 0.97}, cfg)
-    assert st.stopped == "early_stopping" and st.best_val_loss == 0.9
+    assert st.stopped == "early_stopping" and st.best_value == 0.9
     st2 = _State(cfg, {}, None)
     _schedule_step(st2, {"loss": float("nan"), "val_loss": float("nan")}, cfg)
     assert st2.stopped == "nan_loss"
+
+
+def test_schedule_by_macro_f1_keeps_the_highest_and_ignores_the_loss():
+    cfg = TrainConfig(epochs=10, early_stopping_patience=2, monitor="val_macro_f1")
+    st = _State(cfg, {}, None)
+    rows = [(1.0, 0.30), (0.8, 0.25), (1.2, 0.40), (1.3, float("nan")), (0.5, 0.40)]
+    improved = [_schedule_step(st, {"loss": 1.0, "val_loss": vl, "val_macro_f1": f1}, cfg) for vl, f1 in rows]
+    # a lower loss does not count, NaN never improves, a tie is no improvement
+    assert improved == [True, False, True, False, False]
+    assert st.best_value == 0.40 and st.stopped == "early_stopping"
 
 
 # --------------------------------------------------------------------------- training
@@ -252,6 +262,46 @@ def test_resume_checks_and_finished_run(full_run, data, capsys):
     xt, yt, xv, yv = data
     with pytest.raises(DatasetError, match="differ"):
         train_model(xt[:-1], yt[:-1], xv, yv, CFG, run_dir, resume=True)
+
+
+@pytest.mark.slow
+def test_macro_f1_monitor_keeps_the_epoch_with_the_best_validation_macro_f1(data, tmp_path):
+    from sklearn.metrics import f1_score
+
+    from ferreport.prediction import predict_proba
+
+    xt, yt, xv, yv = data
+    cfg = TrainConfig(epochs=3, batch_size=8, seed=5, strategy="default", monitor="val_macro_f1",
+                      learning_rate=3e-3)
+    result = train_model(xt, yt, xv, yv, cfg, tmp_path / "run", progress=False)
+    f1 = result.history["val_macro_f1"].to_numpy()
+    assert np.isfinite(f1).all() and ((0 <= f1) & (f1 <= 1)).all()
+    assert result.best_epoch == int(result.history["epoch"][int(np.argmax(f1))])  # first of the highest
+    # the saved model is that epoch's: its validation macro-F1 is the recorded best
+    pred = predict_proba(load_model(result.model_path), xv).argmax(axis=1)
+    assert f1_score(yv, pred, labels=list(range(7)), average="macro", zero_division=0) == pytest.approx(f1.max())
+    state = json.loads((tmp_path / "run" / artifacts.CHECKPOINT_DIR / "state.json").read_text())
+    assert state["best_value"] == pytest.approx(f1.max()) and state["config"]["monitor"] == "val_macro_f1"
+
+
+@pytest.mark.slow
+def test_checkpoint_from_before_the_monitor_resumes(full_run, data, tmp_path):
+    """A checkpoint written before ``monitor`` existed (best_val_loss, no config key) still resumes."""
+    import shutil
+
+    run_dir = tmp_path / "old"
+    shutil.copytree(full_run[0], run_dir)
+    state_path = run_dir / artifacts.CHECKPOINT_DIR / "state.json"
+    state = json.loads(state_path.read_text())
+    state["best_val_loss"] = state.pop("best_value")
+    del state["config"]["monitor"]
+    for row in state["history"]:
+        del row["val_macro_f1"]
+    state_path.write_text(json.dumps(state))
+    result = train_model(*data, TrainConfig(epochs=3, batch_size=8, seed=3, strategy="default"), run_dir,
+                         resume=True, progress=False)
+    assert result.resumed_from_epoch == 2 and result.history["epoch"].tolist() == [1, 2, 3]
+    assert result.history["val_macro_f1"].isna().tolist() == [True, True, False]
 
 
 @pytest.mark.slow
