@@ -7,8 +7,7 @@
     the batches, materialised with ``.cache()`` before timing, so feeding costs nothing):
     what the model alone can do.
 (b) ``ferreport``: ``training.make_dataset(..., training=True, augment=True)`` (uint8
-    faces, shuffled, augmented in tf.data by one composed affine resampling per face,
-    ``training.augment_batch``).
+    faces, shuffled, augmented by Keras preprocessing layers in tf.data).
 (c) ``ImageDataGenerator``: Keras 2's ``ImageDataGenerator.flow`` from the ``tf-keras``
     package (benchmark-only: ``pip install -r benchmarks/requirements.txt``) with the seed
     notebook's augmentation (rotation 15, shifts 0.1, shear 0.1, zoom 0.1, horizontal

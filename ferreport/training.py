@@ -54,8 +54,6 @@ from .model import ARCHITECTURES, build_model, compile_model, keras, tf  # noqa:
 
 __all__ = [
     "AUGMENTATION",
-    "affine_matrices",
-    "augment_batch",
     "HISTORY_COLUMNS",
     "CollapseReport",
     "TrainConfig",
@@ -72,8 +70,7 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "learning_rate", "seconds",
 )
 #: Geometric augmentation of training batches (seed notebook: rotation 15 degrees,
-#: shifts 0.1, shear, zoom 0.1, horizontal flip; edges filled with the nearest pixel),
-#: composed into one affine resampling per face (see :func:`augment_batch`).
+#: shifts 0.1, shear, zoom 0.1, horizontal flip; edges filled with the nearest pixel).
 AUGMENTATION: dict[str, float] = {
     "rotation_degrees": 15.0,
     "translation": 0.1,
@@ -208,49 +205,20 @@ def _check_labels(labels: np.ndarray, n: int, what: str) -> np.ndarray:
     return labels.astype(np.int32, copy=False)
 
 
-def affine_matrices(draws: tf.Tensor, height: int, width: int) -> tf.Tensor:
-    """Per-face ``(B, 8)`` projective transforms from ``(B, 7)`` draws in [-1, 1].
-
-    Draw columns: rotation, x shift, y shift, x shear, x zoom, y zoom, flip (< 0: mirror).
-    Each scales to the :data:`AUGMENTATION` range (rotation +-15 degrees, shifts +-10 %
-    of the side, shear +-0.1, zoom 1 +- 0.1 per axis) and the five are composed, about
-    the face centre, into one map from output to input pixel: the same family of
-    transforms as RandomRotation -> RandomTranslation -> RandomShear -> RandomZoom ->
-    RandomFlip, but resampled once instead of four times (4x cheaper, less blur).
-    All-zero draws with a positive flip column give the identity.
-    """
+def _augmentation_layers(seed: int) -> list[keras.layers.Layer]:
+    """Fresh, seeded Keras preprocessing layers (created on the CPU, used inside tf.data)."""
     a = AUGMENTATION
-    d = tf.cast(draws, tf.float32)
-    theta = d[:, 0] * (a["rotation_degrees"] * math.pi / 180.0)
-    tx, ty = d[:, 1] * (a["translation"] * width), d[:, 2] * (a["translation"] * height)
-    shear = d[:, 3] * a["shear"]
-    zx, zy = 1.0 + d[:, 4] * a["zoom"], 1.0 + d[:, 5] * a["zoom"]
-    flip = tf.where(d[:, 6] < 0, -1.0, 1.0)
-    cos, sin = tf.cos(theta), tf.sin(theta)
-    # input = R(theta) . Shear . Zoom . Flip . (output - centre) + centre + shift
-    a00 = cos * zx * flip
-    a01 = (cos * shear - sin) * zy
-    a10 = sin * zx * flip
-    a11 = (sin * shear + cos) * zy
-    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    a02 = cx + tx - a00 * cx - a01 * cy
-    a12 = cy + ty - a10 * cx - a11 * cy
-    zero = tf.zeros_like(a00)
-    return tf.stack([a00, a01, a02, a10, a11, a12, zero, zero], axis=1)
-
-
-def augment_batch(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Randomly rotate, shift, shear, zoom and mirror a float batch ``(B, 64, 64, 3)``.
-
-    Draws are stateless, from the two-integer ``seed``: the same seed always gives the
-    same batch, whichever thread or worker computes it (so the map runs in parallel and
-    a resumed run repeats the augmentation exactly). Edges are filled with the nearest
-    pixel, bilinear interpolation, as the seed notebook's ImageDataGenerator did.
-    """
-    draws = tf.random.stateless_uniform((tf.shape(x)[0], 7), seed=seed, minval=-1.0, maxval=1.0)
-    out = keras.ops.image.affine_transform(x, affine_matrices(draws, FACE_SHAPE[0], FACE_SHAPE[1]),
-                                           interpolation="bilinear", fill_mode="nearest")
-    return tf.clip_by_value(out, 0.0, 1.0)
+    with tf.device("/cpu:0"):
+        return [
+            keras.layers.RandomRotation(a["rotation_degrees"] / 360.0, fill_mode="nearest",
+                                        seed=_derive_seed(seed, 1)),
+            keras.layers.RandomTranslation(a["translation"], a["translation"], fill_mode="nearest",
+                                           seed=_derive_seed(seed, 2)),
+            keras.layers.RandomShear(x_factor=a["shear"], y_factor=0.0, fill_mode="nearest",
+                                     seed=_derive_seed(seed, 3)),
+            keras.layers.RandomZoom(a["zoom"], a["zoom"], fill_mode="nearest", seed=_derive_seed(seed, 4)),
+            keras.layers.RandomFlip("horizontal", seed=_derive_seed(seed, 5)),
+        ]
 
 
 def make_dataset(
@@ -271,10 +239,10 @@ def make_dataset(
     batch from ``faces_uint8`` (which may be a memory map). With ``training=True`` the
     order is shuffled (seeded from ``seed`` and ``epoch``; re-iterating the dataset
     reshuffles deterministically) and, with ``augment=True``, each batch goes through
-    random rotation, translation, shear, zoom and horizontal flip (:func:`augment_batch`,
-    stateless draws seeded from ``seed``, ``epoch`` and the batch number, so the map
-    runs in parallel and stays reproducible). Validation/test datasets
-    (``training=False``) keep file order and are never augmented.
+    random rotation, translation, shear, zoom and horizontal flip (Keras preprocessing
+    layers seeded from ``seed``/``epoch``; that map runs sequentially so draws are
+    reproducible). Validation/test datasets (``training=False``) keep file order
+    and are never augmented.
 
     ``shard=(count, index)`` keeps every ``count``-th face of the (shuffled) order,
     starting at ``index``, after dropping the last ``n % count`` faces so that every
@@ -319,13 +287,14 @@ def make_dataset(
 
         ds = ds.map(weigh)
     if training and augment:
-        base = _derive_seed(seed, epoch, 1)
+        layers = _augmentation_layers(_derive_seed(seed, epoch, 1))
 
-        def aug(i: tf.Tensor, batch: tuple[tf.Tensor, ...]) -> tuple[tf.Tensor, ...]:
-            x, *rest = batch
-            return (augment_batch(x, tf.stack([tf.constant(base, tf.int64), i])), *rest)
+        def aug(x: tf.Tensor, *rest: tf.Tensor) -> tuple[tf.Tensor, ...]:
+            for layer in layers:
+                x = layer(x, training=True)
+            return (tf.clip_by_value(x, 0.0, 1.0), *rest)
 
-        ds = ds.enumerate().map(aug, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(aug)  # sequential: the layers' seed-generator draws happen in batch order
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from ferreport import artifacts
 from ferreport.errors import DatasetError, UsageError
-from ferreport.model import keras, load_model, tf
+from ferreport.model import keras, load_model
 from ferreport.training import (
     HISTORY_COLUMNS,
     TrainConfig,
@@ -95,45 +95,6 @@ def test_training_dataset_shuffles_and_augments_deterministically(data):
     assert not np.allclose(aug1[0], plain[0])
     assert aug1[0].min() >= 0.0 and aug1[0].max() <= 1.0
     np.testing.assert_array_equal(aug1[0], aug2[0])
-
-
-def _warp(x, draws):
-    from ferreport.training import affine_matrices
-
-    m = affine_matrices(np.asarray(draws, dtype=np.float32), 64, 64)
-    return keras.ops.image.affine_transform(x, m, interpolation="bilinear", fill_mode="nearest").numpy()
-
-
-def test_affine_matrices_compose_exact_identity_flip_and_shift():
-    x = np.random.default_rng(0).random((1, 64, 64, 3)).astype(np.float32)
-    none = [[0, 0, 0, 0, 0, 0, 1]]
-    np.testing.assert_array_equal(_warp(x, none), x)
-    np.testing.assert_array_equal(_warp(x, [[0, 0, 0, 0, 0, 0, -1]]), x[:, :, ::-1])
-    # a draw of 0.3125 shifts by 0.3125 * 10 % * 64 = 2 px: the face moves left, the edge repeats
-    shifted = _warp(x, [[0, 0.3125, 0, 0, 0, 0, 1]])
-    np.testing.assert_allclose(shifted[0, :, :62], x[0, :, 2:], atol=1e-6)
-    np.testing.assert_allclose(shifted[0, :, 62:], np.repeat(x[0, :, 63:], 2, axis=1), atol=1e-6)
-    # the largest rotation turns a centred horizontal bar by 15 degrees about the centre
-    bar = np.zeros((1, 64, 64, 3), np.float32)
-    bar[0, 31:33, 8:56] = 1.0
-    turned = _warp(bar, [[1, 0, 0, 0, 0, 0, 1]])[0, ..., 0]
-    ys, xs = np.nonzero(turned > 0.5)
-    slope = np.polyfit(xs - 31.5, ys - 31.5, 1)[0]
-    assert abs(abs(np.degrees(np.arctan(slope))) - 15.0) < 1.5
-    assert abs(ys.mean() - 31.5) < 1.0 and abs(xs.mean() - 31.5) < 1.0
-
-
-def test_augmentation_differs_per_batch_and_epoch_and_not_with_threads(data):
-    from ferreport.training import augment_batch
-
-    xt, yt, _, _ = data
-    x = tf.constant(xt[:8].astype(np.float32) / 255.0)
-    a = augment_batch(x, tf.constant([7, 0], tf.int64)).numpy()
-    np.testing.assert_array_equal(a, augment_batch(x, tf.constant([7, 0], tf.int64)).numpy())
-    assert not np.allclose(a, augment_batch(x, tf.constant([7, 1], tf.int64)).numpy())
-    e0 = _collect(make_dataset(xt, yt, 8, training=True, augment=True, seed=0, epoch=0))[0]
-    e1 = _collect(make_dataset(xt, yt, 8, training=True, augment=True, seed=0, epoch=1))[0]
-    assert e0.shape == e1.shape and not np.allclose(np.sort(e0.ravel()), np.sort(e1.ravel()))
 
 
 def test_dataset_reads_memory_map_without_copy(data, tmp_path):
