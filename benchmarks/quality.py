@@ -163,6 +163,7 @@ def hog_baseline(feats: np.ndarray, y: np.ndarray, rows: dict[str, np.ndarray], 
 def _test_f1_callback():
     import keras
 
+    from ferreport.metrics import classification_metrics
     from ferreport.prediction import predict_proba
 
     class TestF1ByEpoch(keras.callbacks.Callback):
@@ -173,11 +174,8 @@ def _test_f1_callback():
             self.x, self.y, self.scores = x, y, []
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            from sklearn.metrics import f1_score
-
             pred = predict_proba(self.model, self.x, batch_size=256).argmax(axis=1)
-            self.scores.append(float(f1_score(self.y, pred, labels=list(range(7)), average="macro",
-                                              zero_division=0)))
+            self.scores.append(classification_metrics(self.y, pred).macro_f1)
 
     return TestF1ByEpoch
 

@@ -570,9 +570,9 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, 
         files = walk_folder(folder, lambda rel, why: counts.skip(rel, why, skip_writer), exclude=run_dir)
         if engine == "ray":
             listed = list(files)
-            cluster, face_pos, face_boxes = _absorb_ray(listed, faces, detector, resolved.path, unsafe_model, batch_size, ray_address,
-                                  workers, run_dir, progress, chunk_size, counts, pool, label_of, matched,
-                                  skip_writer, pred_fh)
+            cluster, face_pos, face_boxes = _absorb_ray(
+                listed, faces, detector, resolved.path, unsafe_model, batch_size, ray_address, workers, run_dir,
+                progress, chunk_size, counts, pool, label_of, matched, skip_writer, pred_fh)
             files = iter(())
         chunks = _chunks(files, chunk_size)
         executor: cf.ProcessPoolExecutor | None = None

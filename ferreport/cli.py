@@ -17,6 +17,7 @@ import click
 from . import __version__
 from .balancing import METHODS
 from .config import DEMO_SAMPLE_FACES, RECIPES, RunConfig, parse_formats
+from .constants import MONITORS
 from .errors import FerreportError, UsageError
 from .jobs import gate_options
 
@@ -141,7 +142,7 @@ def train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Linear learning-rate warm-up from ~0 over this many epochs."),
         click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True),
                      default=RunConfig.label_smoothing, show_default=True),
-        click.option("--monitor", type=click.Choice(["val_macro_f1", "val_loss"]), default=RunConfig.monitor,
+        click.option("--monitor", type=click.Choice(list(MONITORS)), default=RunConfig.monitor,
                      show_default=True,
                      help="Validation metric that picks the best epoch (the weights kept) and drives "
                           "--early-stopping."),

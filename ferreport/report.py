@@ -69,7 +69,7 @@ import pandas as pd
 from . import __version__
 from . import artifacts as _files
 from .atomic import write_bytes, write_text
-from .constants import CLASS_NAMES
+from .constants import CLASS_NAMES, MONITORS
 from .errors import DatasetError, FerreportError, UsageError
 from .metrics import MetricsBundle, ci_key, labels_to_ids, metrics_from_predictions
 
@@ -524,14 +524,21 @@ def _data_section(summary: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _monitor(art: RunArtifacts) -> str:
+    """The validation metric that chose the run's best epoch (``val_loss`` before --monitor existed)."""
+    monitor = (art.config or {}).get("monitor")
+    return monitor if isinstance(monitor, str) and monitor in MONITORS else "val_loss"
+
+
 def _best_epoch(history: pd.DataFrame, art: RunArtifacts) -> int | None:
     given = _first([(art.metrics, "best_epoch"), (art.provenance, "best_epoch"), (art.config, "best_epoch")])
     if isinstance(given, (int, float)) and math.isfinite(given):
         return int(given)
     epochs = history["epoch"].to_numpy() if "epoch" in history.columns else np.arange(1, len(history) + 1)
-    monitor = (art.config or {}).get("monitor", "val_loss")
-    order = (("val_macro_f1", np.nanargmax), ("val_loss", np.nanargmin), ("val_accuracy", np.nanargmax))
-    for col, better in sorted(order, key=lambda cb: cb[0] != monitor):
+    # the run's monitor first (runs without one in config.json chose by val_loss), then fallbacks
+    directions = {**MONITORS, "val_accuracy": "max"}
+    for col in dict.fromkeys((_monitor(art), *directions)):
+        better = np.nanargmin if directions[col] == "min" else np.nanargmax
         if col in history.columns:
             vals = pd.to_numeric(history[col], errors="coerce").to_numpy(dtype=float)
             if np.isfinite(vals).any():
@@ -548,8 +555,7 @@ def _training_section(art: RunArtifacts) -> dict[str, Any]:
     best = _best_epoch(h, art)
     facts: list[tuple[str, str]] = [("Epochs run", str(len(h)))]
     if best is not None:
-        monitor = (art.config or {}).get("monitor", "val_loss")
-        by = "highest validation macro-F1" if monitor == "val_macro_f1" else "lowest validation loss"
+        by = "highest validation macro-F1" if _monitor(art) == "val_macro_f1" else "lowest validation loss"
         facts.append((f"Best epoch ({by})", str(best)))
         if "epoch" in h.columns:
             hit = h[h["epoch"] == best]

@@ -585,7 +585,7 @@ def _restore_state(data: dict[str, Any], config: TrainConfig, fingerprint: dict[
     defaults = {f.name: f.default for f in fields(TrainConfig)}  # fields added since the checkpoint
     changed = [k for k in new if k not in _RESUMABLE_CHANGES and old.get(k, defaults[k]) != new[k]]
     if changed:
-        diffs = ", ".join(f"{k}={old.get(k)!r} (now {new[k]!r})" for k in changed)
+        diffs = ", ".join(f"{k}={old.get(k, defaults[k])!r} (now {new[k]!r})" for k in changed)
         raise UsageError(
             f"{ckpt}: checkpoint was written with {diffs}; resume with the same settings or start a new run"
         )
@@ -622,9 +622,9 @@ def _schedule_step(state: _State, row: dict[str, Any], config: TrainConfig) -> b
     improvement; training stops after ``early_stopping_patience`` such epochs, or at once
     when the training loss is NaN.
     """
+    sign = 1.0 if MONITORS[config.monitor] == "min" else -1.0  # compare as "lower is better"
     value = float(row[config.monitor])
-    better = (lambda a, b: a < b) if MONITORS[config.monitor] == "min" else (lambda a, b: a > b)
-    improved = math.isfinite(value) and (state.best_value is None or better(value, state.best_value))
+    improved = math.isfinite(value) and (state.best_value is None or sign * value < sign * state.best_value)
     if improved:
         state.best_value = value
         state.es_wait = state.lr_wait = 0
@@ -642,13 +642,12 @@ def _schedule_step(state: _State, row: dict[str, Any], config: TrainConfig) -> b
 
 
 def _val_macro_f1(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray, batch_size: int) -> float:
-    """Macro-F1 over the seven classes (zero_division 0, as the evaluation computes it)."""
-    from sklearn.metrics import f1_score
-
+    """The validation macro-F1, computed by the evaluation's own metric function."""
+    from .metrics import classification_metrics
     from .prediction import predict_proba
 
     pred = predict_proba(model, x_val, batch_size=max(256, batch_size)).argmax(axis=1)
-    return float(f1_score(y_val, pred, labels=list(range(NUM_CLASSES)), average="macro", zero_division=0))
+    return classification_metrics(y_val, pred).macro_f1
 
 
 def _reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:
@@ -848,7 +847,8 @@ def train_model(
             print(
                 f"epoch {epoch}/{config.epochs}  loss {_fmt(row['loss'], '.4f')}  "
                 f"accuracy {_fmt(row['accuracy'], '.4f')}  val_loss {_fmt(val_loss, '.4f')}  "
-                f"val_accuracy {_fmt(row['val_accuracy'], '.4f')}  val_macro_f1 {_fmt(row['val_macro_f1'], '.4f')}  lr {row['learning_rate']:.2g}  "
+                f"val_accuracy {_fmt(row['val_accuracy'], '.4f')}  val_macro_f1 {_fmt(row['val_macro_f1'], '.4f')}  "
+                f"lr {row['learning_rate']:.2g}  "
                 f"{seconds:.1f}s{'  *' if improved else ''}",
                 file=sys.stderr, flush=True,
             )
