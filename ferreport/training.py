@@ -50,6 +50,7 @@ from . import artifacts  # noqa: E402
 from .atomic import atomic_open, atomic_path, write_json  # noqa: E402
 from .constants import CLASS_NAMES, FACE_SHAPE, MONITORS, NUM_CLASSES  # noqa: E402
 from .errors import DatasetError, UsageError  # noqa: E402
+from .architectures import AUGMENTATION, augmentation_layers  # noqa: E402
 from .model import ARCHITECTURES, build_model, compile_model, keras, tf  # noqa: E402
 
 __all__ = [
@@ -69,14 +70,6 @@ __all__ = [
 HISTORY_COLUMNS: tuple[str, ...] = (
     "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "learning_rate", "seconds",
 )
-#: Geometric augmentation of training batches (seed notebook: rotation 15 degrees,
-#: shifts 0.1, shear, zoom 0.1, horizontal flip; edges filled with the nearest pixel).
-AUGMENTATION: dict[str, float] = {
-    "rotation_degrees": 15.0,
-    "translation": 0.1,
-    "shear": 0.1,
-    "zoom": 0.1,
-}
 #: ReduceLROnPlateau-style schedule (when ``reduce_lr_patience`` is set).
 LR_FACTOR = 0.5
 MIN_LR = 1e-6
@@ -207,18 +200,8 @@ def _check_labels(labels: np.ndarray, n: int, what: str) -> np.ndarray:
 
 def _augmentation_layers(seed: int) -> list[keras.layers.Layer]:
     """Fresh, seeded Keras preprocessing layers (created on the CPU, used inside tf.data)."""
-    a = AUGMENTATION
     with tf.device("/cpu:0"):
-        return [
-            keras.layers.RandomRotation(a["rotation_degrees"] / 360.0, fill_mode="nearest",
-                                        seed=_derive_seed(seed, 1)),
-            keras.layers.RandomTranslation(a["translation"], a["translation"], fill_mode="nearest",
-                                           seed=_derive_seed(seed, 2)),
-            keras.layers.RandomShear(x_factor=a["shear"], y_factor=0.0, fill_mode="nearest",
-                                     seed=_derive_seed(seed, 3)),
-            keras.layers.RandomZoom(a["zoom"], a["zoom"], fill_mode="nearest", seed=_derive_seed(seed, 4)),
-            keras.layers.RandomFlip("horizontal", seed=_derive_seed(seed, 5)),
-        ]
+        return augmentation_layers(tuple(_derive_seed(seed, k) for k in range(1, 6)))
 
 
 def make_dataset(
