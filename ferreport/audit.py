@@ -351,12 +351,12 @@ _Task = tuple[int, str]
 _Result = tuple[int, str, list[tuple[int, int, int, int, str]]]
 
 
-def _worker_init() -> None:
+def _worker_init(parent_pid: int | None = None) -> None:
     import cv2
 
     from .preprocessing import exit_with_parent
 
-    exit_with_parent()  # a killed audit leaves no decoding workers behind
+    exit_with_parent(parent_pid)  # a killed audit leaves no decoding workers behind
     cv2.setNumThreads(1)  # the pool already uses every core
 
 
@@ -585,7 +585,7 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, 
                 from .preprocessing import _pool_context
 
                 executor = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
-                                                  initializer=_worker_init)
+                                                  initializer=_worker_init, initargs=(os.getpid(),))
             if executor is None:
                 return chunk, [scan_files(p, faces, detector) for p in parts]
             return chunk, [executor.submit(scan_files, p, faces, detector) for p in parts]

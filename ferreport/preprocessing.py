@@ -226,10 +226,13 @@ def _fingerprints(labels: LabelIndex, params: dict[str, object]) -> tuple[str, s
     return fingerprint, key
 
 
-def exit_with_parent() -> None:
+def exit_with_parent(parent_pid: int | None = None) -> None:
     """Pool initializer: on Linux, a worker is sent SIGTERM when the process that started it dies.
 
     Without it, killing ``ferreport`` (SIGKILL, OOM killer) leaves its decoding workers behind.
+    ``parent_pid`` (the pool owner's pid, passed through ``initargs``) closes the race where
+    the parent dies before this runs: the death signal is then never sent, so the worker
+    checks its parent once more after arming it and leaves if the parent is gone.
     """
     try:
         import ctypes
@@ -237,7 +240,9 @@ def exit_with_parent() -> None:
 
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: nothing to do
-        pass
+        return
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -310,7 +315,7 @@ def prepare_dataset(root: str | os.PathLike[str], *, strict: bool = False, cache
             absorb(_process_images(c, size))
     else:
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
-                                    initializer=exit_with_parent) as pool:
+                                    initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
             for done, result in enumerate(pool.map(_process_images, chunks, [size] * len(chunks)), start=1):
                 absorb(result)
                 if progress:

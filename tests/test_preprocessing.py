@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -93,3 +97,16 @@ def test_crop_whole_image_when_box_is_minus_one():
     img = np.zeros((10, 20, 3), np.uint8)
     face, clipped = crop_face(img, 0, 0, -1, -1)
     assert face.shape == (64, 64, 3) and not clipped
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_worker_whose_parent_already_died_leaves_at_once():
+    """exit_with_parent closes the race of a parent killed before the death signal was armed."""
+    code = "import os, sys; from ferreport.preprocessing import exit_with_parent; " \
+           "exit_with_parent(int(sys.argv[1])); print('alive')"
+    alive = subprocess.run([sys.executable, "-c", code, str(os.getpid())], capture_output=True, text=True,
+                           timeout=120)
+    assert alive.returncode == 0 and alive.stdout.strip() == "alive", alive.stderr
+    orphan = subprocess.run([sys.executable, "-c", code, str(os.getpid() + 1_000_000)], capture_output=True,
+                            text=True, timeout=120)
+    assert orphan.returncode == 1 and "alive" not in orphan.stdout, orphan.stderr
