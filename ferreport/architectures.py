@@ -30,9 +30,9 @@ def augmentation_layers(seeds: Sequence[int | None] = (None,) * 5) -> list[keras
     """The five training augmentations as Keras preprocessing layers, in the order applied:
     rotation, translation, shear, zoom, horizontal flip (one seed each).
 
-    :func:`ferreport.training.make_dataset` runs them in ``tf.data`` on the CPU; on a GPU
-    they can run on the device instead, in front of the network
-    (``benchmarks/gpu_train.py``)."""
+    :func:`ferreport.training.make_dataset` runs them in ``tf.data`` on the CPU.
+    ``benchmarks/gpu_train.py`` also times them on the device, in front of the network:
+    on Keras' JAX backend that costs ~0.26 s a step (benchmarks/README.md)."""
     if len(seeds) != 5:
         raise ValueError(f"augmentation_layers needs 5 seeds, got {len(seeds)}")
     a = AUGMENTATION
@@ -43,6 +43,7 @@ def augmentation_layers(seeds: Sequence[int | None] = (None,) * 5) -> list[keras
         keras.layers.RandomZoom(a["zoom"], a["zoom"], fill_mode="nearest", seed=seeds[3]),
         keras.layers.RandomFlip("horizontal", seed=seeds[4]),
     ]
+
 
 # --------------------------------------------------------------------------- architectures
 

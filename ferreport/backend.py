@@ -24,8 +24,8 @@ import tempfile  # noqa: E402
 
 __all__ = ["BACKEND", "keras", "tf"]
 
-#: Keras' backend, as Keras itself reads it (the environment wins over ~/.keras/keras.json
-#: only when set; ferreport never writes keras.json).
+#: The backend named by the environment. Unset, TensorFlow is imported; Keras may still
+#: pick another one from ~/.keras/keras.json, which :mod:`ferreport.model` refuses.
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 
 #: Lines TensorFlow/XLA/absl print to fd 2 while starting up that carry no information

@@ -21,13 +21,14 @@ import zipfile
 from pathlib import Path
 
 from .architectures import ARCHITECTURES, build_model, compile_model, register_architecture
-from .backend import BACKEND, keras, tf
+from .backend import keras, tf
 from .constants import FACE_SHAPE, NUM_CLASSES
 from .errors import ModelError
 
-if tf is None:
-    raise ImportError(f"ferreport runs on Keras' TensorFlow backend; KERAS_BACKEND is {BACKEND!r}. "
-                      "Unset it (only ferreport.architectures builds on other backends).")
+if tf is None or keras.backend.backend() != "tensorflow":
+    raise ImportError(f"ferreport runs on Keras' TensorFlow backend, not {keras.backend.backend()!r}: unset "
+                      "KERAS_BACKEND (and any other backend in ~/.keras/keras.json); only "
+                      "ferreport.architectures builds on other backends")
 
 __all__ = [
     "ARCHITECTURES",

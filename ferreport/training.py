@@ -47,10 +47,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import artifacts  # noqa: E402
+from .architectures import AUGMENTATION, augmentation_layers  # noqa: E402
 from .atomic import atomic_open, atomic_path, write_json  # noqa: E402
 from .constants import CLASS_NAMES, FACE_SHAPE, MONITORS, NUM_CLASSES  # noqa: E402
 from .errors import DatasetError, UsageError  # noqa: E402
-from .architectures import AUGMENTATION, augmentation_layers  # noqa: E402
 from .model import ARCHITECTURES, build_model, compile_model, keras, tf  # noqa: E402
 
 __all__ = [
