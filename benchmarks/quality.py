@@ -20,6 +20,10 @@ evaluation), it measures on the *same* test split:
     C chosen on the validation split by macro-F1;
 (c) each recipe in ``--recipes``.
 
+``--train-seed-offset K`` trains with seed + K on the same split (the recipe reported
+as NAME+tK), so repeated runs measure how much a result moves with the training's own
+randomness alone.
+
 It prints test accuracy and macro-F1 with 95% percentile bootstrap intervals
 (``ferreport.metrics.bootstrap_ci``, 1000 resamples, bootstrap seed = the run seed),
 per seed, then the mean over seeds, whether any run collapsed
@@ -273,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work-dir", type=Path, default=None, help="keep run folders here (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="write all numbers to this JSON file")
     ap.add_argument("--progress", action="store_true", help="print one line per epoch")
+    ap.add_argument("--train-seed-offset", type=int, default=0, metavar="K",
+                    help="train with seed + K (balancing, initialisation, data order, augmentation) on the split, "
+                         "baselines and bootstrap of seed: repeats a recipe on the same split to measure training "
+                         "noise; the recipe is reported as NAME+tK (--merge puts both side by side)")
     ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
                     help="train nothing: print the table of earlier --json files together (e.g. one per seed, "
                          "run in parallel)")
@@ -290,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
     recipes = {n: RECIPES[n] if args.epochs is None else replace(RECIPES[n], epochs=args.epochs) for n in names}
+    offset = args.train_seed_offset
+    if offset:
+        recipes = {f"{n}+t{offset}": r for n, r in recipes.items()}
 
     from ferreport.preprocessing import prepare_dataset
     from ferreport.splitting import split_faces
@@ -330,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"{entry['methods']['hog+logreg']['macro_f1']:.3f} (C={extra['C']})")
             for name, recipe in recipes.items():
                 _log(f"seed {seed}: training {name} ({recipe.note}; {recipe.epochs} epochs max)")
-                pred, info = train_recipe(name, recipe, faces, y, rows, seed, Path(work), args.progress)
+                pred, info = train_recipe(name, recipe, faces, y, rows, seed + offset, Path(work), args.progress)
                 entry["methods"][name] = {**_scores(yt, pred, seed), "train": info}
                 s = entry["methods"][name]
                 _log(f"seed {seed}: {name}: accuracy {_ci(s, 'accuracy')}  macro-F1 {_ci(s, 'macro_f1')}  "

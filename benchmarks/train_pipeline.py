@@ -14,7 +14,8 @@
     flip, nearest fill), fed to the same Keras 3 model through a Python generator.
 
 Targets: (b) >= 0.95x the faces/s of (a) (the pipeline is never the bottleneck);
-(b) >= 1.5x the faces/s of (c).
+(b) >= 1.5x the faces/s of (c). No pipeline can beat (a), so the second target is
+reachable only where (a) / (c) >= 1.5; the script prints that ceiling.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main() -> None:
     C.header("training input pipeline")
     from ferreport.constants import NUM_CLASSES
     from ferreport.model import build_model
+    from ferreport.augmentation import opencv_single_threaded
     from ferreport.training import AUGMENTATION, make_dataset
 
     rng = np.random.default_rng(0)
@@ -63,7 +65,8 @@ def main() -> None:
     def run_ferreport() -> None:
         epoch[0] += 1
         ds = make_dataset(faces, labels, bs, training=True, augment=True, seed=0, epoch=epoch[0])
-        model.fit(ds, epochs=1, verbose=0)
+        with opencv_single_threaded():  # as training.train_model runs each epoch
+            model.fit(ds, epochs=1, verbose=0)
 
     # warm-up: trace the train step once for each input kind
     model.fit(prebuilt.take(2), epochs=1, verbose=0)
@@ -99,8 +102,11 @@ def main() -> None:
         it = gen.flow(x[: 2 * bs], y[: 2 * bs], batch_size=bs, seed=0)
         model.fit(batches(it), steps_per_epoch=2, epochs=1, verbose=0)  # warm-up
         t_flow, _ = C.best_of(run_flow, args.repeats)
+        ceiling = t_flow / t_mem  # no pipeline beats the model fed ready tensors
         rows.append(C.report(f"train one epoch, {n} faces, augmented", "Keras 2 ImageDataGenerator.flow (tf-keras)",
-                             n / t_flow, n / t_ours, "faces/s", target=1.5))
+                             n / t_flow, n / t_ours, "faces/s", target=1.5,
+                             note=f"ceiling on this machine (in-memory tensors / ImageDataGenerator): {ceiling:.2f}x"))
+        rows[-1]["ceiling"] = ceiling
     C.save_json(args.json, "train_pipeline", rows)
 
 
