@@ -8,9 +8,8 @@ trains each configuration for one full epoch of ``--faces`` random uint8 faces (
 170,072: the SMOTE-balanced training split of ExpW, see ``smote.py``) with
 ``model.fit``. The faces enter as uint8 and are scaled, and augmented where the row
 says so, on the device by Keras layers in front of the network (``Rescaling`` and the
-five Keras augmentation layers, :func:`ferreport.architectures.augmentation_layers`, the
-reference that the tool's CPU augmentation in :mod:`ferreport.augmentation` matches), so
-the host only slices batches. Each row is timed after a warm-up fit that compiles
+tool's five augmentation layers, :func:`ferreport.architectures.augmentation_layers`),
+so the host only slices batches. Each row is timed after a warm-up fit that compiles
 the step; where a full epoch would outrun ``--max-epoch-s`` the row times part of the
 epoch and says so. Mixed precision is Keras' ``mixed_float16`` policy (float16
 arithmetic, float32 weights, loss scaling).

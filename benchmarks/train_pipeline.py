@@ -39,7 +39,6 @@ def main() -> None:
     C.header("training input pipeline")
     from ferreport.constants import NUM_CLASSES
     from ferreport.model import build_model
-    from ferreport.augmentation import opencv_single_threaded
     from ferreport.training import AUGMENTATION, make_dataset
 
     rng = np.random.default_rng(0)
@@ -65,8 +64,7 @@ def main() -> None:
     def run_ferreport() -> None:
         epoch[0] += 1
         ds = make_dataset(faces, labels, bs, training=True, augment=True, seed=0, epoch=epoch[0])
-        with opencv_single_threaded():  # as training.train_model runs each epoch
-            model.fit(ds, epochs=1, verbose=0)
+        model.fit(ds, epochs=1, verbose=0)
 
     # warm-up: trace the train step once for each input kind
     model.fit(prebuilt.take(2), epochs=1, verbose=0)

@@ -11,21 +11,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from .backend import keras
-from .constants import AUGMENTATION, FACE_SHAPE, NUM_CLASSES
+from .constants import FACE_SHAPE, NUM_CLASSES
 
 __all__ = ["ARCHITECTURES", "AUGMENTATION", "augmentation_layers", "build_model", "compile_model",
            "register_architecture"]
+
+#: Geometric augmentation of training batches (seed notebook: rotation 15 degrees,
+#: shifts 0.1, shear, zoom 0.1, horizontal flip; edges filled with the nearest pixel).
+AUGMENTATION: dict[str, float] = {
+    "rotation_degrees": 15.0,
+    "translation": 0.1,
+    "shear": 0.1,
+    "zoom": 0.1,
+}
 
 
 def augmentation_layers(seeds: Sequence[int | None] = (None,) * 5) -> list[keras.layers.Layer]:
     """The five training augmentations as Keras preprocessing layers, in the order applied:
     rotation, translation, shear, zoom, horizontal flip (one seed each).
 
-    The reference for :mod:`ferreport.augmentation`, which the tool trains with: the
-    same transforms per face, resampled by OpenCV at a sixth of the CPU cost
-    (``tests/test_augmentation.py`` holds the two together). ``benchmarks/gpu_train.py``
-    times these layers on the device, in front of the network: on Keras' JAX backend
-    that costs ~0.26 s a step (benchmarks/README.md)."""
+    :func:`ferreport.training.make_dataset` runs them in ``tf.data`` on the CPU.
+    ``benchmarks/gpu_train.py`` also times them on the device, in front of the network:
+    on Keras' JAX backend that costs ~0.26 s a step (benchmarks/README.md)."""
     if len(seeds) != 5:
         raise ValueError(f"augmentation_layers needs 5 seeds, got {len(seeds)}")
     a = AUGMENTATION

@@ -17,11 +17,3 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
 #: better; the metric that matters with imbalanced classes, and not blurred by label
 #: smoothing or class weights the way the loss is).
 MONITORS: dict[str, str] = {"val_loss": "min", "val_macro_f1": "max"}
-#: Geometric augmentation of training batches (seed notebook: rotation 15 degrees,
-#: shifts 0.1, shear 0.1, zoom 0.1, horizontal flip; edges filled with the nearest pixel).
-AUGMENTATION: dict[str, float] = {
-    "rotation_degrees": 15.0,
-    "translation": 0.1,
-    "shear": 0.1,
-    "zoom": 0.1,
-}

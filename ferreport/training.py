@@ -4,9 +4,8 @@ Design notes
 ------------
 * **Memory.** Faces stay uint8 (possibly a read-only ``np.memmap``); the pipeline
   iterates over *indices*, gathers one batch at a time with NumPy and scales to
-  float32 ``[0, 1]`` inside the graph (or while augmenting it, :mod:`.augmentation`).
-  Nothing of size N x 64 x 64 x 3 is ever copied or converted to float32 (170k
-  faces: 2 GB uint8 stay 2 GB, not +8 GB).
+  float32 ``[0, 1]`` inside the graph. Nothing of size N x 64 x 64 x 3 is ever
+  copied or converted to float32 (170k faces: 2 GB uint8 stay 2 GB, not +8 GB).
 * **One ``fit`` call per epoch.** Each epoch gets its own dataset whose shuffle
   order and augmentation draws are derived from ``(seed, epoch)``. Learning-rate
   reduction and early stopping are done by this module, and their counters are
@@ -48,9 +47,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import artifacts  # noqa: E402
+from .architectures import AUGMENTATION, augmentation_layers  # noqa: E402
 from .atomic import atomic_open, atomic_path, write_json  # noqa: E402
-from .augmentation import augment_faces, draw_augmentation, opencv_single_threaded  # noqa: E402
-from .constants import AUGMENTATION, CLASS_NAMES, FACE_SHAPE, MONITORS, NUM_CLASSES  # noqa: E402
+from .constants import CLASS_NAMES, FACE_SHAPE, MONITORS, NUM_CLASSES  # noqa: E402
 from .errors import DatasetError, UsageError  # noqa: E402
 from .model import ARCHITECTURES, build_model, compile_model, keras, tf  # noqa: E402
 
@@ -199,6 +198,12 @@ def _check_labels(labels: np.ndarray, n: int, what: str) -> np.ndarray:
     return labels.astype(np.int32, copy=False)
 
 
+def _augmentation_layers(seed: int) -> list[keras.layers.Layer]:
+    """Fresh, seeded Keras preprocessing layers (created on the CPU, used inside tf.data)."""
+    with tf.device("/cpu:0"):
+        return augmentation_layers(tuple(_derive_seed(seed, k) for k in range(1, 6)))
+
+
 def make_dataset(
     faces_uint8: np.ndarray,
     labels: np.ndarray,
@@ -217,11 +222,10 @@ def make_dataset(
     batch from ``faces_uint8`` (which may be a memory map). With ``training=True`` the
     order is shuffled (seeded from ``seed`` and ``epoch``; re-iterating the dataset
     reshuffles deterministically) and, with ``augment=True``, each batch goes through
-    random rotation, translation, shear, zoom and horizontal flip
-    (:mod:`ferreport.augmentation`, drawn from ``seed``, ``epoch``, the shard and the
-    batch's position, so the parallel map gives the same faces in any thread order).
-    Validation/test datasets (``training=False``) keep file order and are never
-    augmented.
+    random rotation, translation, shear, zoom and horizontal flip (Keras preprocessing
+    layers seeded from ``seed``/``epoch``; that map runs sequentially so draws are
+    reproducible). Validation/test datasets (``training=False``) keep file order
+    and are never augmented.
 
     ``shard=(count, index)`` keeps every ``count``-th face of the (shuffled) order,
     starting at ``index``, after dropping the last ``n % count`` faces so that every
@@ -237,23 +241,15 @@ def make_dataset(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     n = len(faces)
 
-    augmenting = training and augment
-    aug_seed = _derive_seed(seed, epoch, 1, 0 if shard is None else shard[1])
-
-    def gather(i: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx = np.sort(idx)  # sequential reads from a memory map; order inside a batch is irrelevant
-        x, y = np.take(faces, idx, axis=0), np.take(labels, idx, axis=0)
-        if augmenting:  # draws depend on (seed, epoch, shard, batch) only: any thread order gives the same faces
-            x = augment_faces(x, draw_augmentation(np.random.default_rng((aug_seed, int(i))), len(x), *x.shape[1:3]))
-        return x, y
+        return np.take(faces, idx, axis=0), np.take(labels, idx, axis=0)
 
-    def load(i: tf.Tensor, idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x, y = tf.numpy_function(gather, [i, idx], (tf.float32 if augmenting else tf.uint8, tf.int32),
-                                 stateful=False)
+    def load(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x, y = tf.numpy_function(gather, [idx], (tf.uint8, tf.int32), stateful=False)
         x.set_shape((None, *FACE_SHAPE))
         y.set_shape((None,))
-        if not augmenting:
-            x = tf.cast(x, tf.float32) / 255.0
+        x = tf.cast(x, tf.float32) / 255.0
         return x, tf.one_hot(y, NUM_CLASSES, dtype=tf.float32)
 
     ds = tf.data.Dataset.range(n)
@@ -264,7 +260,7 @@ def make_dataset(
         if not 0 <= index < count:
             raise ValueError(f"shard index {index} is not in 0..{count - 1}")
         ds = ds.take(n - n % count).shard(count, index)
-    ds = ds.batch(int(batch_size)).enumerate()
+    ds = ds.batch(int(batch_size))
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if class_weight is not None:
         weights = tf.constant(np.asarray(class_weight, dtype=np.float32).reshape(NUM_CLASSES))
@@ -273,6 +269,15 @@ def make_dataset(
             return x, y, tf.gather(weights, tf.argmax(y, axis=-1))
 
         ds = ds.map(weigh)
+    if training and augment:
+        layers = _augmentation_layers(_derive_seed(seed, epoch, 1))
+
+        def aug(x: tf.Tensor, *rest: tf.Tensor) -> tuple[tf.Tensor, ...]:
+            for layer in layers:
+                x = layer(x, training=True)
+            return (tf.clip_by_value(x, 0.0, 1.0), *rest)
+
+        ds = ds.map(aug)  # sequential: the layers' seed-generator draws happen in batch order
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -768,23 +773,21 @@ def train_model(
                     else make_dataset(x_train, y_train, config.batch_size, training=True, augment=config.augment,
                                       seed=config.seed, epoch=epoch))
         t0 = time.perf_counter()
-        with opencv_single_threaded():  # augmentation warps on tf.data's threads, none spinning beside the model
-            if multiworker:
-                from .distributed import run_epoch
+        if multiworker:
+            from .distributed import run_epoch
 
-                if step_schedule is not None:
-                    step_schedule.set_model(model)
-                logs = run_epoch(strategy, model,
-                                 {"x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val},
-                                 config, epoch=epoch, class_weight=keras_cw,
-                                 set_learning_rate=(step_schedule.on_train_batch_begin if step_schedule
-                                                    else lambda step: None))
-            else:
-                fit = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
-                                class_weight=keras_cw,
-                                callbacks=[*([step_schedule] if step_schedule else []), *callbacks],
-                                shuffle=False, verbose=0)
-                logs = {k: float(v[-1]) for k, v in fit.history.items()}
+            if step_schedule is not None:
+                step_schedule.set_model(model)
+            logs = run_epoch(strategy, model, {"x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val},
+                             config, epoch=epoch, class_weight=keras_cw,
+                             set_learning_rate=(step_schedule.on_train_batch_begin if step_schedule
+                                                else lambda step: None))
+        else:
+            fit = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
+                            class_weight=keras_cw,
+                            callbacks=[*([step_schedule] if step_schedule else []), *callbacks],
+                            shuffle=False, verbose=0)
+            logs = {k: float(v[-1]) for k, v in fit.history.items()}
         # Every worker scores the full validation set with the same weights, so all agree on it.
         logs["val_macro_f1"] = _val_macro_f1(model, x_val, y_val, config.batch_size)
         seconds = time.perf_counter() - t0

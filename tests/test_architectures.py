@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ferreport import architectures, constants, training
+from ferreport import architectures, training
 from ferreport.model import keras
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_augmentation_layers_use_the_shared_definition():
-    layers = architectures.augmentation_layers((1, 2, 3, 4, 5))
-    assert training.AUGMENTATION is architectures.AUGMENTATION is constants.AUGMENTATION
+def test_training_augments_with_the_shared_definition():
+    assert training.AUGMENTATION is architectures.AUGMENTATION
+    layers = training._augmentation_layers(3)
     assert [type(x).__name__ for x in layers] == [
         "RandomRotation", "RandomTranslation", "RandomShear", "RandomZoom", "RandomFlip"]
     assert layers[0].factor[1] == pytest.approx(architectures.AUGMENTATION["rotation_degrees"] / 360.0)
