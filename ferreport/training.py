@@ -204,6 +204,45 @@ def _augmentation_layers(seed: int) -> list[keras.layers.Layer]:
         return augmentation_layers(tuple(_derive_seed(seed, k) for k in range(1, 6)))
 
 
+class _BatchSeeds(keras.random.SeedGenerator):
+    """The seeds a layer's own ``SeedGenerator`` hands out for batch ``index``, without its state.
+
+    ``SeedGenerator(s)`` gives ``[s, 0], [s, 1], ...`` (each ``next()`` adds ``[0, 1]``) and a
+    layer draws ``calls`` times a batch, so batch ``i`` draws ``[s, i * calls + j]``. Computed
+    from the batch index, the draws need no shared state: the augmentation map can run in
+    parallel and still give the sequential stream bit for bit (tests/test_training.py
+    compares with the layers' own calls). ``calls=None`` only counts the draws.
+    """
+
+    def __init__(self, seed: int, index: tf.Tensor | int = 0, calls: int | None = None):  # no state variable
+        self.name, self._initial_seed = "batch_seeds", seed
+        self._seed, self._index, self._calls, self.draws = int(seed), index, calls, 0
+
+    def next(self, ordered: bool = True) -> tf.Tensor:
+        if self._calls is not None and self.draws >= self._calls:
+            raise RuntimeError(f"augmentation layer drew more than the {self._calls} seeds a batch it drew when "
+                               "counted: this Keras version draws differently (see training._BatchSeeds)")
+        k = tf.cast(self._index, tf.int64) * (self._calls or 0) + self.draws
+        self.draws += 1
+        return tf.stack([tf.constant(self._seed, tf.int64), k])
+
+
+def _draws_per_batch(layer: keras.layers.Layer) -> int:
+    """How many seeds ``layer`` draws for one batch (the same for any batch size)."""
+    counter = _BatchSeeds(layer.seed)
+    layer.get_random_transformation(tf.zeros((2, *FACE_SHAPE)), training=True, seed=counter)
+    return counter.draws
+
+
+def _augment_batch(layers: Sequence[keras.layers.Layer], calls: Sequence[int], index: tf.Tensor,
+                   x: tf.Tensor) -> tf.Tensor:
+    """Batch ``index`` of the layers' stream: exactly ``layer(x, training=True)`` in turn."""
+    for layer, m in zip(layers, calls):
+        transformation = layer.get_random_transformation(x, training=True, seed=_BatchSeeds(layer.seed, index, m))
+        x = layer.transform_images(x, transformation, training=True)
+    return tf.clip_by_value(x, 0.0, 1.0)
+
+
 def make_dataset(
     faces_uint8: np.ndarray,
     labels: np.ndarray,
@@ -223,9 +262,10 @@ def make_dataset(
     order is shuffled (seeded from ``seed`` and ``epoch``; re-iterating the dataset
     reshuffles deterministically) and, with ``augment=True``, each batch goes through
     random rotation, translation, shear, zoom and horizontal flip (Keras preprocessing
-    layers seeded from ``seed``/``epoch``; that map runs sequentially so draws are
-    reproducible). Validation/test datasets (``training=False``) keep file order
-    and are never augmented.
+    layers seeded from ``seed``/``epoch``; their draws are keyed by batch index, so the
+    map runs batches in parallel on every core and gives the same pixels as calling the
+    layers one batch after another). Validation/test datasets (``training=False``) keep
+    file order and are never augmented.
 
     ``shard=(count, index)`` keeps every ``count``-th face of the (shuffled) order,
     starting at ``index``, after dropping the last ``n % count`` faces so that every
@@ -271,13 +311,13 @@ def make_dataset(
         ds = ds.map(weigh)
     if training and augment:
         layers = _augmentation_layers(_derive_seed(seed, epoch, 1))
+        calls = [_draws_per_batch(layer) for layer in layers]
 
-        def aug(x: tf.Tensor, *rest: tf.Tensor) -> tuple[tf.Tensor, ...]:
-            for layer in layers:
-                x = layer(x, training=True)
-            return (tf.clip_by_value(x, 0.0, 1.0), *rest)
+        def aug(index: tf.Tensor, batch: tuple[tf.Tensor, ...]) -> tuple[tf.Tensor, ...]:
+            return (_augment_batch(layers, calls, index, batch[0]), *batch[1:])
 
-        ds = ds.map(aug)  # sequential: the layers' seed-generator draws happen in batch order
+        # draws come from the batch index, so batches augment in parallel with the same result
+        ds = ds.enumerate().map(aug, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -11,10 +11,14 @@ import pytest
 
 from ferreport import artifacts
 from ferreport.errors import DatasetError, UsageError
-from ferreport.model import keras, load_model
+from ferreport.model import keras, load_model, tf
 from ferreport.training import (
     HISTORY_COLUMNS,
     TrainConfig,
+    _augmentation_layers,
+    _BatchSeeds,
+    _derive_seed,
+    _draws_per_batch,
     _schedule_step,
     _State,
     detect_collapse,
@@ -95,6 +99,42 @@ def test_training_dataset_shuffles_and_augments_deterministically(data):
     assert not np.allclose(aug1[0], plain[0])
     assert aug1[0].min() >= 0.0 and aug1[0].max() <= 1.0
     np.testing.assert_array_equal(aug1[0], aug2[0])
+
+
+def _layers_in_turn(xt, yt, batch_size, seed, epoch, class_weight=None):
+    """The augmented epoch as the Keras layers' own calls give it, one batch after another."""
+    layers = _augmentation_layers(_derive_seed(seed, epoch, 1))
+    out = []
+    for x, *rest in make_dataset(xt, yt, batch_size, training=True, augment=False, seed=seed, epoch=epoch,
+                                 class_weight=class_weight):
+        for layer in layers:
+            x = layer(x, training=True)
+        out.append((np.clip(x.numpy(), 0.0, 1.0), *(r.numpy() for r in rest)))
+    return [np.concatenate(parts) for parts in zip(*out)]
+
+
+@pytest.mark.parametrize("pool", [1, 2])
+def test_parallel_augmentation_equals_the_layers_own_stream(data, pool):
+    xt, yt, _, _ = data
+    weights = [1.0, 2.0, 0.5, 1.0, 1.5, 1.0, 0.25]
+    expected = _layers_in_turn(xt, yt, 8, seed=5, epoch=2, class_weight=weights)
+    ds = make_dataset(xt, yt, 8, training=True, augment=True, seed=5, epoch=2, class_weight=weights)
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = pool
+    got = [np.concatenate(parts) for parts in zip(*(tuple(t.numpy() for t in b) for b in ds.with_options(options)))]
+    assert len(got) == 3  # faces, one-hot labels, weights
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(g, e)  # bit for bit, whatever the thread count
+
+
+def test_batch_seeds_refuse_a_draw_beyond_the_counted_ones():
+    layer = _augmentation_layers(1)[1]  # RandomTranslation: two draws a batch
+    calls = _draws_per_batch(layer)
+    assert calls == 2
+    seeds = _BatchSeeds(layer.seed, 3, calls)
+    assert [s.numpy().tolist() for s in (seeds.next(), seeds.next())] == [[layer.seed, 6], [layer.seed, 7]]
+    with pytest.raises(RuntimeError, match="draws differently"):
+        seeds.next()
 
 
 def test_dataset_reads_memory_map_without_copy(data, tmp_path):
