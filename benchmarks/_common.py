@@ -181,3 +181,18 @@ def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
         tf.linalg.matmul(a, b).numpy()
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
+
+
+def seed_image_data_generator() -> Any | None:
+    """Keras 2's ``ImageDataGenerator`` with the seed notebook's augmentation, or None (printed why)
+    when the benchmark-only ``tf-keras`` package is missing."""
+    try:
+        from tf_keras.preprocessing.image import ImageDataGenerator
+    except ImportError as exc:
+        print(f"-- ImageDataGenerator baseline skipped: {exc} (pip install -r benchmarks/requirements.txt)")
+        return None
+    from ferreport.architectures import AUGMENTATION as a
+
+    return ImageDataGenerator(rotation_range=a["rotation_degrees"], width_shift_range=a["translation"],
+                              height_shift_range=a["translation"], shear_range=a["shear"], zoom_range=a["zoom"],
+                              horizontal_flip=True, fill_mode="nearest")

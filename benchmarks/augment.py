@@ -47,9 +47,13 @@ def main() -> None:
     faces = rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
     labels = rng.integers(0, NUM_CLASSES, n)
 
-    def plain(pool: int | None = None) -> tf.data.Dataset:
-        ds = make_dataset(faces, labels, bs, training=True, augment=False, seed=seed, epoch=epoch)
-        return ds if pool is None else with_pool(ds, pool)
+    def dataset(augment: bool, pool: int | None = None) -> tf.data.Dataset:
+        ds = make_dataset(faces, labels, bs, training=True, augment=augment, seed=seed, epoch=epoch)
+        if pool is None:
+            return ds
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = pool
+        return ds.with_options(options)
 
     def sequential() -> tf.data.Dataset:  # the layers' own calls, one batch at a time
         layers = _augmentation_layers(_derive_seed(seed, epoch, 1))
@@ -59,47 +63,30 @@ def main() -> None:
                 x = layer(x, training=True)
             return tf.clip_by_value(x, 0.0, 1.0), y
 
-        return plain().map(aug).prefetch(tf.data.AUTOTUNE)
-
-    def ours(pool: int | None = None) -> tf.data.Dataset:
-        ds = make_dataset(faces, labels, bs, training=True, augment=True, seed=seed, epoch=epoch)
-        return ds if pool is None else with_pool(ds, pool)
-
-    def with_pool(ds: tf.data.Dataset, pool: int) -> tf.data.Dataset:
-        options = tf.data.Options()
-        options.threading.private_threadpool_size = pool
-        return ds.with_options(options)
+        return dataset(False).map(aug).prefetch(tf.data.AUTOTUNE)
 
     def drain(make) -> None:
         for _ in make():
             pass
 
-    diffs = [float(np.abs(a[0].numpy() - b[0].numpy()).max()) for a, b in zip(sequential(), ours())]
+    diffs = [float(np.abs(a[0].numpy() - b[0].numpy()).max()) for a, b in zip(sequential(), dataset(True))]
     identical = max(diffs) == 0.0
     print(f"   same batches as the sequential layers: {'yes, bit for bit' if identical else 'NO'} "
           f"(max |diff| {max(diffs):.3g} over {len(diffs)} batches)")
 
-    t_plain, _ = C.best_of(lambda: drain(plain), args.repeats)
+    t_plain, _ = C.best_of(lambda: drain(lambda: dataset(False)), args.repeats)
     t_seq, _ = C.best_of(lambda: drain(sequential), args.repeats)
     print(f"   un-augmented feed: {n / t_plain:,.0f} faces/s")
     rows = []
     for pool in threads:
-        t, _ = C.best_of(lambda: drain(lambda: ours(pool)), args.repeats)
+        t, _ = C.best_of(lambda: drain(lambda: dataset(True, pool)), args.repeats)
         rows.append(C.report(f"augmented epoch, {n} faces, batch {bs}, thread pool {pool}",
                              "the layers in a sequential map (before)", n / t_seq, n / t,
                              "faces/s"))
         rows[-1]["threads"] = pool
     best = max(rows, key=lambda r: r["project_value"])
-    try:
-        from tf_keras.preprocessing.image import ImageDataGenerator
-    except ImportError as exc:
-        print(f"-- ImageDataGenerator baseline skipped: {exc} (pip install -r benchmarks/requirements.txt)")
-    else:  # the seed's pipeline alone: what it can feed a model that is never the bottleneck (a GPU)
-        from ferreport.training import AUGMENTATION as a
-
-        gen = ImageDataGenerator(rotation_range=a["rotation_degrees"], width_shift_range=a["translation"],
-                                 height_shift_range=a["translation"], shear_range=a["shear"], zoom_range=a["zoom"],
-                                 horizontal_flip=True, fill_mode="nearest")
+    gen = C.seed_image_data_generator()
+    if gen is not None:  # the seed's pipeline alone: what it can feed a model that is never the bottleneck (a GPU)
         x = faces.astype(np.float32) / 255.0
         y = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
 
