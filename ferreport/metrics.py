@@ -1,7 +1,7 @@
 """Classification metrics, bootstrap confidence intervals and calibration.
 
 Compute only: every function takes arrays and returns plain frozen dataclasses
-(drawing lives in :mod:`ferreport.plots`, presentation in :mod:`ferreport.report`).
+(drawing lives in :mod:`ferreport.report.plots`, presentation in :mod:`ferreport.report`).
 Class ids are ``0..6`` in :data:`ferreport.constants.CLASS_NAMES` order; point
 estimates are scikit-learn's (``labels=range(7)``, ``zero_division=0``), so a class
 with no support still appears with zeros and counts in macro averages.
