@@ -103,7 +103,7 @@ class FaceFinder:
 
     def _load_dataset(self) -> None:
         self._dataset_tried = True
-        from ..preprocessing import prepare_dataset  # TensorFlow-free, but heavy: only when a face is missing
+        from ..preprocessing import prepare_dataset  # only when a flipped face is in neither face pool
 
         tried = []
         for root, cache in self._dataset_candidates():
@@ -270,6 +270,7 @@ def build_compare_context(run_a: str | os.PathLike[str], run_b: str | os.PathLik
 
 
 def render_compare_html(ctx: CompareContext) -> str:
+    """The comparison as one self-contained HTML page (signed deltas, p-values as filters)."""
     env = environment()
     env.filters["signed"] = fmt_signed
     env.filters["pvalue"] = fmt_p

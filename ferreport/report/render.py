@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from ..atomic import write_bytes, write_text
 from ..errors import FerreportError, UsageError
 from .context import ReportContext
@@ -59,8 +61,6 @@ def templates_dir() -> Path:
 
 def environment():
     """A Jinja2 environment over :func:`templates_dir` with the report's filters."""
-    import jinja2
-
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         autoescape=jinja2.select_autoescape(
