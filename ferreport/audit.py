@@ -645,7 +645,7 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, 
     write_json(run_dir / artifacts.PROVENANCE, record)
     result = AuditResult(run_dir, summary, metrics)
     if formats:
-        from .audit_report import write_audit_report
+        from .report import write_audit_report
 
         result.reports = write_audit_report(run_dir, formats, n_resamples=n_resamples, seed=seed)
     if counts.faces == 0:

@@ -238,7 +238,7 @@ def evaluate(run_dir: Path | None, model_path: Path | None, data: Path | None, o
 @handle_errors
 def report(run_dir: Path, formats: str) -> None:
     """Re-render report.html / report.pdf from RUN_DIR's saved artefacts (no TensorFlow work)."""
-    from .history import update_index
+    from .report import update_index
     from .pipeline import render_report
 
     for path in render_report(run_dir, formats=parse_formats(formats)).values():
@@ -314,8 +314,8 @@ def compare(run_a: Path, run_b: Path, out: Path | None, formats: str, data: Path
     """
     import json
 
-    from .compare import compare_runs, summary_lines
-    from .history import update_index
+    from .report.compare import compare_runs, summary_lines
+    from .report import update_index
     from .jobs import JobConsole
 
     fmt = () if formats.strip().lower() == "none" else parse_formats(formats)

@@ -39,6 +39,7 @@ from typing import Any
 from . import artifacts
 from .constants import CLASS_NAMES
 from .errors import UsageError
+from .metrics import round_metric
 
 __all__ = [
     "GATES_FILE",
@@ -240,13 +241,6 @@ class GateResult:
         return asdict(self)
 
 
-def _r(x: float | None) -> float | None:
-    if x is None:
-        return None
-    v = round(float(x), 6)
-    return 0.0 if v == 0 else v
-
-
 def _f(x: float | None) -> str:
     return "n/a" if x is None else (f"{x:.0f}" if float(x).is_integer() and abs(x) >= 1 else f"{x:.4f}")
 
@@ -268,13 +262,13 @@ def _evaluate_one(spec: GateSpec, metrics: Mapping[str, Any], baseline: Mapping[
                           f"{spec.key} is not available in this run's metrics (no labelled faces, or no face of "
                           "that class); the gate cannot pass")
     if spec.kind == "fail_under":
-        margin = _r(actual - spec.value)
+        margin = round_metric(actual - spec.value)
         passed = margin >= 0
         msg = (f"{spec.key} {_f(actual)} >= {_f(spec.value)} (margin {margin:+.4f})" if passed else
                f"{spec.key} {_f(actual)} is below {_f(spec.value)} by {-margin:.4f}")
         return GateResult(name, spec.kind, spec.key, spec.value, actual, passed, margin, msg)
     if spec.kind == "fail_over":
-        margin = _r(spec.value - actual)
+        margin = round_metric(spec.value - actual)
         passed = margin >= 0
         msg = (f"{spec.key} {_f(actual)} <= {_f(spec.value)} (margin {margin:+.4f})" if passed else
                f"{spec.key} {_f(actual)} is above {_f(spec.value)} by {-margin:.4f}")
@@ -283,9 +277,9 @@ def _evaluate_one(spec: GateSpec, metrics: Mapping[str, Any], baseline: Mapping[
     if base is None:
         return GateResult(name, spec.kind, spec.key, spec.value, actual, False, None,
                           f"{spec.key} is not available in the baseline's metrics; the gate cannot pass")
-    change = _r(actual - base)
-    worsening = _r(-change if higher_is_better(spec.key) else change)
-    margin = _r(spec.value - worsening)
+    change = round_metric(actual - base)
+    worsening = round_metric(-change if higher_is_better(spec.key) else change)
+    margin = round_metric(spec.value - worsening)
     passed = margin >= 0
     verb = "fell" if change < 0 else "rose"
     how = f"{spec.key} {verb} by {abs(change):.4f} from the baseline {_f(base)} to {_f(actual)}" if change else \
@@ -315,7 +309,8 @@ def summary_deltas(metrics: Mapping[str, Any], baseline: Mapping[str, Any] | Non
     out = {}
     for key in keys:
         a, b = metric_value(metrics, key), metric_value(baseline, key)
-        out[key] = {"baseline": b, "actual": a, "change": _r(a - b) if a is not None and b is not None else None}
+        change = round_metric(a - b) if a is not None and b is not None else None
+        out[key] = {"baseline": b, "actual": a, "change": change}
     return out
 
 

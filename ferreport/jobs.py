@@ -289,7 +289,7 @@ def finish_job(run_dir: Path, metrics: dict[str, Any], plan: GatePlan, *, format
             "baseline": str(plan.baseline_path) if plan.baseline_path else None}))
         outputs["junit"] = str(plan.junit)
     if index:
-        from .history import update_index
+        from .report import update_index
 
         outputs["index"] = str(update_index(run_dir.parent))
     return JobSummary(command, run_dir, metrics, results, plan.baseline_path,

@@ -1,7 +1,7 @@
 """Classification metrics, bootstrap confidence intervals and calibration.
 
 Compute only: every function takes arrays and returns plain frozen dataclasses
-(drawing lives in :mod:`ferreport.plots`, presentation in :mod:`ferreport.report`).
+(drawing lives in :mod:`ferreport.report.plots`, presentation in :mod:`ferreport.report`).
 Class ids are ``0..6`` in :data:`ferreport.constants.CLASS_NAMES` order; point
 estimates are scikit-learn's (``labels=range(7)``, ``zero_division=0``), so a class
 with no support still appears with zeros and counts in macro averages.
@@ -49,6 +49,8 @@ __all__ = [
     "labels_to_ids",
     "metrics_from_predictions",
     "metrics_to_dict",
+    "round_metric",
+    "stats_from_cms",
 ]
 
 _DECIMALS = 6
@@ -175,7 +177,8 @@ def _normalise_proba(proba: Any, n: int, k: int) -> np.ndarray:
     return p
 
 
-def _r(x: float | None) -> float | None:
+def round_metric(x: float | None) -> float | None:
+    """A number as written to JSON: 6 decimals, no "-0.0", None for None, NaN or infinity."""
     if x is None:
         return None
     x = float(x)
@@ -284,7 +287,7 @@ def classification_metrics(
     )
 
 
-def _stats_from_cms(cms: np.ndarray) -> dict[str, np.ndarray]:
+def stats_from_cms(cms: np.ndarray) -> dict[str, np.ndarray]:
     """Metrics of stacked confusion matrices ``(B, k, k)`` (zero_division=0)."""
     cms = cms.astype(np.float64, copy=False)
     tp = np.diagonal(cms, axis1=1, axis2=2)
@@ -338,7 +341,7 @@ def bootstrap_ci(
     cells = np.bincount(t * k + p, minlength=k * k).astype(np.float64)
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(n, cells / n, size=n_resamples).reshape(n_resamples, k, k)
-    stats = _stats_from_cms(draws)
+    stats = stats_from_cms(draws)
     alpha = (1.0 - confidence) / 2.0
     q = [100 * alpha, 100 * (1 - alpha)]
 
@@ -437,20 +440,20 @@ def _ci_to_dict(ci: Mapping[str, Interval], labels: Sequence[str]) -> dict[str, 
     any_iv = next(iter(ci.values()), None)
     out: dict[str, Any] = {
         "method": "percentile bootstrap",
-        "confidence": _r(any_iv.confidence) if any_iv else None,
+        "confidence": round_metric(any_iv.confidence) if any_iv else None,
         "n_resamples": any_iv.n_resamples if any_iv else None,
         "seed": any_iv.seed if any_iv else None,
     }
     for name in ("accuracy", "macro_f1", "weighted_f1"):
         if name in ci:
-            out[name] = [_r(ci[name].low), _r(ci[name].high)]
+            out[name] = [round_metric(ci[name].low), round_metric(ci[name].high)]
     per: dict[str, Any] = {}
     for cls in labels:
         entry = {}
         for metric in ("precision", "recall", "f1"):
             iv = ci.get(ci_key(metric, cls))
             if iv is not None:
-                entry[metric] = [_r(iv.low), _r(iv.high)]
+                entry[metric] = [round_metric(iv.low), round_metric(iv.high)]
         if entry:
             per[cls] = entry
     out["per_class"] = per
@@ -461,13 +464,13 @@ def _calibration_to_dict(cal: CalibrationMetrics) -> dict[str, Any]:
     return {
         "n": cal.n,
         "n_bins": cal.n_bins,
-        "ece": _r(cal.ece),
-        "mce": _r(cal.mce),
-        "brier": _r(cal.brier),
-        "log_loss": _r(cal.log_loss),
+        "ece": round_metric(cal.ece),
+        "mce": round_metric(cal.mce),
+        "brier": round_metric(cal.brier),
+        "log_loss": round_metric(cal.log_loss),
         "bins": [
-            {"lower": _r(b.lower), "upper": _r(b.upper), "count": b.count,
-             "accuracy": _r(b.accuracy), "confidence": _r(b.confidence)}
+            {"lower": round_metric(b.lower), "upper": round_metric(b.upper), "count": b.count,
+             "accuracy": round_metric(b.accuracy), "confidence": round_metric(b.confidence)}
             for b in cal.bins
         ],
     }
@@ -481,21 +484,21 @@ def metrics_to_dict(
     """JSON-ready dict for ``metrics.json`` (floats rounded to 6 decimals)."""
     out: dict[str, Any] = {
         "n": m.n,
-        "accuracy": _r(m.accuracy),
-        "macro_f1": _r(m.macro_f1),
-        "weighted_f1": _r(m.weighted_f1),
-        "macro_precision": _r(m.macro_precision),
-        "macro_recall": _r(m.macro_recall),
-        "weighted_precision": _r(m.weighted_precision),
-        "weighted_recall": _r(m.weighted_recall),
+        "accuracy": round_metric(m.accuracy),
+        "macro_f1": round_metric(m.macro_f1),
+        "weighted_f1": round_metric(m.weighted_f1),
+        "macro_precision": round_metric(m.macro_precision),
+        "macro_recall": round_metric(m.macro_recall),
+        "weighted_precision": round_metric(m.weighted_precision),
+        "weighted_recall": round_metric(m.weighted_recall),
         "per_class": {
             c.name: {
-                "precision": _r(c.precision),
-                "recall": _r(c.recall),
-                "f1": _r(c.f1),
+                "precision": round_metric(c.precision),
+                "recall": round_metric(c.recall),
+                "f1": round_metric(c.f1),
                 "support": c.support,
-                "roc_auc": _r(c.roc_auc),
-                "average_precision": _r(c.average_precision),
+                "roc_auc": round_metric(c.roc_auc),
+                "average_precision": round_metric(c.average_precision),
             }
             for c in m.per_class
         },

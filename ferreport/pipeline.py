@@ -301,7 +301,7 @@ def render_report(run_dir: Path, *, formats: tuple[str, ...] = ("html", "pdf"), 
     run_dir = Path(run_dir)
     if not (run_dir / artifacts.PREDICTIONS).is_file():
         raise UsageError(f"{run_dir}: no {artifacts.PREDICTIONS}; run `ferreport evaluate {run_dir}` first")
-    from .audit_report import is_audit_dir, write_audit_report
+    from .report import is_audit_dir, write_audit_report
 
     if is_audit_dir(run_dir):  # a folder audit (`ferreport predict`): the audit report
         return write_audit_report(run_dir, formats, n_resamples=n_resamples, seed=seed)

@@ -11,7 +11,7 @@ from ferreport import artifacts
 from ferreport.cli import main
 from ferreport.jobfile import job_defaults
 
-from .test_report import make_run_dir
+from .report.run_dirs import make_run_dir
 
 
 def _write(path, text):

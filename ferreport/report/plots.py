@@ -24,11 +24,13 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .constants import CLASS_NAMES  # noqa: E402
-from .metrics import CalibrationMetrics, ClassificationMetrics, Interval, ci_key  # noqa: E402
+from ..constants import CLASS_NAMES  # noqa: E402
+from ..metrics import CalibrationMetrics, ClassificationMetrics, Interval, ci_key  # noqa: E402
 
 __all__ = [
+    "STYLE",
     "calibration_counts",
+    "confidence_figure",
     "class_distribution_figure",
     "confusion_matrix_figure",
     "figure_to_data_uri",
@@ -39,6 +41,7 @@ __all__ = [
     "trend_figure",
     "confusion_difference_figure",
     "delta_figure",
+    "new_figure",
 ]
 
 #: Colours shared by the figures and the report's CSS.
@@ -51,7 +54,8 @@ INK = "#1f2937"
 MUTED = "#6b7280"
 GRID = "#e5e7eb"
 
-_STYLE: dict[str, Any] = {
+#: Matplotlib settings every report figure is drawn under (``matplotlib.rc_context(STYLE)``).
+STYLE: dict[str, Any] = {
     "font.family": "DejaVu Sans",
     "font.size": 9,
     "axes.titlesize": 10,
@@ -90,7 +94,11 @@ def _class_matrix_axes(ax: Any, k: int, labels: Sequence[str]) -> None:
         ax.spines[side].set_visible(False)
 
 
-def _figure(width: float, height: float, **kwargs: Any) -> Figure:
+def new_figure(width: float, height: float, **kwargs: Any) -> Figure:
+    """A Figure of the report's size conventions (inches; constrained layout, no pyplot state).
+
+    Draw inside ``with matplotlib.rc_context(STYLE):`` so every figure shares one look.
+    """
     return Figure(figsize=(width, height), layout="constrained", **kwargs)
 
 
@@ -162,8 +170,8 @@ def training_curves_figure(history_df: Any, best_epoch: int | None = None) -> Fi
     """Accuracy (and validation macro-F1) and loss per epoch, train vs validation, best epoch marked."""
     df = history_df
     epochs = np.asarray(df["epoch"] if "epoch" in df.columns else np.arange(1, len(df) + 1), dtype=float)
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(8.6, 3.1)
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(8.6, 3.1)
         axes = fig.subplots(1, 2)
         for ax, metric, title in ((axes[0], "accuracy", "Accuracy"), (axes[1], "loss", "Loss")):
             drawn = False
@@ -222,8 +230,8 @@ def confusion_matrix_figure(
     else:
         values = m
         vmax = max(float(m.max()), 1.0)
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(4.6, 4.2)
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(4.6, 4.2)
         ax = fig.add_subplot()
         ax.pcolormesh(np.arange(k + 1) - 0.5, np.arange(k + 1) - 0.5, values,
                       cmap="Blues", vmin=0.0, vmax=vmax, edgecolors="white", linewidth=1.0)
@@ -251,8 +259,8 @@ def per_class_figure(
     names = [c.name for c in metrics.per_class]
     x = np.arange(len(names))
     width = 0.26
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(8.6, 3.0)
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(8.6, 3.0)
         ax = fig.add_subplot()
         for i, (metric, color) in enumerate(zip(("precision", "recall", "f1"), PRF_COLORS)):
             vals = np.array([getattr(c, metric) for c in metrics.per_class])
@@ -288,8 +296,8 @@ def reliability_figure(calibration: CalibrationMetrics) -> Figure:
     """Reliability diagram (accuracy vs confidence per bin) over a histogram of counts."""
     centres, acc, conf, counts = calibration_counts(calibration)
     width = 1.0 / max(calibration.n_bins, 1)
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(5.2, 4.6)
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(5.2, 4.6)
         top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
         top.plot([0, 1], [0, 1], color=MUTED, lw=1, ls="--", label="perfect calibration")
         ok = ~np.isnan(acc)
@@ -314,11 +322,17 @@ def reliability_figure(calibration: CalibrationMetrics) -> Figure:
 
 
 def class_distribution_figure(
-    counts_by_split: Mapping[str, Mapping[str, int]],
+    counts_by_split: Mapping[str, Mapping[str, float]],
     labels: Sequence[str] = CLASS_NAMES,
     title: str | None = None,
+    *,
+    shares: bool = False,
 ) -> Figure:
-    """Grouped bars: faces per class for each split (e.g. train, train balanced, val, test)."""
+    """Grouped bars: faces per class for each split (e.g. train, train balanced, val, test).
+
+    ``shares=True`` draws shares of faces (fractions, shown as percentages) instead of
+    counts, e.g. predicted classes beside the training split's in a folder audit.
+    """
     splits = [s for s, c in counts_by_split.items() if c]
     labels = list(labels)
     extra = sorted({k for s in splits for k in counts_by_split[s] if k not in labels})
@@ -326,24 +340,50 @@ def class_distribution_figure(
     x = np.arange(len(classes))
     n = max(len(splits), 1)
     width = 0.8 / n
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(8.6, 3.0)
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(8.6, 3.0)
         ax = fig.add_subplot()
         for i, split in enumerate(splits):
-            vals = [int(counts_by_split[split].get(c, 0)) for c in classes]
+            values = counts_by_split[split]
+            vals = [float(values.get(c, 0.0)) if shares else int(values.get(c, 0)) for c in classes]
             ax.bar(x + (i - (n - 1) / 2) * width, vals, width * 0.92,
                    color=SPLIT_COLORS[i % len(SPLIT_COLORS)], label=split)
         ax.set_xticks(x, classes)
-        ax.set_ylabel("faces")
+        ax.set_ylabel("share of faces" if shares else "faces")
         ax.grid(True, axis="y")
         ax.set_axisbelow(True)
-        ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0) if shares
+                                     else matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
         if title:
             ax.set_title(title, loc="left")
         if splits:
             fig.legend(loc="outside upper right", ncols=min(len(splits), 5))
         else:
-            ax.text(0.5, 0.5, "no counts", ha="center", va="center", transform=ax.transAxes, color=MUTED)
+            ax.text(0.5, 0.5, "no faces" if shares else "no counts", ha="center", va="center",
+                    transform=ax.transAxes, color=MUTED)
+    return fig
+
+
+def confidence_figure(edges: Sequence[float], counts: Sequence[int]) -> Figure:
+    """Histogram of the predicted class's probability (confidence), with chance level 1/7 marked."""
+    edges = np.asarray(edges, dtype=float)
+    counts = np.asarray(counts, dtype=float)
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(8.6, 2.6)
+        ax = fig.add_subplot()
+        if counts.size and counts.sum() > 0:
+            ax.bar(edges[:-1], counts, np.diff(edges), align="edge", color=TRAIN_COLOR, edgecolor="white", lw=0.6)
+        else:
+            ax.text(0.5, 0.5, "no faces", ha="center", va="center", transform=ax.transAxes, color=MUTED)
+        ax.axvline(1 / len(CLASS_NAMES), color=VAL_COLOR, lw=1.2, ls="--", label="chance (1/7)")
+        ax.set_xlim(0, 1)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+        ax.set_xlabel("confidence (probability of the predicted class)")
+        ax.set_ylabel("faces")
+        ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5, integer=True))
+        ax.grid(True, axis="y")
+        ax.set_axisbelow(True)
+        fig.legend(loc="outside upper right")
     return fig
 
 
@@ -358,8 +398,8 @@ def trend_figure(dates: Sequence[Any], series: Mapping[str, Sequence[float | Non
     import matplotlib.dates as mdates
 
     colors = (TRAIN_COLOR, VAL_COLOR, BEST_COLOR, "#8c6bb1")
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(8.6, 2.9)
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(8.6, 2.9)
         ax = fig.add_subplot()
         x = mdates.date2num(list(dates)) if len(dates) else np.zeros(0)
         for i, (name, values) in enumerate(series.items()):
@@ -398,8 +438,8 @@ def confusion_difference_figure(
     diff = b - a
     good = np.where(np.eye(k, dtype=bool), diff, -diff)  # > 0: B better in that cell
     vmax = max(float(np.abs(good).max()), 1.0)
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(4.8, 4.3)
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(4.8, 4.3)
         ax = fig.add_subplot()
         ax.pcolormesh(np.arange(k + 1) - 0.5, np.arange(k + 1) - 0.5, good, cmap="RdBu", vmin=-vmax, vmax=vmax,
                       edgecolors="white", linewidth=1.0)
@@ -419,8 +459,8 @@ def confusion_difference_figure(
 def delta_figure(rows: Sequence[tuple[str, float, float | None, float | None]], title: str = "") -> Figure:
     """Horizontal dot-and-interval plot of metric deltas ``(label, delta, low, high)`` around zero."""
     n = len(rows)
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(8.6, max(1.6, 0.28 * n + 0.9))
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(8.6, max(1.6, 0.28 * n + 0.9))
         ax = fig.add_subplot()
         y = np.arange(n)
         for i, (_, d, lo, hi) in enumerate(rows):

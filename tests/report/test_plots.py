@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from ferreport.constants import CLASS_NAMES
 from ferreport.metrics import bootstrap_ci, calibration, classification_metrics
-from ferreport.plots import (
+from ferreport.report.plots import (
     class_distribution_figure,
     confusion_matrix_figure,
     figure_to_data_uri,

@@ -12,9 +12,9 @@ from html.parser import HTMLParser
 import pytest
 
 from ferreport import artifacts
-from ferreport.history import INDEX_HTML, LOCK_FILE, index_lock, scan_runs, update_index
+from ferreport.report.history import INDEX_HTML, LOCK_FILE, index_lock, scan_runs, update_index
 
-from .test_report import make_run_dir
+from .run_dirs import make_run_dir
 
 
 class _Links(HTMLParser):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
 import os
 import time
 import urllib.parse
@@ -27,10 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from . import artifacts
-from .atomic import write_text
-from .errors import OutputError
+from .. import __version__, artifacts
+from ..atomic import write_text
+from ..errors import OutputError
+from . import plots
+from .compare import COMPARE_HTML, COMPARE_JSON, COMPARE_PDF
+from .inputs import read_json
+from .render import render_template
+from .text import dig
 
 try:  # POSIX; elsewhere the index is rewritten without a lock (still atomically)
     import fcntl
@@ -41,7 +44,6 @@ __all__ = ["INDEX_HTML", "LOCK_FILE", "RunEntry", "index_lock", "scan_runs", "up
 
 INDEX_HTML = "index.html"
 LOCK_FILE = ".index.lock"
-COMPARE_JSON = "compare.json"
 GATES_JSON = artifacts.GATES
 
 
@@ -98,22 +100,6 @@ class RunEntry:
     links: tuple[tuple[str, str], ...]
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-def _get(obj: Any, *path: str) -> Any:
-    for part in path:
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(part)
-    return obj
-
-
 def _parse_time(text: Any) -> _dt.datetime | None:
     if not isinstance(text, str) or not text:
         return None
@@ -129,19 +115,19 @@ def _num(x: Any) -> float | None:
 
 
 def _run_entry(run: Path, metrics: dict[str, Any]) -> RunEntry:
-    prov = _read(run / artifacts.PROVENANCE) or {}
-    cfg = _read(run / artifacts.CONFIG) or {}
-    summ = _read(run / artifacts.DATA_SUMMARY) or {}
-    gates = _read(run / GATES_JSON)
+    prov = read_json(run / artifacts.PROVENANCE, []) or {}
+    cfg = read_json(run / artifacts.CONFIG, []) or {}
+    summ = read_json(run / artifacts.DATA_SUMMARY, []) or {}
+    gates = read_json(run / GATES_JSON, [])
     when = None
-    for candidate in (_get(prov, "evaluation", "finished"), prov.get("finished"), prov.get("started")):
+    for candidate in (dig(prov, "evaluation.finished"), prov.get("finished"), prov.get("started")):
         when = _parse_time(candidate)
         if when is not None:
             break
     if when is None:
         mtime = (run / artifacts.METRICS).stat().st_mtime
         when = _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).replace(microsecond=0)
-    model_path = _get(cfg, "extra", "model") or cfg.get("model")
+    model_path = dig(cfg, "extra.model") or cfg.get("model")
     if model_path:
         model = Path(str(model_path)).name
     elif cfg.get("arch"):
@@ -150,7 +136,7 @@ def _run_entry(run: Path, metrics: dict[str, Any]) -> RunEntry:
         model = "—"
     dataset_path = summ.get("dataset") or cfg.get("data") or prov.get("dataset")
     dataset = Path(str(dataset_path)).name if dataset_path else "—"
-    ci = _get(metrics, "ci", "accuracy")
+    ci = dig(metrics, "ci.accuracy")
     gate_state = gate_detail = None
     if gates is not None and gates.get("n_gates"):
         gate_state = "passed" if gates.get("passed") else "failed"
@@ -164,8 +150,8 @@ def _run_entry(run: Path, metrics: dict[str, Any]) -> RunEntry:
     return RunEntry(
         run_id=run.name, href=href, date=when.astimezone(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         when=when, model=model,
-        model_sha=(prov.get("model_sha256") or _get(prov, "evaluation", "model_sha256") or None),
-        dataset=dataset, data_fingerprint=_get(prov, "evaluation", "data_fingerprint") or prov.get("data_fingerprint"),
+        model_sha=(prov.get("model_sha256") or dig(prov, "evaluation.model_sha256") or None),
+        dataset=dataset, data_fingerprint=dig(prov, "evaluation.data_fingerprint") or prov.get("data_fingerprint"),
         n=int(metrics["n"]) if isinstance(metrics.get("n"), int) else None,
         accuracy=_num(metrics.get("accuracy")), macro_f1=_num(metrics.get("macro_f1")),
         weighted_f1=_num(metrics.get("weighted_f1")),
@@ -188,7 +174,7 @@ def scan_runs(reports_dir: Path) -> tuple[list[RunEntry], list[dict[str, Any]], 
             continue
         metrics_path = child / artifacts.METRICS
         if metrics_path.is_file():
-            metrics = _read(metrics_path)
+            metrics = read_json(metrics_path, [])
             if metrics is None:
                 skipped.append(f"{child.name}: metrics.json unreadable")
                 continue
@@ -197,17 +183,17 @@ def scan_runs(reports_dir: Path) -> tuple[list[RunEntry], list[dict[str, Any]], 
             except OSError as exc:  # removed while scanning
                 skipped.append(f"{child.name}: {exc.strerror}")
             continue
-        comp = _read(child / COMPARE_JSON) if (child / COMPARE_JSON).is_file() else None
+        comp = read_json(child / COMPARE_JSON, []) if (child / COMPARE_JSON).is_file() else None
         if comp is not None:
             href = urllib.parse.quote(child.name)
             comparisons.append({
                 "name": child.name,
-                "a": str(_get(comp, "a", "run_id") or "?"), "b": str(_get(comp, "b", "run_id") or "?"),
-                "accuracy_delta": _num(_get(comp, "deltas", "accuracy", "delta")),
-                "macro_f1_delta": _num(_get(comp, "deltas", "macro_f1", "delta")),
-                "p_value": _num(_get(comp, "mcnemar", "p_value")),
-                "links": [(label, f"{href}/{name}") for label, name in (("comparison", "compare.html"),
-                                                                       ("PDF", "compare.pdf"))
+                "a": str(dig(comp, "a.run_id") or "?"), "b": str(dig(comp, "b.run_id") or "?"),
+                "accuracy_delta": _num(dig(comp, "deltas.accuracy.delta")),
+                "macro_f1_delta": _num(dig(comp, "deltas.macro_f1.delta")),
+                "p_value": _num(dig(comp, "mcnemar.p_value")),
+                "links": [(label, f"{href}/{name}") for label, name in (("comparison", COMPARE_HTML),
+                                                                       ("PDF", COMPARE_PDF))
                           if (child / name).is_file()],
             })
     runs.sort(key=lambda r: (r.when, r.run_id))
@@ -219,17 +205,14 @@ def scan_runs(reports_dir: Path) -> tuple[list[RunEntry], list[dict[str, Any]], 
 
 def render_index(reports_dir: Path, runs: list[RunEntry], comparisons: list[dict[str, Any]],
                  skipped: list[str]) -> str:
-    from .plots import figure_to_data_uri, trend_figure
-    from .report import _environment
-
     chart = None
     if runs:
-        chart = figure_to_data_uri(trend_figure(
+        chart = plots.figure_to_data_uri(plots.trend_figure(
             [r.when for r in runs], {"accuracy": [r.accuracy for r in runs], "macro-F1": [r.macro_f1 for r in runs]}))
     latest = runs[-1] if runs else None
-    return _environment().get_template("index.html.j2").render(
-        title="ferreport runs", folder=str(Path(reports_dir).resolve().name), runs=list(reversed(runs)),
-        comparisons=comparisons, skipped=skipped, chart=chart, latest=latest,
+    return render_template(
+        "index.html.j2", title="ferreport runs", folder=str(Path(reports_dir).resolve().name),
+        runs=list(reversed(runs)), comparisons=comparisons, skipped=skipped, chart=chart, latest=latest,
         generator=f"ferreport {__version__}")
 
 

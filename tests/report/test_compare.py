@@ -15,10 +15,10 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from ferreport import artifacts
 from ferreport.cli import main
-from ferreport.compare import build_compare_context, compare_runs, mcnemar_test, paired_bootstrap
+from ferreport.report.compare import build_compare_context, compare_runs
 from ferreport.constants import CLASS_NAMES
 
-from .test_report import make_run_dir
+from .run_dirs import make_run_dir
 
 
 def _read(run: Path) -> pd.DataFrame:
@@ -152,15 +152,3 @@ def test_flipped_faces_come_from_the_dataset_when_no_pool_has_them(tiny_expw, tm
     ctx = build_compare_context(*runs, n_resamples=100, use_dataset=False)
     flips = next(s for s in ctx.sections if s.id == "flips").data
     assert not flips["worse"] and flips["missing_worse"] == flips["n_worse"]
-
-
-def test_paired_bootstrap_is_deterministic_and_mcnemar_counts():
-    rng = np.random.default_rng(0)
-    t = rng.integers(0, 7, 300)
-    pa = np.where(rng.random(300) < 0.6, t, rng.integers(0, 7, 300))
-    pb = np.where(rng.random(300) < 0.7, t, pa)
-    one = paired_bootstrap(t, pa, pb, n_resamples=250, seed=3)
-    two = paired_bootstrap(t, pa, pb, n_resamples=250, seed=3)
-    assert one == two and set(one) >= {"accuracy", "macro_f1", "weighted_f1", "f1/fear", "recall/sad"}
-    test = mcnemar_test(pa == t, pb == t)
-    assert test.both_right + test.a_right_b_wrong + test.a_wrong_b_right + test.both_wrong == 300

@@ -1,0 +1,51 @@
+"""Reports: what to show of computed numbers, rendered as self-contained HTML and PDF.
+
+Three layers (computing stays outside, in :mod:`ferreport.metrics` and
+:mod:`ferreport.comparison`):
+
+* the **rendering core** - :mod:`~ferreport.report.render` (templates, Jinja environment,
+  HTML -> PDF, writing files), :mod:`~ferreport.report.text` (number formats and other
+  text helpers), :mod:`~ferreport.report.plots` (figures and their shared style);
+* **shared building blocks** - :mod:`~ferreport.report.inputs` (a run directory read into
+  :class:`RunArtifacts`), :mod:`~ferreport.report.context` (the plain data the templates
+  receive), :mod:`~ferreport.report.sections` (section builders both page reports use);
+* **one module per report kind** - :mod:`~ferreport.report.evaluation` (``report.html`` of
+  a run), :mod:`~ferreport.report.audit` (of a folder audit), :mod:`~ferreport.report.compare`
+  (``compare.html`` of two runs), :mod:`~ferreport.report.history` (``reports/index.html``).
+
+The Jinja templates live in ``templates/`` beside these modules (``$FERREPORT_TEMPLATES``
+overrides the folder).
+"""
+
+from __future__ import annotations
+
+from .audit import build_audit_context, is_audit_dir, write_audit_report
+from .compare import compare_runs
+from .context import ReportContext, Section, ThumbnailLimits
+from .evaluation import build_report_context, write_report
+from .history import update_index
+from .inputs import RunArtifacts, load_run, read_predictions_csv, select_pool_rows
+from .render import FORMATS, URLRefused, data_only_url_fetcher, render_html, render_pdf, templates_dir
+
+__all__ = [
+    "FORMATS",
+    "ReportContext",
+    "RunArtifacts",
+    "Section",
+    "ThumbnailLimits",
+    "URLRefused",
+    "build_audit_context",
+    "build_report_context",
+    "compare_runs",
+    "data_only_url_fetcher",
+    "is_audit_dir",
+    "load_run",
+    "read_predictions_csv",
+    "render_html",
+    "render_pdf",
+    "select_pool_rows",
+    "templates_dir",
+    "update_index",
+    "write_audit_report",
+    "write_report",
+]

@@ -1,0 +1,161 @@
+"""The rendering core every report kind shares: templates -> HTML -> PDF -> files.
+
+* :func:`templates_dir` - the Jinja templates: ``$FERREPORT_TEMPLATES`` when it holds
+  ``base.html.j2``, else the ``templates`` folder of this package (a wheel carries it);
+* :func:`environment` - Jinja2 with autoescape on, StrictUndefined and the number
+  filters of :mod:`ferreport.report.text` (``num``, ``pct``, ``intc``, ``conf``);
+* :func:`render_pdf` - prints HTML with WeasyPrint, which may only read ``data:`` URLs
+  (:func:`data_only_url_fetcher`); the pages embed everything, so nothing is fetched;
+* :func:`write_pages` - writes the HTML and/or PDF of one report atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ..atomic import write_bytes, write_text
+from ..errors import FerreportError, UsageError
+from .context import ReportContext
+from .text import fmt_conf, fmt_int, fmt_num, fmt_pct
+
+__all__ = [
+    "FORMATS",
+    "URLRefused",
+    "check_formats",
+    "data_only_url_fetcher",
+    "environment",
+    "render_html",
+    "render_pdf",
+    "render_template",
+    "templates_dir",
+    "write_pages",
+]
+
+FORMATS: tuple[str, ...] = ("html", "pdf")
+#: The templates shipped inside the package.
+PACKAGE_TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def templates_dir() -> Path:
+    """$FERREPORT_TEMPLATES when it holds base.html.j2, else the package's templates folder."""
+    candidates = []
+    env = os.environ.get("FERREPORT_TEMPLATES")
+    if env:
+        candidates.append(Path(env))
+    candidates.append(PACKAGE_TEMPLATES)
+    for c in candidates:
+        if (c / "base.html.j2").is_file():
+            return c
+    raise FerreportError(
+        "report templates not found (looked in "
+        + ", ".join(str(c) for c in candidates)
+        + "); set FERREPORT_TEMPLATES to the folder holding base.html.j2"
+    )
+
+
+def environment():
+    """A Jinja2 environment over :func:`templates_dir` with the report's filters."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html", "htm", "xml", "j2"), default_for_string=True, default=True
+        ),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["num"] = fmt_num
+    env.filters["pct"] = fmt_pct
+    env.filters["intc"] = fmt_int
+    env.filters["conf"] = fmt_conf
+    return env
+
+
+def render_template(name: str, **context: Any) -> str:
+    """Render one template of :func:`templates_dir` with the shared environment."""
+    return environment().get_template(name).render(**context)
+
+
+def render_html(ctx: ReportContext) -> str:
+    """A report page (evaluation or audit: ``base.html.j2``) as one self-contained HTML file."""
+    return render_template("base.html.j2", ctx=ctx)
+
+
+# --------------------------------------------------------------------------- PDF
+
+
+class URLRefused(ValueError):
+    """WeasyPrint asked for something other than a ``data:`` URL."""
+
+
+def _check_data_url(url: str) -> None:
+    if not str(url).lower().startswith("data:"):
+        raise URLRefused(f"refusing to fetch {str(url)[:80]!r}: the report only embeds data: URLs")
+
+
+def data_only_url_fetcher():
+    """A WeasyPrint URL fetcher that serves ``data:`` URLs and refuses everything else."""
+    import weasyprint
+
+    base = getattr(weasyprint, "URLFetcher", None)
+    if base is not None:  # WeasyPrint >= 66: fetcher objects
+
+        class DataOnlyURLFetcher(base):
+            def fetch(self, url, headers=None):
+                _check_data_url(url)
+                return super().fetch(url, headers)
+
+        return DataOnlyURLFetcher(allowed_protocols=("data",), allow_redirects=False)
+
+    default = weasyprint.default_url_fetcher  # older WeasyPrint: plain functions
+
+    def fetcher(url, *args, **kwargs):
+        _check_data_url(url)
+        return default(url, *args, **kwargs)
+
+    return fetcher
+
+
+def render_pdf(html: str) -> bytes:
+    """Print the report HTML to PDF with WeasyPrint (data: URLs only, no base URL)."""
+    import weasyprint
+
+    logger = logging.getLogger("weasyprint")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # unsupported-CSS chatter is not the user's business
+    try:
+        doc = weasyprint.HTML(string=html, base_url=None, url_fetcher=data_only_url_fetcher())
+        return doc.write_pdf()
+    finally:
+        logger.setLevel(level)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
+    """The requested formats, lower-cased and deduplicated; UsageError for none or an unknown one."""
+    formats = tuple(dict.fromkeys(str(f).lower() for f in formats))
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise UsageError(f"report format(s) {', '.join(bad) or '(none)'}: choose from {', '.join(FORMATS)}")
+    return formats
+
+
+def write_pages(html: str, formats: Sequence[str], html_path: Path, pdf_path: Path) -> dict[str, Path]:
+    """Write ``html`` to ``html_path`` and/or its PDF to ``pdf_path`` (atomic); {format: path}."""
+    out: dict[str, Path] = {}
+    if "html" in formats:
+        write_text(html_path, html)
+        out["html"] = html_path
+    if "pdf" in formats:
+        write_bytes(pdf_path, render_pdf(html))
+        out["pdf"] = pdf_path
+    return out

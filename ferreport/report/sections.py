@@ -1,0 +1,465 @@
+"""Section builders shared by the evaluation and audit reports: numbers -> what a section shows.
+
+Each ``*_section`` returns the ``data`` of one :class:`~ferreport.report.context.Section`
+(a plain dict its template reads); ``{"available": False}`` when its inputs are missing.
+:class:`Faces` picks and encodes the thumbnails of the face grids, :func:`run_warnings`
+the notices shown above the first section.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import artifacts as files
+from ..constants import CLASS_NAMES, MONITORS
+from ..metrics import MetricsBundle, ci_key, confused_pairs
+from . import plots
+from .context import Headline, Notice, Thumb, ThumbnailLimits
+from .inputs import RunArtifacts, order_asc, order_desc
+from .text import as_int, as_text, duration, first_present, flatten, short
+
+__all__ = [
+    "Faces",
+    "calibration_section",
+    "confusion_section",
+    "data_section",
+    "gallery_section",
+    "gates_section",
+    "overview_section",
+    "pairs_section",
+    "per_class_section",
+    "provenance_section",
+    "run_warnings",
+    "score_headline",
+    "training_section",
+]
+
+
+# =========================================================================== faces
+
+
+class Faces:
+    """Thumbnails of pooled faces, encoded once per row."""
+
+    def __init__(self, art: RunArtifacts, t: np.ndarray, p: np.ndarray, conf: np.ndarray,
+                 limits: ThumbnailLimits):
+        self.index = {int(r): i for i, r in enumerate(art.pool_rows)} if art.pool_faces is not None else {}
+        self.faces = art.pool_faces
+        df = art.predictions
+        self.sources = df["source"].astype(str).tolist() if "source" in df.columns else [""] * len(df)
+        self.face_ids = df["face_id"].astype(str).tolist() if "face_id" in df.columns else [""] * len(df)
+        self.t, self.p, self.conf, self.limits = t, p, conf, limits
+        self._cache: dict[int, Thumb] = {}
+
+    def has(self, row: int) -> bool:
+        return int(row) in self.index
+
+    def thumb(self, row: int) -> Thumb | None:
+        row = int(row)
+        if row in self._cache:
+            return self._cache[row]
+        i = self.index.get(row)
+        if i is None or self.faces is None:
+            return None
+        try:
+            uri = plots.thumbnail_data_uri(self.faces[i], size=self.limits.size, quality=self.limits.quality)
+        except ValueError:
+            return None
+        t = int(self.t[row])
+        thumb = Thumb(
+            uri=uri, row=row, source=self.sources[row], face_id=self.face_ids[row],
+            true=CLASS_NAMES[t] if t >= 0 else None, pred=CLASS_NAMES[int(self.p[row])],
+            confidence=float(self.conf[row]), correct=(t == int(self.p[row])) if t >= 0 else None,
+            short_source=short(self.sources[row]),
+        )
+        self._cache[row] = thumb
+        return thumb
+
+    def pick(self, rows: Iterable[int], limit: int) -> list[Thumb]:
+        """Thumbnails of the first ``limit`` of ``rows`` whose face is in the pool."""
+        out: list[Thumb] = []
+        for r in rows:
+            if len(out) >= limit:
+                break
+            th = self.thumb(int(r)) if self.has(int(r)) else None
+            if th is not None:
+                out.append(th)
+        return out
+
+    def mistakes(self) -> np.ndarray:
+        """Rows of labelled mistakes, most confident first."""
+        order = order_desc(self.conf)
+        return order[(self.t[order] >= 0) & (self.t[order] != self.p[order])]
+
+
+# =========================================================================== header
+
+
+def score_headline(bundle: MetricsBundle) -> tuple[Headline, ...]:
+    """Accuracy, macro-F1, weighted-F1 (with their intervals) and the faces scored; () without labels."""
+    m, ci = bundle.classification, bundle.ci or {}
+    if m is None:
+        return ()
+
+    def head(key: str, label: str, value: Any, kind: str) -> Headline:
+        iv = ci.get(key)
+        return Headline(key, label, value, iv.low if iv else None, iv.high if iv else None, kind)
+
+    return (
+        head("accuracy", "Accuracy", m.accuracy, "pct"),
+        head("macro_f1", "Macro-F1", m.macro_f1, "num"),
+        head("weighted_f1", "Weighted-F1", m.weighted_f1, "num"),
+        Headline("n", "Faces scored", m.n, kind="int"),
+    )
+
+
+def overview_section(bundle: MetricsBundle, facts: list[tuple[str, str]]) -> dict[str, Any]:
+    return {"facts": facts, "has_labels": bundle.classification is not None}
+
+
+# =========================================================================== data and training
+
+
+def data_section(summary: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Faces per class and split (data_summary.json), with the rows skipped by reason."""
+    if not summary:
+        return {"available": False}
+    splits_in = summary.get("splits") if isinstance(summary.get("splits"), Mapping) else {}
+    columns: list[tuple[str, Mapping[str, Any]]] = []
+    order = ["train", "train_balanced", "val", "test"]
+    merged: dict[str, Mapping[str, Any]] = {}
+    for name, counts in splits_in.items():
+        if isinstance(counts, Mapping):
+            merged[str(name)] = counts
+    if isinstance(summary.get("train_balanced"), Mapping):
+        merged["train_balanced"] = summary["train_balanced"]
+    for name in order + sorted(k for k in merged if k not in order):
+        if name in merged:
+            label = "train (balanced)" if name == "train_balanced" else name
+            columns.append((label, merged[name]))
+
+    classes = list(CLASS_NAMES) + sorted({str(c) for _, cnt in columns for c in cnt if c not in CLASS_NAMES})
+    rows = [{"name": c, "counts": [as_int(cnt.get(c, 0)) for _, cnt in columns]} for c in classes]
+    totals = [sum(as_int(v) for v in cnt.values()) for _, cnt in columns]
+    figure = None
+    if columns:
+        figure = plots.figure_to_data_uri(plots.class_distribution_figure(
+            {label: {c: as_int(v) for c, v in cnt.items()} for label, cnt in columns}, classes))
+
+    skipped_in = summary.get("skipped") if isinstance(summary.get("skipped"), Mapping) else {}
+    skipped = sorted(((str(k), as_int(v)) for k, v in skipped_in.items()), key=lambda kv: (-kv[1], kv[0]))
+    facts: list[tuple[str, str]] = []
+    if summary.get("dataset") is not None:
+        facts.append(("Dataset", str(summary["dataset"])))
+    if summary.get("faces_read") is not None:
+        fr = summary["faces_read"]
+        facts.append(("Faces read", f"{fr:,}" if isinstance(fr, int) else str(fr)))
+    if summary.get("balance") is not None:
+        facts.append(("Balancing of the training split", str(summary["balance"])))
+    facts.append(("Rows skipped", f"{sum(v for _, v in skipped):,}"))
+    known = {"dataset", "faces_read", "balance", "splits", "train_balanced", "skipped"}
+    for key in sorted(k for k in summary if k not in known):
+        for k2, v2 in flatten(summary[key], str(key)):
+            facts.append((k2, v2))
+    return {
+        "available": True, "columns": [label for label, _ in columns], "rows": rows,
+        "totals": totals, "figure": figure, "skipped": skipped, "facts": facts,
+    }
+
+
+def _monitor(art: RunArtifacts) -> str:
+    """The validation metric that chose the run's best epoch (``val_loss`` before --monitor existed)."""
+    monitor = (art.config or {}).get("monitor")
+    return monitor if isinstance(monitor, str) and monitor in MONITORS else "val_loss"
+
+
+def _best_epoch(history: pd.DataFrame, art: RunArtifacts) -> int | None:
+    given = first_present([(art.metrics, "best_epoch"), (art.provenance, "best_epoch"), (art.config, "best_epoch")])
+    if isinstance(given, (int, float)) and math.isfinite(given):
+        return int(given)
+    epochs = history["epoch"].to_numpy() if "epoch" in history.columns else np.arange(1, len(history) + 1)
+    # the run's monitor first (runs without one in config.json chose by val_loss), then fallbacks
+    directions = {**MONITORS, "val_accuracy": "max"}
+    for col in dict.fromkeys((_monitor(art), *directions)):
+        better = np.nanargmin if directions[col] == "min" else np.nanargmax
+        if col in history.columns:
+            vals = pd.to_numeric(history[col], errors="coerce").to_numpy(dtype=float)
+            if np.isfinite(vals).any():
+                return int(epochs[int(better(np.where(np.isfinite(vals), vals, np.nan)))])
+    return None
+
+
+def _training_facts(h: pd.DataFrame, art: RunArtifacts, best: int | None) -> list[tuple[str, str]]:
+    facts: list[tuple[str, str]] = [("Epochs run", str(len(h)))]
+    if best is not None:
+        by = "highest validation macro-F1" if _monitor(art) == "val_macro_f1" else "lowest validation loss"
+        facts.append((f"Best epoch ({by})", str(best)))
+        if "epoch" in h.columns:
+            hit = h[h["epoch"] == best]
+            if len(hit):
+                r = hit.iloc[0]
+                for col, label, kind in (("val_loss", "Validation loss at best epoch", "num"),
+                                         ("val_accuracy", "Validation accuracy at best epoch", "pct"),
+                                         ("val_macro_f1", "Validation macro-F1 at best epoch", "num"),
+                                         ("accuracy", "Training accuracy at best epoch", "pct")):
+                    if col in h.columns and pd.notna(r[col]):
+                        v = float(r[col])
+                        facts.append((label, f"{v:.1%}" if kind == "pct" else f"{v:.4f}"))
+    if "seconds" in h.columns:
+        secs = pd.to_numeric(h["seconds"], errors="coerce").sum()
+        facts.append(("Training time", duration(float(secs))))
+    if "learning_rate" in h.columns and len(h):
+        lr = pd.to_numeric(h["learning_rate"], errors="coerce")
+        facts.append(("Learning rate (first → last)", f"{lr.iloc[0]:.2g} → {lr.iloc[-1]:.2g}"))
+    return facts
+
+
+def _history_cell(column: str, v: Any) -> str:
+    if pd.isna(v):
+        return "—"
+    if column == "epoch":
+        return str(int(v))
+    if column in ("accuracy", "val_accuracy"):
+        return f"{float(v):.1%}"
+    if column == "learning_rate":
+        return f"{float(v):.2g}"
+    if column == "seconds":
+        return f"{float(v):.0f}"
+    return f"{float(v):.4f}"
+
+
+def _history_table(h: pd.DataFrame, best: int | None) -> dict[str, Any] | None:
+    """Every epoch as a table row (runs of at most 40 epochs), the best epoch marked."""
+    if len(h) > 40:
+        return None
+    cols = [c for c in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "learning_rate",
+                        "seconds") if c in h.columns]
+    table: dict[str, Any] = {"columns": cols, "rows": []}
+    for _, r in h.iterrows():
+        cells = [_history_cell(c, r[c]) for c in cols]
+        is_best = best is not None and "epoch" in h.columns and pd.notna(r["epoch"]) and int(r["epoch"]) == best
+        table["rows"].append({"cells": cells, "best": is_best})
+    return table
+
+
+def training_section(art: RunArtifacts) -> dict[str, Any]:
+    """Training curves, facts of the best epoch and the per-epoch table (history.csv)."""
+    h = art.history
+    if h is None or len(h) == 0:
+        return {"available": False}
+    best = _best_epoch(h, art)
+    facts = _training_facts(h, art, best)
+    table = _history_table(h, best)
+    return {
+        "available": True,
+        "figure": plots.figure_to_data_uri(plots.training_curves_figure(h, best)),
+        "facts": facts,
+        "table": table,
+    }
+
+
+# =========================================================================== scores
+
+
+def confusion_section(bundle: MetricsBundle) -> dict[str, Any]:
+    m = bundle.classification
+    if m is None:
+        return {"available": False}
+    return {
+        "available": True,
+        "counts": plots.figure_to_data_uri(plots.confusion_matrix_figure(m.confusion_matrix, m.labels,
+                                                                         normalize=False)),
+        "normalized": plots.figure_to_data_uri(plots.confusion_matrix_figure(m.confusion_matrix, m.labels,
+                                                                             normalize=True)),
+    }
+
+
+def per_class_section(bundle: MetricsBundle) -> dict[str, Any]:
+    m, ci = bundle.classification, bundle.ci or {}
+    if m is None:
+        return {"available": False}
+
+    def iv(metric: str, name: str) -> tuple[float | None, float | None]:
+        x = ci.get(ci_key(metric, name))
+        return (x.low, x.high) if x is not None else (None, None)
+
+    rows = []
+    for c in m.per_class:
+        rows.append({
+            "name": c.name, "support": c.support,
+            "precision": c.precision, "precision_ci": iv("precision", c.name),
+            "recall": c.recall, "recall_ci": iv("recall", c.name),
+            "f1": c.f1, "f1_ci": iv("f1", c.name),
+            "roc_auc": c.roc_auc, "average_precision": c.average_precision,
+        })
+    macro_f1_ci = ci.get("macro_f1")
+    weighted_f1_ci = ci.get("weighted_f1")
+    return {
+        "available": True,
+        "rows": rows,
+        "macro": {"precision": m.macro_precision, "recall": m.macro_recall, "f1": m.macro_f1,
+                  "f1_ci": (macro_f1_ci.low, macro_f1_ci.high) if macro_f1_ci else (None, None)},
+        "weighted": {"precision": m.weighted_precision, "recall": m.weighted_recall, "f1": m.weighted_f1,
+                     "f1_ci": (weighted_f1_ci.low, weighted_f1_ci.high) if weighted_f1_ci else (None, None)},
+        "n": m.n,
+        "figure": plots.figure_to_data_uri(plots.per_class_figure(m, bundle.ci)),
+    }
+
+
+def pairs_section(bundle: MetricsBundle, faces: Faces, limits: ThumbnailLimits, top: int = 6) -> dict[str, Any]:
+    """The most-confused (true, predicted) pairs with their most confident faces."""
+    m = bundle.classification
+    if m is None:
+        return {"available": False}
+    order = order_desc(faces.conf)
+    pairs = []
+    for pair in confused_pairs(m.confusion_matrix, top=top, labels=m.labels):
+        ti, pi = m.labels.index(pair.true), m.labels.index(pair.pred)
+        rows = order[(faces.t[order] == ti) & (faces.p[order] == pi)]
+        pairs.append({"true": pair.true, "pred": pair.pred, "count": pair.count,
+                      "share": pair.share_of_true, "thumbs": faces.pick(rows, limits.per_pair)})
+    return {"available": True, "pairs": pairs, "n_errors": int(m.n - round(m.accuracy * m.n))}
+
+
+def calibration_section(bundle: MetricsBundle) -> dict[str, Any]:
+    cal = bundle.calibration
+    if cal is None:
+        return {"available": False}
+    return {
+        "available": True, "figure": plots.figure_to_data_uri(plots.reliability_figure(cal)),
+        "ece": cal.ece, "mce": cal.mce, "brier": cal.brier, "log_loss": cal.log_loss,
+        "n_bins": cal.n_bins, "n": cal.n,
+    }
+
+
+# =========================================================================== faces, gates, provenance
+
+
+def gallery_section(bundle: MetricsBundle, faces: Faces, limits: ThumbnailLimits) -> dict[str, Any]:
+    """Example faces of an evaluation: best per class, worst mistakes, least confident."""
+    t, p = faces.t, faces.p
+    order = order_desc(faces.conf)
+    labelled = bundle.classification is not None
+    top = []
+    for c, name in enumerate(CLASS_NAMES):
+        if labelled:
+            rows = order[(t[order] == c) & (p[order] == c)]
+        else:
+            rows = order[p[order] == c]
+        thumbs = faces.pick(rows, limits.per_class)
+        top.append({"name": name, "thumbs": thumbs})
+    mis = faces.pick(faces.mistakes(), limits.misclassified)
+    least = faces.pick(order_asc(faces.conf), limits.least_confident)
+    return {
+        "available": bool(faces.index),
+        "labelled": labelled,
+        "top": top,
+        "top_title": "Most confident correct predictions, per class" if labelled
+        else "Most confident predictions, per predicted class",
+        "misclassified": mis,
+        "least_confident": least,
+        "pool_size": len(faces.index),
+        "limits": limits,
+    }
+
+
+def gates_section(gates: Mapping[str, Any]) -> dict[str, Any]:
+    """Quality gates of a scheduled job (gates.json): verdict per gate, baseline deltas."""
+    rows = [g for g in gates.get("gates", []) if isinstance(g, Mapping)]
+    baseline = gates.get("baseline") if isinstance(gates.get("baseline"), Mapping) else None
+    deltas = []
+    if baseline and isinstance(baseline.get("deltas"), Mapping):
+        for key, d in baseline["deltas"].items():
+            if isinstance(d, Mapping):
+                deltas.append({"key": str(key), "baseline": d.get("baseline"), "actual": d.get("actual"),
+                               "change": d.get("change")})
+    return {"passed": bool(gates.get("passed", True)), "gates": rows,
+            "n_failed": sum(1 for g in rows if not g.get("passed")),
+            "baseline_path": str(baseline.get("path")) if baseline else None, "deltas": deltas}
+
+
+def provenance_section(art: RunArtifacts) -> dict[str, Any]:
+    blocks = []
+    for name, obj in ((files.PROVENANCE, art.provenance), (files.CONFIG, art.config)):
+        blocks.append({"file": name, "entries": flatten(obj) if obj else [], "present": obj is not None})
+    return {"blocks": blocks}
+
+
+# =========================================================================== warnings
+
+
+def _collapse_notice(collapse: Any) -> Notice:
+    if isinstance(collapse, Mapping) and ("reasons" in collapse or "likely_causes" in collapse):
+        reasons = "; ".join(str(r) for r in collapse.get("reasons") or [])
+        causes = "; ".join(str(c) for c in collapse.get("likely_causes") or [])
+        detail = (f"training did not learn: {reasons}." if reasons else "training did not learn.") + (
+            f" Likely causes: {causes}." if causes else "") + " Treat the numbers below as a failed run."
+    elif isinstance(collapse, Mapping):
+        detail = "; ".join(f"{k}: {as_text(v)}" for k, v in sorted(collapse.items(), key=lambda kv: str(kv[0])))
+    elif isinstance(collapse, str):
+        detail = collapse
+    else:
+        detail = "the model predicts (almost) a single class"
+    return Notice("Prediction collapse", detail)
+
+
+def _listed_notices(listed: Any) -> list[Notice]:
+    """The ``warnings`` list of metrics.json (text or {title, message, level} objects)."""
+    out: list[Notice] = []
+    if isinstance(listed, (list, tuple)):
+        for w in listed:
+            if isinstance(w, Mapping):
+                title = str(w.get("title") or w.get("code") or "")
+                msg = str(w.get("message") or w.get("detail") or as_text(dict(w)))
+                out.append(Notice(title, msg, str(w.get("level", "warning"))))
+            elif w:
+                out.append(Notice("", str(w)))
+    return out
+
+
+def _prediction_notices(bundle: MetricsBundle, collapsed: bool) -> list[Notice]:
+    """Predictions concentrated on one class, classes never predicted or absent, unlabelled faces."""
+    out: list[Notice] = []
+    counts = bundle.prediction_counts
+    total = sum(counts.values())
+    if total >= 50 and not collapsed:
+        name, top = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+        if top / total >= 0.8:
+            out.append(Notice("Predictions concentrated on one class",
+                              f"{top / total:.0%} of all predictions are “{name}”."))
+    m = bundle.classification
+    if m is not None and m.n >= 50:
+        never = [c.name for c in m.per_class if c.support > 0 and counts.get(c.name, 0) == 0]
+        if never:
+            out.append(Notice("Classes never predicted", ", ".join(never)))
+        absent = [c.name for c in m.per_class if c.support == 0]
+        if absent:
+            out.append(Notice("Classes absent from the evaluated faces",
+                              f"{', '.join(absent)}: their precision, recall and F1 are reported as 0 "
+                              "and pull the macro averages down.", "info"))
+    if bundle.n_unlabelled:
+        out.append(Notice("Faces without a true label",
+                          f"{bundle.n_unlabelled:,} of {bundle.n_rows:,} faces have no true label; "
+                          "they are shown in the image grids but left out of every score.", "info"))
+    return out
+
+
+def run_warnings(art: RunArtifacts, bundle: MetricsBundle) -> list[Notice]:
+    """Notices shown above the first section, most serious first."""
+    metrics = art.metrics or {}
+    collapse = metrics.get("collapse")
+    out: list[Notice] = [_collapse_notice(collapse)] if collapse else []
+    out += _listed_notices(metrics.get("warnings"))
+    for problem in art.problems:
+        out.append(Notice("Incomplete run directory", problem))
+    gate_rows = [g for g in (art.gates or {}).get("gates", []) if isinstance(g, Mapping)]
+    failed = [g for g in gate_rows if not g.get("passed")]
+    if failed:
+        out.append(Notice(f"{len(failed)} of {len(gate_rows)} quality gates failed",
+                          "; ".join(str(g.get("message") or g.get("name")) for g in failed)))
+    return out + _prediction_notices(bundle, bool(collapse))
