@@ -3,7 +3,7 @@
 The networks themselves live in :mod:`ferreport.architectures` (re-exported here).
 Input contract (every architecture): a float32 batch ``(N, 64, 64, 3)`` of RGB
 faces already scaled to ``[0, 1]``. Scaling happens in the data pipeline
-(:func:`ferreport.training.make_dataset`, :func:`ferreport.prediction.predict_proba`),
+(:func:`ferreport.input_pipeline.make_dataset`, :func:`ferreport.prediction.predict_proba`),
 never inside the model, so a model file is usable by any caller that divides
 uint8 pixels by 255. Output: softmax probabilities ``(N, 7)`` in
 :data:`ferreport.constants.CLASS_NAMES` order.
