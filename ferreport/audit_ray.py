@@ -3,11 +3,11 @@
 The same audit as the local engine (:func:`ferreport.audit.run_audit`), with the work
 spread over a Ray cluster:
 
-1. The driver lists the folder with :func:`ferreport.audit.walk_folder`, the same rules
+1. The driver lists the folder with :func:`ferreport.scanning.walk_folder`, the same rules
    as the local engine (sorted listings, symlinked folders not followed, the output
    folder left out), so both engines see the same files in the same order.
 2. ``map_batches`` **tasks** read, decode, detect and crop in parallel
-   (:func:`ferreport.audit.scan_files`, the local engine's own function): one row per
+   (:func:`ferreport.scanning.scan_files`, the local engine's own function): one row per
    face, or one row per file without a face, carrying the skip reason.
 3. A pool of **model actors** (each loads the model once) predicts the faces in batches.
 4. Rows are written as **Parquet shards** by Ray, read back by the driver, ordered by
@@ -37,14 +37,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 
 from .constants import FACE_SIZE, NUM_CLASSES
 from .detection import DetectorParams
 from .errors import UsageError
+from .scanning import scan_files
 
-__all__ = ["RAY_COLUMNS", "scan_and_predict"]
+__all__ = ["RAY_COLUMNS", "require_ray", "scan_and_predict"]
 
 #: Columns of the merged table (one row per face, or per file without a face).
 RAY_COLUMNS: tuple[str, ...] = ("pos", "face_id", "reason", "top", "left", "right", "bottom", "found",
@@ -60,7 +62,11 @@ ACTOR_CPUS = 0.5
 SCAN_TASK_MEMORY = 256 * 2**20
 
 
-def _require_ray() -> Any:
+def require_ray() -> Any:
+    """The ``ray`` module with Ray Data loaded; UsageError saying how to install it when it is missing.
+
+    Ray is imported here, not at the top of the module: it is an optional extra, and slow to import.
+    """
     try:
         import ray
         import ray.data  # noqa: F401
@@ -71,10 +77,6 @@ def _require_ray() -> Any:
 
 def _scan_batch(batch: dict[str, np.ndarray], mode: str, detector: dict[str, Any]) -> dict[str, np.ndarray]:
     """Map task: decode, detect and crop one batch of files (the local engine's scan_files)."""
-    import cv2
-
-    from .audit import scan_files
-
     cv2.setNumThreads(1)  # Ray runs one task per CPU
     tasks = [(int(p), os.fsdecode(f)) for p, f in zip(batch["pos"], batch["path"])]
     results, faces = scan_files(tasks, mode, DetectorParams(**detector))
@@ -109,6 +111,7 @@ class _Predictor:
     """Model actor: loads the model once, predicts batches of faces."""
 
     def __init__(self, model_path: str, unsafe_model: bool, batch_size: int):
+        # TensorFlow only in the actor: the driver imports this module before any model is loaded
         from .model import load_model
 
         self.model = load_model(model_path, safe_mode=not unsafe_model)
@@ -136,7 +139,7 @@ def scan_and_predict(paths: list[str], *, mode: str, detector: DetectorParams, m
     description of the cluster used (``{"address", "nodes", "cpus", "actors"}``).
     Parquet shards go to a temporary folder under ``scratch``, removed afterwards.
     """
-    ray = _require_ray()
+    ray = require_ray()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline: never report usage
     if not progress:  # Ray's start-up and execution chatter is not for the console
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
@@ -158,8 +161,6 @@ def scan_and_predict(paths: list[str], *, mode: str, detector: DetectorParams, m
         except ConnectionError as exc:
             raise UsageError(f"--ray-address {address}: cannot join the Ray cluster ({exc})") from None
     try:
-        import ray.data
-
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
         cpus = int(ray.cluster_resources().get("CPU", 1))

@@ -245,8 +245,11 @@ def exit_with_parent(parent_pid: int | None = None) -> None:
         os._exit(1)
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # Forking a process that has TensorFlow loaded can deadlock; spawn is safe there.
+def pool_context() -> multiprocessing.context.BaseContext:
+    """The start method for a process pool: fork, or spawn once TensorFlow is loaded.
+
+    Forking a process that has TensorFlow loaded can deadlock; spawn is safe there.
+    """
     return multiprocessing.get_context("spawn" if "tensorflow" in sys.modules else "fork")
 
 
@@ -314,7 +317,7 @@ def prepare_dataset(root: str | os.PathLike[str], *, strict: bool = False, cache
         for c in chunks:
             absorb(_process_images(c, size))
     else:
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(),
                                     initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
             for done, result in enumerate(pool.map(_process_images, chunks, [size] * len(chunks)), start=1):
                 absorb(result)
