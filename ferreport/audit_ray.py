@@ -140,53 +140,16 @@ def scan_and_predict(paths: list[str], *, mode: str, detector: DetectorParams, m
     Parquet shards go to a temporary folder under ``scratch``, removed afterwards.
     """
     ray = require_ray()
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline: never report usage
-    if not progress:  # Ray's start-up and execution chatter is not for the console
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-        logging.getLogger("ray").setLevel(logging.ERROR)
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
-        ctx_logger = logging.getLogger("ray.data._internal.execution.streaming_executor")
-        ctx_logger.setLevel(logging.ERROR)
-    started_here = not ray.is_initialized()
-    if started_here:
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": progress,
-                                  "logging_level": logging.INFO if progress else logging.ERROR,
-                                  "configure_logging": True}
-        if address:
-            kwargs["address"] = address
-        else:
-            kwargs["num_cpus"] = workers
-        try:
-            ray.init(**kwargs)
-        except ConnectionError as exc:
-            raise UsageError(f"--ray-address {address}: cannot join the Ray cluster ({exc})") from None
+    started_here = _start_ray(ray, address, workers, progress)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
         cpus = int(ray.cluster_resources().get("CPU", 1))
         actors = max(1, cpus // 4)
-        # bytes: any file name (even one that is not valid UTF-8) round-trips through Arrow
-        items = [{"pos": i, "path": os.fsencode(p)} for i, p in enumerate(paths)]
-        blocks = max(1, min(len(items), max(cpus * 4, len(items) // 256)))
-        ds = ray.data.from_items(items, override_num_blocks=blocks)
-        ds = ds.map_batches(_scan_batch, fn_kwargs={"mode": mode, "detector": asdict(detector)},
-                            batch_size=FILES_PER_TASK, batch_format="numpy", num_cpus=SCAN_TASK_CPUS,
-                            # a memory reservation (one decoded photo and its crops) also keeps Ray
-                            # from fusing these tasks into the model actors, which would serialise decoding
-                            memory=SCAN_TASK_MEMORY)
-        ds = ds.map_batches(_Predictor, fn_constructor_kwargs={"model_path": str(model_path),
-                                                               "unsafe_model": bool(unsafe_model),
-                                                               "batch_size": int(batch_size)},
-                            batch_size=int(batch_size), batch_format="numpy", num_cpus=ACTOR_CPUS,
-                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors))
-        shards = Path(tempfile.mkdtemp(prefix=".ray-shards-", dir=scratch))
-        try:
-            ds.write_parquet(str(shards))
-            parts = sorted(shards.glob("*.parquet"))
-            table = (pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts
-                     else pd.DataFrame({c: [] for c in RAY_COLUMNS}))
-        finally:
-            shutil.rmtree(shards, ignore_errors=True)
+        ds = _scan_then_predict(ray, paths, cpus, actors, mode=mode, detector=detector,
+                                predictor_kwargs={"model_path": str(model_path), "unsafe_model": bool(unsafe_model),
+                                                  "batch_size": int(batch_size)})
+        table = _write_and_read_back(ds, scratch)
         info = {"address": address or "local", "nodes": len(ray.nodes()), "cpus": cpus, "actors": actors}
     finally:
         if started_here:
@@ -195,3 +158,58 @@ def scan_and_predict(paths: list[str], *, mode: str, detector: DetectorParams, m
     if len(paths) and (table["pos"].nunique() != len(paths)):
         raise RuntimeError(f"Ray audit: results for {table['pos'].nunique()} of {len(paths)} files")
     return table, info
+
+
+def _start_ray(ray: Any, address: str | None, workers: int, progress: bool) -> bool:
+    """Join ``address``, or start a local Ray on ``workers`` CPUs, quietly unless ``progress``;
+    whether Ray was started here (and must be shut down here)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline: never report usage
+    if not progress:  # Ray's start-up and execution chatter is not for the console
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+        logging.getLogger("ray").setLevel(logging.ERROR)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        ctx_logger = logging.getLogger("ray.data._internal.execution.streaming_executor")
+        ctx_logger.setLevel(logging.ERROR)
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": progress,
+                              "logging_level": logging.INFO if progress else logging.ERROR,
+                              "configure_logging": True}
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs["num_cpus"] = workers
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:
+        raise UsageError(f"--ray-address {address}: cannot join the Ray cluster ({exc})") from None
+    return True
+
+
+def _scan_then_predict(ray: Any, paths: list[str], cpus: int, actors: int, *, mode: str, detector: DetectorParams,
+                       predictor_kwargs: dict[str, Any]) -> Any:
+    """The Ray Data pipeline: scan tasks (decode, detect, crop), then a pool of model actors."""
+    # bytes: any file name (even one that is not valid UTF-8) round-trips through Arrow
+    items = [{"pos": i, "path": os.fsencode(p)} for i, p in enumerate(paths)]
+    blocks = max(1, min(len(items), max(cpus * 4, len(items) // 256)))
+    ds = ray.data.from_items(items, override_num_blocks=blocks)
+    ds = ds.map_batches(_scan_batch, fn_kwargs={"mode": mode, "detector": asdict(detector)},
+                        batch_size=FILES_PER_TASK, batch_format="numpy", num_cpus=SCAN_TASK_CPUS,
+                        # a memory reservation (one decoded photo and its crops) also keeps Ray
+                        # from fusing these tasks into the model actors, which would serialise decoding
+                        memory=SCAN_TASK_MEMORY)
+    return ds.map_batches(_Predictor, fn_constructor_kwargs=predictor_kwargs,
+                          batch_size=predictor_kwargs["batch_size"], batch_format="numpy", num_cpus=ACTOR_CPUS,
+                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors))
+
+
+def _write_and_read_back(ds: Any, scratch: str | os.PathLike[str]) -> pd.DataFrame:
+    """Run the pipeline into Parquet shards under ``scratch``; the shards read back as one table, then removed."""
+    shards = Path(tempfile.mkdtemp(prefix=".ray-shards-", dir=scratch))
+    try:
+        ds.write_parquet(str(shards))
+        parts = sorted(shards.glob("*.parquet"))
+        return (pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts
+                else pd.DataFrame({c: [] for c in RAY_COLUMNS}))
+    finally:
+        shutil.rmtree(shards, ignore_errors=True)
