@@ -37,7 +37,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .atomic import _explain
+from .atomic import write_error
 from .constants import CLASS_NAMES, NUM_CLASSES
 from .errors import OutputError, UsageError
 
@@ -702,36 +702,9 @@ def _plan(spec: SampleSpec) -> tuple[list[_Image], tuple[int, ...]]:
         cursor += k
         conf = 0.2 + 139.8 * rng.beta(2.2, 3.4, size=k)
         if k == 1:
-            side = _side(rng)
-            width = int(np.clip(side * rng.uniform(1.25, 3.2), MIN_IMAGE, MAX_IMAGE))
-            height = int(np.clip(side * rng.uniform(1.25, 3.0), MIN_IMAGE, MAX_IMAGE))
-            width, height = max(width, side + 2), max(height, side + 2)
-            left = int(rng.integers(0, width - side + 1))
-            top = int(rng.integers(0, int((height - side) * 0.75) + 1))
-            if idx in oob:
-                over = max(1, int(round(side * rng.uniform(0.05, 0.3))))
-                edge = rng.choice(4, p=[0.35, 0.35, 0.15, 0.15])  # right, bottom, left, top
-                if edge == 0:
-                    left = width - side + over
-                elif edge == 1:
-                    top = height - side + over
-                elif edge == 2:
-                    left = -over
-                else:
-                    top = -over
-            boxes = [(top, left, side)]
+            width, height, boxes = _single_face_layout(rng, out_of_border=idx in oob)
         else:
-            hi = int(MAX_IMAGE / (1.1 + 1.9 * k))  # keeps the row of faces within MAX_IMAGE
-            s0 = _side(rng, hi)
-            sides = [int(np.clip(round(s0 * rng.uniform(0.8, 1.2)), MIN_SIDE, max(MIN_SIDE, hi))) for _ in range(k)]
-            smax = max(sides)
-            x = int(rng.uniform(0.3, 0.8) * smax)
-            boxes = []
-            for sd in sides:
-                boxes.append((int(rng.uniform(0.3, 0.7) * smax + rng.uniform(-0.15, 0.15) * smax), x, sd))
-                x += sd + int(rng.uniform(0.55, 0.9) * smax)
-            width = int(np.clip(x - int(0.55 * smax) + rng.uniform(0.3, 0.8) * smax, MIN_IMAGE, MAX_IMAGE))
-            height = int(max(max(t + sd for t, _, sd in boxes) + rng.uniform(0.3, 1.0) * smax, MIN_IMAGE))
+            width, height, boxes = _group_layout(rng, k)
         a = _WORDS_A[int(rng.integers(len(_WORDS_A)))]
         b = _WORDS_B[int(rng.integers(len(_WORDS_B)))]
         num = name_counter.get((a, b), 0) + 1
@@ -742,6 +715,46 @@ def _plan(spec: SampleSpec) -> tuple[list[_Image], tuple[int, ...]]:
         )
         images.append(_Image(idx, f"{a}_{b}_{num}.jpg", width, height, faces))
     return images, counts
+
+
+
+def _single_face_layout(rng: np.random.Generator, out_of_border: bool) -> tuple[int, int, list[tuple[int, int, int]]]:
+    """``(width, height, [(top, left, side)])`` of a one-face picture; ``out_of_border``: the box
+    crosses an image edge (as some of ExpW's do)."""
+    side = _side(rng)
+    width = int(np.clip(side * rng.uniform(1.25, 3.2), MIN_IMAGE, MAX_IMAGE))
+    height = int(np.clip(side * rng.uniform(1.25, 3.0), MIN_IMAGE, MAX_IMAGE))
+    width, height = max(width, side + 2), max(height, side + 2)
+    left = int(rng.integers(0, width - side + 1))
+    top = int(rng.integers(0, int((height - side) * 0.75) + 1))
+    if out_of_border:
+        over = max(1, int(round(side * rng.uniform(0.05, 0.3))))
+        edge = rng.choice(4, p=[0.35, 0.35, 0.15, 0.15])  # right, bottom, left, top
+        if edge == 0:
+            left = width - side + over
+        elif edge == 1:
+            top = height - side + over
+        elif edge == 2:
+            left = -over
+        else:
+            top = -over
+    return width, height, [(top, left, side)]
+
+
+def _group_layout(rng: np.random.Generator, k: int) -> tuple[int, int, list[tuple[int, int, int]]]:
+    """``(width, height, boxes)`` of a picture with a row of ``k`` faces of similar size."""
+    hi = int(MAX_IMAGE / (1.1 + 1.9 * k))  # keeps the row of faces within MAX_IMAGE
+    s0 = _side(rng, hi)
+    sides = [int(np.clip(round(s0 * rng.uniform(0.8, 1.2)), MIN_SIDE, max(MIN_SIDE, hi))) for _ in range(k)]
+    smax = max(sides)
+    x = int(rng.uniform(0.3, 0.8) * smax)
+    boxes = []
+    for sd in sides:
+        boxes.append((int(rng.uniform(0.3, 0.7) * smax + rng.uniform(-0.15, 0.15) * smax), x, sd))
+        x += sd + int(rng.uniform(0.55, 0.9) * smax)
+    width = int(np.clip(x - int(0.55 * smax) + rng.uniform(0.3, 0.8) * smax, MIN_IMAGE, MAX_IMAGE))
+    height = int(max(max(t + sd for t, _, sd in boxes) + rng.uniform(0.3, 1.0) * smax, MIN_IMAGE))
+    return width, height, boxes
 
 
 def _label_lines(images: list[_Image]) -> str:
@@ -824,40 +837,11 @@ def generate_sample(out: Path | str, spec: SampleSpec = SampleSpec(), workers: i
         _clear_stale_temps(out)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     except OSError as exc:
-        raise _explain(out, exc) from exc
+        raise write_error(out, exc) from exc
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the sample is an ordinary folder
-        img_dir = tmp / IMAGE_DIR
-        img_dir.mkdir(parents=True)
-        (tmp / LABEL_LST).parent.mkdir(parents=True)
-        tasks = [
-            (str(img_dir / im.name), spec.seed, im.index, im.height, im.width,
-             tuple((f.label, f.top, f.left, f.side) for f in im.faces))
-            for im in images
-        ]
-        if workers is None:
-            workers = min(2, os.cpu_count() or 1) if len(tasks) >= _PARALLEL_FROM else 1
-        if workers > 1 and len(tasks) > 1:
-            # Threads, not processes: OpenCV releases the GIL in its heavy calls, and a
-            # process pool would either fork a multi-threaded parent (deadlocks seen with
-            # OpenCV/OpenMP pools) or re-import ``__main__`` (spawn).
-            with ThreadPoolExecutor(workers, thread_name_prefix="ferreport-sample") as pool:
-                for _ in pool.map(_write_image, tasks):
-                    pass
-        else:
-            for task in tasks:
-                _write_image(task)
-        (tmp / LABEL_LST).write_text(_label_lines(images), encoding="utf-8", newline="\n")
-        meta = {
-            "generator": "ferreport.sample",
-            "version": GENERATOR_VERSION,
-            "spec": _spec_dict(spec),
-            "n_images": len(images),
-            "n_faces": spec.n_faces,
-            "class_counts": list(counts),
-            "class_names": list(CLASS_NAMES),
-        }
-        (tmp / SAMPLE_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        _write_images(tmp, spec, images, workers)
+        _write_metadata(tmp, spec, images, counts)
         try:
             os.replace(tmp, out)
         except OSError:
@@ -869,11 +853,50 @@ def generate_sample(out: Path | str, spec: SampleSpec = SampleSpec(), workers: i
             return done
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise _explain(out, exc) from exc
+        raise write_error(out, exc) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return SampleInfo(out, len(images), spec.n_faces, counts)
+
+
+def _write_images(tmp: Path, spec: SampleSpec, images: list[_Image], workers: int | None) -> None:
+    """Draw and write every image under ``tmp`` (in threads for big samples; the bytes do not depend on it)."""
+    img_dir = tmp / IMAGE_DIR
+    img_dir.mkdir(parents=True)
+    (tmp / LABEL_LST).parent.mkdir(parents=True)
+    tasks = [
+        (str(img_dir / im.name), spec.seed, im.index, im.height, im.width,
+         tuple((f.label, f.top, f.left, f.side) for f in im.faces))
+        for im in images
+    ]
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if len(tasks) >= _PARALLEL_FROM else 1
+    if workers > 1 and len(tasks) > 1:
+        # Threads, not processes: OpenCV releases the GIL in its heavy calls, and a
+        # process pool would either fork a multi-threaded parent (deadlocks seen with
+        # OpenCV/OpenMP pools) or re-import ``__main__`` (spawn).
+        with ThreadPoolExecutor(workers, thread_name_prefix="ferreport-sample") as pool:
+            for _ in pool.map(_write_image, tasks):
+                pass
+    else:
+        for task in tasks:
+            _write_image(task)
+
+
+def _write_metadata(tmp: Path, spec: SampleSpec, images: list[_Image], counts: tuple[int, ...]) -> None:
+    """label/label.lst and sample.json."""
+    (tmp / LABEL_LST).write_text(_label_lines(images), encoding="utf-8", newline="\n")
+    meta = {
+        "generator": "ferreport.sample",
+        "version": GENERATOR_VERSION,
+        "spec": _spec_dict(spec),
+        "n_images": len(images),
+        "n_faces": spec.n_faces,
+        "class_counts": list(counts),
+        "class_names": list(CLASS_NAMES),
+    }
+    (tmp / SAMPLE_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _write_image(task: tuple[str, int, int, int, int, tuple[tuple[int, int, int, int], ...]]) -> None:
