@@ -9,8 +9,9 @@ uint8 pixels by 255. Output: softmax probabilities ``(N, 7)`` in
 :data:`ferreport.constants.CLASS_NAMES` order.
 
 Importing this module imports TensorFlow with its C++ start-up chatter filtered
-out (:mod:`ferreport.backend`). Import TensorFlow/Keras through it (``from .model
-import keras, tf``) so the filter applies.
+out (:mod:`ferreport.backend`, the one module that imports TensorFlow/Keras: ``from
+.backend import keras, tf``) and refuses any Keras backend but TensorFlow. It still
+re-exports ``keras`` and ``tf`` for callers outside the package.
 """
 
 from __future__ import annotations

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import ctypes
 import hashlib
 import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -235,9 +237,6 @@ def exit_with_parent(parent_pid: int | None = None) -> None:
     checks its parent once more after arming it and leaves if the parent is gone.
     """
     try:
-        import ctypes
-        import signal
-
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: nothing to do
         return
