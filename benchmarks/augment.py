@@ -6,8 +6,8 @@ Baseline, same run: the Keras preprocessing layers called in turn in a *sequenti
 ``tf.data`` map over ``make_dataset(..., augment=False)`` (the pipeline before the
 augmentation draws were keyed by batch index: each layer's ``SeedGenerator`` is a
 shared variable, so that map could only run one batch at a time).
-Project: ``training.make_dataset(..., augment=True)``, whose map runs batches in
-parallel (``training._BatchSeeds``), timed with the dataset's thread pool capped at each
+Project: ``input_pipeline.make_dataset(..., augment=True)``, whose map runs batches in
+parallel (``input_pipeline._BatchSeeds``), timed with the dataset's thread pool capped at each
 ``--threads`` value (``tf.data.Options().threading.private_threadpool_size``).
 
 Both produce the same batches: the script checks that every face of one epoch is equal
@@ -38,7 +38,7 @@ def main() -> None:
     C.header("training augmentation alone")
     from ferreport.constants import NUM_CLASSES
     from ferreport.model import tf
-    from ferreport.training import _augmentation_layers, _derive_seed, make_dataset
+    from ferreport.input_pipeline import derive_seed, make_dataset, seeded_augmentation_layers
 
     cores = os.cpu_count() or 1
     threads = args.threads or sorted({min(2**k, cores) for k in range(cores.bit_length() + 1)})
@@ -56,7 +56,7 @@ def main() -> None:
         return ds.with_options(options)
 
     def sequential() -> tf.data.Dataset:  # the layers' own calls, one batch at a time
-        layers = _augmentation_layers(_derive_seed(seed, epoch, 1))
+        layers = seeded_augmentation_layers(derive_seed(seed, epoch, 1))
 
         def aug(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             for layer in layers:

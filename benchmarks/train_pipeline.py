@@ -6,7 +6,7 @@
 (a) ``in-memory``: pre-built float32 tensors, no augmentation (a ``tf.data`` dataset of
     the batches, materialised with ``.cache()`` before timing, so feeding costs nothing):
     what the model alone can do.
-(b) ``ferreport``: ``training.make_dataset(..., training=True, augment=True)`` (uint8
+(b) ``ferreport``: ``input_pipeline.make_dataset(..., training=True, augment=True)`` (uint8
     faces, shuffled, augmented by Keras preprocessing layers in tf.data).
 (c) ``ImageDataGenerator``: Keras 2's ``ImageDataGenerator.flow`` from the ``tf-keras``
     package (benchmark-only: ``pip install -r benchmarks/requirements.txt``) with the seed
@@ -39,7 +39,7 @@ def main() -> None:
     C.header("training input pipeline")
     from ferreport.constants import NUM_CLASSES
     from ferreport.model import build_model
-    from ferreport.training import make_dataset
+    from ferreport.input_pipeline import make_dataset
 
     rng = np.random.default_rng(0)
     n, bs = args.faces, args.batch_size

@@ -30,7 +30,7 @@ def augmentation_layers(seeds: Sequence[int | None] = (None,) * 5) -> list[keras
     """The five training augmentations as Keras preprocessing layers, in the order applied:
     rotation, translation, shear, zoom, horizontal flip (one seed each).
 
-    :func:`ferreport.training.make_dataset` runs them in ``tf.data`` on the CPU.
+    :func:`ferreport.input_pipeline.make_dataset` runs them in ``tf.data`` on the CPU.
     ``benchmarks/gpu_train.py`` also times them on the device, in front of the network:
     on Keras' JAX backend that costs ~0.26 s a step (benchmarks/README.md)."""
     if len(seeds) != 5:

@@ -26,7 +26,8 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def _explain(path: Path, exc: OSError) -> OutputError:
+def write_error(path: Path, exc: OSError) -> OutputError:
+    """The OutputError for a failed write of ``path``: what the user can do about it (disk full, not writable)."""
     if exc.errno == errno.ENOSPC:
         why = "the disk is full; free space or choose another --out"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -49,7 +50,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.close(fd)
         os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; final files follow the umask
     except OSError as exc:
-        raise _explain(final, exc) from exc
+        raise write_error(final, exc) from exc
     tmp = Path(tmp_name)
     try:
         yield tmp
@@ -58,7 +59,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, final)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise _explain(final, exc) from exc
+        raise write_error(final, exc) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -74,7 +75,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
             with open(tmp, mode, encoding=encoding, newline="" if encoding else None) as fh:
                 yield fh
         except OSError as exc:
-            raise _explain(Path(path), exc) from exc
+            raise write_error(Path(path), exc) from exc
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

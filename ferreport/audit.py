@@ -4,27 +4,7 @@
 
 walk -> decode -> faces -> predict -> write, in chunks.
 
-* **Walk.** ``os.walk`` (symlinked folders are not followed, so links cannot loop;
-  they are listed as skipped), every directory listing sorted, so the order of
-  predictions.csv is deterministic. An output folder inside FOLDER is left out.
-* **Decode.** Files whose suffix is not an image suffix (``.jpg .jpeg .png .bmp .webp
-  .tif .tiff``, any case) are skipped as ``unsupported type``; files whose content is
-  not JPEG, PNG, BMP, WebP or TIFF (a text file named ``.jpg``, a GIF renamed) as
-  :data:`NOT_AN_IMAGE`; empty, unreadable, truncated or undecodable ones with the
-  reason :func:`~ferreport.preprocessing.decode_image` gives. Skipped files are counted
-  by reason and listed in ``skipped.csv`` (``path,reason``); one bad file never stops
-  the run. EXIF orientation is applied.
-* **Faces** (``--faces``): ``whole`` - the image is one face crop; ``detect`` - one
-  face per box found by OpenCV's Haar cascade (:mod:`ferreport.detection`), images
-  without a face produce no prediction (listed in skipped.csv as ``no face found``);
-  ``auto`` (the default) - detect, and predict on the whole image when nothing is found,
-  flagged ``fallback`` in the ``found`` column. ``auto`` is the default because an audit
-  folder may hold either photographs (which need a face box: a whole photo squeezed to
-  64x64 is not what the model was trained on) or already-cropped faces (where the
-  cascade, which needs some context around a face, misses some: 13% of a sample of
-  faces-real's crops, a third of faces-sample's tiny ones);
-  with ``auto`` both get a prediction, and the fallback ones are marked so they can be
-  filtered.
+* **Walk, decode, faces**: :mod:`ferreport.scanning` (the same for both engines).
 * **Predict** with :func:`~ferreport.prediction.predict_proba` (batched, uint8 in).
 * **Write** ``predictions.csv`` (the evaluation columns ``source, face_id, true_label,
   pred_label, confidence, p_*`` so every evaluation section works unchanged, plus the
@@ -57,6 +37,7 @@ import collections
 import concurrent.futures as cf
 import csv
 import hashlib
+import json
 import os
 import posixpath
 import sys
@@ -71,13 +52,31 @@ import pandas as pd
 
 from . import artifacts
 from .atomic import atomic_open, atomic_path, write_json
-from .constants import CLASS_NAMES, FACE_SIZE, IMAGE_SUFFIXES
+from .audit_ray import require_ray, scan_and_predict
+from .constants import CLASS_NAMES, FACE_SIZE
 from .detection import DEFAULT_PARAMS, DetectorParams
 from .errors import DatasetError, UsageError
+from .evaluation import PROBA_DECIMALS, predictions_frame
+from .metrics import metrics_from_predictions
+from .pipeline import _check_run_dir, new_run_id
+from .preprocessing import crop_face, decode_image, pool_context
+from .provenance import now_iso, provenance_record, sha256_file
+from .report import select_pool_rows, write_audit_report
+from .scanning import (
+    FOUND_DETECTED,
+    FOUND_FALLBACK,
+    FOUND_WHOLE,
+    NO_FACE,
+    ScanResult,
+    display_path,
+    init_scan_worker,
+    scan_files,
+    walk_folder,
+)
 
 __all__ = [
     "AUDIT_COLUMNS", "AUDIT_SUMMARY", "AuditResult", "DEFAULT_FACES", "FACES_MODES", "SKIPPED_CSV",
-    "read_labels_csv", "resolve_model", "run_audit", "walk_folder",
+    "audit_summary_line", "read_labels_csv", "resolve_model", "run_audit",
 ]
 
 AUDIT_SUMMARY = artifacts.AUDIT_SUMMARY
@@ -86,77 +85,14 @@ SKIPPED_CSV = artifacts.SKIPPED
 FACES_MODES: tuple[str, ...] = ("auto", "detect", "whole")
 ENGINES: tuple[str, ...] = ("local", "ray")
 DEFAULT_FACES = "auto"
-FOUND_DETECTED, FOUND_WHOLE, FOUND_FALLBACK = "detected", "whole", "fallback"
 BOX_COLUMNS: tuple[str, ...] = ("top", "left", "right", "bottom")
 AUDIT_COLUMNS: tuple[str, ...] = (*artifacts.PREDICTION_COLUMNS, *artifacts.AUDIT_EXTRA_COLUMNS)
-
-#: Skip reasons (besides decode_image's "empty file", "file too large", "cannot read (...)",
-#: "truncated JPEG", "cannot decode").
-UNSUPPORTED = "unsupported type"
-NOT_AN_IMAGE = "content is not JPEG, PNG, BMP, WebP or TIFF"
-FOLDER_LINK = "link to a folder (not followed)"
-FOLDER_UNREADABLE = "folder unreadable"
-NO_FACE = "no face found"
 
 #: Files per chunk, and per task sent to a worker.
 CHUNK_SIZE = 512
 TASK_SIZE = 16
 EXAMPLES_PER_REASON = 5
 HIST_BINS = 20
-
-
-# =========================================================================== paths
-
-
-def display_path(path: str) -> str:
-    """A path as text that can always be written (undecodable bytes as ``\\xNN``)."""
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def _rel(root: str, full: str) -> str:
-    rel = os.path.relpath(full, root)
-    return display_path(rel.replace(os.sep, "/") if os.sep != "/" else rel)
-
-
-def _same_path(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def walk_folder(root: str | os.PathLike[str], on_skip: Callable[[str, str], None], *,
-                exclude: str | os.PathLike[str] | None = None) -> Iterator[tuple[str, str]]:
-    """``(relative display path, full path)`` of every file below ``root``, in sorted order.
-
-    Symlinked folders are reported through ``on_skip`` and not entered; unreadable folders
-    too. ``exclude`` (the output folder) is left out silently.
-    """
-    root_s = os.fspath(root)
-    excl = os.fspath(exclude) if exclude is not None else None
-
-    def onerror(exc: OSError) -> None:
-        name = exc.filename if isinstance(exc.filename, str) else root_s
-        on_skip(_rel(root_s, name) if name != root_s else ".", f"{FOLDER_UNREADABLE} ({exc.strerror or exc})")
-
-    for dirpath, dirnames, filenames in os.walk(root_s, onerror=onerror, followlinks=False):
-        keep = []
-        for d in sorted(dirnames):
-            full = os.path.join(dirpath, d)
-            if os.path.islink(full):
-                on_skip(_rel(root_s, full), FOLDER_LINK)
-            elif excl is not None and _same_path(full, excl):
-                continue
-            else:
-                keep.append(d)
-        dirnames[:] = keep
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            yield _rel(root_s, full), full
 
 
 # =========================================================================== labels
@@ -299,8 +235,7 @@ def resolve_model(model: str | os.PathLike[str]) -> ResolvedModel:
 
     A model file whose folder holds a data_summary.json (a run directory) gets it too.
     """
-    import json
-
+    
     p = Path(model)
     run_dir: Path | None = None
     if p.is_dir():
@@ -328,86 +263,6 @@ def resolve_model(model: str | os.PathLike[str]) -> ResolvedModel:
     return ResolvedModel(p, run_dir, dist)
 
 
-# =========================================================================== worker
-
-
-_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
-    (b"\xff\xd8\xff", 0, "jpeg"), (b"\x89PNG\r\n\x1a\n", 0, "png"), (b"BM", 0, "bmp"),
-    (b"II*\x00", 0, "tiff"), (b"MM\x00*", 0, "tiff"), (b"WEBP", 8, "webp"),
-)
-
-
-def sniff(head: bytes) -> str | None:
-    """The image format from a file's first bytes, or None when it is not one the tool takes."""
-    for sig, offset, kind in _SIGNATURES:
-        if head[offset:offset + len(sig)] == sig and (kind != "webp" or head[:4] == b"RIFF"):
-            return kind
-    return None
-
-
-# A task: (position in the chunk, full path); a result: (position, reason, boxes) where
-# boxes are (top, left, right, bottom, found).
-_Task = tuple[int, str]
-_Result = tuple[int, str, list[tuple[int, int, int, int, str]]]
-
-
-def _worker_init(parent_pid: int | None = None) -> None:
-    import cv2
-
-    from .preprocessing import exit_with_parent
-
-    exit_with_parent(parent_pid)  # a killed audit leaves no decoding workers behind
-    cv2.setNumThreads(1)  # the pool already uses every core
-
-
-def scan_files(tasks: list[_Task], mode: str, params: DetectorParams = DEFAULT_PARAMS,
-               size: int = FACE_SIZE) -> tuple[list[_Result], np.ndarray]:
-    """Decode each file, find its faces, crop them: ``(results, faces (k, size, size, 3) RGB)``."""
-    from .detection import detect_faces
-    from .preprocessing import crop_face, decode_image
-
-    results: list[_Result] = []
-    faces: list[np.ndarray] = []
-    for pos, path in tasks:
-        if os.path.splitext(path)[1].lower() not in IMAGE_SUFFIXES:
-            results.append((pos, UNSUPPORTED, []))
-            continue
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(16)
-        except OSError as exc:
-            results.append((pos, f"cannot read ({exc.strerror or type(exc).__name__})", []))
-            continue
-        if not head:
-            results.append((pos, "empty file", []))
-            continue
-        if sniff(head) is None:
-            results.append((pos, NOT_AN_IMAGE, []))
-            continue
-        img, why = decode_image(path)
-        if img is None:
-            results.append((pos, why or "cannot decode", []))
-            continue
-        h, w = img.shape[:2]
-        boxes: list[tuple[int, int, int, int, str]] = []
-        if mode != "whole":
-            try:
-                boxes = [(*b, FOUND_DETECTED) for b in detect_faces(img, params)]
-            except Exception:  # noqa: BLE001 - a detector failure on one image must not stop the run
-                boxes = []
-        if not boxes and mode != "detect":
-            boxes = [(0, 0, w, h, FOUND_WHOLE if mode == "whole" else FOUND_FALLBACK)]
-        kept = []
-        for top, left, right, bottom, found in boxes:
-            face, _ = crop_face(img, top, left, right, bottom, size)
-            if face is not None:
-                faces.append(face)
-                kept.append((top, left, right, bottom, found))
-        results.append((pos, "" if kept else NO_FACE, kept))
-    stacked = np.stack(faces) if faces else np.zeros((0, size, size, 3), np.uint8)
-    return results, stacked
-
-
 # =========================================================================== the audit
 
 
@@ -417,6 +272,108 @@ class AuditResult:
     summary: dict[str, Any]
     metrics: dict[str, Any]
     reports: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class _Job:
+    """One audit's settings, checked and resolved: what the stages after the checks read."""
+
+    folder: Path
+    run_dir: Path
+    faces: str
+    label_of: _Labels
+    model: ResolvedModel
+    model_sha: str
+    formats: tuple[str, ...]
+    chunk_size: int
+    batch_size: int
+    workers: int
+    unsafe_model: bool
+    n_resamples: int
+    seed: int
+    progress: bool
+    detector: DetectorParams
+    engine: str
+    ray_address: str | None
+
+    def config_record(self) -> dict[str, Any]:
+        """config.json: the settings as given (paths as text)."""
+        return {"command": "predict", "folder": display_path(str(self.folder)), "model": str(self.model.path),
+                "out": str(self.run_dir), "faces": self.faces, "labels": self.label_of.source or "none",
+                "formats": list(self.formats), "chunk_size": self.chunk_size, "batch_size": self.batch_size,
+                "workers": self.workers, "seed": self.seed, "n_resamples": self.n_resamples,
+                "unsafe_model": bool(self.unsafe_model), "engine": self.engine, "ray_address": self.ray_address}
+
+
+def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None,
+              faces: str = DEFAULT_FACES, labels: str | os.PathLike[str] | None = None,
+              formats: tuple[str, ...] = ("html", "pdf"), reports_dir: str | os.PathLike[str] = "reports",
+              chunk_size: int = CHUNK_SIZE, batch_size: int = 256, workers: int | None = None,
+              unsafe_model: bool = False, n_resamples: int = 1000, seed: int = 0, progress: bool = False,
+              detector: DetectorParams = DEFAULT_PARAMS, engine: str = "local",
+              ray_address: str | None = None) -> AuditResult:
+    """Audit every image below ``folder`` with ``model``; see the module docstring for the outputs.
+
+    ``engine="ray"`` runs decoding, detection and prediction on Ray Data
+    (:mod:`ferreport.audit_ray`; ``ray_address`` joins an existing cluster) and writes
+    the same outputs. Stages: check -> scan and predict -> summarise -> score -> write.
+    """
+    started = now_iso()
+    folder = Path(folder)
+    _check_request(folder, faces, chunk_size, batch_size, engine, ray_address)
+    label_of = _resolve_labels(labels, folder)
+    resolved = resolve_model(model)
+    from .model import load_model  # TensorFlow from here on (not before the checks: they stay fast)
+
+    keras_model = load_model(resolved.path, safe_mode=not unsafe_model)
+    model_sha = sha256_file(resolved.path)
+    run_dir = Path(out) if out else Path(reports_dir) / new_run_id()
+    _check_run_dir(run_dir, resume=False)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    job = _Job(folder=folder, run_dir=run_dir, faces=faces, label_of=label_of, model=resolved, model_sha=model_sha,
+               formats=formats, chunk_size=chunk_size, batch_size=batch_size,
+               workers=workers if workers is not None else min(os.cpu_count() or 1, 8),
+               unsafe_model=unsafe_model, n_resamples=n_resamples, seed=seed, progress=progress,
+               detector=detector, engine=engine, ray_address=ray_address)
+    write_json(run_dir / artifacts.CONFIG, job.config_record())
+
+    scan = _scan_and_predict(job, keras_model)
+    summary = _summarise(job, scan)
+    write_json(run_dir / AUDIT_SUMMARY, summary)
+    metrics = _score(job, scan.counts)
+    write_json(run_dir / artifacts.PROVENANCE, _provenance(job, summary, scan, started))
+    result = AuditResult(run_dir, summary, metrics)
+    if formats:
+        result.reports = write_audit_report(run_dir, formats, n_resamples=n_resamples, seed=seed)
+    if scan.counts.faces == 0:
+        c = scan.counts
+        raise DatasetError(f"{folder}: no face to predict ({c.images_read} images read, "
+                           f"{sum(c.skipped.values())} files skipped"
+                           + (f": {dict(c.skipped)}" if c.skipped else "")
+                           + f"); see {run_dir / SKIPPED_CSV}")
+    return result
+
+
+def _check_request(folder: Path, faces: str, chunk_size: int, batch_size: int, engine: str,
+                   ray_address: str | None) -> None:
+    """UsageError/DatasetError for a request that cannot run, before any work."""
+    if not folder.exists():
+        raise DatasetError(f"{folder}: folder not found; give the folder of images to audit")
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not a folder; give the folder holding the images to audit")
+    if faces not in FACES_MODES:
+        raise UsageError(f"--faces {faces}: choose one of {', '.join(FACES_MODES)}")
+    if chunk_size < 1 or batch_size < 1:
+        raise UsageError("chunk size and batch size must be positive")
+    if engine not in ENGINES:
+        raise UsageError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
+    if engine == "ray":
+        require_ray()  # a clear error before any work
+    elif ray_address:
+        raise UsageError("--ray-address needs --engine ray")
+
+
+# --------------------------------------------------------------------------- scan and predict
 
 
 class _Counts:
@@ -448,6 +405,20 @@ class _Counts:
         if len(ex) < EXAMPLES_PER_REASON:
             ex.append(rel)
 
+    def add_faces(self, frame: pd.DataFrame, labels: np.ndarray) -> None:
+        """Count a chunk's predicted faces (``frame``: predictions.csv rows; ``labels``: true ids, -1 unknown)."""
+        self.faces += len(frame)
+        self.found.update(frame["found"])
+        pred_ids = pd.Categorical(frame["pred_label"], categories=CLASS_NAMES).codes.astype(np.int64)
+        self.pred += np.bincount(pred_ids, minlength=len(CLASS_NAMES))
+        known = labels >= 0
+        self.labelled += int(known.sum())
+        self.true += np.bincount(labels[known], minlength=len(CLASS_NAMES))
+        conf = frame["confidence"].to_numpy(dtype=np.float64)
+        self.hist += np.histogram(np.clip(conf, 0, 1), bins=HIST_BINS, range=(0.0, 1.0))[0]
+        self.conf_sum += float(conf.sum())
+        self.low_conf += int((conf < 0.5).sum())
+
 
 class _Pool:
     """The face-pool candidates: select_pool_rows of everything seen so far (bounded)."""
@@ -457,8 +428,6 @@ class _Pool:
         self.faces = np.zeros((0, FACE_SIZE, FACE_SIZE, 3), np.uint8)
 
     def update(self, frame: pd.DataFrame, faces: np.ndarray) -> None:
-        from .report import select_pool_rows
-
         cols = ["row", "true_label", "pred_label", "confidence", *artifacts.PROBA_COLUMNS]
         part = frame[cols]
         both = part if self.frame is None else pd.concat([self.frame, part], ignore_index=True)
@@ -474,6 +443,118 @@ class _Pool:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, rows=rows, faces=self.faces[: len(rows)])
         return int(rows.size)
+
+
+@dataclass
+class _FaceRows:
+    """The faces of one chunk, in predictions.csv order, before prediction."""
+
+    sources: list[str] = field(default_factory=list)
+    face_ids: list[int] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    found: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Scan:
+    """What the scan writes to and counts into: chunk after chunk is absorbed here, by either engine."""
+
+    label_of: _Labels
+    pred_fh: Any                     # predictions.csv (being written)
+    skip_writer: Any                 # csv writer of skipped.csv
+    counts: _Counts = field(default_factory=_Counts)
+    pool: _Pool = field(default_factory=_Pool)
+    matched: set[str] = field(default_factory=set)  # --labels FILE.csv paths that were found
+    seconds: float = 0.0
+    cluster: dict[str, Any] | None = None           # the Ray cluster used (engine ray)
+
+    def absorb(self, chunk: list[tuple[str, str]], results: list[tuple[list[ScanResult], np.ndarray]],
+               predict: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Count and write one chunk: its files' scan ``results`` and faces, predicted by ``predict``."""
+        rows = self._tally_files(chunk, results)
+        face_parts = [part_faces for _, part_faces in results]
+        faces = np.concatenate(face_parts) if face_parts else np.zeros((0, FACE_SIZE, FACE_SIZE, 3), np.uint8)
+        if len(faces) != len(rows.sources):  # defensive: the workers return one face per kept box
+            raise RuntimeError(f"audit: {len(faces)} faces for {len(rows.sources)} boxes")
+        if rows.sources:
+            self._write_faces(rows, faces, predict(faces))
+
+    def _tally_files(self, chunk: list[tuple[str, str]],
+                     results: list[tuple[list[ScanResult], np.ndarray]]) -> _FaceRows:
+        """Count each file (skipped, read, with or without a face) and list its faces."""
+        c, rows = self.counts, _FaceRows()
+        for part_results, _ in results:
+            for pos, reason, kept in part_results:
+                rel, full = chunk[pos]
+                c.files += 1
+                if self.label_of.mode == "csv" and rel in self.label_of.table:
+                    self.matched.add(rel)
+                if reason and reason != NO_FACE:
+                    c.skip(rel, reason, self.skip_writer)
+                    continue
+                c.images_read += 1
+                try:
+                    size = os.path.getsize(full)
+                except OSError:
+                    size = -1
+                c.fingerprint.update(f"{rel}\0{size}\n".encode("utf-8", "surrogateescape"))
+                if reason == NO_FACE:
+                    c.images_without_face += 1
+                    c.skip(rel, NO_FACE, self.skip_writer)
+                    continue
+                if any(k[4] == FOUND_FALLBACK for k in kept):
+                    c.images_without_face += 1
+                else:
+                    c.images_with_face += 1
+                lab = self.label_of(rel)
+                for j, (top, left, right, bottom, how) in enumerate(kept):
+                    rows.sources.append(rel)
+                    rows.face_ids.append(j)
+                    rows.labels.append(lab)
+                    rows.boxes.append((top, left, right, bottom))
+                    rows.found.append(how)
+        return rows
+
+    def _write_faces(self, rows: _FaceRows, faces: np.ndarray, proba: np.ndarray) -> None:
+        """Append the faces' rows to predictions.csv; update the face pool and the counts."""
+        table = pd.DataFrame({"source": rows.sources, "face_id": np.asarray(rows.face_ids, dtype=np.int64),
+                              "label": np.asarray(rows.labels, dtype=np.int64)})
+        frame = predictions_frame(proba, table)
+        box = np.asarray(rows.boxes, dtype=np.int64).reshape(-1, 4)
+        for i, col in enumerate(BOX_COLUMNS):
+            frame[col] = box[:, i]
+        frame["found"] = rows.found
+        frame[list(AUDIT_COLUMNS)].to_csv(self.pred_fh, header=False, index=False,
+                                          float_format=f"%.{PROBA_DECIMALS}f")
+        frame["row"] = np.arange(self.counts.faces, self.counts.faces + len(frame), dtype=np.int64)
+        self.pool.update(frame, faces)
+        self.counts.add_faces(frame, np.asarray(rows.labels))
+
+
+def _scan_and_predict(job: _Job, keras_model: Any) -> _Scan:
+    """Walk, decode, detect, predict and write predictions.csv, skipped.csv and faces_pool.npz."""
+    run_dir = job.run_dir
+    total = _count_files(job.folder, run_dir) if job.progress else None
+    t0 = time.perf_counter()
+    with atomic_open(run_dir / artifacts.PREDICTIONS) as pred_fh, atomic_open(run_dir / SKIPPED_CSV) as skip_fh:
+        skip_writer = csv.writer(skip_fh)
+        skip_writer.writerow(["path", "reason"])
+        pred_fh.write(",".join(AUDIT_COLUMNS) + "\n")
+        scan = _Scan(job.label_of, pred_fh, skip_writer)
+        files = walk_folder(job.folder, lambda rel, why: scan.counts.skip(rel, why, skip_writer), exclude=run_dir)
+        if job.engine == "ray":
+            listed = list(files)
+            face_paths, face_boxes = _absorb_ray(job, listed, scan)
+        else:
+            _absorb_local(job, files, scan, keras_model, progress_from=(t0, total))
+        if job.progress:
+            print(file=sys.stderr)
+    scan.seconds = time.perf_counter() - t0
+    if job.engine == "ray":
+        _crop_pool_faces(scan.pool, face_paths, face_boxes)
+    scan.pool.write(run_dir / artifacts.FACES_POOL)
+    return scan
 
 
 def _chunks(it: Iterator[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
@@ -501,186 +582,83 @@ def _progress_line(c: _Counts, total: int | None, seconds: float) -> str:
             f"{sum(c.skipped.values()):,} skipped, {rate:.1f} images/s ")
 
 
-def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None,
-              faces: str = DEFAULT_FACES, labels: str | os.PathLike[str] | None = None,
-              formats: tuple[str, ...] = ("html", "pdf"), reports_dir: str | os.PathLike[str] = "reports",
-              chunk_size: int = CHUNK_SIZE, batch_size: int = 256, workers: int | None = None,
-              unsafe_model: bool = False, n_resamples: int = 1000, seed: int = 0, progress: bool = False,
-              detector: DetectorParams = DEFAULT_PARAMS, engine: str = "local",
-              ray_address: str | None = None) -> AuditResult:
-    """Audit every image below ``folder`` with ``model``; see the module docstring for the outputs.
+class _Scanner:
+    """Submits chunks to :func:`~ferreport.scanning.scan_files`: in this process, or in a process
+    pool started for the first chunk big enough to need one (``workers > 1``)."""
 
-    ``engine="ray"`` runs decoding, detection and prediction on Ray Data
-    (:mod:`ferreport.audit_ray`; ``ray_address`` joins an existing cluster) and writes
-    the same outputs.
+    def __init__(self, job: _Job):
+        self.job = job
+        self.executor: cf.ProcessPoolExecutor | None = None
+
+    def submit(self, chunk: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[Any]]:
+        job = self.job
+        tasks = [(i, full) for i, (_, full) in enumerate(chunk)]
+        parts = [tasks[i:i + TASK_SIZE] for i in range(0, len(tasks), TASK_SIZE)]
+        if (self.executor is None and job.workers > 1
+                and (len(chunk) >= 64 or len(chunk) == job.chunk_size)):
+            self.executor = cf.ProcessPoolExecutor(max_workers=job.workers, mp_context=pool_context(),
+                                                   initializer=init_scan_worker, initargs=(os.getpid(),))
+        if self.executor is None:
+            return chunk, [scan_files(p, job.faces, job.detector) for p in parts]
+        return chunk, [self.executor.submit(scan_files, p, job.faces, job.detector) for p in parts]
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _absorb_local(job: _Job, files: Iterator[tuple[str, str]], scan: _Scan, keras_model: Any, *,
+                  progress_from: tuple[float, int | None]) -> None:
+    """The local engine: chunk k+1 is decoded (in the pool) while chunk k is predicted here.
+
+    ``progress_from``: the scan's start time and file count, for the progress line.
     """
-    from .pipeline import _check_run_dir, new_run_id
-    from .provenance import now_iso, provenance_record, sha256_file
+    from .prediction import predict_proba  # TensorFlow: imported once a model is loaded
 
-    started = now_iso()
-    folder = Path(folder)
-    if not folder.exists():
-        raise DatasetError(f"{folder}: folder not found; give the folder of images to audit")
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: not a folder; give the folder holding the images to audit")
-    if faces not in FACES_MODES:
-        raise UsageError(f"--faces {faces}: choose one of {', '.join(FACES_MODES)}")
-    if chunk_size < 1 or batch_size < 1:
-        raise UsageError("chunk size and batch size must be positive")
-    if engine not in ENGINES:
-        raise UsageError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
-    if engine == "ray":
-        from .audit_ray import _require_ray
+    def predict(faces: np.ndarray) -> np.ndarray:
+        return predict_proba(keras_model, faces, batch_size=job.batch_size)
 
-        _require_ray()  # a clear error before any work
-    elif ray_address:
-        raise UsageError("--ray-address needs --engine ray")
-    label_of = _resolve_labels(labels, folder)
-    resolved = resolve_model(model)
-
-    from .model import load_model  # TensorFlow from here on
-
-    keras_model = load_model(resolved.path, safe_mode=not unsafe_model)
-    model_sha = sha256_file(resolved.path)
-    run_dir = Path(out) if out else Path(reports_dir) / new_run_id()
-    _check_run_dir(run_dir, resume=False)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-
-    config = {"command": "predict", "folder": display_path(str(folder)), "model": str(resolved.path),
-              "out": str(run_dir), "faces": faces, "labels": label_of.source or "none",
-              "formats": list(formats), "chunk_size": chunk_size, "batch_size": batch_size, "workers": workers,
-              "seed": seed, "n_resamples": n_resamples, "unsafe_model": bool(unsafe_model), "engine": engine,
-              "ray_address": ray_address}
-    write_json(run_dir / artifacts.CONFIG, config)
-
-    counts = _Counts()
-    pool = _Pool()
-    total = _count_files(folder, run_dir) if progress else None
-    matched: set[str] = set()
-    t0 = time.perf_counter()
+    t0, total = progress_from
     last_progress = 0.0
-
-    from .prediction import predict_proba
-
-    with atomic_open(run_dir / artifacts.PREDICTIONS) as pred_fh, atomic_open(run_dir / SKIPPED_CSV) as skip_fh:
-        skip_writer = csv.writer(skip_fh)
-        skip_writer.writerow(["path", "reason"])
-        pred_fh.write(",".join(AUDIT_COLUMNS) + "\n")
-        files = walk_folder(folder, lambda rel, why: counts.skip(rel, why, skip_writer), exclude=run_dir)
-        if engine == "ray":
-            listed = list(files)
-            cluster, face_pos, face_boxes = _absorb_ray(
-                listed, faces, detector, resolved.path, unsafe_model, batch_size, ray_address, workers, run_dir,
-                progress, chunk_size, counts, pool, label_of, matched, skip_writer, pred_fh)
-            files = iter(())
-        chunks = _chunks(files, chunk_size)
-        executor: cf.ProcessPoolExecutor | None = None
-
-        def submit(chunk: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[Any]]:
-            nonlocal executor
-            tasks = [(i, full) for i, (_, full) in enumerate(chunk)]
-            parts = [tasks[i:i + TASK_SIZE] for i in range(0, len(tasks), TASK_SIZE)]
-            if executor is None and workers > 1 and (len(chunk) >= 64 or len(chunk) == chunk_size):
-                from .preprocessing import _pool_context
-
-                executor = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
-                                                  initializer=_worker_init, initargs=(os.getpid(),))
-            if executor is None:
-                return chunk, [scan_files(p, faces, detector) for p in parts]
-            return chunk, [executor.submit(scan_files, p, faces, detector) for p in parts]
-
-        try:
-            first = next(chunks, None)
-            pending = submit(first) if first is not None else None
-            while pending is not None:
-                chunk, futures = pending
-                nxt = next(chunks, None)
-                results = [f.result() if isinstance(f, cf.Future) else f for f in futures]
-                pending = submit(nxt) if nxt is not None else None  # decoded while this chunk is predicted
-                _absorb_chunk(chunk, results, counts, pool, label_of, matched, skip_writer, pred_fh,
-                              keras_model, batch_size, predict_proba)
-                now = time.perf_counter()
-                if progress and (now - last_progress > 0.5 or pending is None):
-                    print(_progress_line(counts, total, now - t0), end="", file=sys.stderr, flush=True)
-                    last_progress = now
-        finally:
-            if executor is not None:
-                executor.shutdown(wait=True, cancel_futures=True)
-        if progress:
-            print(file=sys.stderr)
-    seconds = time.perf_counter() - t0
-    if engine == "ray":
-        _crop_pool_faces(pool, [listed[int(i)][1] for i in face_pos], face_boxes)
-    pool.write(run_dir / artifacts.FACES_POOL)
-
-    unmatched = sorted(set(label_of.table) - matched) if label_of.mode == "csv" else []
-    summary = _summary(folder, faces, label_of, resolved, model_sha, counts, seconds, unmatched, detector,
-                       chunk_size, batch_size, workers)
-    summary["engine"] = engine
-    if engine == "ray":
-        summary["ray"] = cluster
-    write_json(run_dir / AUDIT_SUMMARY, summary)
-
-    metrics: dict[str, Any]
-    if counts.labelled:
-        from .metrics import metrics_from_predictions
-
-        frame = pd.read_csv(run_dir / artifacts.PREDICTIONS, keep_default_na=False, na_values={"confidence": [""]},
-                            usecols=["true_label", "pred_label", "confidence", *artifacts.PROBA_COLUMNS],
-                            dtype={"true_label": str, "pred_label": str})
-        metrics = metrics_from_predictions(frame, n_resamples=n_resamples, seed=seed).to_dict()
-        del frame
-        write_json(run_dir / artifacts.METRICS, metrics)
-    else:
-        metrics = {"n": 0, "n_rows": counts.faces, "n_unlabelled": counts.faces,
-                   "prediction_counts": {c: int(counts.pred[i]) for i, c in enumerate(CLASS_NAMES)}}
-    record = provenance_record(seed=seed, data_fingerprint=summary["fingerprint"], model_sha256=model_sha,
-                               started=started, finished=now_iso(),
-                               extra={"run_id": run_dir.name, "model": str(resolved.path),
-                                      "audit": {"folder": str(folder), "faces": faces,
-                                                "labels": label_of.source or "none",
-                                                "images_read": counts.images_read, "faces_found": counts.faces,
-                                                "seconds": round(seconds, 3)}})
-    write_json(run_dir / artifacts.PROVENANCE, record)
-    result = AuditResult(run_dir, summary, metrics)
-    if formats:
-        from .report import write_audit_report
-
-        result.reports = write_audit_report(run_dir, formats, n_resamples=n_resamples, seed=seed)
-    if counts.faces == 0:
-        raise DatasetError(f"{folder}: no face to predict ({counts.images_read} images read, "
-                           f"{sum(counts.skipped.values())} files skipped"
-                           + (f": {dict(counts.skipped)}" if counts.skipped else "")
-                           + f"); see {run_dir / SKIPPED_CSV}")
-    return result
+    chunks = _chunks(files, job.chunk_size)
+    scanner = _Scanner(job)
+    try:
+        first = next(chunks, None)
+        pending = scanner.submit(first) if first is not None else None
+        while pending is not None:
+            chunk, futures = pending
+            nxt = next(chunks, None)
+            results = [f.result() if isinstance(f, cf.Future) else f for f in futures]
+            pending = scanner.submit(nxt) if nxt is not None else None  # decoded while this chunk is predicted
+            scan.absorb(chunk, results, predict)
+            now = time.perf_counter()
+            if job.progress and (now - last_progress > 0.5 or pending is None):
+                print(_progress_line(scan.counts, total, now - t0), end="", file=sys.stderr, flush=True)
+                last_progress = now
+    finally:
+        scanner.close()
 
 
-def _absorb_ray(listed: list[tuple[str, str]], faces: str, detector: DetectorParams, model_path: Path,
-                unsafe_model: bool, batch_size: int, address: str | None, workers: int, run_dir: Path,
-                progress: bool, chunk_size: int, c: _Counts, pool: _Pool, label_of: _Labels, matched: set[str],
-                skip_writer: Any, pred_fh: Any) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+def _absorb_ray(job: _Job, listed: list[tuple[str, str]], scan: _Scan) -> tuple[list[str], np.ndarray]:
     """The Ray engine's scan and predictions, fed chunk by chunk to the local engine's writer.
 
-    Returns the cluster description and, for every face row of predictions.csv, the
-    position of its file in ``listed`` and its box (to crop the report's faces again).
+    Returns, for every face row of predictions.csv, its file and its box (to crop the
+    report's faces again).
     """
-    from .audit_ray import scan_and_predict
-
-    table, cluster = scan_and_predict([full for _, full in listed], mode=faces, detector=detector,
-                                      model_path=model_path, unsafe_model=unsafe_model, batch_size=batch_size,
-                                      address=address, workers=workers, scratch=run_dir, progress=progress)
+    table, scan.cluster = scan_and_predict(
+        [full for _, full in listed], mode=job.faces, detector=job.detector, model_path=job.model.path,
+        unsafe_model=job.unsafe_model, batch_size=job.batch_size, address=job.ray_address, workers=job.workers,
+        scratch=job.run_dir, progress=job.progress)
     pos = table["pos"].to_numpy()
     proba_all = table[[f"p{j}" for j in range(len(CLASS_NAMES))]].to_numpy(dtype=np.float32)
     box_cols = table[["top", "left", "right", "bottom"]].to_numpy(dtype=np.int64)
     reasons, found = table["reason"].to_numpy(), table["found"].to_numpy()
+    chunk_size = job.chunk_size
     starts = np.searchsorted(pos, np.arange(0, len(listed) + chunk_size, chunk_size))
     for k, first in enumerate(range(0, len(listed), chunk_size)):
-        chunk = listed[first:first + chunk_size]
-        lo, hi = starts[k], starts[k + 1]
-        results: list[_Result] = []
+        results: list[ScanResult] = []
         keep: list[int] = []
-        for i in range(lo, hi):
+        for i in range(starts[k], starts[k + 1]):
             p = int(pos[i]) - first
             if not results or results[-1][0] != p:
                 results.append((p, str(reasons[i] or ""), []))
@@ -689,10 +667,10 @@ def _absorb_ray(listed: list[tuple[str, str]], faces: str, detector: DetectorPar
                 keep.append(i)
         placeholder = np.broadcast_to(np.zeros((1, FACE_SIZE, FACE_SIZE, 3), np.uint8),
                                       (len(keep), FACE_SIZE, FACE_SIZE, 3))
-        _absorb_chunk(chunk, [(results, placeholder)], c, pool, label_of, matched, skip_writer, pred_fh,
-                      None, batch_size, None, proba=proba_all[keep])
+        scan.absorb(listed[first:first + chunk_size], [(results, placeholder)],
+                    lambda _faces, keep=keep: proba_all[keep])
     has_face = table["found"].astype(bool).to_numpy()
-    return cluster, pos[has_face], box_cols[has_face]
+    return [listed[int(i)][1] for i in pos[has_face]], box_cols[has_face]
 
 
 def _crop_pool_faces(pool: _Pool, paths: list[str], boxes: np.ndarray) -> None:
@@ -700,8 +678,6 @@ def _crop_pool_faces(pool: _Pool, paths: list[str], boxes: np.ndarray) -> None:
 
     ``paths[r]`` and ``boxes[r]`` are the file and box of face row ``r`` of predictions.csv.
     """
-    from .preprocessing import crop_face, decode_image
-
     if pool.frame is None or not len(pool.frame):
         return
     rows = pool.frame["row"].to_numpy(dtype=np.int64)
@@ -715,88 +691,15 @@ def _crop_pool_faces(pool: _Pool, paths: list[str], boxes: np.ndarray) -> None:
     pool.faces = faces
 
 
-def _absorb_chunk(chunk: list[tuple[str, str]], results: list[tuple[list[_Result], np.ndarray]], c: _Counts,
-                  pool: _Pool, label_of: _Labels, matched: set[str], skip_writer: Any, pred_fh: Any,
-                  model: Any, batch_size: int, predict_proba: Callable[..., np.ndarray] | None,
-                  proba: np.ndarray | None = None) -> None:
-    from .evaluation import PROBA_DECIMALS, predictions_frame
-
-    sources: list[str] = []
-    face_ids: list[int] = []
-    labels: list[int] = []
-    boxes: list[tuple[int, int, int, int]] = []
-    found: list[str] = []
-    face_parts: list[np.ndarray] = []
-    for part_results, part_faces in results:
-        face_parts.append(part_faces)
-        for pos, reason, kept in part_results:
-            rel, full = chunk[pos]
-            c.files += 1
-            if label_of.mode == "csv" and rel in label_of.table:
-                matched.add(rel)
-            if reason and reason != NO_FACE:
-                c.skip(rel, reason, skip_writer)
-                continue
-            c.images_read += 1
-            try:
-                size = os.path.getsize(full)
-            except OSError:
-                size = -1
-            c.fingerprint.update(f"{rel}\0{size}\n".encode("utf-8", "surrogateescape"))
-            if reason == NO_FACE:
-                c.images_without_face += 1
-                c.skip(rel, NO_FACE, skip_writer)
-                continue
-            if any(k[4] == FOUND_FALLBACK for k in kept):
-                c.images_without_face += 1
-            else:
-                c.images_with_face += 1
-            lab = label_of(rel)
-            for j, (top, left, right, bottom, how) in enumerate(kept):
-                sources.append(rel)
-                face_ids.append(j)
-                labels.append(lab)
-                boxes.append((top, left, right, bottom))
-                found.append(how)
-    faces = np.concatenate(face_parts) if face_parts else np.zeros((0, FACE_SIZE, FACE_SIZE, 3), np.uint8)
-    if len(faces) != len(sources):  # defensive: the workers return one face per kept box
-        raise RuntimeError(f"audit: {len(faces)} faces for {len(sources)} boxes")
-    if not sources:
-        return
-    if proba is None:
-        proba = predict_proba(model, faces, batch_size=batch_size)
-    table = pd.DataFrame({"source": sources, "face_id": np.asarray(face_ids, dtype=np.int64),
-                          "label": np.asarray(labels, dtype=np.int64)})
-    frame = predictions_frame(proba, table)
-    box = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
-    for i, col in enumerate(BOX_COLUMNS):
-        frame[col] = box[:, i]
-    frame["found"] = found
-    frame[list(AUDIT_COLUMNS)].to_csv(pred_fh, header=False, index=False, float_format=f"%.{PROBA_DECIMALS}f")
-
-    frame["row"] = np.arange(c.faces, c.faces + len(frame), dtype=np.int64)
-    pool.update(frame, faces)
-    c.faces += len(frame)
-    c.found.update(found)
-    pred_ids = pd.Categorical(frame["pred_label"], categories=CLASS_NAMES).codes.astype(np.int64)
-    c.pred += np.bincount(pred_ids, minlength=len(CLASS_NAMES))
-    lab_arr = np.asarray(labels)
-    known = lab_arr >= 0
-    c.labelled += int(known.sum())
-    c.true += np.bincount(lab_arr[known], minlength=len(CLASS_NAMES))
-    conf = frame["confidence"].to_numpy(dtype=np.float64)
-    c.hist += np.histogram(np.clip(conf, 0, 1), bins=HIST_BINS, range=(0.0, 1.0))[0]
-    c.conf_sum += float(conf.sum())
-    c.low_conf += int((conf < 0.5).sum())
+# --------------------------------------------------------------------------- summarise, score, write
 
 
-def _summary(folder: Path, faces: str, label_of: _Labels, resolved: ResolvedModel, model_sha: str, c: _Counts,
-             seconds: float, unmatched: list[str], detector: DetectorParams, chunk_size: int, batch_size: int,
-             workers: int) -> dict[str, Any]:
-    names = list(CLASS_NAMES)
+def _summarise(job: _Job, scan: _Scan) -> dict[str, Any]:
+    """audit_summary.json: what was read, found, skipped and predicted, and how fast."""
+    c, seconds, label_of = scan.counts, scan.seconds, job.label_of
     summary: dict[str, Any] = {
-        "folder": display_path(str(folder)),
-        "faces_mode": faces,
+        "folder": display_path(str(job.folder)),
+        "faces_mode": job.faces,
         "labels": label_of.source or "none",
         "files_seen": c.files,
         "images_read": c.images_read,
@@ -807,32 +710,65 @@ def _summary(folder: Path, faces: str, label_of: _Labels, resolved: ResolvedMode
         "files_skipped": int(sum(c.skipped.values())),
         "skipped": dict(sorted(c.skipped.items())),
         "skipped_examples": {k: list(v) for k, v in sorted(c.examples.items())},
-        "predicted_counts": {n: int(c.pred[i]) for i, n in enumerate(names)},
+        "predicted_counts": {n: int(c.pred[i]) for i, n in enumerate(CLASS_NAMES)},
         "labelled_faces": c.labelled,
-        "true_counts": {n: int(c.true[i]) for i, n in enumerate(names)} if c.labelled else None,
-        "training_distribution": resolved.training_distribution or None,
-        "confidence": {
-            "mean": round(c.conf_sum / c.faces, 6) if c.faces else None,
-            "below_0.5": c.low_conf,
-            "histogram": {"edges": [round(i / HIST_BINS, 6) for i in range(HIST_BINS + 1)],
-                          "counts": [int(v) for v in c.hist]},
-        },
-        "model": str(resolved.path),
-        "model_run_dir": str(resolved.run_dir) if resolved.run_dir is not None else None,
-        "model_sha256": model_sha,
+        "true_counts": {n: int(c.true[i]) for i, n in enumerate(CLASS_NAMES)} if c.labelled else None,
+        "training_distribution": job.model.training_distribution or None,
+        "confidence": _confidence_summary(c),
+        "model": str(job.model.path),
+        "model_run_dir": str(job.model.run_dir) if job.model.run_dir is not None else None,
+        "model_sha256": job.model_sha,
         "fingerprint": c.fingerprint.hexdigest(),
         "seconds": round(seconds, 3),
         "images_per_second": round(c.images_read / seconds, 2) if seconds > 0 else None,
         "faces_per_second": round(c.faces / seconds, 2) if seconds > 0 else None,
-        "detector": detector.to_dict() if faces != "whole" else None,
-        "chunk_size": chunk_size,
-        "batch_size": batch_size,
-        "workers": workers,
+        "detector": job.detector.to_dict() if job.faces != "whole" else None,
+        "chunk_size": job.chunk_size,
+        "batch_size": job.batch_size,
+        "workers": job.workers,
     }
     if label_of.mode == "csv":
+        unmatched = sorted(set(label_of.table) - scan.matched)
         summary["labels_not_found"] = len(unmatched)
         summary["labels_not_found_examples"] = unmatched[:EXAMPLES_PER_REASON]
+    summary["engine"] = job.engine
+    if job.engine == "ray":
+        summary["ray"] = scan.cluster
     return summary
+
+
+def _confidence_summary(c: _Counts) -> dict[str, Any]:
+    return {
+        "mean": round(c.conf_sum / c.faces, 6) if c.faces else None,
+        "below_0.5": c.low_conf,
+        "histogram": {"edges": [round(i / HIST_BINS, 6) for i in range(HIST_BINS + 1)],
+                      "counts": [int(v) for v in c.hist]},
+    }
+
+
+def _score(job: _Job, c: _Counts) -> dict[str, Any]:
+    """Every evaluation metric (written to metrics.json) when faces have labels; else the prediction counts."""
+    if not c.labelled:
+        return {"n": 0, "n_rows": c.faces, "n_unlabelled": c.faces,
+                "prediction_counts": {n: int(c.pred[i]) for i, n in enumerate(CLASS_NAMES)}}
+    frame = pd.read_csv(job.run_dir / artifacts.PREDICTIONS, keep_default_na=False, na_values={"confidence": [""]},
+                        usecols=["true_label", "pred_label", "confidence", *artifacts.PROBA_COLUMNS],
+                        dtype={"true_label": str, "pred_label": str})
+    metrics = metrics_from_predictions(frame, n_resamples=job.n_resamples, seed=job.seed).to_dict()
+    del frame
+    write_json(job.run_dir / artifacts.METRICS, metrics)
+    return metrics
+
+
+def _provenance(job: _Job, summary: dict[str, Any], scan: _Scan, started: str) -> dict[str, Any]:
+    c = scan.counts
+    return provenance_record(seed=job.seed, data_fingerprint=summary["fingerprint"], model_sha256=job.model_sha,
+                             started=started, finished=now_iso(),
+                             extra={"run_id": job.run_dir.name, "model": str(job.model.path),
+                                    "audit": {"folder": str(job.folder), "faces": job.faces,
+                                              "labels": job.label_of.source or "none",
+                                              "images_read": c.images_read, "faces_found": c.faces,
+                                              "seconds": round(scan.seconds, 3)}})
 
 
 def audit_summary_line(summary: dict[str, Any], metrics: dict[str, Any]) -> str:

@@ -3,11 +3,11 @@
 The same audit as the local engine (:func:`ferreport.audit.run_audit`), with the work
 spread over a Ray cluster:
 
-1. The driver lists the folder with :func:`ferreport.audit.walk_folder`, the same rules
+1. The driver lists the folder with :func:`ferreport.scanning.walk_folder`, the same rules
    as the local engine (sorted listings, symlinked folders not followed, the output
    folder left out), so both engines see the same files in the same order.
 2. ``map_batches`` **tasks** read, decode, detect and crop in parallel
-   (:func:`ferreport.audit.scan_files`, the local engine's own function): one row per
+   (:func:`ferreport.scanning.scan_files`, the local engine's own function): one row per
    face, or one row per file without a face, carrying the skip reason.
 3. A pool of **model actors** (each loads the model once) predicts the faces in batches.
 4. Rows are written as **Parquet shards** by Ray, read back by the driver, ordered by
@@ -37,14 +37,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 
 from .constants import FACE_SIZE, NUM_CLASSES
 from .detection import DetectorParams
 from .errors import UsageError
+from .scanning import scan_files
 
-__all__ = ["RAY_COLUMNS", "scan_and_predict"]
+__all__ = ["RAY_COLUMNS", "require_ray", "scan_and_predict"]
 
 #: Columns of the merged table (one row per face, or per file without a face).
 RAY_COLUMNS: tuple[str, ...] = ("pos", "face_id", "reason", "top", "left", "right", "bottom", "found",
@@ -60,7 +62,11 @@ ACTOR_CPUS = 0.5
 SCAN_TASK_MEMORY = 256 * 2**20
 
 
-def _require_ray() -> Any:
+def require_ray() -> Any:
+    """The ``ray`` module with Ray Data loaded; UsageError saying how to install it when it is missing.
+
+    Ray is imported here, not at the top of the module: it is an optional extra, and slow to import.
+    """
     try:
         import ray
         import ray.data  # noqa: F401
@@ -71,10 +77,6 @@ def _require_ray() -> Any:
 
 def _scan_batch(batch: dict[str, np.ndarray], mode: str, detector: dict[str, Any]) -> dict[str, np.ndarray]:
     """Map task: decode, detect and crop one batch of files (the local engine's scan_files)."""
-    import cv2
-
-    from .audit import scan_files
-
     cv2.setNumThreads(1)  # Ray runs one task per CPU
     tasks = [(int(p), os.fsdecode(f)) for p, f in zip(batch["pos"], batch["path"])]
     results, faces = scan_files(tasks, mode, DetectorParams(**detector))
@@ -109,6 +111,7 @@ class _Predictor:
     """Model actor: loads the model once, predicts batches of faces."""
 
     def __init__(self, model_path: str, unsafe_model: bool, batch_size: int):
+        # TensorFlow only in the actor: the driver imports this module before any model is loaded
         from .model import load_model
 
         self.model = load_model(model_path, safe_mode=not unsafe_model)
@@ -136,56 +139,17 @@ def scan_and_predict(paths: list[str], *, mode: str, detector: DetectorParams, m
     description of the cluster used (``{"address", "nodes", "cpus", "actors"}``).
     Parquet shards go to a temporary folder under ``scratch``, removed afterwards.
     """
-    ray = _require_ray()
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline: never report usage
-    if not progress:  # Ray's start-up and execution chatter is not for the console
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-        logging.getLogger("ray").setLevel(logging.ERROR)
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
-        ctx_logger = logging.getLogger("ray.data._internal.execution.streaming_executor")
-        ctx_logger.setLevel(logging.ERROR)
-    started_here = not ray.is_initialized()
-    if started_here:
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": progress,
-                                  "logging_level": logging.INFO if progress else logging.ERROR,
-                                  "configure_logging": True}
-        if address:
-            kwargs["address"] = address
-        else:
-            kwargs["num_cpus"] = workers
-        try:
-            ray.init(**kwargs)
-        except ConnectionError as exc:
-            raise UsageError(f"--ray-address {address}: cannot join the Ray cluster ({exc})") from None
+    ray = require_ray()
+    started_here = _start_ray(ray, address, workers, progress)
     try:
-        import ray.data
-
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
         cpus = int(ray.cluster_resources().get("CPU", 1))
         actors = max(1, cpus // 4)
-        # bytes: any file name (even one that is not valid UTF-8) round-trips through Arrow
-        items = [{"pos": i, "path": os.fsencode(p)} for i, p in enumerate(paths)]
-        blocks = max(1, min(len(items), max(cpus * 4, len(items) // 256)))
-        ds = ray.data.from_items(items, override_num_blocks=blocks)
-        ds = ds.map_batches(_scan_batch, fn_kwargs={"mode": mode, "detector": asdict(detector)},
-                            batch_size=FILES_PER_TASK, batch_format="numpy", num_cpus=SCAN_TASK_CPUS,
-                            # a memory reservation (one decoded photo and its crops) also keeps Ray
-                            # from fusing these tasks into the model actors, which would serialise decoding
-                            memory=SCAN_TASK_MEMORY)
-        ds = ds.map_batches(_Predictor, fn_constructor_kwargs={"model_path": str(model_path),
-                                                               "unsafe_model": bool(unsafe_model),
-                                                               "batch_size": int(batch_size)},
-                            batch_size=int(batch_size), batch_format="numpy", num_cpus=ACTOR_CPUS,
-                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors))
-        shards = Path(tempfile.mkdtemp(prefix=".ray-shards-", dir=scratch))
-        try:
-            ds.write_parquet(str(shards))
-            parts = sorted(shards.glob("*.parquet"))
-            table = (pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts
-                     else pd.DataFrame({c: [] for c in RAY_COLUMNS}))
-        finally:
-            shutil.rmtree(shards, ignore_errors=True)
+        ds = _scan_then_predict(ray, paths, cpus, actors, mode=mode, detector=detector,
+                                predictor_kwargs={"model_path": str(model_path), "unsafe_model": bool(unsafe_model),
+                                                  "batch_size": int(batch_size)})
+        table = _write_and_read_back(ds, scratch)
         info = {"address": address or "local", "nodes": len(ray.nodes()), "cpus": cpus, "actors": actors}
     finally:
         if started_here:
@@ -194,3 +158,58 @@ def scan_and_predict(paths: list[str], *, mode: str, detector: DetectorParams, m
     if len(paths) and (table["pos"].nunique() != len(paths)):
         raise RuntimeError(f"Ray audit: results for {table['pos'].nunique()} of {len(paths)} files")
     return table, info
+
+
+def _start_ray(ray: Any, address: str | None, workers: int, progress: bool) -> bool:
+    """Join ``address``, or start a local Ray on ``workers`` CPUs, quietly unless ``progress``;
+    whether Ray was started here (and must be shut down here)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline: never report usage
+    if not progress:  # Ray's start-up and execution chatter is not for the console
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+        logging.getLogger("ray").setLevel(logging.ERROR)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        ctx_logger = logging.getLogger("ray.data._internal.execution.streaming_executor")
+        ctx_logger.setLevel(logging.ERROR)
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": progress,
+                              "logging_level": logging.INFO if progress else logging.ERROR,
+                              "configure_logging": True}
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs["num_cpus"] = workers
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:
+        raise UsageError(f"--ray-address {address}: cannot join the Ray cluster ({exc})") from None
+    return True
+
+
+def _scan_then_predict(ray: Any, paths: list[str], cpus: int, actors: int, *, mode: str, detector: DetectorParams,
+                       predictor_kwargs: dict[str, Any]) -> Any:
+    """The Ray Data pipeline: scan tasks (decode, detect, crop), then a pool of model actors."""
+    # bytes: any file name (even one that is not valid UTF-8) round-trips through Arrow
+    items = [{"pos": i, "path": os.fsencode(p)} for i, p in enumerate(paths)]
+    blocks = max(1, min(len(items), max(cpus * 4, len(items) // 256)))
+    ds = ray.data.from_items(items, override_num_blocks=blocks)
+    ds = ds.map_batches(_scan_batch, fn_kwargs={"mode": mode, "detector": asdict(detector)},
+                        batch_size=FILES_PER_TASK, batch_format="numpy", num_cpus=SCAN_TASK_CPUS,
+                        # a memory reservation (one decoded photo and its crops) also keeps Ray
+                        # from fusing these tasks into the model actors, which would serialise decoding
+                        memory=SCAN_TASK_MEMORY)
+    return ds.map_batches(_Predictor, fn_constructor_kwargs=predictor_kwargs,
+                          batch_size=predictor_kwargs["batch_size"], batch_format="numpy", num_cpus=ACTOR_CPUS,
+                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors))
+
+
+def _write_and_read_back(ds: Any, scratch: str | os.PathLike[str]) -> pd.DataFrame:
+    """Run the pipeline into Parquet shards under ``scratch``; the shards read back as one table, then removed."""
+    shards = Path(tempfile.mkdtemp(prefix=".ray-shards-", dir=scratch))
+    try:
+        ds.write_parquet(str(shards))
+        parts = sorted(shards.glob("*.parquet"))
+        return (pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts
+                else pd.DataFrame({c: [] for c in RAY_COLUMNS}))
+    finally:
+        shutil.rmtree(shards, ignore_errors=True)

@@ -3,7 +3,10 @@
 Importing TensorFlow prints C++ start-up noise (oneDNN notices, "could not find cuda
 drivers", cuInit failures on CPU-only hosts). This module imports it once with fd 2
 captured and passes on only lines that are not known noise. Set
-``TF_CPP_MIN_LOG_LEVEL=0`` (or ``1``) to see everything.
+``TF_CPP_MIN_LOG_LEVEL=0`` (or ``1``) to see everything: the package's ``__init__`` sets
+it to ``2`` only when the user has not set it, before anything imports TensorFlow.
+Every other module imports TensorFlow and Keras from here (``from .backend import
+keras, tf``), never directly, so the filter always applies.
 
 The tool runs on TensorFlow (``tf.data`` pipelines, ``tf.distribute``). The network
 definitions alone (:mod:`ferreport.architectures`) need only Keras, so with
@@ -14,13 +17,10 @@ benchmark, ``benchmarks/gpu_train.py``, runs them that way); ``tf`` is then ``No
 from __future__ import annotations
 
 import os
-
-_USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import re  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
+import re
+import sys
+import tempfile
+from types import ModuleType
 
 __all__ = ["BACKEND", "keras", "tf"]
 
@@ -41,7 +41,8 @@ _NOISE = re.compile(
 
 
 def _import_tensorflow_quietly() -> None:
-    if "tensorflow" in sys.modules or _USER_TF_LOG_LEVEL in ("0", "1"):
+    # ferreport/__init__.py set the level to 2 unless the user chose one; 0 or 1 asks for everything.
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") in ("0", "1"):
         import keras  # noqa: F401
         import tensorflow  # noqa: F401
         return
@@ -78,10 +79,16 @@ def _import_tensorflow_quietly() -> None:
             sys.stderr.write("\n".join(kept) + "\n")
 
 
-if BACKEND == "tensorflow":
-    _import_tensorflow_quietly()
-    import tensorflow as tf  # noqa: E402
-else:  # the architectures on another backend (GPU benchmark); the tool itself needs TensorFlow
-    tf = None
+def _import_backend() -> tuple[ModuleType, ModuleType | None]:
+    """``(keras, tensorflow)``; TensorFlow first and quietly, because Keras imports it too."""
+    if BACKEND == "tensorflow":
+        _import_tensorflow_quietly()
+        import tensorflow as tf_
+    else:  # the architectures on another backend (GPU benchmark); the tool itself needs TensorFlow
+        tf_ = None
+    import keras as keras_
 
-import keras  # noqa: E402
+    return keras_, tf_
+
+
+keras, tf = _import_backend()

@@ -12,7 +12,7 @@ across workers (collective all-reduce), and every replica applies the same updat
   Raise ``--batch-size`` (and usually ``--learning-rate``) to use more hardware per step.
 * **Data.** Every worker prepares the same dataset and split (same seed), draws the
   same shuffle each epoch and keeps its own shard of it
-  (:func:`ferreport.training.make_dataset` with ``shard=``), so workers read disjoint
+  (:func:`ferreport.input_pipeline.make_dataset` with ``shard=``), so workers read disjoint
   faces and run exactly the same number of steps.
 * **Files.** Only the chief (task ``chief``, or ``worker`` 0 when there is no chief)
   writes: checkpoints, history, model and every other file of the run directory.
@@ -36,9 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from .backend import keras, tf
 from .constants import NUM_CLASSES
 from .errors import UsageError
-from .model import keras, tf
+from .input_pipeline import make_dataset
 
 __all__ = ["is_chief", "multiworker_strategy", "run_epoch", "worker_info"]
 
@@ -150,8 +151,6 @@ def run_epoch(strategy: tf.distribute.Strategy, model: keras.Model, data: dict[s
     over the epoch's faces (class-weighted loss, as ``fit`` reports it); validation is
     unweighted, as ``fit`` computes it (Keras applies ``class_weight`` to training only).
     """
-    from .training import make_dataset
-
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise UsageError(f"--batch-size {config.batch_size} is the global batch and must divide evenly among "

@@ -3,14 +3,15 @@
 The networks themselves live in :mod:`ferreport.architectures` (re-exported here).
 Input contract (every architecture): a float32 batch ``(N, 64, 64, 3)`` of RGB
 faces already scaled to ``[0, 1]``. Scaling happens in the data pipeline
-(:func:`ferreport.training.make_dataset`, :func:`ferreport.prediction.predict_proba`),
+(:func:`ferreport.input_pipeline.make_dataset`, :func:`ferreport.prediction.predict_proba`),
 never inside the model, so a model file is usable by any caller that divides
 uint8 pixels by 255. Output: softmax probabilities ``(N, 7)`` in
 :data:`ferreport.constants.CLASS_NAMES` order.
 
 Importing this module imports TensorFlow with its C++ start-up chatter filtered
-out (:mod:`ferreport.backend`). Import TensorFlow/Keras through it (``from .model
-import keras, tf``) so the filter applies.
+out (:mod:`ferreport.backend`, the one module that imports TensorFlow/Keras: ``from
+.backend import keras, tf``) and refuses any Keras backend but TensorFlow. It still
+re-exports ``keras`` and ``tf`` for callers outside the package.
 """
 
 from __future__ import annotations

@@ -9,17 +9,13 @@ accelerator when there is one. Results equal ``model.predict(faces / 255.0)``.
 
 from __future__ import annotations
 
-import os
+import weakref
+from collections.abc import Callable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import weakref  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from .constants import FACE_SHAPE  # noqa: E402
-from .model import keras, tf  # noqa: E402
+from .backend import keras, tf
+from .constants import FACE_SHAPE
 
 __all__ = ["predict_proba"]
 

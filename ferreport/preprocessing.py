@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import ctypes
 import hashlib
 import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -235,9 +237,6 @@ def exit_with_parent(parent_pid: int | None = None) -> None:
     checks its parent once more after arming it and leaves if the parent is gone.
     """
     try:
-        import ctypes
-        import signal
-
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: nothing to do
         return
@@ -245,8 +244,11 @@ def exit_with_parent(parent_pid: int | None = None) -> None:
         os._exit(1)
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # Forking a process that has TensorFlow loaded can deadlock; spawn is safe there.
+def pool_context() -> multiprocessing.context.BaseContext:
+    """The start method for a process pool: fork, or spawn once TensorFlow is loaded.
+
+    Forking a process that has TensorFlow loaded can deadlock; spawn is safe there.
+    """
     return multiprocessing.get_context("spawn" if "tensorflow" in sys.modules else "fork")
 
 
@@ -314,7 +316,7 @@ def prepare_dataset(root: str | os.PathLike[str], *, strict: bool = False, cache
         for c in chunks:
             absorb(_process_images(c, size))
     else:
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(),
                                     initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
             for done, result in enumerate(pool.map(_process_images, chunks, [size] * len(chunks)), start=1):
                 absorb(result)

@@ -37,7 +37,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .atomic import _explain
+from .atomic import write_error
 from .constants import CLASS_NAMES, NUM_CLASSES
 from .errors import OutputError, UsageError
 
@@ -256,111 +256,166 @@ def _tapered(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, w0: float, w1: flo
     _fill(img, px, py, color)
 
 
+@dataclass
+class _Portrait:
+    """One person being drawn on a transparent ``_C x _C`` canvas: its identity, and the landmarks
+    each drawing step sets for the later ones (in canvas pixels)."""
+
+    p: dict[str, Any]        # the expression's parameters (see _expression)
+    img: np.ndarray          # BGR canvas
+    alpha: np.ndarray        # coverage of the canvas
+    skin: np.ndarray
+    hair: np.ndarray
+    cx: float                # head centre
+    cy: float
+    hw: float                # head half-width, half-height
+    hh: float
+    p_up: float              # head outline exponents above and below the centre
+    p_low: float
+    style: int               # hair: 0 bald, 1 short, 2 side part, 3 long, 4 fringe
+    eye_y: float = 0.0       # set by _draw_head
+    hairline: float = 0.0    # set by _draw_hair
+    ew: float = 0.0          # eye half-width, offset from the midline, upper/lower lid heights: _draw_eyes
+    ed: float = 0.0
+    uh: float = 0.0
+    lh: float = 0.0
+    y_nose: float = 0.0      # set by _draw_nose
+    nw: float = 0.0
+
+
 def _render_face_layer(rng: np.random.Generator, label: int) -> tuple[np.ndarray, np.ndarray]:
     """Draw one person (hair, head, face, neck, shoulders) on a transparent canvas.
 
     Returns ``(bgr, alpha)``, both ``_C x _C``; the face box is the central ``_BOX`` square.
+    The steps draw from ``rng`` in this order (the sample's bytes depend on it).
     """
-    p = _expression(rng, label)
-    img = np.zeros((_C, _C, 3), np.uint8)
-    alpha = np.zeros((_C, _C), np.uint8)
-    # ---- identity
+    face = _identity(rng, _expression(rng, label))
+    _draw_head(rng, face)
+    shade = _head_shading(rng, face)
+    _draw_hair(rng, face)
+    _draw_eyes(rng, face)
+    _draw_brows_and_lines(rng, face)
+    _draw_nose(rng, face)
+    _draw_mouth(rng, face)
+    _draw_glasses(rng, face)
+    return _light_and_pose(rng, face, shade)
+
+
+def _identity(rng: np.random.Generator, p: dict[str, Any]) -> _Portrait:
+    """Skin and hair colour, head size and hair style, on an empty canvas."""
     skin = _SKIN_BGR[rng.integers(len(_SKIN_BGR))] * rng.uniform(0.9, 1.07) + rng.normal(0, 6, 3)
     skin = np.clip(skin, 30, 250)
     hair = np.clip(_HAIR_BGR[rng.integers(len(_HAIR_BGR))] + rng.normal(0, 8, 3), 5, 240)
-    brow_col = np.clip(0.55 * hair + 0.45 * np.minimum(skin * 0.35, 60), 10, 200)
-    cx = _C / 2
-    cy = _C / 2 + 2.0
-    hw = _BOX * rng.uniform(0.33, 0.39)   # head half-width
-    hh = _BOX * rng.uniform(0.42, 0.46)   # head half-height
+    hw = _BOX * rng.uniform(0.33, 0.39)
+    hh = _BOX * rng.uniform(0.42, 0.46)
     p_up, p_low = rng.uniform(2.0, 2.8), rng.uniform(1.7, 2.5)
-    # ---- long hair behind the head
-    style = rng.choice(5, p=[0.1, 0.3, 0.25, 0.2, 0.15])  # 0 bald, 1 short, 2 side part, 3 long, 4 fringe
-    if style == 3:
-        _ellipse(img, cx, cy - 0.1 * hh, hw * 1.28, hh * 1.18, _col(hair))
-        cv2.rectangle(img, (int(cx - hw * 1.28), int(cy)), (int(cx + hw * 1.28), int(cy + hh * 1.25)), _col(hair), -1)
+    style = rng.choice(5, p=[0.1, 0.3, 0.25, 0.2, 0.15])
+    return _Portrait(p=p, img=np.zeros((_C, _C, 3), np.uint8), alpha=np.zeros((_C, _C), np.uint8), skin=skin,
+                     hair=hair, cx=_C / 2, cy=_C / 2 + 2.0, hw=hw, hh=hh, p_up=p_up, p_low=p_low, style=style)
+
+
+def _draw_head(rng: np.random.Generator, f: _Portrait) -> None:
+    """Long hair behind the head, neck, ears and the head itself (superellipse, pointier chin)."""
+    img, alpha, cx, cy, hw, hh = f.img, f.alpha, f.cx, f.cy, f.hw, f.hh
+    if f.style == 3:
+        _ellipse(img, cx, cy - 0.1 * hh, hw * 1.28, hh * 1.18, _col(f.hair))
+        cv2.rectangle(img, (int(cx - hw * 1.28), int(cy)), (int(cx + hw * 1.28), int(cy + hh * 1.25)),
+                      _col(f.hair), -1)
         _ellipse(alpha, cx, cy - 0.1 * hh, hw * 1.28, hh * 1.18, 255)
         cv2.rectangle(alpha, (int(cx - hw * 1.28), int(cy)), (int(cx + hw * 1.28), int(cy + hh * 1.25)), 255, -1)
-    # ---- neck (the shoulders are drawn on the scene, see _render_image)
+    # neck (the shoulders are drawn on the scene, see _render_image)
     y_sh = cy + hh * rng.uniform(1.15, 1.3)
     nk = hw * rng.uniform(0.42, 0.55)
-    neck_col = _col(skin * 0.8)
+    neck_col = _col(f.skin * 0.8)
     cv2.rectangle(img, (int(cx - nk), int(cy + hh * 0.4)), (int(cx + nk), int(y_sh + 6)), neck_col, -1)
     cv2.rectangle(alpha, (int(cx - nk), int(cy + hh * 0.4)), (int(cx + nk), int(y_sh + 6)), 255, -1)
-    # ---- ears
-    eye_y = cy - hh * rng.uniform(0.08, 0.16)
+    f.eye_y = eye_y = cy - hh * rng.uniform(0.08, 0.16)
     for s in (-1, 1):
-        _ellipse(img, cx + s * hw * 0.97, eye_y + 0.12 * hh, hw * 0.15, hh * 0.2, _col(skin * 0.9))
+        _ellipse(img, cx + s * hw * 0.97, eye_y + 0.12 * hh, hw * 0.15, hh * 0.2, _col(f.skin * 0.9))
         _ellipse(alpha, cx + s * hw * 0.97, eye_y + 0.12 * hh, hw * 0.15, hh * 0.2, 255)
-    # ---- head (superellipse, pointier chin)
     th = np.linspace(0, 2 * np.pi, 72, endpoint=False)
     c, s_ = np.cos(th), np.sin(th)
-    pw = np.where(s_ < 0, p_up, p_low)
+    pw = np.where(s_ < 0, f.p_up, f.p_low)
     hx = cx + hw * np.sign(c) * np.abs(c) ** (2 / pw)
     hy = cy + hh * np.sign(s_) * np.abs(s_) ** (2 / pw)
-    _fill(img, hx, hy, _col(skin))
+    _fill(img, hx, hy, _col(f.skin))
     _fill(alpha, hx, hy, 255)
-    # ---- shading: soft fall-off toward the head outline
-    r2 = ((_GX - cx) / (hw * 1.1)) ** 2 + ((_GY - cy) / (hh * 1.15)) ** 2
-    shade = 1.0 - rng.uniform(0.08, 0.22) * np.clip(r2, 0, 1.3)
-    # ---- hair on top
-    hairline = cy - hh * rng.uniform(0.6, 0.8)
-    if style != 0:
-        rows = int(cy)  # hair only above the head centre
-        cap = np.zeros((rows, _C), np.uint8)
-        _ellipse(cap, cx, cy - 0.05 * hh, hw * 1.07, hh * 1.07, 255)
-        xn = (_XX[0] - cx) / hw
-        edge = hairline + hh * rng.uniform(0.2, 0.5) * xn**2
-        if style == 2:
-            edge = edge + hh * 0.12 * np.clip(xn * rng.choice([-1, 1]), -1, 1)
-        elif style == 4:
-            edge = edge + hh * rng.uniform(0.08, 0.18)
-        hm = (cap > 0) & (_YY[:rows] < edge[None, :])
-        img[:rows][hm] = _col(hair)
-        alpha[:rows][hm] = 255
-    # ---- eyes
-    ew = hw * rng.uniform(0.2, 0.26)          # eye half-width
-    ed = hw * rng.uniform(0.38, 0.48)          # eye centre offset from the midline
-    uh = ew * 0.55 * (1 + p["eye_open"])
-    lh = ew * 0.42 * (1 + p["eye_lower"]) * (1 + 0.5 * max(p["eye_open"], 0))
-    u = np.linspace(-1, 1, 17)
-    env = np.sqrt(1 - u**2)
+
+
+def _head_shading(rng: np.random.Generator, f: _Portrait) -> np.ndarray:
+    """A soft fall-off toward the head outline (a ``_G x _G`` gain map, applied by _light_and_pose)."""
+    r2 = ((_GX - f.cx) / (f.hw * 1.1)) ** 2 + ((_GY - f.cy) / (f.hh * 1.15)) ** 2
+    return 1.0 - rng.uniform(0.08, 0.22) * np.clip(r2, 0, 1.3)
+
+
+def _draw_hair(rng: np.random.Generator, f: _Portrait) -> None:
+    """The hairline, and hair on top of the head (none when bald)."""
+    cx, cy, hw, hh = f.cx, f.cy, f.hw, f.hh
+    f.hairline = cy - hh * rng.uniform(0.6, 0.8)
+    if f.style == 0:
+        return
+    rows = int(cy)  # hair only above the head centre
+    cap = np.zeros((rows, _C), np.uint8)
+    _ellipse(cap, cx, cy - 0.05 * hh, hw * 1.07, hh * 1.07, 255)
+    xn = (_XX[0] - cx) / hw
+    edge = f.hairline + hh * rng.uniform(0.2, 0.5) * xn**2
+    if f.style == 2:
+        edge = edge + hh * 0.12 * np.clip(xn * rng.choice([-1, 1]), -1, 1)
+    elif f.style == 4:
+        edge = edge + hh * rng.uniform(0.08, 0.18)
+    hm = (cap > 0) & (_YY[:rows] < edge[None, :])
+    f.img[:rows][hm] = _col(f.hair)
+    f.alpha[:rows][hm] = 255
+
+
+_EYE_U = np.linspace(-1, 1, 17)
+_EYE_ENV = np.sqrt(1 - _EYE_U**2)
+
+
+def _draw_eyes(rng: np.random.Generator, f: _Portrait) -> None:
+    """Eyes (white, iris, pupil, highlight) pasted through the eye-shape mask, then the lids."""
+    p, hw = f.p, f.hw
+    f.ew = ew = hw * rng.uniform(0.2, 0.26)
+    f.ed = hw * rng.uniform(0.38, 0.48)
+    f.uh = ew * 0.55 * (1 + p["eye_open"])
+    f.lh = ew * 0.42 * (1 + p["eye_lower"]) * (1 + 0.5 * max(p["eye_open"], 0))
     # eyes are drawn on a band of rows, then pasted through the eye-shape mask
-    r0 = max(int(eye_y - 2 * ew), 0)
-    r1 = min(int(eye_y + 2 * ew) + 1, _C)
-    eye_y_full = eye_y
-    eye_y = eye_y - r0
+    r0 = max(int(f.eye_y - 2 * ew), 0)
+    r1 = min(int(f.eye_y + 2 * ew) + 1, _C)
     eyes_mask = np.zeros((r1 - r0, _C), np.uint8)
     eyes_img = np.empty((r1 - r0, _C, 3), np.uint8)
     eyes_img[:] = _col(np.array([232, 236, 240], np.float32) * rng.uniform(0.85, 1.0))
     ir = ew * rng.uniform(0.45, 0.55)
     gx, gy = rng.normal(0, 0.15) * ew, rng.normal(0, 0.06) * ew
     iris = _col(_IRIS_BGR[rng.integers(len(_IRIS_BGR))])
-    lid = _col(np.minimum(skin * 0.3, 50))
+    y = f.eye_y - r0
     for s in (-1, 1):
-        ex = cx + s * ed
-        xs = ex + ew * u
-        up = eye_y - uh * env
-        lo = eye_y + lh * env
-        _fill(eyes_mask, np.concatenate([xs, xs[::-1]]), np.concatenate([up, lo[::-1]]), 255)
-        _ellipse(eyes_img, ex + gx, eye_y + gy, ir, ir, iris)
-        _ellipse(eyes_img, ex + gx, eye_y + gy, ir * 0.45, ir * 0.45, (15, 15, 15))
-        _ellipse(eyes_img, ex + gx + ir * 0.3, eye_y + gy - ir * 0.3, ir * 0.16, ir * 0.16, (245, 245, 245))
+        ex = f.cx + s * f.ed
+        xs = ex + ew * _EYE_U
+        _fill(eyes_mask, np.concatenate([xs, xs[::-1]]),
+              np.concatenate([y - f.uh * _EYE_ENV, (y + f.lh * _EYE_ENV)[::-1]]), 255)
+        _ellipse(eyes_img, ex + gx, y + gy, ir, ir, iris)
+        _ellipse(eyes_img, ex + gx, y + gy, ir * 0.45, ir * 0.45, (15, 15, 15))
+        _ellipse(eyes_img, ex + gx + ir * 0.3, y + gy - ir * 0.3, ir * 0.16, ir * 0.16, (245, 245, 245))
     a = eyes_mask.astype(np.float32) * (1 / 255.0)
-    img[r0:r1] = cv2.blendLinear(eyes_img, img[r0:r1], a, 1.0 - a)
-    eye_y = eye_y_full
+    f.img[r0:r1] = cv2.blendLinear(eyes_img, f.img[r0:r1], a, 1.0 - a)
+    lid = _col(np.minimum(f.skin * 0.3, 50))
     for s in (-1, 1):
-        ex = cx + s * ed
-        xs = ex + ew * u
-        _line(img, xs, eye_y - uh * env, lid, 3)
-        _line(img, xs[3:-3], (eye_y + lh * env)[3:-3], _col(skin * 0.65), 1)
+        xs = f.cx + s * f.ed + ew * _EYE_U
+        _line(f.img, xs, f.eye_y - f.uh * _EYE_ENV, lid, 3)
+        _line(f.img, xs[3:-3], (f.eye_y + f.lh * _EYE_ENV)[3:-3], _col(f.skin * 0.65), 1)
         if p["eye_lower"] < -0.3 and p["cheek"] > 0.3:  # raised cheeks under smiling eyes
-            _line(img, xs[2:-2], (eye_y + lh * env + ew * 0.45)[2:-2], _col(skin * 0.82), 1)
-    # ---- brows
+            _line(f.img, xs[2:-2], (f.eye_y + f.lh * _EYE_ENV + ew * 0.45)[2:-2], _col(f.skin * 0.82), 1)
+
+
+def _draw_brows_and_lines(rng: np.random.Generator, f: _Portrait) -> None:
+    """Brows; forehead wrinkles (raised brows) and frown lines (lowered brows)."""
+    p, img, skin, cx, hw, hh, ew = f.p, f.img, f.skin, f.cx, f.hw, f.hh, f.ew
+    brow_col = np.clip(0.55 * f.hair + 0.45 * np.minimum(skin * 0.35, 60), 10, 200)
     bt = hh * rng.uniform(0.075, 0.11)
-    base = eye_y - hh * rng.uniform(0.26, 0.32) - p["brow_raise"] * hh
+    base = f.eye_y - hh * rng.uniform(0.26, 0.32) - p["brow_raise"] * hh
     for s in (-1, 1):
-        ex = cx + s * ed
+        ex = cx + s * f.ed
         x_in, x_out = ex - s * ew * rng.uniform(0.8, 1.0), ex + s * ew * rng.uniform(1.15, 1.35)
         y_in = base - p["brow_inner"] * hh
         y_out = base + 0.01 * hh
@@ -370,12 +425,11 @@ def _render_face_layer(rng: np.random.Generator, label: int) -> tuple[np.ndarray
         by = (1 - tt) ** 2 * y_in + 2 * (1 - tt) * tt * my + tt**2 * y_out
         _tapered(img, bx, by, bt * 1.1, bt * 0.55, _col(brow_col))
     top_brow = base - max(p["brow_inner"], 0) * hh - bt
-    # ---- forehead wrinkles (raised brows) and frown lines (lowered brows)
     if p["forehead"] > 0.25:
         fc = _col(skin * (1 - 0.2 * min(p["forehead"], 1.2)))
         for k in range(1, 4):
             yk = top_brow - k * hh * 0.09
-            if yk > hairline + 3:
+            if yk > f.hairline + 3:
                 xs = cx + hw * 0.45 * np.linspace(-1, 1, 9)
                 _line(img, xs, yk - hh * 0.03 * (1 - np.linspace(-1, 1, 9) ** 2), fc, 1)
     if p["glabella"] > 0.25:
@@ -383,25 +437,33 @@ def _render_face_layer(rng: np.random.Generator, label: int) -> tuple[np.ndarray
         for s in (-1, 1):
             _line(img, np.array([cx + s * ew * 0.35, cx + s * ew * 0.3]),
                   np.array([base - hh * 0.02, base + hh * 0.12]), gc, 2)
-    # ---- nose
-    y_nose = cy + hh * rng.uniform(0.22, 0.3) - 0.05 * hh * p["nose_wrinkle"]
-    nw = hw * rng.uniform(0.18, 0.25)
+
+
+def _draw_nose(rng: np.random.Generator, f: _Portrait) -> None:
+    """Nose bridge, tip and nostrils; wrinkles across it (disgust)."""
+    p, img, skin, cx, hh = f.p, f.img, f.skin, f.cx, f.hh
+    f.y_nose = y_nose = f.cy + hh * rng.uniform(0.22, 0.3) - 0.05 * hh * p["nose_wrinkle"]
+    f.nw = nw = f.hw * rng.uniform(0.18, 0.25)
     nshade = _col(skin * 0.72)
     side = rng.choice([-1, 1])
     _line(img, np.array([cx + side * nw * 0.35, cx + side * nw * 0.55, cx + side * nw * 0.2]),
-          np.array([eye_y + 0.05 * hh, y_nose - 0.1 * hh, y_nose]), _col(skin * 0.82), 2)
+          np.array([f.eye_y + 0.05 * hh, y_nose - 0.1 * hh, y_nose]), _col(skin * 0.82), 2)
     _ellipse(img, cx, y_nose, nw, nw * 0.45, nshade, 2, 0, 20, 160)
     for s in (-1, 1):
         _ellipse(img, cx + s * nw * 0.45, y_nose + nw * 0.08, nw * 0.22, nw * 0.13, _col(skin * 0.45))
     if p["nose_wrinkle"] > 0.25:
         wc = _col(skin * (1 - 0.3 * min(p["nose_wrinkle"], 1.2)))
         for k in range(3):
-            yk = eye_y + hh * (0.05 + 0.06 * k)
+            yk = f.eye_y + hh * (0.05 + 0.06 * k)
             _line(img, np.array([cx - nw * 0.55, cx, cx + nw * 0.55]), np.array([yk + 2, yk - 1.5, yk + 2]), wc, 1)
-    # ---- mouth
-    mw = hw * rng.uniform(0.36, 0.46) * (1 + p["width"])
+
+
+def _draw_mouth(rng: np.random.Generator, f: _Portrait) -> None:
+    """Lips shaped by the expression, nasolabial folds (smiles, sneers), an open mouth's teeth."""
+    p, img, skin, cx, nw = f.p, f.img, f.skin, f.cx, f.nw
+    mw = f.hw * rng.uniform(0.36, 0.46) * (1 + p["width"])
     mx0 = cx + rng.normal(0, 0.6)
-    y_m = cy + hh * rng.uniform(0.5, 0.58)
+    y_m = f.cy + f.hh * rng.uniform(0.5, 0.58)
     u = np.linspace(-1, 1, 25)
     centre = y_m - p["curve"] * 0.38 * mw * u**2
     prof = (1 - u**2) ** p["shape"]
@@ -415,47 +477,54 @@ def _render_face_layer(rng: np.random.Generator, label: int) -> tuple[np.ndarray
     ylo = yl + lip_l * (0.2 + 0.8 * np.sqrt(1 - u**2))
     xs = mx0 + mw * u
     lip_col = _col(skin * np.array([0.72, 0.68, 0.95]) * rng.uniform(0.85, 1.0))
-    # nasolabial folds for smiles and sneers
     if p["cheek"] > 0.25:
         fc = _col(skin * (1 - 0.22 * min(p["cheek"], 1.2)))
         for s in (-1, 1):
             _line(img, np.array([cx + s * nw * 1.1, cx + s * (mw + nw) * 0.75, mx0 + s * mw * 1.12]),
-                  np.array([y_nose, (y_nose + centre[0]) / 2, centre[0 if s < 0 else -1] + 2]), fc, 1)
+                  np.array([f.y_nose, (f.y_nose + centre[0]) / 2, centre[0 if s < 0 else -1] + 2]), fc, 1)
     _fill(img, np.concatenate([xs, xs[::-1]]), np.concatenate([yuo, ylo[::-1]]), lip_col)
     dark = (40, 25, 55)
-    gap = yl - yu
-    if gap.max() > 1.2:
-        _fill(img, np.concatenate([xs, xs[::-1]]), np.concatenate([yu, yl[::-1]]), dark)
-        teeth = _col(np.array([225, 235, 240], np.float32) * rng.uniform(0.85, 1.0))
-        k = np.abs(u) < 0.8
-        if p["teeth_u"]:
-            _fill(img, np.concatenate([xs[k], xs[k][::-1]]),
-                  np.concatenate([yu[k], np.minimum(yu[k] + mw * 0.14, yl[k])[::-1]]), teeth)
-        if p["teeth_l"]:
-            _fill(img, np.concatenate([xs[k], xs[k][::-1]]),
-                  np.concatenate([np.maximum(yl[k] - mw * 0.1, yu[k]), yl[k][::-1]]), teeth)
-    else:
+    if (yl - yu).max() <= 1.2:
         _line(img, xs, (yu + yl) / 2, dark, 2)
-    # ---- glasses, sometimes
-    if rng.random() < 0.07:
-        gcol = _col(rng.uniform(10, 90, 3))
-        for s in (-1, 1):
-            _ellipse(img, cx + s * ed, eye_y, ew * 1.45, ew * 1.05, gcol, 2)
-        _line(img, np.array([cx - ed + ew * 1.45, cx + ed - ew * 1.45]), np.array([eye_y - 2, eye_y - 2]), gcol, 2)
-    # ---- lighting: shading and a directional gradient
+        return
+    _fill(img, np.concatenate([xs, xs[::-1]]), np.concatenate([yu, yl[::-1]]), dark)
+    teeth = _col(np.array([225, 235, 240], np.float32) * rng.uniform(0.85, 1.0))
+    k = np.abs(u) < 0.8
+    if p["teeth_u"]:
+        _fill(img, np.concatenate([xs[k], xs[k][::-1]]),
+              np.concatenate([yu[k], np.minimum(yu[k] + mw * 0.14, yl[k])[::-1]]), teeth)
+    if p["teeth_l"]:
+        _fill(img, np.concatenate([xs[k], xs[k][::-1]]),
+              np.concatenate([np.maximum(yl[k] - mw * 0.1, yu[k]), yl[k][::-1]]), teeth)
+
+
+def _draw_glasses(rng: np.random.Generator, f: _Portrait) -> None:
+    """Glasses, on 7% of faces."""
+    if rng.random() >= 0.07:
+        return
+    gcol = _col(rng.uniform(10, 90, 3))
+    cx, ed, ew, eye_y = f.cx, f.ed, f.ew, f.eye_y
+    for s in (-1, 1):
+        _ellipse(f.img, cx + s * ed, eye_y, ew * 1.45, ew * 1.05, gcol, 2)
+    _line(f.img, np.array([cx - ed + ew * 1.45, cx + ed - ew * 1.45]), np.array([eye_y - 2, eye_y - 2]), gcol, 2)
+
+
+def _light_and_pose(rng: np.random.Generator, f: _Portrait, shade: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lighting (``shade`` and a directional gradient), then the pose: a small rotation, scale and
+    offset of the face inside its box. Returns ``(bgr, alpha)``."""
+    cx, cy = f.cx, f.cy
     ang = rng.uniform(0, 2 * np.pi)
     grad = 1 + rng.uniform(-0.45, 0.45) * ((_GX - cx) * np.cos(ang) + (_GY - cy) * np.sin(ang)) / _BOX
     gain = cv2.resize((shade * grad * rng.uniform(0.85, 1.12)).astype(np.float32), (_C, _C),
                       interpolation=cv2.INTER_LINEAR)
-    img = cv2.multiply(img, cv2.merge([gain, gain, gain]), dtype=cv2.CV_8U)
-    # ---- pose: small rotation, scale and offset of the face inside its box
+    img = cv2.multiply(f.img, cv2.merge([gain, gain, gain]), dtype=cv2.CV_8U)
     angle = float(np.clip(rng.normal(0, 6), -16, 16))
     scale = rng.uniform(0.86, 1.06)
     m = cv2.getRotationMatrix2D((cx, cy), angle, scale)
     m[0, 2] += rng.uniform(-0.05, 0.05) * _BOX
     m[1, 2] += rng.uniform(-0.05, 0.05) * _BOX
     img = cv2.warpAffine(img, m, (_C, _C), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
-    alpha = cv2.warpAffine(alpha, m, (_C, _C), flags=cv2.INTER_LINEAR, borderValue=0)
+    alpha = cv2.warpAffine(f.alpha, m, (_C, _C), flags=cv2.INTER_LINEAR, borderValue=0)
     return img, alpha
 
 
@@ -633,36 +702,9 @@ def _plan(spec: SampleSpec) -> tuple[list[_Image], tuple[int, ...]]:
         cursor += k
         conf = 0.2 + 139.8 * rng.beta(2.2, 3.4, size=k)
         if k == 1:
-            side = _side(rng)
-            width = int(np.clip(side * rng.uniform(1.25, 3.2), MIN_IMAGE, MAX_IMAGE))
-            height = int(np.clip(side * rng.uniform(1.25, 3.0), MIN_IMAGE, MAX_IMAGE))
-            width, height = max(width, side + 2), max(height, side + 2)
-            left = int(rng.integers(0, width - side + 1))
-            top = int(rng.integers(0, int((height - side) * 0.75) + 1))
-            if idx in oob:
-                over = max(1, int(round(side * rng.uniform(0.05, 0.3))))
-                edge = rng.choice(4, p=[0.35, 0.35, 0.15, 0.15])  # right, bottom, left, top
-                if edge == 0:
-                    left = width - side + over
-                elif edge == 1:
-                    top = height - side + over
-                elif edge == 2:
-                    left = -over
-                else:
-                    top = -over
-            boxes = [(top, left, side)]
+            width, height, boxes = _single_face_layout(rng, out_of_border=idx in oob)
         else:
-            hi = int(MAX_IMAGE / (1.1 + 1.9 * k))  # keeps the row of faces within MAX_IMAGE
-            s0 = _side(rng, hi)
-            sides = [int(np.clip(round(s0 * rng.uniform(0.8, 1.2)), MIN_SIDE, max(MIN_SIDE, hi))) for _ in range(k)]
-            smax = max(sides)
-            x = int(rng.uniform(0.3, 0.8) * smax)
-            boxes = []
-            for sd in sides:
-                boxes.append((int(rng.uniform(0.3, 0.7) * smax + rng.uniform(-0.15, 0.15) * smax), x, sd))
-                x += sd + int(rng.uniform(0.55, 0.9) * smax)
-            width = int(np.clip(x - int(0.55 * smax) + rng.uniform(0.3, 0.8) * smax, MIN_IMAGE, MAX_IMAGE))
-            height = int(max(max(t + sd for t, _, sd in boxes) + rng.uniform(0.3, 1.0) * smax, MIN_IMAGE))
+            width, height, boxes = _group_layout(rng, k)
         a = _WORDS_A[int(rng.integers(len(_WORDS_A)))]
         b = _WORDS_B[int(rng.integers(len(_WORDS_B)))]
         num = name_counter.get((a, b), 0) + 1
@@ -673,6 +715,46 @@ def _plan(spec: SampleSpec) -> tuple[list[_Image], tuple[int, ...]]:
         )
         images.append(_Image(idx, f"{a}_{b}_{num}.jpg", width, height, faces))
     return images, counts
+
+
+
+def _single_face_layout(rng: np.random.Generator, out_of_border: bool) -> tuple[int, int, list[tuple[int, int, int]]]:
+    """``(width, height, [(top, left, side)])`` of a one-face picture; ``out_of_border``: the box
+    crosses an image edge (as some of ExpW's do)."""
+    side = _side(rng)
+    width = int(np.clip(side * rng.uniform(1.25, 3.2), MIN_IMAGE, MAX_IMAGE))
+    height = int(np.clip(side * rng.uniform(1.25, 3.0), MIN_IMAGE, MAX_IMAGE))
+    width, height = max(width, side + 2), max(height, side + 2)
+    left = int(rng.integers(0, width - side + 1))
+    top = int(rng.integers(0, int((height - side) * 0.75) + 1))
+    if out_of_border:
+        over = max(1, int(round(side * rng.uniform(0.05, 0.3))))
+        edge = rng.choice(4, p=[0.35, 0.35, 0.15, 0.15])  # right, bottom, left, top
+        if edge == 0:
+            left = width - side + over
+        elif edge == 1:
+            top = height - side + over
+        elif edge == 2:
+            left = -over
+        else:
+            top = -over
+    return width, height, [(top, left, side)]
+
+
+def _group_layout(rng: np.random.Generator, k: int) -> tuple[int, int, list[tuple[int, int, int]]]:
+    """``(width, height, boxes)`` of a picture with a row of ``k`` faces of similar size."""
+    hi = int(MAX_IMAGE / (1.1 + 1.9 * k))  # keeps the row of faces within MAX_IMAGE
+    s0 = _side(rng, hi)
+    sides = [int(np.clip(round(s0 * rng.uniform(0.8, 1.2)), MIN_SIDE, max(MIN_SIDE, hi))) for _ in range(k)]
+    smax = max(sides)
+    x = int(rng.uniform(0.3, 0.8) * smax)
+    boxes = []
+    for sd in sides:
+        boxes.append((int(rng.uniform(0.3, 0.7) * smax + rng.uniform(-0.15, 0.15) * smax), x, sd))
+        x += sd + int(rng.uniform(0.55, 0.9) * smax)
+    width = int(np.clip(x - int(0.55 * smax) + rng.uniform(0.3, 0.8) * smax, MIN_IMAGE, MAX_IMAGE))
+    height = int(max(max(t + sd for t, _, sd in boxes) + rng.uniform(0.3, 1.0) * smax, MIN_IMAGE))
+    return width, height, boxes
 
 
 def _label_lines(images: list[_Image]) -> str:
@@ -755,40 +837,11 @@ def generate_sample(out: Path | str, spec: SampleSpec = SampleSpec(), workers: i
         _clear_stale_temps(out)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     except OSError as exc:
-        raise _explain(out, exc) from exc
+        raise write_error(out, exc) from exc
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the sample is an ordinary folder
-        img_dir = tmp / IMAGE_DIR
-        img_dir.mkdir(parents=True)
-        (tmp / LABEL_LST).parent.mkdir(parents=True)
-        tasks = [
-            (str(img_dir / im.name), spec.seed, im.index, im.height, im.width,
-             tuple((f.label, f.top, f.left, f.side) for f in im.faces))
-            for im in images
-        ]
-        if workers is None:
-            workers = min(2, os.cpu_count() or 1) if len(tasks) >= _PARALLEL_FROM else 1
-        if workers > 1 and len(tasks) > 1:
-            # Threads, not processes: OpenCV releases the GIL in its heavy calls, and a
-            # process pool would either fork a multi-threaded parent (deadlocks seen with
-            # OpenCV/OpenMP pools) or re-import ``__main__`` (spawn).
-            with ThreadPoolExecutor(workers, thread_name_prefix="ferreport-sample") as pool:
-                for _ in pool.map(_write_image, tasks):
-                    pass
-        else:
-            for task in tasks:
-                _write_image(task)
-        (tmp / LABEL_LST).write_text(_label_lines(images), encoding="utf-8", newline="\n")
-        meta = {
-            "generator": "ferreport.sample",
-            "version": GENERATOR_VERSION,
-            "spec": _spec_dict(spec),
-            "n_images": len(images),
-            "n_faces": spec.n_faces,
-            "class_counts": list(counts),
-            "class_names": list(CLASS_NAMES),
-        }
-        (tmp / SAMPLE_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        _write_images(tmp, spec, images, workers)
+        _write_metadata(tmp, spec, images, counts)
         try:
             os.replace(tmp, out)
         except OSError:
@@ -800,11 +853,50 @@ def generate_sample(out: Path | str, spec: SampleSpec = SampleSpec(), workers: i
             return done
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise _explain(out, exc) from exc
+        raise write_error(out, exc) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return SampleInfo(out, len(images), spec.n_faces, counts)
+
+
+def _write_images(tmp: Path, spec: SampleSpec, images: list[_Image], workers: int | None) -> None:
+    """Draw and write every image under ``tmp`` (in threads for big samples; the bytes do not depend on it)."""
+    img_dir = tmp / IMAGE_DIR
+    img_dir.mkdir(parents=True)
+    (tmp / LABEL_LST).parent.mkdir(parents=True)
+    tasks = [
+        (str(img_dir / im.name), spec.seed, im.index, im.height, im.width,
+         tuple((f.label, f.top, f.left, f.side) for f in im.faces))
+        for im in images
+    ]
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if len(tasks) >= _PARALLEL_FROM else 1
+    if workers > 1 and len(tasks) > 1:
+        # Threads, not processes: OpenCV releases the GIL in its heavy calls, and a
+        # process pool would either fork a multi-threaded parent (deadlocks seen with
+        # OpenCV/OpenMP pools) or re-import ``__main__`` (spawn).
+        with ThreadPoolExecutor(workers, thread_name_prefix="ferreport-sample") as pool:
+            for _ in pool.map(_write_image, tasks):
+                pass
+    else:
+        for task in tasks:
+            _write_image(task)
+
+
+def _write_metadata(tmp: Path, spec: SampleSpec, images: list[_Image], counts: tuple[int, ...]) -> None:
+    """label/label.lst and sample.json."""
+    (tmp / LABEL_LST).write_text(_label_lines(images), encoding="utf-8", newline="\n")
+    meta = {
+        "generator": "ferreport.sample",
+        "version": GENERATOR_VERSION,
+        "spec": _spec_dict(spec),
+        "n_images": len(images),
+        "n_faces": spec.n_faces,
+        "class_counts": list(counts),
+        "class_names": list(CLASS_NAMES),
+    }
+    (tmp / SAMPLE_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _write_image(task: tuple[str, int, int, int, int, tuple[tuple[int, int, int, int], ...]]) -> None:

@@ -1,13 +1,15 @@
-"""Training: tf.data input pipeline, resumable epoch loop, collapse detection.
+"""Training: resumable epoch loop, learning-rate schedule, collapse detection.
+
+:func:`train_model` runs in stages: open the run (strategy, run folder) -> restore the
+checkpoint or build the model -> the epoch loop (train, commit, report each epoch) ->
+finish (final files, collapse check). The batches come from
+:func:`ferreport.input_pipeline.make_dataset`.
 
 Design notes
 ------------
-* **Memory.** Faces stay uint8 (possibly a read-only ``np.memmap``); the pipeline
-  iterates over *indices*, gathers one batch at a time with NumPy and scales to
-  float32 ``[0, 1]`` inside the graph. Nothing of size N x 64 x 64 x 3 is ever
-  copied or converted to float32 (170k faces: 2 GB uint8 stay 2 GB, not +8 GB).
 * **One ``fit`` call per epoch.** Each epoch gets its own dataset whose shuffle
-  order and augmentation draws are derived from ``(seed, epoch)``. Learning-rate
+  order and augmentation draws are derived from ``(seed, epoch)``
+  (:mod:`ferreport.input_pipeline`). Learning-rate
   reduction and early stopping are done by this module, and their counters are
   in the checkpoint state. A resumed run therefore repeats the data order,
   augmentation and schedule of an uninterrupted run exactly.
@@ -28,39 +30,38 @@ Design notes
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pandas as pd
 
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from dataclasses import asdict, dataclass, fields  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from . import artifacts  # noqa: E402
-from .architectures import AUGMENTATION, augmentation_layers  # noqa: E402
-from .atomic import atomic_open, atomic_path, write_json  # noqa: E402
-from .constants import CLASS_NAMES, FACE_SHAPE, MONITORS, NUM_CLASSES  # noqa: E402
-from .errors import DatasetError, UsageError  # noqa: E402
-from .model import ARCHITECTURES, build_model, compile_model, keras, tf  # noqa: E402
+from . import artifacts
+from .atomic import atomic_open, atomic_path, write_json
+from .backend import keras, tf
+from .constants import CLASS_NAMES, MONITORS, NUM_CLASSES
+from .distributed import is_chief, multiworker_strategy, run_epoch
+from .errors import DatasetError, UsageError
+from .input_pipeline import LAYER_STREAM, check_faces, check_labels, derive_seed, make_dataset
+from .metrics import classification_metrics
+from .model import ARCHITECTURES, build_model, compile_model
+from .prediction import predict_proba
 
 __all__ = [
-    "AUGMENTATION",
     "HISTORY_COLUMNS",
     "CollapseReport",
     "TrainConfig",
     "TrainResult",
     "detect_collapse",
-    "make_dataset",
     "resolve_strategy",
     "scheduled_learning_rate",
     "train_model",
@@ -172,155 +173,6 @@ class TrainResult:
 # --------------------------------------------------------------------------- helpers
 
 
-def _derive_seed(seed: int, *parts: int) -> int:
-    """A 31-bit seed derived from ``seed`` and ``parts`` (independent streams)."""
-    return int(np.random.SeedSequence([int(seed), *map(int, parts)]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
-def _check_faces(faces: np.ndarray, what: str) -> np.ndarray:
-    if not isinstance(faces, np.ndarray):
-        faces = np.asarray(faces)
-    if faces.ndim != 4 or tuple(faces.shape[1:]) != FACE_SHAPE:
-        raise DatasetError(f"{what}: faces must have shape (N, 64, 64, 3), got {tuple(faces.shape)}")
-    if faces.dtype != np.uint8:
-        raise DatasetError(f"{what}: faces must be uint8 RGB (0..255), got dtype {faces.dtype}")
-    return faces
-
-
-def _check_labels(labels: np.ndarray, n: int, what: str) -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or len(labels) != n:
-        raise DatasetError(f"{what}: expected {n} labels (one per face), got shape {labels.shape}")
-    if n and not np.issubdtype(labels.dtype, np.integer):
-        raise DatasetError(f"{what}: labels must be integer class ids, got dtype {labels.dtype}")
-    if n and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise DatasetError(f"{what}: labels must be in 0..{NUM_CLASSES - 1}, got {labels.min()}..{labels.max()}")
-    return labels.astype(np.int32, copy=False)
-
-
-def _augmentation_layers(seed: int) -> list[keras.layers.Layer]:
-    """Fresh, seeded Keras preprocessing layers (created on the CPU, used inside tf.data)."""
-    with tf.device("/cpu:0"):
-        return augmentation_layers(tuple(_derive_seed(seed, k) for k in range(1, 6)))
-
-
-class _BatchSeeds(keras.random.SeedGenerator):
-    """The seeds a layer's own ``SeedGenerator`` hands out for batch ``index``, without its state.
-
-    ``SeedGenerator(s)`` gives ``[s, 0], [s, 1], ...`` (each ``next()`` adds ``[0, 1]``) and a
-    layer draws ``calls`` times a batch, so batch ``i`` draws ``[s, i * calls + j]``. Computed
-    from the batch index, the draws need no shared state: the augmentation map can run in
-    parallel and still give the sequential stream bit for bit (tests/test_training.py
-    compares with the layers' own calls). ``calls=None`` only counts the draws.
-    """
-
-    def __init__(self, seed: int, index: tf.Tensor | int = 0, calls: int | None = None):  # no state variable
-        self.name, self._initial_seed = "batch_seeds", seed
-        self._seed, self._index, self._calls, self.draws = int(seed), index, calls, 0
-
-    def next(self, ordered: bool = True) -> tf.Tensor:
-        if self._calls is not None and self.draws >= self._calls:
-            raise RuntimeError(f"augmentation layer drew more than the {self._calls} seeds a batch it drew when "
-                               "counted: this Keras version draws differently (see training._BatchSeeds)")
-        k = tf.cast(self._index, tf.int64) * (self._calls or 0) + self.draws
-        self.draws += 1
-        return tf.stack([tf.constant(self._seed, tf.int64), k])
-
-
-def _draws_per_batch(layer: keras.layers.Layer) -> int:
-    """How many seeds ``layer`` draws for one batch (the same for any batch size)."""
-    counter = _BatchSeeds(layer.seed)
-    layer.get_random_transformation(tf.zeros((2, *FACE_SHAPE)), training=True, seed=counter)
-    return counter.draws
-
-
-def _augment_batch(layers: Sequence[keras.layers.Layer], calls: Sequence[int], index: tf.Tensor,
-                   x: tf.Tensor) -> tf.Tensor:
-    """Batch ``index`` of the layers' stream: exactly ``layer(x, training=True)`` in turn."""
-    for layer, m in zip(layers, calls):
-        transformation = layer.get_random_transformation(x, training=True, seed=_BatchSeeds(layer.seed, index, m))
-        x = layer.transform_images(x, transformation, training=True)
-    return tf.clip_by_value(x, 0.0, 1.0)
-
-
-def make_dataset(
-    faces_uint8: np.ndarray,
-    labels: np.ndarray,
-    batch_size: int,
-    *,
-    training: bool,
-    augment: bool,
-    seed: int,
-    epoch: int = 0,
-    shard: tuple[int, int] | None = None,
-    class_weight: Sequence[float] | None = None,
-) -> tf.data.Dataset:
-    """Batches ``(float32 faces in [0, 1], one-hot float32 labels)`` from uint8 arrays.
-
-    The arrays are not copied: the dataset iterates over indices and gathers each
-    batch from ``faces_uint8`` (which may be a memory map). With ``training=True`` the
-    order is shuffled (seeded from ``seed`` and ``epoch``; re-iterating the dataset
-    reshuffles deterministically) and, with ``augment=True``, each batch goes through
-    random rotation, translation, shear, zoom and horizontal flip (Keras preprocessing
-    layers seeded from ``seed``/``epoch``; their draws are keyed by batch index, so the
-    map runs batches in parallel on every core and gives the same pixels as calling the
-    layers one batch after another). Validation/test datasets (``training=False``) keep
-    file order and are never augmented.
-
-    ``shard=(count, index)`` keeps every ``count``-th face of the (shuffled) order,
-    starting at ``index``, after dropping the last ``n % count`` faces so that every
-    shard has the same number of faces and batches (multi-worker training: workers
-    that ran different step counts would wait for each other forever). Every worker
-    draws the same shuffle, so the shards partition the epoch. ``class_weight`` (one
-    weight per class) adds a third element, the per-face weight, for training loops
-    that weight the loss themselves.
-    """
-    faces = _check_faces(faces_uint8, "make_dataset")
-    labels = _check_labels(labels, len(faces), "make_dataset")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    n = len(faces)
-
-    def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        idx = np.sort(idx)  # sequential reads from a memory map; order inside a batch is irrelevant
-        return np.take(faces, idx, axis=0), np.take(labels, idx, axis=0)
-
-    def load(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x, y = tf.numpy_function(gather, [idx], (tf.uint8, tf.int32), stateful=False)
-        x.set_shape((None, *FACE_SHAPE))
-        y.set_shape((None,))
-        x = tf.cast(x, tf.float32) / 255.0
-        return x, tf.one_hot(y, NUM_CLASSES, dtype=tf.float32)
-
-    ds = tf.data.Dataset.range(n)
-    if training and n:
-        ds = ds.shuffle(n, seed=_derive_seed(seed, epoch, 0), reshuffle_each_iteration=True)
-    if shard is not None:
-        count, index = shard
-        if not 0 <= index < count:
-            raise ValueError(f"shard index {index} is not in 0..{count - 1}")
-        ds = ds.take(n - n % count).shard(count, index)
-    ds = ds.batch(int(batch_size))
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if class_weight is not None:
-        weights = tf.constant(np.asarray(class_weight, dtype=np.float32).reshape(NUM_CLASSES))
-
-        def weigh(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-            return x, y, tf.gather(weights, tf.argmax(y, axis=-1))
-
-        ds = ds.map(weigh)
-    if training and augment:
-        layers = _augmentation_layers(_derive_seed(seed, epoch, 1))
-        calls = [_draws_per_batch(layer) for layer in layers]
-
-        def aug(index: tf.Tensor, batch: tuple[tf.Tensor, ...]) -> tuple[tf.Tensor, ...]:
-            return (_augment_batch(layers, calls, index, batch[0]), *batch[1:])
-
-        # draws come from the batch index, so batches augment in parallel with the same result
-        ds = ds.enumerate().map(aug, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
 def resolve_strategy(name: str) -> tf.distribute.Strategy:
     """``default``: one device; ``mirrored``: all local GPUs (or the CPU); ``auto``: mirrored if >1 GPU;
     ``multiworker``: several processes or hosts named by ``TF_CONFIG`` (see :mod:`ferreport.distributed`)."""
@@ -333,8 +185,6 @@ def resolve_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        from .distributed import multiworker_strategy
-
         return multiworker_strategy()
     raise UsageError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
 
@@ -433,53 +283,66 @@ def detect_collapse(
     class; best validation accuracy never above the majority-class rate (1/7 when the
     validation label counts are unknown) plus ``chance_margin``.
     """
-    reasons: list[str] = []
-    causes: list[str] = []
     n_epochs = len(history)
     loss = history["loss"].to_numpy(dtype=np.float64) if n_epochs else np.empty(0)
     train_counts = None if train_label_counts is None else np.asarray(train_label_counts, dtype=np.float64)
     pred_counts = None if val_pred_counts is None else np.asarray(val_pred_counts, dtype=np.float64)
-
     diverged = bool(n_epochs and not np.all(np.isfinite(loss)))
-    if diverged:
-        first = int(history["epoch"].iloc[int(np.argmax(~np.isfinite(loss)))])
-        reasons.append(f"training loss became NaN/infinite at epoch {first}")
-    elif n_epochs:
-        refs = [("ln(7), the loss of a uniform guess", math.log(NUM_CLASSES))]
-        if train_counts is not None and train_counts.sum() > 0:
-            refs.append(("the entropy of the class prior, the loss of always guessing class frequencies",
-                         _entropy(train_counts)))
-        for label, ref in refs:
-            if np.all(np.abs(loss - ref) <= loss_tolerance):
-                reasons.append(
-                    f"training loss stayed at {ref:.3f} +/- {loss_tolerance} ({label}) in all {n_epochs} epochs"
-                )
-                break
 
+    reasons = _loss_reasons(history, loss, diverged, train_counts, loss_tolerance)
     majority_pred = None
     if pred_counts is not None and pred_counts.sum() > 0:
         majority_pred = int(np.argmax(pred_counts))
         share = pred_counts[majority_pred] / pred_counts.sum()
         if share >= one_class_share:
             reasons.append(f"{share:.0%} of validation predictions are '{CLASS_NAMES[majority_pred]}'")
-
-    if n_epochs and "val_accuracy" in history:
-        val_acc = history["val_accuracy"].to_numpy(dtype=np.float64)
-        if np.any(np.isfinite(val_acc)):
-            best = float(np.nanmax(val_acc))
-            if val_label_counts is not None and np.sum(val_label_counts) > 0:
-                vc = np.asarray(val_label_counts, dtype=np.float64)
-                chance, what = float(vc.max() / vc.sum()), "the majority-class rate"
-            else:
-                chance, what = 1.0 / NUM_CLASSES, "chance (1/7)"
-            if best <= chance + chance_margin:
-                reasons.append(
-                    f"best validation accuracy {best:.3f} never exceeded {what} {chance:.3f} + {chance_margin}"
-                )
-
+    reasons += _chance_reasons(history, val_label_counts, chance_margin)
     if not reasons:
         return None
+    causes = _likely_causes(n_epochs, diverged, learning_rate, train_counts, class_weighted, majority_pred)
+    return CollapseReport(reasons=tuple(reasons), likely_causes=tuple(causes))
 
+
+def _loss_reasons(history: pd.DataFrame, loss: np.ndarray, diverged: bool, train_counts: np.ndarray | None,
+                  loss_tolerance: float) -> list[str]:
+    """A non-finite training loss, or one that stayed at a guess's loss (uniform, or the class prior)."""
+    if diverged:
+        first = int(history["epoch"].iloc[int(np.argmax(~np.isfinite(loss)))])
+        return [f"training loss became NaN/infinite at epoch {first}"]
+    if not len(history):
+        return []
+    refs = [("ln(7), the loss of a uniform guess", math.log(NUM_CLASSES))]
+    if train_counts is not None and train_counts.sum() > 0:
+        refs.append(("the entropy of the class prior, the loss of always guessing class frequencies",
+                     _entropy(train_counts)))
+    for label, ref in refs:
+        if np.all(np.abs(loss - ref) <= loss_tolerance):
+            return [f"training loss stayed at {ref:.3f} +/- {loss_tolerance} ({label}) in all {len(history)} epochs"]
+    return []
+
+
+def _chance_reasons(history: pd.DataFrame, val_label_counts: np.ndarray | None, chance_margin: float) -> list[str]:
+    """The best validation accuracy never above the majority-class rate (or 1/7) plus ``chance_margin``."""
+    if not len(history) or "val_accuracy" not in history:
+        return []
+    val_acc = history["val_accuracy"].to_numpy(dtype=np.float64)
+    if not np.any(np.isfinite(val_acc)):
+        return []
+    best = float(np.nanmax(val_acc))
+    if val_label_counts is not None and np.sum(val_label_counts) > 0:
+        vc = np.asarray(val_label_counts, dtype=np.float64)
+        chance, what = float(vc.max() / vc.sum()), "the majority-class rate"
+    else:
+        chance, what = 1.0 / NUM_CLASSES, "chance (1/7)"
+    if best <= chance + chance_margin:
+        return [f"best validation accuracy {best:.3f} never exceeded {what} {chance:.3f} + {chance_margin}"]
+    return []
+
+
+def _likely_causes(n_epochs: int, diverged: bool, learning_rate: float | None, train_counts: np.ndarray | None,
+                   class_weighted: bool | None, majority_pred: int | None) -> list[str]:
+    """What probably made a run collapse, most specific first; label trouble is always listed last."""
+    causes: list[str] = []
     if diverged:
         causes.append("learning rate too high (the optimisation diverged); lower it, e.g. to 1e-4")
     if n_epochs < 5:
@@ -504,7 +367,7 @@ def detect_collapse(
         if train_counts.sum() < 1000:
             causes.append(f"only {int(train_counts.sum())} training faces")
     causes.append("labels may not match the faces (label noise, mis-parsed label list, or misaligned face crops)")
-    return CollapseReport(reasons=tuple(reasons), likely_causes=tuple(causes))
+    return causes
 
 
 # --------------------------------------------------------------------------- schedule
@@ -666,9 +529,6 @@ def _schedule_step(state: _State, row: dict[str, Any], config: TrainConfig) -> b
 
 def _val_macro_f1(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray, batch_size: int) -> float:
     """The validation macro-F1, computed by the evaluation's own metric function."""
-    from .metrics import classification_metrics
-    from .prediction import predict_proba
-
     pred = predict_proba(model, x_val, batch_size=max(256, batch_size)).argmax(axis=1)
     return classification_metrics(y_val, pred).macro_f1
 
@@ -691,7 +551,7 @@ def _reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:
             value = vars(layer)[name]
             if isinstance(value, keras.random.SeedGenerator):
                 k += 1
-                value.state.assign(np.array([_derive_seed(seed, epoch, 2, k), 0], dtype=np.int64)
+                value.state.assign(np.array([derive_seed(seed, epoch, LAYER_STREAM, k), 0], dtype=np.int64)
                                    .astype(keras.backend.standardize_dtype(value.state.dtype)))
         stack.extend(reversed(getattr(layer, "layers", [])))
 
@@ -716,6 +576,60 @@ def _normalise_class_weight(class_weight: dict[int, float] | None) -> dict[str, 
     return dict(sorted(out.items()))
 
 
+@dataclass(frozen=True, eq=False)
+class _Data:
+    """The training and validation arrays, checked (uint8 faces, int32 labels 0..6, neither empty)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+    @classmethod
+    def checked(cls, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> _Data:
+        x_train = check_faces(x_train, "training set")
+        y_train = check_labels(y_train, len(x_train), "training set")
+        x_val = check_faces(x_val, "validation set")
+        y_val = check_labels(y_val, len(x_val), "validation set")
+        if len(x_train) == 0:
+            raise DatasetError("training set is empty; check the data folder and the split settings")
+        if len(x_val) == 0:
+            raise DatasetError("validation set is empty; model selection needs validation faces")
+        return cls(x_train, y_train, x_val, y_val)
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {"x_train": self.x_train, "y_train": self.y_train, "x_val": self.x_val, "y_val": self.y_val}
+
+
+@dataclass(frozen=True, eq=False)
+class _Run:
+    """Where and how this process trains: the stages' shared, unchanging settings."""
+
+    config: TrainConfig
+    run_dir: Path
+    strategy: tf.distribute.Strategy
+    chief: bool                          # only the chief writes files
+    progress: bool
+    class_weight: dict[str, float] | None  # normalised (keys "0".."6"), as the checkpoint stores it
+    fingerprint: dict[str, Any]
+
+    @property
+    def ckpt(self) -> Path:
+        return self.run_dir / artifacts.CHECKPOINT_DIR
+
+    @property
+    def state_path(self) -> Path:
+        return self.ckpt / _STATE_FILE
+
+    @property
+    def multiworker(self) -> bool:
+        return isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+    @property
+    def keras_class_weight(self) -> dict[int, float] | None:
+        return None if self.class_weight is None else {int(k): v for k, v in self.class_weight.items()}
+
+
 def train_model(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -738,183 +652,193 @@ def train_model(
     TTY) prints one line per epoch to stderr. ``callbacks`` are passed to each epoch's
     ``fit`` call (one ``fit`` per epoch). ``on_epoch_end(epoch, row)`` runs after the
     epoch's checkpoint is committed (1-based ``epoch``).
+
+    Stages: open the run -> restore or build the model -> the epoch loop -> finish.
     """
-    run_dir = Path(run_dir)
     if config.arch not in ARCHITECTURES:
         raise UsageError(f"unknown architecture {config.arch!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}")
-    x_train = _check_faces(x_train, "training set")
-    y_train = _check_labels(y_train, len(x_train), "training set")
-    x_val = _check_faces(x_val, "validation set")
-    y_val = _check_labels(y_val, len(x_val), "validation set")
-    if len(x_train) == 0:
-        raise DatasetError("training set is empty; check the data folder and the split settings")
-    if len(x_val) == 0:
-        raise DatasetError("validation set is empty; model selection needs validation faces")
+    data = _Data.checked(x_train, y_train, x_val, y_val)
     if progress is None:
         progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
-    cw = _normalise_class_weight(class_weight)
-    fingerprint = _fingerprint(x_train, y_train, x_val, y_val)
-    ckpt = run_dir / artifacts.CHECKPOINT_DIR
-    state_path = ckpt / _STATE_FILE
-    # Multi-worker: created before any other TensorFlow work, as collectives require.
-    strategy = resolve_strategy(config.strategy)
-    multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    from .distributed import is_chief
+    run = _open_run(config, Path(run_dir), data, class_weight, progress)
+    keras.utils.set_random_seed(int(config.seed))
+    state, model = _restore_or_build(run, resume)
+    resumed_from = state.epochs_done
+    if run.chief:
+        run.ckpt.mkdir(parents=True, exist_ok=True)
+    _epoch_loop(run, model, state, data, callbacks, on_epoch_end)
+    return _finish(run, state, data, resumed_from)
 
-    chief = is_chief(strategy)  # only the chief writes files
-    if chief:
+
+def _open_run(config: TrainConfig, run_dir: Path, data: _Data, class_weight: dict[int, float] | None,
+              progress: bool) -> _Run:
+    """The strategy (created before any other TensorFlow work, as multi-worker collectives require),
+    and, on the chief, the run folder without temporary files of a killed earlier run."""
+    cw = _normalise_class_weight(class_weight)
+    fingerprint = _fingerprint(data.x_train, data.y_train, data.x_val, data.y_val)
+    strategy = resolve_strategy(config.strategy)
+    run = _Run(config, run_dir, strategy, is_chief(strategy), progress, cw, fingerprint)
+    if run.chief:
         run_dir.mkdir(parents=True, exist_ok=True)
-        for name in (artifacts.MODEL, artifacts.HISTORY):  # temporary files of a killed earlier run
+        for name in (artifacts.MODEL, artifacts.HISTORY):
             for leftover in run_dir.glob(f".{name}.*.part*"):
                 leftover.unlink(missing_ok=True)
+    return run
 
-    keras.utils.set_random_seed(int(config.seed))
 
-    if resume and state_path.is_file():
-        state = _restore_state(_State.load(state_path), config, fingerprint, cw, ckpt)
-        if chief:
+def _restore_or_build(run: _Run, resume: bool) -> tuple[_State, keras.Model]:
+    """The checkpoint's state and model (``resume`` with a checkpoint), else a fresh state and model."""
+    config, ckpt = run.config, run.ckpt
+    if resume and run.state_path.is_file():
+        state = _restore_state(_State.load(run.state_path), config, run.fingerprint, run.class_weight, ckpt)
+        if run.chief:
             _clean_checkpoint_dir(ckpt, {n for n in (state.last_file, state.best_file) if n})
-        with strategy.scope():
+        with run.strategy.scope():
             try:
                 model = keras.saving.load_model(ckpt / state.last_file, compile=True)
             except Exception as exc:
                 raise UsageError(
                     f"{ckpt / state.last_file}: cannot load checkpoint ({exc}); start a new run without --resume"
                 ) from exc
-        if progress:
+        if run.progress:
             print(f"resuming from {ckpt} after epoch {state.epochs_done}", file=sys.stderr, flush=True)
-    else:
-        if resume:
-            _warn(f"{ckpt}: no checkpoint to resume from; training from epoch 1")
-        state = _State(config, fingerprint, cw)
-        if chief:
-            state_path.unlink(missing_ok=True)
-            if ckpt.is_dir():
-                _clean_checkpoint_dir(ckpt, set())
-        with strategy.scope():
-            model = build_model(config.arch, learning_rate=config.learning_rate,
-                                label_smoothing=config.label_smoothing)
-    resumed_from = state.epochs_done
-    if chief:
-        ckpt.mkdir(parents=True, exist_ok=True)
+        return state, model
+    if resume:
+        _warn(f"{ckpt}: no checkpoint to resume from; training from epoch 1")
+    state = _State(config, run.fingerprint, run.class_weight)
+    if run.chief:
+        run.state_path.unlink(missing_ok=True)
+        if ckpt.is_dir():
+            _clean_checkpoint_dir(ckpt, set())
+    with run.strategy.scope():
+        model = build_model(config.arch, learning_rate=config.learning_rate, label_smoothing=config.label_smoothing)
+    return state, model
 
-    val_ds = (None if multiworker  # each worker builds its shard in distributed.run_epoch
-              else make_dataset(x_val, y_val, config.batch_size, training=False, augment=False, seed=config.seed))
-    keras_cw = None if cw is None else {int(k): v for k, v in cw.items()}
 
-    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
-    epoch = state.epochs_done
-    while epoch < config.epochs and state.stopped is None:
-        model.optimizer.learning_rate.assign(state.learning_rate)
-        step_schedule = (_StepSchedule(config, state.learning_rate, epoch, steps_per_epoch)
-                         if config.per_step_schedule else None)
-        _reseed_layers(model, config.seed, epoch)
-        train_ds = (None if multiworker
-                    else make_dataset(x_train, y_train, config.batch_size, training=True, augment=config.augment,
-                                      seed=config.seed, epoch=epoch))
-        t0 = time.perf_counter()
-        if multiworker:
-            from .distributed import run_epoch
-
-            if step_schedule is not None:
-                step_schedule.set_model(model)
-            logs = run_epoch(strategy, model, {"x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val},
-                             config, epoch=epoch, class_weight=keras_cw,
-                             set_learning_rate=(step_schedule.on_train_batch_begin if step_schedule
-                                                else lambda step: None))
-        else:
-            fit = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
-                            class_weight=keras_cw,
-                            callbacks=[*([step_schedule] if step_schedule else []), *callbacks],
-                            shuffle=False, verbose=0)
-            logs = {k: float(v[-1]) for k, v in fit.history.items()}
-        # Every worker scores the full validation set with the same weights, so all agree on it.
-        logs["val_macro_f1"] = _val_macro_f1(model, x_val, y_val, config.batch_size)
-        seconds = time.perf_counter() - t0
-        epoch += 1
-        row = {
-            "epoch": epoch,
-            "loss": logs.get("loss", math.nan),
-            "accuracy": logs.get("accuracy", math.nan),
-            "val_loss": logs.get("val_loss", math.nan),
-            "val_accuracy": logs.get("val_accuracy", math.nan),
-            "val_macro_f1": logs["val_macro_f1"],
-            "learning_rate": step_schedule.last_lr if step_schedule else state.learning_rate,
-            "seconds": round(seconds, 3),
-        }
-        val_loss = row["val_loss"]
+def _epoch_loop(run: _Run, model: keras.Model, state: _State, data: _Data,
+                callbacks: Sequence[keras.callbacks.Callback],
+                on_epoch_end: Callable[[int, dict[str, float]], None] | None) -> None:
+    """Train, commit and report epochs until ``config.epochs`` or a stop (early stopping, NaN loss)."""
+    config = run.config
+    val_ds = (None if run.multiworker  # each worker builds its shard in distributed.run_epoch
+              else make_dataset(data.x_val, data.y_val, config.batch_size, training=False, augment=False,
+                                seed=config.seed))
+    steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
+    while state.epochs_done < config.epochs and state.stopped is None:
+        row = _train_epoch(run, model, state, data, val_ds, steps_per_epoch, callbacks)
         improved = _schedule_step(state, row, config)
-
-        tag = f"{epoch:04d}"
-        last_file = f"last-{tag}.keras"
-        if chief:
-            _save_full(model, ckpt / last_file)
-        best_changed = improved or state.best_file is None
-        if best_changed:
-            best_file = f"best-{tag}.keras"
-            if chief:
-                _save_slim(model, ckpt / best_file, config)
-            state.best_file, state.best_epoch = best_file, epoch
-        state.history.append(row)
-        state.epochs_done = epoch
-        state.last_file = last_file
-
-        if chief:
-            write_json(state_path, state.to_json())  # commit point
-            _clean_checkpoint_dir(ckpt, {state.last_file, state.best_file})
-            _write_history(run_dir, state.history)
-            if best_changed:
-                _copy_atomic(ckpt / state.best_file, run_dir / artifacts.MODEL)
-
-        if progress:
-            print(
-                f"epoch {epoch}/{config.epochs}  loss {_fmt(row['loss'], '.4f')}  "
-                f"accuracy {_fmt(row['accuracy'], '.4f')}  val_loss {_fmt(val_loss, '.4f')}  "
-                f"val_accuracy {_fmt(row['val_accuracy'], '.4f')}  val_macro_f1 {_fmt(row['val_macro_f1'], '.4f')}  "
-                f"lr {row['learning_rate']:.2g}  "
-                f"{seconds:.1f}s{'  *' if improved else ''}",
-                file=sys.stderr, flush=True,
-            )
-        if state.stopped == "nan_loss":
-            _warn(f"training loss is NaN/infinite at epoch {epoch}; training stopped")
-        elif state.stopped == "early_stopping" and progress:
-            print(f"early stopping: {config.monitor} has not improved for {state.es_wait} epochs", file=sys.stderr,
-                  flush=True)
+        _commit_epoch(run, model, state, row, improved)
+        _report_epoch(run, state, row, improved)
         if on_epoch_end is not None:
-            on_epoch_end(epoch, dict(row))
+            on_epoch_end(row["epoch"], dict(row))
 
+
+def _train_epoch(run: _Run, model: keras.Model, state: _State, data: _Data, val_ds: tf.data.Dataset | None,
+                 steps_per_epoch: int, callbacks: Sequence[keras.callbacks.Callback]) -> dict[str, Any]:
+    """One epoch (epoch ``state.epochs_done + 1``), seeded from ``(seed, epoch)``: its history row."""
+    config, epoch = run.config, state.epochs_done
+    model.optimizer.learning_rate.assign(state.learning_rate)
+    step_schedule = (_StepSchedule(config, state.learning_rate, epoch, steps_per_epoch)
+                     if config.per_step_schedule else None)
+    _reseed_layers(model, config.seed, epoch)
+    train_ds = (None if run.multiworker
+                else make_dataset(data.x_train, data.y_train, config.batch_size, training=True,
+                                  augment=config.augment, seed=config.seed, epoch=epoch))
+    t0 = time.perf_counter()
+    if run.multiworker:
+        if step_schedule is not None:
+            step_schedule.set_model(model)
+        logs = run_epoch(run.strategy, model, data.as_dict(), config, epoch=epoch,
+                         class_weight=run.keras_class_weight,
+                         set_learning_rate=(step_schedule.on_train_batch_begin if step_schedule
+                                            else lambda step: None))
+    else:
+        fit = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1,
+                        class_weight=run.keras_class_weight,
+                        callbacks=[*([step_schedule] if step_schedule else []), *callbacks],
+                        shuffle=False, verbose=0)
+        logs = {k: float(v[-1]) for k, v in fit.history.items()}
+    # Every worker scores the full validation set with the same weights, so all agree on it.
+    logs["val_macro_f1"] = _val_macro_f1(model, data.x_val, data.y_val, config.batch_size)
+    seconds = time.perf_counter() - t0
+    return {
+        "epoch": epoch + 1,
+        "loss": logs.get("loss", math.nan),
+        "accuracy": logs.get("accuracy", math.nan),
+        "val_loss": logs.get("val_loss", math.nan),
+        "val_accuracy": logs.get("val_accuracy", math.nan),
+        "val_macro_f1": logs["val_macro_f1"],
+        "learning_rate": step_schedule.last_lr if step_schedule else state.learning_rate,
+        "seconds": round(seconds, 3),
+    }
+
+
+def _commit_epoch(run: _Run, model: keras.Model, state: _State, row: dict[str, Any], improved: bool) -> None:
+    """Save ``last-``/``best-EEEE.keras``, then state.json (the commit point), history.csv, model.keras."""
+    epoch = row["epoch"]
+    tag = f"{epoch:04d}"
+    last_file = f"last-{tag}.keras"
+    if run.chief:
+        _save_full(model, run.ckpt / last_file)
+    best_changed = improved or state.best_file is None
+    if best_changed:
+        best_file = f"best-{tag}.keras"
+        if run.chief:
+            _save_slim(model, run.ckpt / best_file, run.config)
+        state.best_file, state.best_epoch = best_file, epoch
+    state.history.append(row)
+    state.epochs_done = epoch
+    state.last_file = last_file
+    if run.chief:
+        write_json(run.state_path, state.to_json())  # commit point
+        _clean_checkpoint_dir(run.ckpt, {state.last_file, state.best_file})
+        _write_history(run.run_dir, state.history)
+        if best_changed:
+            _copy_atomic(run.ckpt / state.best_file, run.run_dir / artifacts.MODEL)
+
+
+def _report_epoch(run: _Run, state: _State, row: dict[str, Any], improved: bool) -> None:
+    """The epoch's progress line (with ``progress``), and why training stops, if it does."""
+    config, epoch = run.config, row["epoch"]
+    if run.progress:
+        print(
+            f"epoch {epoch}/{config.epochs}  loss {_fmt(row['loss'], '.4f')}  "
+            f"accuracy {_fmt(row['accuracy'], '.4f')}  val_loss {_fmt(row['val_loss'], '.4f')}  "
+            f"val_accuracy {_fmt(row['val_accuracy'], '.4f')}  val_macro_f1 {_fmt(row['val_macro_f1'], '.4f')}  "
+            f"lr {row['learning_rate']:.2g}  "
+            f"{row['seconds']:.1f}s{'  *' if improved else ''}",
+            file=sys.stderr, flush=True,
+        )
+    if state.stopped == "nan_loss":
+        _warn(f"training loss is NaN/infinite at epoch {epoch}; training stopped")
+    elif state.stopped == "early_stopping" and run.progress:
+        print(f"early stopping: {config.monitor} has not improved for {state.es_wait} epochs", file=sys.stderr,
+              flush=True)
+
+
+def _finish(run: _Run, state: _State, data: _Data, resumed_from: int) -> TrainResult:
+    """Final history.csv and model.keras from the committed state; the best model judged for collapse."""
+    config = run.config
     history = _history_frame(state.history)
-    if not chief:  # the chief writes the files and judges the model
-        return TrainResult(history=history, best_epoch=state.best_epoch, model_path=run_dir / artifacts.MODEL,
-                           epochs_run=state.epochs_done, collapse=None, stopped_early=state.stopped is not None,
-                           resumed_from_epoch=resumed_from, is_chief=False)
+    result = TrainResult(history=history, best_epoch=state.best_epoch, model_path=run.run_dir / artifacts.MODEL,
+                         epochs_run=state.epochs_done, collapse=None, stopped_early=state.stopped is not None,
+                         resumed_from_epoch=resumed_from, is_chief=run.chief)
+    if not run.chief:  # the chief writes the files and judges the model
+        return result
     # Final artefacts always reflect the committed state (also for resume of a finished run).
-    _write_history(run_dir, state.history)
-    _copy_atomic(ckpt / state.best_file, run_dir / artifacts.MODEL)
-
-    from .prediction import predict_proba
-
-    best_model = keras.saving.load_model(run_dir / artifacts.MODEL, compile=False)
-    val_pred = predict_proba(best_model, x_val, batch_size=max(256, config.batch_size)).argmax(axis=1)
+    _write_history(run.run_dir, state.history)
+    _copy_atomic(run.ckpt / state.best_file, run.run_dir / artifacts.MODEL)
+    best_model = keras.saving.load_model(run.run_dir / artifacts.MODEL, compile=False)
+    val_pred = predict_proba(best_model, data.x_val, batch_size=max(256, config.batch_size)).argmax(axis=1)
     pred_counts = np.bincount(val_pred, minlength=NUM_CLASSES)
     collapse = detect_collapse(
         history,
         pred_counts,
-        train_label_counts=np.bincount(y_train, minlength=NUM_CLASSES),
-        val_label_counts=np.bincount(y_val, minlength=NUM_CLASSES),
+        train_label_counts=np.bincount(data.y_train, minlength=NUM_CLASSES),
+        val_label_counts=np.bincount(data.y_val, minlength=NUM_CLASSES),
         learning_rate=config.learning_rate,
-        class_weighted=cw is not None,
+        class_weighted=run.class_weight is not None,
     )
     if collapse is not None:
         _warn(collapse.message())
-    return TrainResult(
-        history=history,
-        best_epoch=state.best_epoch,
-        model_path=run_dir / artifacts.MODEL,
-        epochs_run=state.epochs_done,
-        collapse=collapse,
-        stopped_early=state.stopped is not None,
-        resumed_from_epoch=resumed_from,
-        val_pred_counts=pred_counts,
-    )
-
+    return replace(result, collapse=collapse, val_pred_counts=pred_counts)

@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ferreport import architectures, training
+from ferreport import architectures, input_pipeline
 from ferreport.model import keras
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_training_augments_with_the_shared_definition():
-    assert training.AUGMENTATION is architectures.AUGMENTATION
-    layers = training._augmentation_layers(3)
+    layers = input_pipeline.seeded_augmentation_layers(3)
     assert [type(x).__name__ for x in layers] == [
         "RandomRotation", "RandomTranslation", "RandomShear", "RandomZoom", "RandomFlip"]
     assert layers[0].factor[1] == pytest.approx(architectures.AUGMENTATION["rotation_degrees"] / 360.0)

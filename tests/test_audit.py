@@ -15,23 +15,12 @@ from click.testing import CliRunner
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from ferreport import artifacts
-from ferreport.audit import (
-    AUDIT_COLUMNS,
-    AUDIT_SUMMARY,
-    FOLDER_LINK,
-    NO_FACE,
-    NOT_AN_IMAGE,
-    SKIPPED_CSV,
-    UNSUPPORTED,
-    read_labels_csv,
-    run_audit,
-    sniff,
-    walk_folder,
-)
+from ferreport.audit import AUDIT_COLUMNS, AUDIT_SUMMARY, SKIPPED_CSV, read_labels_csv, run_audit
 from ferreport.constants import CLASS_NAMES
 from ferreport.errors import DatasetError
 from ferreport.report import read_predictions_csv, select_pool_rows
 from ferreport.sample import draw_face
+from ferreport.scanning import FOLDER_LINK, NO_FACE, NOT_AN_IMAGE, UNSUPPORTED
 
 EVIL = "<script>alert(1)</script>"
 FAST = {"n_resamples": 20, "formats": ("html",), "workers": 1}
@@ -118,27 +107,7 @@ def messy_audit(messy_folder, tiny_model, tmp_path_factory) -> Path:
     return out
 
 
-# --------------------------------------------------------------------------- walking and labels (no TensorFlow)
-
-
-def test_walk_is_sorted_does_not_follow_folder_links_and_leaves_the_output_out(tmp_path):
-    root = tmp_path / "r"
-    for rel in ("b/2.png", "b/1.png", "a.png", "c/x/y.png", "out/report.png"):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(b"x")
-    os.symlink(root, root / "loop")
-    skipped: list[tuple[str, str]] = []
-    files = [rel for rel, _ in walk_folder(root, lambda r, why: skipped.append((r, why)), exclude=root / "out")]
-    assert files == ["a.png", "b/1.png", "b/2.png", "c/x/y.png"]
-    assert skipped == [("loop", FOLDER_LINK)]
-
-
-def test_sniff_takes_only_the_five_formats():
-    img = np.zeros((8, 8, 3), np.uint8)
-    for ext, kind in ((".jpg", "jpeg"), (".png", "png"), (".bmp", "bmp"), (".webp", "webp"), (".tiff", "tiff")):
-        assert sniff(cv2.imencode(ext, img)[1].tobytes()[:16]) == kind
-    assert sniff(cv2.imencode(".gif", img)[1].tobytes()[:16]) is None
-    assert sniff(b"hello world") is None and sniff(b"") is None
+# --------------------------------------------------------------------------- labels (no TensorFlow)
 
 
 def test_labels_csv_accepts_names_ids_bom_and_reports_bad_rows_by_line(tmp_path):

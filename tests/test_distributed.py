@@ -92,34 +92,6 @@ def test_multiworker_needs_an_out_dir(sample_dataset, tmp_path, monkeypatch):
         train(RunConfig(data=sample_dataset, strategy="multiworker", reports_dir=tmp_path, epochs=1))
 
 
-# --------------------------------------------------------------------------- sharding
-
-
-def test_shards_partition_each_epoch_equally():
-    from ferreport.training import make_dataset
-
-    n = 23
-    faces = np.zeros((n, 64, 64, 3), np.uint8)
-    faces[:, 0, 0, 0] = np.arange(n)  # face id in a pixel
-    labels = np.arange(n) % 7
-    seen = []
-    sizes = []
-    for index in range(2):
-        ds = make_dataset(faces, labels, 4, training=True, augment=False, seed=5, epoch=2, shard=(2, index),
-                          class_weight=[float(c + 1) for c in range(7)])
-        ids = []
-        batches = 0
-        for x, y, w in ds:
-            batches += 1
-            ids += np.rint(x.numpy()[:, 0, 0, 0] * 255).astype(int).tolist()
-            np.testing.assert_allclose(w.numpy(), np.argmax(y.numpy(), axis=1) + 1.0)
-        seen.append(ids)
-        sizes.append((len(ids), batches))
-    assert sizes[0] == sizes[1] == (11, 3)  # 23 -> 22 faces, 11 each, same step count
-    assert not set(seen[0]) & set(seen[1])
-    assert len(set(seen[0]) | set(seen[1])) == 22
-
-
 # --------------------------------------------------------------------------- two real workers
 
 
