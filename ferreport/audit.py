@@ -72,6 +72,7 @@ import pandas as pd
 from . import artifacts
 from .atomic import atomic_open, atomic_path, write_json
 from .constants import CLASS_NAMES, FACE_SIZE, IMAGE_SUFFIXES
+from .config import ENGINES, FACES_MODES, AuditConfig  # noqa: F401  (ENGINES, FACES_MODES: defined with the settings)
 from .detection import DEFAULT_PARAMS, DetectorParams
 from .errors import DatasetError, UsageError
 
@@ -83,9 +84,7 @@ __all__ = [
 AUDIT_SUMMARY = artifacts.AUDIT_SUMMARY
 SKIPPED_CSV = artifacts.SKIPPED
 
-FACES_MODES: tuple[str, ...] = ("auto", "detect", "whole")
-ENGINES: tuple[str, ...] = ("local", "ray")
-DEFAULT_FACES = "auto"
+DEFAULT_FACES = AuditConfig.faces  # the settings' default (config.AuditConfig)
 FOUND_DETECTED, FOUND_WHOLE, FOUND_FALLBACK = "detected", "whole", "fallback"
 BOX_COLUMNS: tuple[str, ...] = ("top", "left", "right", "bottom")
 AUDIT_COLUMNS: tuple[str, ...] = (*artifacts.PREDICTION_COLUMNS, *artifacts.AUDIT_EXTRA_COLUMNS)
@@ -98,8 +97,7 @@ FOLDER_LINK = "link to a folder (not followed)"
 FOLDER_UNREADABLE = "folder unreadable"
 NO_FACE = "no face found"
 
-#: Files per chunk, and per task sent to a worker.
-CHUNK_SIZE = 512
+#: Files per task sent to a worker (files per chunk: AuditConfig.chunk_size).
 TASK_SIZE = 16
 EXAMPLES_PER_REASON = 5
 HIST_BINS = 20
@@ -501,20 +499,22 @@ def _progress_line(c: _Counts, total: int | None, seconds: float) -> str:
             f"{sum(c.skipped.values()):,} skipped, {rate:.1f} images/s ")
 
 
-def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None,
-              faces: str = DEFAULT_FACES, labels: str | os.PathLike[str] | None = None,
-              formats: tuple[str, ...] = ("html", "pdf"), reports_dir: str | os.PathLike[str] = "reports",
-              chunk_size: int = CHUNK_SIZE, batch_size: int = 256, workers: int | None = None,
-              unsafe_model: bool = False, n_resamples: int = 1000, seed: int = 0, progress: bool = False,
-              detector: DetectorParams = DEFAULT_PARAMS, engine: str = "local",
-              ray_address: str | None = None) -> AuditResult:
+def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], config: AuditConfig | None = None, *,
+              progress: bool = False) -> AuditResult:
     """Audit every image below ``folder`` with ``model``; see the module docstring for the outputs.
 
+    ``config`` (:class:`ferreport.config.AuditConfig`, validated there) holds the settings;
     ``engine="ray"`` runs decoding, detection and prediction on Ray Data
     (:mod:`ferreport.audit_ray`; ``ray_address`` joins an existing cluster) and writes
     the same outputs.
     """
-    from .pipeline import _check_run_dir, new_run_id
+    from .stages import check_run_dir, new_run_id
+
+    config = config if config is not None else AuditConfig()
+    out, faces, labels, formats = config.out, config.faces, config.labels, config.formats
+    reports_dir, chunk_size, batch_size, workers = config.reports_dir, config.chunk_size, config.batch_size, config.workers
+    unsafe_model, n_resamples, seed, detector = config.unsafe_model, config.n_resamples, config.seed, config.detector
+    engine, ray_address = config.engine, config.ray_address
     from .provenance import now_iso, provenance_record, sha256_file
 
     started = now_iso()
@@ -523,18 +523,10 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, 
         raise DatasetError(f"{folder}: folder not found; give the folder of images to audit")
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder; give the folder holding the images to audit")
-    if faces not in FACES_MODES:
-        raise UsageError(f"--faces {faces}: choose one of {', '.join(FACES_MODES)}")
-    if chunk_size < 1 or batch_size < 1:
-        raise UsageError("chunk size and batch size must be positive")
-    if engine not in ENGINES:
-        raise UsageError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
     if engine == "ray":
         from .audit_ray import _require_ray
 
         _require_ray()  # a clear error before any work
-    elif ray_address:
-        raise UsageError("--ray-address needs --engine ray")
     label_of = _resolve_labels(labels, folder)
     resolved = resolve_model(model)
 
@@ -543,7 +535,7 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, 
     keras_model = load_model(resolved.path, safe_mode=not unsafe_model)
     model_sha = sha256_file(resolved.path)
     run_dir = Path(out) if out else Path(reports_dir) / new_run_id()
-    _check_run_dir(run_dir, resume=False)
+    check_run_dir(run_dir, resume=False)
     run_dir.mkdir(parents=True, exist_ok=True)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
 
