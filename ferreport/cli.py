@@ -113,8 +113,8 @@ def setting_option(owner: Any, name: str, *, default: Any = dataclasses.MISSING,
     kind = m["kind"]
     value = f.default if default is dataclasses.MISSING else default
     kw: dict[str, Any] = {"help": m["help"]}
-    if kind is bool:
-        kw["is_flag"] = True
+    if kind is bool:  # a flag: given, it sets the setting opposite to its default
+        kw["is_flag"], kw["default"] = True, (not f.default) if m["invert"] else f.default
     else:
         if kind == "formats":
             kw["type"], value = str, ",".join(value)

@@ -50,7 +50,7 @@ from . import artifacts  # noqa: E402
 from .architectures import AUGMENTATION, augmentation_layers  # noqa: E402
 from .atomic import atomic_open, atomic_path, write_json  # noqa: E402
 from .constants import CLASS_NAMES, FACE_SHAPE, MONITORS, NUM_CLASSES  # noqa: E402
-from .config import LR_SCHEDULES, STRATEGIES, TrainConfig  # noqa: E402,F401  (TrainConfig: config.py defines it)
+from .config import STRATEGIES, TrainConfig  # noqa: E402  (the settings: TrainConfig is config.py's training section)
 from .errors import DatasetError, UsageError  # noqa: E402
 from .model import ARCHITECTURES, build_model, compile_model, keras, tf  # noqa: E402
 
@@ -77,18 +77,17 @@ MIN_LR = 1e-6
 #: Per-step learning-rate schedules (``TrainConfig.lr_schedule``): ``constant`` keeps the
 #: (plateau-reduced) rate; ``cosine`` decays it along a half cosine over ``epochs`` to
 #: ``COSINE_FINAL_FRACTION`` of its start value. Either is preceded by a linear warm-up of
-#: ``warmup_epochs`` epochs when that is set.
+#: ``warmup_epochs`` epochs when that is set (the names: config.LR_SCHEDULES).
 COSINE_FINAL_FRACTION = 0.01
 _STATE_FILE = "state.json"
 _STATE_FORMAT = 1
 #: Config fields that may change between a run and its resumption.
 _RESUMABLE_CHANGES = frozenset({"epochs", "strategy"})
-#: The values training used before a TrainConfig field existed (a checkpoint lacking the
-#: field was trained so): TrainConfig's defaults before they became the CLI's recipe.
+#: What a checkpoint lacking a TrainConfig field was trained with: the field's default, except
+#: for the fields whose default changed when TrainConfig took the CLI's defaults (these).
 CHECKPOINT_DEFAULTS: dict[str, object] = {
-    "epochs": 50, "batch_size": 32, "learning_rate": 1e-3, "augment": True, "seed": 0, "arch": "seed",
-    "strategy": "auto", "label_smoothing": 0.0, "early_stopping_patience": None, "reduce_lr_patience": None,
-    "lr_schedule": "constant", "warmup_epochs": 0, "monitor": "val_loss",
+    "epochs": 50, "arch": "seed", "label_smoothing": 0.0, "lr_schedule": "constant", "warmup_epochs": 0,
+    "monitor": "val_loss",
 }
 
 
@@ -561,7 +560,7 @@ def _restore_state(data: dict[str, Any], config: TrainConfig, fingerprint: dict[
                    class_weight: dict[str, float] | None, ckpt: Path) -> _State:
     old = data["config"]
     new = asdict(config)
-    defaults = CHECKPOINT_DEFAULTS  # fields added since the checkpoint
+    defaults = {**asdict(TrainConfig()), **CHECKPOINT_DEFAULTS}  # fields added since the checkpoint
     changed = [k for k in new if k not in _RESUMABLE_CHANGES and old.get(k, defaults[k]) != new[k]]
     if changed:
         diffs = ", ".join(f"{k}={old.get(k, defaults[k])!r} (now {new[k]!r})" for k in changed)
