@@ -393,6 +393,11 @@ class AuditConfig(_Settings):
 # --------------------------------------------------------------------------- command-line values
 
 
+def check_formats(formats: Iterable[str]) -> tuple[str, ...]:
+    """``formats`` as a tuple, or a UsageError naming the unknown ones (the one check of report formats)."""
+    return ReportConfig(formats=tuple(formats)).formats
+
+
 def parse_formats(text: str, *, allow_none: bool = False) -> tuple[str, ...]:
     """``"html,pdf"`` -> ``("html", "pdf")``; ``"none"`` -> ``()`` where the command allows it."""
     if allow_none and text.strip().lower() == "none":
@@ -400,11 +405,7 @@ def parse_formats(text: str, *, allow_none: bool = False) -> tuple[str, ...]:
     parts = tuple(p.strip().lower() for p in text.split(",") if p.strip())
     if not parts:
         raise UsageError("--format: give html, pdf or html,pdf" + (", or none" if allow_none else ""))
-    bad = [p for p in parts if p not in FORMATS]
-    if bad:
-        raise UsageError(f"--format {','.join(bad)}: choose from {','.join(FORMATS)}"
-                         + (" (or none)" if allow_none else ""))
-    return parts
+    return check_formats(parts)
 
 
 def from_options(cls: Any, options: Mapping[str, Any], *, given: Iterable[str] | None = None,
