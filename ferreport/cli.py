@@ -107,8 +107,7 @@ def setting_option(owner: Any, name: str, *, default: Any = dataclasses.MISSING,
     ``default`` replaces the dataclass default shown by ``--help`` (a command's recipe);
     ``overrides`` are Click keywords (a command's own help text or metavar).
     """
-    f = owner.field_of(name) if hasattr(owner, "field_of") else next(x for x in dataclasses.fields(owner)
-                                                                      if x.name == name)
+    f = owner.field_of(name)
     m = f.metadata
     kind = m["kind"]
     value = f.default if default is dataclasses.MISSING else default
@@ -132,16 +131,13 @@ def setting_option(owner: Any, name: str, *, default: Any = dataclasses.MISSING,
 
 def setting_options(owner: Any, *names: str, recipe: str | None = None
                     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Options for several settings, in this order in ``--help``; defaults shown are ``recipe``'s."""
+    """Options for several settings, in this order in ``--help``; defaults shown are ``recipe``'s
+    (flags show none: off is their default whatever the recipe)."""
     shown = recipe_values(recipe) if recipe else {}
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         for name in reversed(names):
-            is_flag = owner.field_of(name).metadata["kind"] is bool if hasattr(owner, "field_of") else False
-            if name in shown and not is_flag:
-                fn = setting_option(owner, name, default=shown[name])(fn)
-            else:
-                fn = setting_option(owner, name)(fn)
+            fn = setting_option(owner, name, default=shown.get(name, dataclasses.MISSING))(fn)
         return fn
 
     return decorate
@@ -309,25 +305,13 @@ def compare(run_a: Path, run_b: Path, out: Path | None, formats: str, data: Path
     """
     import json
 
-    from .compare import compare_runs, summary_lines
-    from .history import update_index
+    from . import commands
 
-    fmt = parse_formats(formats, allow_none=True)
     with Console(json_out) as console:
-        result = compare_runs(run_a, run_b, out=out, formats=fmt, data=data, use_dataset=not pool_only,
-                              n_resamples=n_resamples, seed=seed)
-        update_index(result.out_dir.parent)
-        for line in summary_lines(result.document):
-            console.echo(line)
-        for path in result.files.values():
-            console.echo(str(path))
+        document = commands.compare(run_a, run_b, console, out=out, formats=parse_formats(formats, allow_none=True),
+                                    data=data, use_dataset=not pool_only, n_resamples=n_resamples, seed=seed)
     if json_out:
-        doc = result.document
-        click.echo(json.dumps({
-            "status": "passed", "exit_code": 0, "command": "compare", "out_dir": str(result.out_dir),
-            "outputs": {k: str(v) for k, v in result.files.items()}, "a": doc["a"], "b": doc["b"], "n": doc["n"],
-            "deltas": doc["deltas"], "mcnemar": doc["mcnemar"], "flips": doc["flips"],
-        }, sort_keys=True, ensure_ascii=False))
+        click.echo(json.dumps(document, sort_keys=True, ensure_ascii=False))
 
 
 @main.command()

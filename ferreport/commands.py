@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from . import stages
 from .config import AuditConfig, RunConfig
@@ -92,3 +92,22 @@ def predict(folder: Path, model: Path, config: AuditConfig, plan: GatePlan, cons
     console.echo(audit_summary_line(result.summary, result.metrics))
     console.echo(str(result.out_dir))
     return outcome
+
+
+def compare(run_a: Path, run_b: Path, console: Console, *, out: Path | None, formats: tuple[str, ...],
+            data: Path | None, use_dataset: bool, n_resamples: int, seed: int) -> dict[str, Any]:
+    """Compare two runs (B - A), write the comparison and its report; the --json summary."""
+    from .compare import compare_runs, summary_lines
+    from .history import update_index
+
+    result = compare_runs(run_a, run_b, out=out, formats=formats, data=data, use_dataset=use_dataset,
+                          n_resamples=n_resamples, seed=seed)
+    update_index(result.out_dir.parent)
+    for line in summary_lines(result.document):
+        console.echo(line)
+    for path in result.files.values():
+        console.echo(str(path))
+    doc = result.document
+    return {"status": "passed", "exit_code": 0, "command": "compare", "out_dir": str(result.out_dir),
+            "outputs": {k: str(v) for k, v in result.files.items()}, "a": doc["a"], "b": doc["b"], "n": doc["n"],
+            "deltas": doc["deltas"], "mcnemar": doc["mcnemar"], "flips": doc["flips"]}

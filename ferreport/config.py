@@ -118,6 +118,10 @@ class _Settings:
         return tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
 
     @classmethod
+    def field_of(cls, name: str) -> dataclasses.Field:
+        return next(f for f in fields(cls) if f.name == name)  # type: ignore[arg-type]
+
+    @classmethod
     def from_recipe(cls, recipe: str = "default", **overrides: Any) -> Any:
         """This section with the named recipe's values, then ``overrides``, over the defaults."""
         values = {k: v for k, v in recipe_values(recipe).items() if k in cls.names()}
@@ -421,7 +425,7 @@ def from_options(cls: Any, options: Mapping[str, Any], *, given: Iterable[str] |
     out: dict[str, Any] = {}
     given = set(options) if given is None else set(given)
     for name in names:
-        f = cls.field_of(name) if hasattr(cls, "field_of") else next(x for x in fields(cls) if x.name == name)
+        f = cls.field_of(name)
         param = param_of(f)
         if param not in options:
             if name in values:

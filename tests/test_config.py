@@ -38,8 +38,7 @@ def _setting_params(command: click.Command, owner) -> dict[str, tuple[click.Para
     by_param = {}
     names = owner.names()
     for name in names:
-        f = owner.field_of(name) if hasattr(owner, "field_of") else next(
-            x for x in dataclasses.fields(owner) if x.name == name)
+        f = owner.field_of(name)
         by_param[param_of(f)] = f
     return {by_param[p.name].name: (p, by_param[p.name]) for p in command.params if p.name in by_param}
 
