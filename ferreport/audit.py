@@ -508,6 +508,7 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     (:mod:`ferreport.audit_ray`; ``ray_address`` joins an existing cluster) and writes
     the same outputs.
     """
+    from .provenance import now_iso, provenance_record, sha256_file
     from .stages import check_run_dir, new_run_id
 
     config = config if config is not None else AuditConfig()
@@ -515,7 +516,6 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     reports_dir, chunk_size, batch_size, workers = config.reports_dir, config.chunk_size, config.batch_size, config.workers
     unsafe_model, n_resamples, seed, detector = config.unsafe_model, config.n_resamples, config.seed, config.detector
     engine, ray_address = config.engine, config.ray_address
-    from .provenance import now_iso, provenance_record, sha256_file
 
     started = now_iso()
     folder = Path(folder)
