@@ -22,7 +22,7 @@ import pandas as pd
 from . import artifacts
 from .atomic import atomic_open, write_json
 from .balancing import BalanceResult, balance_training_set
-from .config import RunConfig
+from .config import FORMATS, RunConfig
 from .constants import CLASS_NAMES
 from .errors import DatasetError, UsageError
 from .preprocessing import PreparedDataset, prepare_dataset
@@ -295,7 +295,7 @@ def saved_seed(run_dir: Path) -> int:
         return 0
 
 
-def render_report(run_dir: Path, *, formats: tuple[str, ...] = ("html", "pdf"), n_resamples: int = 1000,
+def render_report(run_dir: Path, *, formats: tuple[str, ...] = FORMATS, n_resamples: int = 1000,
                   seed: int = 0) -> dict[str, Path]:
     """Render report.html / report.pdf from the run directory's saved artefacts alone."""
     run_dir = Path(run_dir)
