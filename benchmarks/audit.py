@@ -10,11 +10,11 @@ seed CNN saved to a ``.keras`` file (speed does not depend on the weights).
 
 Baseline: for each file in sorted order, ``preprocessing.decode_image``, Haar detection
 (``detection.detect_faces``), crop + resize, ``model.predict`` of that image's faces:
-one image at a time. Project: ``audit.run_audit(folder, model, formats=())`` (chunks,
+one image at a time. Project: ``audit.run_audit(folder, model, AuditConfig(formats=()))`` (chunks,
 process pool, batched prediction; reports are left out: they are timed by report.py).
 Target: >= 5x the baseline's images/s.
 
-``--ray`` also times the Ray Data engine (``run_audit(..., engine="ray")``, a local Ray
+``--ray`` also times the Ray Data engine (``AuditConfig(engine="ray")``, a local Ray
 with ``--workers`` CPUs, start-up included) against the local engine in the same run.
 """
 
@@ -93,6 +93,7 @@ def main() -> None:
     print(f"   folder: {args.images} JPEGs {args.width}x{args.height} at {folder} ({t['s']:.1f} s)")
 
     from ferreport.audit import run_audit
+    from ferreport.config import AuditConfig
     from ferreport.model import build_model
 
     with tempfile.TemporaryDirectory(prefix="ferreport-audit-") as tmp:
@@ -112,15 +113,17 @@ def main() -> None:
         print(f"   baseline: {n_base} images, {f_base} faces in {tb['s']:.1f} s")
 
         with C.timer() as tp:
-            result = run_audit(folder, model_path, out=Path(tmp) / "run", formats=(), workers=args.workers)
+            result = run_audit(folder, model_path,
+                               AuditConfig(out=Path(tmp) / "run", formats=(), workers=args.workers))
         s = result.summary
         n_proj = int(s.get("images_read", args.images))
         print(f"   ferreport: {n_proj} images in {tp['s']:.1f} s (summary: {s.get('images_per_second', '?')} images/s "
               f"inside the scan; faces found {s.get('faces_found', s.get('faces', '?'))})")
         if args.ray:
             with C.timer() as tr:
-                ray_result = run_audit(folder, model_path, out=Path(tmp) / "ray", formats=(), workers=args.workers,
-                                       engine="ray")
+                ray_result = run_audit(folder, model_path,
+                                       AuditConfig(out=Path(tmp) / "ray", formats=(), workers=args.workers,
+                                                   engine="ray"))
             n_ray = int(ray_result.summary["images_read"])
             print(f"   ray engine: {n_ray} images in {tr['s']:.1f} s, start-up included "
                   f"(cluster {ray_result.summary['ray']})")

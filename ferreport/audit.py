@@ -53,15 +53,16 @@ import pandas as pd
 from . import artifacts
 from .atomic import atomic_open, atomic_path, write_json
 from .audit_ray import require_ray, scan_and_predict
+from .config import ENGINES, FACES_MODES, AuditConfig  # noqa: F401  (ENGINES, FACES_MODES: defined with the settings)
 from .constants import CLASS_NAMES, FACE_SIZE
-from .detection import DEFAULT_PARAMS, DetectorParams
+from .detection import DetectorParams
 from .errors import DatasetError, UsageError
 from .evaluation import PROBA_DECIMALS, predictions_frame
 from .metrics import metrics_from_predictions
-from .pipeline import _check_run_dir, new_run_id
 from .preprocessing import crop_face, decode_image, pool_context
 from .provenance import now_iso, provenance_record, sha256_file
 from .report import select_pool_rows, write_audit_report
+from .stages import check_run_dir, new_run_id
 from .scanning import (
     FOUND_DETECTED,
     FOUND_FALLBACK,
@@ -82,14 +83,11 @@ __all__ = [
 AUDIT_SUMMARY = artifacts.AUDIT_SUMMARY
 SKIPPED_CSV = artifacts.SKIPPED
 
-FACES_MODES: tuple[str, ...] = ("auto", "detect", "whole")
-ENGINES: tuple[str, ...] = ("local", "ray")
-DEFAULT_FACES = "auto"
+DEFAULT_FACES = AuditConfig.faces  # the settings' default (config.AuditConfig)
 BOX_COLUMNS: tuple[str, ...] = ("top", "left", "right", "bottom")
 AUDIT_COLUMNS: tuple[str, ...] = (*artifacts.PREDICTION_COLUMNS, *artifacts.AUDIT_EXTRA_COLUMNS)
 
-#: Files per chunk, and per task sent to a worker.
-CHUNK_SIZE = 512
+#: Files per task sent to a worker (files per chunk: AuditConfig.chunk_size).
 TASK_SIZE = 16
 EXAMPLES_PER_REASON = 5
 HIST_BINS = 20
@@ -305,22 +303,23 @@ class _Job:
                 "unsafe_model": bool(self.unsafe_model), "engine": self.engine, "ray_address": self.ray_address}
 
 
-def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None,
-              faces: str = DEFAULT_FACES, labels: str | os.PathLike[str] | None = None,
-              formats: tuple[str, ...] = ("html", "pdf"), reports_dir: str | os.PathLike[str] = "reports",
-              chunk_size: int = CHUNK_SIZE, batch_size: int = 256, workers: int | None = None,
-              unsafe_model: bool = False, n_resamples: int = 1000, seed: int = 0, progress: bool = False,
-              detector: DetectorParams = DEFAULT_PARAMS, engine: str = "local",
-              ray_address: str | None = None) -> AuditResult:
+def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], config: AuditConfig | None = None, *,
+              progress: bool = False) -> AuditResult:
     """Audit every image below ``folder`` with ``model``; see the module docstring for the outputs.
 
+    ``config`` (:class:`ferreport.config.AuditConfig`, validated there) holds the settings;
     ``engine="ray"`` runs decoding, detection and prediction on Ray Data
     (:mod:`ferreport.audit_ray`; ``ray_address`` joins an existing cluster) and writes
     the same outputs. Stages: check -> scan and predict -> summarise -> score -> write.
     """
+    config = config if config is not None else AuditConfig()
+    out, faces, labels, formats = config.out, config.faces, config.labels, config.formats
+    reports_dir, chunk_size, batch_size, workers = config.reports_dir, config.chunk_size, config.batch_size, config.workers
+    unsafe_model, n_resamples, seed, detector = config.unsafe_model, config.n_resamples, config.seed, config.detector
+    engine, ray_address = config.engine, config.ray_address
     started = now_iso()
     folder = Path(folder)
-    _check_request(folder, faces, chunk_size, batch_size, engine, ray_address)
+    _check_request(folder, engine)
     label_of = _resolve_labels(labels, folder)
     resolved = resolve_model(model)
     from .model import load_model  # TensorFlow from here on (not before the checks: they stay fast)
@@ -328,7 +327,7 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, 
     keras_model = load_model(resolved.path, safe_mode=not unsafe_model)
     model_sha = sha256_file(resolved.path)
     run_dir = Path(out) if out else Path(reports_dir) / new_run_id()
-    _check_run_dir(run_dir, resume=False)
+    check_run_dir(run_dir, resume=False)
     run_dir.mkdir(parents=True, exist_ok=True)
     job = _Job(folder=folder, run_dir=run_dir, faces=faces, label_of=label_of, model=resolved, model_sha=model_sha,
                formats=formats, chunk_size=chunk_size, batch_size=batch_size,
@@ -354,23 +353,15 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], *, 
     return result
 
 
-def _check_request(folder: Path, faces: str, chunk_size: int, batch_size: int, engine: str,
-                   ray_address: str | None) -> None:
-    """UsageError/DatasetError for a request that cannot run, before any work."""
+def _check_request(folder: Path, engine: str) -> None:
+    """DatasetError for a folder that cannot be audited, before any work (the settings are
+    checked by AuditConfig)."""
     if not folder.exists():
         raise DatasetError(f"{folder}: folder not found; give the folder of images to audit")
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder; give the folder holding the images to audit")
-    if faces not in FACES_MODES:
-        raise UsageError(f"--faces {faces}: choose one of {', '.join(FACES_MODES)}")
-    if chunk_size < 1 or batch_size < 1:
-        raise UsageError("chunk size and batch size must be positive")
-    if engine not in ENGINES:
-        raise UsageError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
     if engine == "ray":
         require_ray()  # a clear error before any work
-    elif ray_address:
-        raise UsageError("--ray-address needs --engine ray")
 
 
 # --------------------------------------------------------------------------- scan and predict

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from .config import BALANCE_METHODS as METHODS  # the settings' one list of them
 from .constants import NUM_CLASSES
 from .errors import UsageError
 
-METHODS: tuple[str, ...] = ("smote", "oversample", "class-weight", "class-weight-sqrt", "none")
 #: Synthetic faces generated per SMOTE call; bounds the float32 working memory.
 SMOTE_CHUNK = 4096
 #: Pixel columns (of 12,288 per face) per SMOTE call; bounds the float32 working memory.
@@ -44,7 +44,7 @@ def _counts(y: np.ndarray) -> tuple[int, ...]:
 def balance_training_set(x: np.ndarray, y: np.ndarray, method: str = "smote", *, seed: int = 0,
                          k_neighbors: int = 5) -> BalanceResult:
     """Balance ``(x, y)`` by ``method``; classes absent from ``y`` stay absent."""
-    if method not in METHODS:
+    if method not in METHODS:  # for callers of the Python API; the CLI's --balance is a DataConfig setting
         raise UsageError(f"--balance {method!r}: choose one of {', '.join(METHODS)}")
     y = np.asarray(y, dtype=np.int64)
     before = _counts(y)

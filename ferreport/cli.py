@@ -1,4 +1,7 @@
-"""Command-line interface: thin Click commands over :mod:`ferreport.pipeline`.
+"""Command-line interface: each command parses its options into settings and calls one function.
+
+Options are built from the settings' declarations in :mod:`ferreport.config` (flag, type,
+default, help) and mapped back onto them by name; :mod:`ferreport.commands` does the work.
 
 Exit codes: 0 success, 1 a quality gate failed, 2 usage error, 3 unusable data,
 4 unusable model, 5 output could not be written.
@@ -6,6 +9,7 @@ Exit codes: 0 success, 1 a quality gate failed, 2 usage error, 3 unusable data,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from collections.abc import Callable
@@ -15,11 +19,21 @@ from typing import Any
 import click
 
 from . import __version__
-from .balancing import METHODS
-from .config import DEMO_SAMPLE_FACES, RECIPES, RunConfig, parse_formats
-from .constants import MONITORS
-from .errors import FerreportError, UsageError
-from .jobs import gate_options
+from .config import (
+    COMMAND_RECIPES,
+    DEMO_SAMPLE_FACES,
+    RECIPES,
+    AuditConfig,
+    RunConfig,
+    flag_of,
+    from_options,
+    param_of,
+    parse_formats,
+    recipe_values,
+    resolve_recipe,
+)
+from .errors import FerreportError
+from .outcome import Console, gate_options, plan_gates
 
 PathType = click.Path(path_type=Path)
 
@@ -34,7 +48,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except FerreportError as exc:
             click.echo(f"ferreport: error: {exc}", err=True)
             if kwargs.get("json_out") and not getattr(exc, "json_emitted", False):
-                from .jobs import error_json
+                from .outcome import error_json
 
                 ctx = click.get_current_context(silent=True)
                 click.echo(error_json(exc, ctx.info_name if ctx else None))
@@ -59,7 +73,7 @@ class _Group(click.Group):
         return super().main(args, *rest, **kw)
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:  # noqa: D102
-        from .jobfile import add_config_option
+        from .tomlconfig import add_config_option
 
         super().add_command(add_config_option(cmd), name)  # every command takes --config JOB.toml
 
@@ -83,208 +97,185 @@ def sample(out: Path, n_faces: int, seed: int) -> None:
     click.echo(f"{info.root}: {info.n_faces} faces in {info.n_images} images")
 
 
-def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--data", type=PathType, default=None,
-                      help="ExpW folder (label/label.lst + image/origin) or class folders. "
-                           "Default: data/ExpW if present, else the generated sample.")(fn)
-    fn = click.option("--strict", is_flag=True, help="Stop at the first unusable label line or image.")(fn)
-    fn = click.option("--seed", type=int, default=0, show_default=True, help="Seed for split, balancing and training.")(fn)
-    fn = click.option("--cache-dir", type=PathType, default=None,
-                      help="Face cache folder (default $FERREPORT_CACHE or ~/.cache/ferreport).")(fn)
-    return fn
+# --------------------------------------------------------------------------- options from the settings
+
+
+def setting_option(owner: Any, name: str, *, default: Any = dataclasses.MISSING, **overrides: Any
+                   ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The Click option of setting ``name`` of ``owner`` (a config dataclass): flag, type, default, help.
+
+    ``default`` replaces the dataclass default shown by ``--help`` (a command's recipe);
+    ``overrides`` are Click keywords (a command's own help text or metavar).
+    """
+    f = owner.field_of(name)
+    m = f.metadata
+    kind = m["kind"]
+    value = f.default if default is dataclasses.MISSING else default
+    kw: dict[str, Any] = {"help": m["help"]}
+    if kind is bool:  # a flag: given, it sets the setting opposite to its default
+        kw["is_flag"], kw["default"] = True, (not f.default) if m["invert"] else f.default
+    else:
+        if kind == "formats":
+            kw["type"], value = str, ",".join(value)
+        elif m["choices"] is not None:
+            kw["type"] = click.Choice(m["cli_choices"] or m["choices"])
+        elif kind in (int, float) and (m["min"] is not None or m["max"] is not None):
+            rng = click.IntRange if kind is int else click.FloatRange
+            kw["type"] = rng(m["min"], m["max"], min_open=m["min_open"], max_open=m["max_open"])
+        else:
+            kw["type"] = PathType if kind is Path else kind
+        kw["default"], kw["show_default"] = value, value is not None
+    kw.update(overrides)
+    return click.option(flag_of(f), param_of(f), **kw)
+
+
+def setting_options(owner: Any, *names: str, recipe: str | None = None
+                    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Options for several settings, in this order in ``--help``; defaults shown are ``recipe``'s
+    (flags show none: off is their default whatever the recipe)."""
+    shown = recipe_values(recipe) if recipe else {}
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for name in reversed(names):
+            fn = setting_option(owner, name, default=shown.get(name, dataclasses.MISSING))(fn)
+        return fn
+
+    return decorate
+
+
+def given_options(ctx: click.Context) -> set[str]:
+    """Parameters set on the command line or in a --config file (not left at their default)."""
+    return {p.name for p in ctx.command.params if p.name and ctx.get_parameter_source(p.name)
+            not in (click.core.ParameterSource.DEFAULT, None)}
+
+
+def run_config(ctx: click.Context, kw: dict[str, Any], *, recipe: str | None = None) -> RunConfig:
+    """The RunConfig of a command's parsed options: given ones kept, the rest from ``recipe`` or the defaults."""
+    return RunConfig.build(**from_options(RunConfig, kw, given=given_options(ctx), recipe=recipe))
+
+
+#: The data settings of ``prepare``, ``train`` and ``run``.
+DATA_SETTINGS = ("data", "strict", "seed", "cache_dir")
+#: The training settings of ``train`` and ``run`` (``--recipe`` sits after ``--out``).
+TRAIN_SETTINGS = ("epochs", "batch_size", "learning_rate", "balance", "augment", "arch", "strategy", "lr_schedule",
+                  "warmup_epochs", "label_smoothing", "monitor", "early_stopping_patience", "resume")
+
+
+def recipe_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--recipe", type=click.Choice(sorted(RECIPES)), default=None,
+                        help="Named recipe for every option left at its default: default (chosen on real faces), "
+                             "seed (the seed notebook literally), demo (the short CPU demo). "
+                             "[default: train: default; run: demo]")(fn)
+
+
+def training_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``train``'s and ``run``'s settings, their defaults shown as the command's recipe sets them."""
+    recipe = COMMAND_RECIPES[command]
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn = setting_options(RunConfig, *TRAIN_SETTINGS, recipe=recipe)(fn)
+        fn = recipe_option(fn)
+        fn = setting_option(RunConfig, "out")(fn)
+        return setting_options(RunConfig, *DATA_SETTINGS, recipe=recipe)(fn)
+
+    return decorate
+
+
+# --------------------------------------------------------------------------- commands
 
 
 @main.command()
-@data_options
-@click.option("--balance", type=click.Choice(METHODS), default="smote", show_default=True)
+@setting_options(RunConfig, *DATA_SETTINGS, "balance")
 @handle_errors
-def prepare(data: Path | None, strict: bool, seed: int, cache_dir: Path | None, balance: str) -> None:
-    """Load, validate, crop and cache a dataset; print the data summary."""
-    import numpy as np
+def prepare(**kw: Any) -> None:
+    """Load, validate, crop and cache a dataset; print the data summary (training split balanced as train does)."""
+    from . import commands
 
-    from .balancing import balance_training_set
-    from .pipeline import data_summary, format_summary
-    from .pipeline import prepare as prepare_job
-
-    config = RunConfig(data=data, strict=strict, seed=seed, cache_dir=cache_dir, balance=balance)
-    prepared = prepare_job(config, progress=_progress())
-    train = prepared.rows("train")
-    labels = prepared.dataset.labels
-    balanced = balance_training_set(np.asarray(prepared.dataset.faces[train]), labels[train], balance, seed=seed)
-    summary = data_summary(prepared, balanced)
-    click.echo(format_summary(summary))
-    click.echo(f"cache {'hit' if prepared.dataset.cache_hit else 'written'} in {prepared.dataset.seconds:.1f} s")
-
-
-def train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option("--out", type=PathType, default=None, help="Run directory (default reports/<run id>)."),
-        click.option("--recipe", type=click.Choice(sorted(RECIPES)), default=None,
-                     help="Named recipe for every option left at its default: default (chosen on real faces), "
-                          "seed (the seed notebook literally), demo (the short CPU demo). "
-                          "[default: train: default; run: demo]"),
-        click.option("--epochs", type=click.IntRange(1), default=RunConfig.epochs, show_default=True),
-        click.option("--batch-size", type=click.IntRange(1), default=RunConfig.batch_size, show_default=True),
-        click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=RunConfig.learning_rate,
-                     show_default=True),
-        click.option("--balance", type=click.Choice(METHODS), default=RunConfig.balance, show_default=True),
-        click.option("--no-augment", is_flag=True, help="Train without rotation/shift/shear/zoom/flip augmentation."),
-        click.option("--arch", default=RunConfig.arch, show_default=True,
-                     help="Model architecture: compact-std, compact or seed (the seed notebook's CNN)."),
-        click.option("--strategy", type=click.Choice(["auto", "mirrored", "multiworker"]), default="auto",
-                     show_default=True,
-                     help="auto: one device (a GPU when TensorFlow sees one); mirrored: all local GPUs; "
-                          "multiworker: several processes/hosts named by TF_CONFIG (same command and --out on "
-                          "each; --batch-size is the global batch)."),
-        click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default=RunConfig.lr_schedule,
-                     show_default=True, help="Learning rate over training: constant, or cosine decay."),
-        click.option("--warmup-epochs", type=click.IntRange(0), default=RunConfig.warmup_epochs, show_default=True,
-                     help="Linear learning-rate warm-up from ~0 over this many epochs."),
-        click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True),
-                     default=RunConfig.label_smoothing, show_default=True),
-        click.option("--monitor", type=click.Choice(list(MONITORS)), default=RunConfig.monitor,
-                     show_default=True,
-                     help="Validation metric that picks the best epoch (the weights kept) and drives "
-                          "--early-stopping."),
-        click.option("--early-stopping", "early_stopping_patience", type=click.IntRange(1), default=None,
-                     help="Stop after this many epochs without a better --monitor value (best weights kept)."),
-        click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last epoch."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-def _train_config(**kw: Any) -> RunConfig:
-    return RunConfig(data=kw["data"], out=kw["out"], epochs=kw["epochs"], batch_size=kw["batch_size"],
-                     learning_rate=kw["learning_rate"], balance=kw["balance"], seed=kw["seed"],
-                     augment=not kw["no_augment"], arch=kw["arch"], strategy=kw["strategy"], strict=kw["strict"],
-                     resume=kw["resume"], cache_dir=kw["cache_dir"], lr_schedule=kw["lr_schedule"],
-                     warmup_epochs=kw["warmup_epochs"], label_smoothing=kw["label_smoothing"],
-                     monitor=kw["monitor"], early_stopping_patience=kw["early_stopping_patience"])
-
-
-def _apply_recipe(ctx: click.Context, kw: dict[str, Any], recipe: str) -> None:
-    """Set every option the user left at its default to the named recipe's value."""
-    for key, value in RECIPES[recipe].items():
-        if ctx.get_parameter_source(key) in (click.core.ParameterSource.DEFAULT, None):
-            kw[key] = value
+    config = RunConfig.build(**from_options(RunConfig, kw))
+    for line in commands.prepare(config, progress=_progress()):
+        click.echo(line)
 
 
 @main.command()
-@data_options
-@train_options
+@training_options("train")
 @click.pass_context
 @handle_errors
-def train(ctx: click.Context, **kw: Any) -> None:
+def train(ctx: click.Context, recipe: str | None, **kw: Any) -> None:
     """Train the CNN; writes model.keras, history.csv, splits.csv, config.json, provenance.json.
 
     The defaults are the recipe chosen on real faces (compact CNN behind per-image
     standardisation, square-root class weights, label smoothing 0.1, warm-up + cosine,
     25 epochs); --recipe seed trains the seed notebook's recipe instead.
     """
-    from .pipeline import train as train_job
+    from . import commands
 
-    _apply_recipe(ctx, kw, kw["recipe"] or "default")
-    run_dir = train_job(_train_config(**kw), progress=_progress())
-    click.echo(str(run_dir))
+    config = run_config(ctx, kw, recipe=resolve_recipe("train", recipe))
+    click.echo(str(commands.train(config, progress=_progress())))
 
 
 @main.command()
 @click.argument("run_dir", type=PathType, required=False)
 @click.option("--model", "model_path", type=PathType, default=None, help="A .keras model to evaluate.")
-@click.option("--data", type=PathType, default=None, help="Dataset for --model (its test split, or all class folders).")
-@click.option("--out", type=PathType, default=None, help="Output folder for --model (default reports/<run id>).")
-@click.option("--format", "formats", default="html,pdf", show_default=True, help="Report formats, or 'none'.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@setting_option(RunConfig, "data", help="Dataset for --model (its test split, or all class folders).")
+@setting_option(RunConfig, "out", help="Output folder for --model (default reports/<run id>).")
+@setting_option(RunConfig, "formats", help="Report formats, or 'none'.")
+@setting_option(RunConfig, "seed", help="Seed of the test split for --model.")
 @click.option("--unsafe-model", is_flag=True, help="Allow models with Lambda layers (runs code from the file).")
-@click.option("--strict", is_flag=True)
-@click.option("--cache-dir", type=PathType, default=None)
+@setting_options(RunConfig, "strict", "cache_dir")
 @gate_options
 @handle_errors
-def evaluate(run_dir: Path | None, model_path: Path | None, data: Path | None, out: Path | None, formats: str,
-             seed: int, unsafe_model: bool, strict: bool, cache_dir: Path | None, **gate_kw: Any) -> None:
+def evaluate(run_dir: Path | None, model_path: Path | None, unsafe_model: bool, **kw: Any) -> None:
     """Evaluate RUN_DIR's model on its test split, or --model on --data; write predictions, metrics, report.
 
     Quality gates (--fail-under, --fail-over, --max-drop with --baseline) make the job exit 1 when
     one fails, after every output is written; --json and --junit give machine-readable results.
     """
-    from .errors import UsageError
-    from .jobs import JobConsole, finish_job, plan_gates
-    from .pipeline import evaluate_model, evaluate_run, new_run_id, summary_line
+    from . import commands
 
-    fmt = () if formats.strip().lower() == "none" else parse_formats(formats)
-    plan = plan_gates(gate_kw)
-    if run_dir is None and (model_path is None or data is None):
-        raise UsageError("give a RUN_DIR, or both --model FILE.keras and --data DIR")
-    with JobConsole(plan.json_out) as console:
-        if run_dir is not None:
-            metrics = evaluate_run(run_dir, formats=(), model_path=model_path, unsafe_model=unsafe_model,
-                                   progress=_progress())
-            where = Path(run_dir)
-        else:
-            where = Path(out) if out is not None else Path("reports") / new_run_id()
-            metrics = evaluate_model(model_path, data, out=where, seed=seed, formats=(), unsafe_model=unsafe_model,
-                                     strict=strict, cache_dir=cache_dir, progress=_progress())
-        summary = finish_job(where, metrics, plan, formats=fmt, command="evaluate")
-        console.echo(summary_line(metrics))
-        console.echo(str(where))
-    console.conclude(summary)
+    kw["formats"] = parse_formats(kw["formats"], allow_none=True)
+    plan = plan_gates(kw)
+    config = RunConfig.build(**from_options(RunConfig, kw))
+    with Console(plan.json_out) as console:
+        outcome = commands.evaluate(run_dir, model_path, config, plan, console, unsafe_model=unsafe_model,
+                                    progress=_progress())
+    console.conclude(outcome)
 
 
 @main.command()
 @click.argument("run_dir", type=PathType)
-@click.option("--format", "formats", default="html,pdf", show_default=True)
+@setting_option(RunConfig, "formats", help=None)
 @handle_errors
 def report(run_dir: Path, formats: str) -> None:
     """Re-render report.html / report.pdf from RUN_DIR's saved artefacts (no TensorFlow work)."""
-    from .report import update_index
-    from .pipeline import render_report
+    from . import commands
 
-    for path in render_report(run_dir, formats=parse_formats(formats)).values():
+    for path in commands.report(run_dir, parse_formats(formats)):
         click.echo(str(path))
-    update_index(Path(run_dir).parent)
 
 
 @main.command()
-@data_options
-@train_options
+@training_options("run")
 @click.option("--full", is_flag=True, help="Same as --recipe seed: the seed notebook's recipe (hours on a CPU).")
-@click.option("--format", "formats", default="html,pdf", show_default=True)
+@setting_option(RunConfig, "formats", help=None)
 @gate_options
 @click.pass_context
 @handle_errors
-def run(ctx: click.Context, full: bool, formats: str, **kw: Any) -> None:
-    """The main job: (sample ->) prepare -> train -> evaluate -> report.
+def run(ctx: click.Context, recipe: str | None, full: bool, **kw: Any) -> None:
+    """The main command: (sample ->) prepare -> train -> evaluate -> report.
 
     Without --recipe it trains the short CPU demo recipe (config.DEMO_PROFILE: compact CNN,
     12 epochs, warm-up + cosine) for every option left at its default; --recipe default is
     train's recipe, --recipe seed (or --full) the seed notebook's (seed CNN, 50 epochs,
     batch 32, SMOTE).
     """
-    from .jobs import JobConsole, finish_job, plan_gates
-    from .pipeline import evaluate_run, summary_line
-    from .pipeline import train as train_job
+    from . import commands
 
-    fmt = parse_formats(formats)
+    kw["formats"] = parse_formats(kw["formats"])
     plan = plan_gates(kw)
-    if full and kw["recipe"] not in (None, "seed"):
-        raise UsageError(f"--full is --recipe seed; it cannot be combined with --recipe {kw['recipe']}")
-    _apply_recipe(ctx, kw, "seed" if full else kw["recipe"] or "demo")
-    with JobConsole(plan.json_out) as console:
-        run_dir = train_job(_train_config(**kw), progress=_progress())
-        if kw["strategy"] == "multiworker":
-            from .distributed import worker_info
-
-            if not worker_info()["chief"]:  # the chief evaluates and reports
-                console.echo(str(run_dir))
-                return
-        metrics = evaluate_run(run_dir, formats=(), progress=_progress())
-        summary = finish_job(run_dir, metrics, plan, formats=fmt, command="run")
-        console.echo(summary_line(metrics))
-        for name in fmt:
-            console.echo(str(run_dir / f"report.{name}"))
-    console.conclude(summary)
+    config = run_config(ctx, kw, recipe=resolve_recipe("run", recipe, full))
+    with Console(plan.json_out) as console:
+        outcome = commands.run(config, plan, console, progress=_progress())
+    console.conclude(outcome)
 
 
 @main.command()
@@ -314,26 +305,13 @@ def compare(run_a: Path, run_b: Path, out: Path | None, formats: str, data: Path
     """
     import json
 
-    from .report.compare import compare_runs, summary_lines
-    from .report import update_index
-    from .jobs import JobConsole
+    from . import commands
 
-    fmt = () if formats.strip().lower() == "none" else parse_formats(formats)
-    with JobConsole(json_out) as console:
-        result = compare_runs(run_a, run_b, out=out, formats=fmt, data=data, use_dataset=not pool_only,
-                              n_resamples=n_resamples, seed=seed)
-        update_index(result.out_dir.parent)
-        for line in summary_lines(result.document):
-            console.echo(line)
-        for path in result.files.values():
-            console.echo(str(path))
+    with Console(json_out) as console:
+        document = commands.compare(run_a, run_b, console, out=out, formats=parse_formats(formats, allow_none=True),
+                                    data=data, use_dataset=not pool_only, n_resamples=n_resamples, seed=seed)
     if json_out:
-        doc = result.document
-        click.echo(json.dumps({
-            "status": "passed", "exit_code": 0, "command": "compare", "out_dir": str(result.out_dir),
-            "outputs": {k: str(v) for k, v in result.files.items()}, "a": doc["a"], "b": doc["b"], "n": doc["n"],
-            "deltas": doc["deltas"], "mcnemar": doc["mcnemar"], "flips": doc["flips"],
-        }, sort_keys=True, ensure_ascii=False))
+        click.echo(json.dumps(document, sort_keys=True, ensure_ascii=False))
 
 
 @main.command()
@@ -341,48 +319,27 @@ def compare(run_a: Path, run_b: Path, out: Path | None, formats: str, data: Path
 @click.option("--model", "model", type=PathType, required=True, metavar="RUN_DIR|FILE.keras",
               help="A run directory (its model.keras; its training class distribution is shown beside the "
                    "predictions) or a .keras file.")
-@click.option("--out", type=PathType, default=None, help="Output folder (default reports/<run id>).")
-@click.option("--faces", type=click.Choice(["auto", "detect", "whole"]), default="auto", show_default=True,
-              help="auto: detect faces (Haar cascade), predict the whole image when none is found (flagged "
-                   "'fallback'); detect: detected faces only; whole: each image is one face crop.")
-@click.option("--labels", default=None, metavar="subfolders|none|FILE.csv",
-              help="True labels: class-named sub-folders, or a CSV with columns path,label (path relative to "
-                   "FOLDER). Default: subfolders when FOLDER has class-named sub-folders, else none.")
-@click.option("--format", "formats", default="html,pdf", show_default=True, help="Report formats, or 'none'.")
-@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
-@click.option("--chunk-size", type=click.IntRange(1), default=512, show_default=True,
-              help="Files decoded and predicted per step (memory stays flat whatever the folder size).")
-@click.option("--workers", type=click.IntRange(1), default=None, help="Decoding processes (default: CPU count, at most 8).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap intervals.")
-@click.option("--unsafe-model", is_flag=True, help="Allow models with Lambda layers (runs code from the file).")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: this machine's processes; ray: Ray Data (pip install 'ferreport[ray]').")
-@click.option("--ray-address", default=None, metavar="ADDRESS",
-              help="Join this Ray cluster (host:port, auto, ray://...); default: start a local Ray.")
+@setting_options(AuditConfig, "out", "faces")
+@setting_option(AuditConfig, "labels", metavar="subfolders|none|FILE.csv")
+@setting_options(AuditConfig, "formats", "batch_size", "chunk_size", "workers", "seed", "unsafe_model", "engine")
+@setting_option(AuditConfig, "ray_address", metavar="ADDRESS")
 @gate_options
 @handle_errors
-def predict(folder: Path, model: Path, out: Path | None, faces: str, labels: str | None, formats: str,
-            batch_size: int, chunk_size: int, workers: int | None, seed: int, unsafe_model: bool, engine: str,
-            ray_address: str | None, **gate_kw: Any) -> None:
+def predict(folder: Path, model: Path, **kw: Any) -> None:
     """Audit FOLDER: predict every face in its images; write predictions.csv, audit_summary.json, a report.
 
     Walks FOLDER recursively (JPEG, PNG, BMP, WebP, TIFF; anything else or unreadable is skipped and
     listed in skipped.csv with its reason). With labels (class-named sub-folders or --labels FILE.csv)
     the audit also computes every evaluation metric.
     """
-    from .audit import audit_summary_line, run_audit
-    from .jobs import JobConsole, finish_job, plan_gates
+    from . import commands
 
-    fmt = () if formats.strip().lower() == "none" else parse_formats(formats)
-    plan = plan_gates(gate_kw)
-    with JobConsole(plan.json_out) as console:
-        result = run_audit(folder, model, out=out, faces=faces, labels=labels, formats=(), batch_size=batch_size,
-                           chunk_size=chunk_size, workers=workers, unsafe_model=unsafe_model, seed=seed,
-                           progress=_progress(), engine=engine, ray_address=ray_address)
-        summary = finish_job(result.out_dir, result.metrics or {}, plan, formats=fmt, command="predict")
-        console.echo(audit_summary_line(result.summary, result.metrics))
-        console.echo(str(result.out_dir))
-    console.conclude(summary)
+    kw["formats"] = parse_formats(kw["formats"], allow_none=True)
+    plan = plan_gates(kw)
+    config = AuditConfig(**from_options(AuditConfig, kw))
+    with Console(plan.json_out) as console:
+        outcome = commands.predict(folder, model, config, plan, console, progress=_progress())
+    console.conclude(outcome)
 
 
 if __name__ == "__main__":  # pragma: no cover

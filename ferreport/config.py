@@ -1,27 +1,202 @@
-"""The one configuration object each command's options map onto."""
+"""Every setting of every command, defined once: name, default, allowed values and help.
+
+Each stage has a frozen dataclass of its settings - :class:`DataConfig` (read, split,
+balance), :class:`TrainConfig` (what :func:`ferreport.training.train_model` reads),
+:class:`EvaluationConfig`, :class:`ReportConfig` - and :class:`RunConfig` composes them
+into the run's configuration, written flat to ``config.json`` (one key per setting, the
+keys runs have always had). A folder audit (``predict``) has :class:`AuditConfig`.
+
+A setting is declared with :func:`setting`: its default, help text, choices or range
+live in the field's metadata. From that one declaration
+
+* :func:`validate` checks every section when it is built (``__post_init__``), whoever
+  builds it (CLI, job file, saved ``config.json``, Python);
+* :mod:`ferreport.cli` builds each command's Click options (flag, type, default, help)
+  and maps the parsed options back onto the fields by name (:func:`from_options`);
+* :func:`resolve_recipe` fills every setting the user left alone from the command's
+  recipe - the one place recipes are applied.
+
+Adding a setting: one ``setting(...)`` line in its section, plus its name in the option
+list of each command that exposes it (``cli.py``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from .balancing import METHODS
 from .constants import MONITORS
 from .errors import UsageError
 
 #: Output formats of a report.
 FORMATS: tuple[str, ...] = ("html", "pdf")
+#: Balancing methods (:func:`ferreport.balancing.balance_training_set`).
+BALANCE_METHODS: tuple[str, ...] = ("smote", "oversample", "class-weight", "class-weight-sqrt", "none")
+#: Per-step learning-rate schedules (see ferreport.training).
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+#: Distribution strategies; ``default`` (TensorFlow's default strategy) is for the Python API only.
+STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multiworker")
+#: How ``predict`` finds faces, and where it runs.
+FACES_MODES: tuple[str, ...] = ("auto", "detect", "whole")
+ENGINES: tuple[str, ...] = ("local", "ray")
 #: Epochs of the CPU demo (`ferreport run` without --full): a few minutes on 2 cores.
 DEMO_EPOCHS = 12
 DEMO_SAMPLE_FACES = 2000
+
+
+def setting(default: Any = None, help: str | None = None, *, flag: str | None = None,  # noqa: A002
+            param: str | None = None, invert: bool = False, choices: Iterable[str] | None = None,
+            cli_choices: Iterable[str] | None = None, kind: type | str | None = None,
+            min: float | None = None, max: float | None = None, min_open: bool = False, max_open: bool = False,  # noqa: A002
+            default_factory: Any = None) -> Any:
+    """A dataclass field carrying its own help text, choices and range.
+
+    ``flag``: the command-line flag when it is not ``--field-name``; ``param``: the
+    Click parameter name when it differs from the field (``invert`` flags such as
+    ``--no-augment`` store the negation); ``cli_choices``: the values the command line
+    offers when narrower than ``choices``; ``kind``: the value's type when the default
+    does not show it (``int`` for an optional count, ``Path``, ``"formats"``).
+    """
+    if kind is None and default is not None and default_factory is None:
+        kind = type(default)
+    meta = {"help": help, "flag": flag, "param": param, "invert": invert,
+            "choices": tuple(choices) if choices is not None else None,
+            "cli_choices": tuple(cli_choices) if cli_choices is not None else None,
+            "kind": kind, "min": min, "max": max, "min_open": min_open, "max_open": max_open}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def param_of(f: dataclasses.Field) -> str:
+    return f.metadata.get("param") or f.name
+
+
+def validate(section: Any) -> None:
+    """Check every field of a settings dataclass against its metadata (the one place)."""
+    for f in fields(section):
+        m = f.metadata
+        if "kind" not in m:
+            continue
+        value = getattr(section, f.name)
+        if value is None:
+            continue
+        flag, kind = flag_of(f), m["kind"]
+        if m["choices"] is not None:
+            values = value if kind == "formats" else (value,)
+            bad = [v for v in values if v not in m["choices"]]
+            if bad:
+                raise UsageError(f"{flag} {','.join(map(str, bad))!r}: choose one of {', '.join(m['choices'])}")
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UsageError(f"{flag} {value!r}: must be an integer")
+        if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not math.isfinite(value)):
+            raise UsageError(f"{flag} {value!r}: must be a finite number")
+        low, high = m["min"], m["max"]
+        if low is not None and (value < low or (m["min_open"] and value == low)):
+            raise UsageError(f"{flag} {value!r}: must be {'above' if m['min_open'] else 'at least'} {low}")
+        if high is not None and (value > high or (m["max_open"] and value == high)):
+            raise UsageError(f"{flag} {value!r}: must be {'below' if m['max_open'] else 'at most'} {high}")
+
+
+class _Settings:
+    """Base of the settings sections: validated when built, buildable from a recipe."""
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+
+    @classmethod
+    def field_of(cls, name: str) -> dataclasses.Field:
+        return next(f for f in fields(cls) if f.name == name)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_recipe(cls, recipe: str = "default", **overrides: Any) -> Any:
+        """This section with the named recipe's values, then ``overrides``, over the defaults."""
+        values = {k: v for k, v in recipe_values(recipe).items() if k in cls.names()}
+        return cls(**{**values, **overrides})
+
+
+# --------------------------------------------------------------------------- the stages' settings
+
+
+@dataclass(frozen=True)
+class DataConfig(_Settings):
+    """Reading, splitting and balancing the dataset (``prepare``, the first stage of ``train``)."""
+
+    data: Path | None = setting(None, "ExpW folder (label/label.lst + image/origin) or class folders. "
+                                      "Default: data/ExpW if present, else the generated sample.", kind=Path)
+    strict: bool = setting(False, "Stop at the first unusable label line or image.")
+    cache_dir: Path | None = setting(None, "Face cache folder (default $FERREPORT_CACHE or ~/.cache/ferreport).",
+                                     kind=Path)
+    balance: str = setting("class-weight-sqrt", "How the training split is balanced.", choices=BALANCE_METHODS)
+    sample_faces: int = setting(DEMO_SAMPLE_FACES, "Faces of the generated sample used when no dataset is found.",
+                                min=7)
+    workers: int | None = setting(None, "Decoding processes (default: CPU count, at most 8).", kind=int, min=1)
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Settings):
+    """What :func:`ferreport.training.train_model` reads. The defaults are the recipe chosen on
+    real faces (benchmarks/README.md); ``from_recipe("seed")`` is the seed notebook's."""
+
+    epochs: int = setting(25, min=1)
+    batch_size: int = setting(32, min=1)
+    learning_rate: float = setting(1e-3, min=0, min_open=True)
+    augment: bool = setting(True, "Train without rotation/shift/shear/zoom/flip augmentation.",
+                            flag="--no-augment", param="no_augment", invert=True)
+    seed: int = setting(0, "Seed for split, balancing and training.", min=0, max=2**32, max_open=True)
+    arch: str = setting("compact-std", "Model architecture: compact-std, compact or seed (the seed notebook's CNN).")
+    strategy: str = setting("auto", "auto: one device (a GPU when TensorFlow sees one); mirrored: all local GPUs; "
+                                    "multiworker: several processes/hosts named by TF_CONFIG (same command and "
+                                    "--out on each; --batch-size is the global batch).",
+                            choices=STRATEGIES, cli_choices=("auto", "mirrored", "multiworker"))
+    label_smoothing: float = setting(0.1, min=0, max=1, max_open=True)
+    early_stopping_patience: int | None = setting(
+        None, "Stop after this many epochs without a better --monitor value (best weights kept).",
+        flag="--early-stopping", kind=int, min=1)
+    reduce_lr_patience: int | None = setting(None, kind=int, min=1)  # Python API only
+    lr_schedule: str = setting("cosine", "Learning rate over training: constant, or cosine decay.",
+                               choices=LR_SCHEDULES)
+    warmup_epochs: int = setting(1, "Linear learning-rate warm-up from ~0 over this many epochs.", min=0)
+    monitor: str = setting("val_macro_f1", "Validation metric that picks the best epoch (the weights kept) and "
+                                           "drives --early-stopping.", choices=MONITORS)
+
+    @property
+    def per_step_schedule(self) -> bool:
+        """Whether the learning rate changes within an epoch (warm-up or cosine decay)."""
+        return self.warmup_epochs > 0 or self.lr_schedule != "constant"
+
+
+@dataclass(frozen=True)
+class EvaluationConfig(_Settings):
+    n_resamples: int = setting(1000, "Bootstrap resamples of the confidence intervals.", min=1)
+
+
+@dataclass(frozen=True)
+class ReportConfig(_Settings):
+    formats: tuple[str, ...] = setting(FORMATS, "Report formats.", flag="--format", kind="formats", choices=FORMATS)
+
+
+# --------------------------------------------------------------------------- recipes
+
 #: The CPU demo's recipe (`ferreport run` without --full), applied to options left at their
 #: defaults. The seed recipe taken literally (seed CNN, Adam 1e-3, SMOTE) collapses to the
 #: majority class in a few epochs; the compact CNN with warm-up and cosine decay learns.
 DEMO_PROFILE: dict[str, object] = {
     "epochs": DEMO_EPOCHS, "arch": "compact", "balance": "none", "learning_rate": 2e-3,
-    "warmup_epochs": 1, "lr_schedule": "cosine", "label_smoothing": 0.0, "no_augment": True,
+    "warmup_epochs": 1, "lr_schedule": "cosine", "label_smoothing": 0.0, "augment": False,
     "monitor": "val_loss",
 }
 #: The seed notebook's recipe taken literally (``--recipe seed``, ``run --full``): seed CNN,
@@ -31,72 +206,234 @@ SEED_PROFILE: dict[str, object] = {
     "epochs": 50, "arch": "seed", "balance": "smote", "learning_rate": 1e-3, "warmup_epochs": 0,
     "lr_schedule": "constant", "label_smoothing": 0.0, "monitor": "val_loss",
 }
-#: Named recipes (``--recipe``): option values applied to every option left at its default.
-#: ``default`` is the defaults themselves (RunConfig's and the CLI's): the recipe chosen on
-#: real faces (benchmarks/quality.py).
+#: Named recipes (``--recipe``): setting values applied to every setting left at its default.
+#: ``default`` is the dataclasses' defaults: the recipe chosen on real faces (benchmarks/quality.py).
 RECIPES: dict[str, dict[str, object]] = {"default": {}, "seed": SEED_PROFILE, "demo": DEMO_PROFILE}
+#: The recipe each command trains when none is named.
+COMMAND_RECIPES: dict[str, str] = {"train": "default", "run": "demo"}
+
+
+def recipe_values(recipe: str) -> dict[str, object]:
+    if recipe not in RECIPES:
+        raise UsageError(f"--recipe {recipe!r}: choose one of {', '.join(sorted(RECIPES))}")
+    return dict(RECIPES[recipe])
+
+
+def resolve_recipe(command: str, recipe: str | None, full: bool = False) -> str:
+    """The recipe a command trains: ``--recipe``, ``--full`` (= seed) or the command's own."""
+    if full and recipe not in (None, "seed"):
+        raise UsageError(f"--full is --recipe seed; it cannot be combined with --recipe {recipe}")
+    return "seed" if full else recipe or COMMAND_RECIPES.get(command, "default")
+
+
+# --------------------------------------------------------------------------- the run's config
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Resolved options of a run; written to ``config.json`` so the run can be repeated."""
+    """A run's settings: where it lives plus each stage's section; ``config.json`` holds it flat.
 
-    data: Path | None = None            # dataset root; None: the embedded generated sample
-    out: Path | None = None             # run directory; None: reports/<run id>
-    reports_dir: Path = Path("reports")
-    # The default recipe, chosen by measurement on real faces (benchmarks/README.md).
-    epochs: int = 25
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    balance: str = "class-weight-sqrt"
-    seed: int = 0
-    augment: bool = True
-    arch: str = "compact-std"
-    strategy: str = "auto"
-    lr_schedule: str = "cosine"
-    warmup_epochs: int = 1
-    label_smoothing: float = 0.1
-    monitor: str = "val_macro_f1"       # best epoch / early stopping by validation macro-F1
-    early_stopping_patience: int | None = None
-    strict: bool = False
-    resume: bool = False
-    formats: tuple[str, ...] = FORMATS
-    sample_faces: int = DEMO_SAMPLE_FACES
-    cache_dir: Path | None = None
-    workers: int | None = None
-    n_resamples: int = 1000
+    Flat names read through to their section (``config.epochs`` is ``config.training.epochs``),
+    which is also how :meth:`to_dict` and :meth:`from_dict` name them.
+    """
+
+    out: Path | None = setting(None, "Run directory (default reports/<run id>).", kind=Path)
+    reports_dir: Path = setting(Path("reports"), kind=Path)
+    resume: bool = setting(False, "Continue an interrupted run in --out from its last epoch.")
     extra: dict[str, Any] = field(default_factory=dict)
+    dataset: DataConfig = field(default_factory=DataConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+    SECTIONS: ClassVar[tuple[str, ...]] = ("dataset", "training", "evaluation", "report")
+    #: Settings a resumed run takes from the resuming command line; every other one comes
+    #: from the run's config.json (a resumed run trains what it started training).
+    RESUME_FROM_COMMAND_LINE: ClassVar[frozenset[str]] = frozenset(
+        {"out", "reports_dir", "resume", "extra", "strategy", "strict", "cache_dir", "workers", "formats",
+         "n_resamples"})
+    #: Settings written to config.json only when they differ from the default (Python-API-only
+    #: settings that config.json files have never carried).
+    WRITTEN_WHEN_SET: ClassVar[frozenset[str]] = frozenset({"reduce_lr_patience"})
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise UsageError(f"--epochs {self.epochs}: must be at least 1")
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size {self.batch_size}: must be at least 1")
-        if not self.learning_rate > 0:
-            raise UsageError(f"--learning-rate {self.learning_rate}: must be positive")
-        if self.balance not in METHODS:
-            raise UsageError(f"--balance {self.balance!r}: choose one of {', '.join(METHODS)}")
-        if self.monitor not in MONITORS:
-            raise UsageError(f"--monitor {self.monitor!r}: choose one of {', '.join(MONITORS)}")
-        bad = [f for f in self.formats if f not in FORMATS]
-        if bad:
-            raise UsageError(f"--format {','.join(bad)}: choose from {','.join(FORMATS)}")
+        validate(self)
+
+    def __getattr__(self, name: str) -> Any:  # only called for names not found normally
+        if name.startswith("_") or name in RunConfig.SECTIONS:
+            raise AttributeError(name)
+        for section in RunConfig.SECTIONS:
+            cls = type(object.__getattribute__(self, section))
+            if name in cls.names():
+                return getattr(object.__getattribute__(self, section), name)
+        raise AttributeError(f"RunConfig has no setting {name!r}")
+
+    @classmethod
+    def own_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls) if f.name not in cls.SECTIONS)
+
+    @classmethod
+    def section_classes(cls) -> dict[str, type]:
+        return {"dataset": DataConfig, "training": TrainConfig, "evaluation": EvaluationConfig,
+                "report": ReportConfig}
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Every flat setting name (the keys of config.json)."""
+        return cls.own_names() + tuple(n for c in cls.section_classes().values() for n in c.names())
+
+    @classmethod
+    def field_of(cls, name: str) -> dataclasses.Field:
+        for owner in (cls, *cls.section_classes().values()):
+            for f in fields(owner):
+                if f.name == name:
+                    return f
+        raise KeyError(name)
+
+    @classmethod
+    def build(cls, **values: Any) -> RunConfig:
+        """A RunConfig from flat setting names (``build(epochs=3, data=...)``); unknown names are errors."""
+        unknown = sorted(set(values) - set(cls.names()))
+        if unknown:
+            raise UsageError(f"unknown setting(s): {', '.join(unknown)}")
+        sections = {name: klass(**{k: values[k] for k in klass.names() if k in values})
+                    for name, klass in cls.section_classes().items()}
+        return cls(**{k: values[k] for k in cls.own_names() if k in values}, **sections)
+
+    @classmethod
+    def from_recipe(cls, recipe: str = "default", **overrides: Any) -> RunConfig:
+        return cls.build(**{**recipe_values(recipe), **overrides})
+
+    def with_values(self, **values: Any) -> RunConfig:
+        """A copy with these flat settings changed."""
+        return RunConfig.build(**{**self.flat(), **values})
+
+    def flat(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.own_names()}
+        for section in self.SECTIONS:
+            out.update({f.name: getattr(getattr(self, section), f.name) for f in fields(getattr(self, section))})
+        return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The flat JSON form written to config.json."""
         out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
+        for name, value in self.flat().items():
+            if name in self.WRITTEN_WHEN_SET and value == self.field_of(name).default:
+                continue
             if isinstance(value, Path):
                 value = str(value)
             elif isinstance(value, tuple):
                 value = list(value)
-            out[f.name] = value
+            out[name] = value
         return out
 
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any], *, where: Any = "config.json") -> RunConfig:
+        """Read ``config.json`` back (any run folder written since settings were recorded)."""
+        unknown = sorted(set(saved) - set(cls.names()))
+        if unknown:
+            raise UsageError(f"{where}: not a training run's configuration (unknown keys: {', '.join(unknown)})")
+        values = dict(saved)
+        for key, value in values.items():
+            kind = cls.field_of(key).metadata.get("kind")
+            if value is not None and kind is Path:
+                values[key] = Path(value)
+            elif kind == "formats":
+                values[key] = tuple(value)
+        return cls.build(**values)
 
-def parse_formats(text: str) -> tuple[str, ...]:
-    """``"html,pdf"`` -> ``("html", "pdf")``; empty parts ignored."""
+    def resumed_from(self, saved: Mapping[str, Any], *, where: Any = "config.json") -> RunConfig:
+        """The saved run's configuration, with :attr:`RESUME_FROM_COMMAND_LINE` taken from ``self``.
+
+        Settings an older config.json lacks keep this command line's value.
+        """
+        restored = RunConfig.from_dict(saved, where=where).flat()
+        keep = {k for k in self.names() if k in self.RESUME_FROM_COMMAND_LINE or k not in saved}
+        return self.with_values(**{k: v for k, v in restored.items() if k not in keep})
+
+
+# --------------------------------------------------------------------------- a folder audit
+
+
+def _default_detector() -> Any:
+    from .detection import DEFAULT_PARAMS  # OpenCV: imported only when an audit is configured
+
+    return DEFAULT_PARAMS
+
+
+@dataclass(frozen=True)
+class AuditConfig(_Settings):
+    """Settings of a folder audit (``ferreport predict``, :func:`ferreport.audit.run_audit`)."""
+
+    out: Path | None = setting(None, "Output folder (default reports/<run id>).", kind=Path)
+    faces: str = setting("auto", "auto: detect faces (Haar cascade), predict the whole image when none is found "
+                                 "(flagged 'fallback'); detect: detected faces only; whole: each image is one "
+                                 "face crop.", choices=FACES_MODES)
+    labels: str | Path | None = setting(
+        None, "True labels: class-named sub-folders, or a CSV with columns path,label (path relative to FOLDER). "
+              "Default: subfolders when FOLDER has class-named sub-folders, else none.", kind=str)
+    formats: tuple[str, ...] = setting(FORMATS, "Report formats, or 'none'.", flag="--format", kind="formats",
+                                       choices=FORMATS)
+    reports_dir: Path = setting(Path("reports"), kind=Path)
+    batch_size: int = setting(256, min=1)
+    chunk_size: int = setting(512, "Files decoded and predicted per step (memory stays flat whatever the folder "
+                                   "size).", min=1)
+    workers: int | None = setting(None, "Decoding processes (default: CPU count, at most 8).", kind=int, min=1)
+    seed: int = setting(0, "Seed of the bootstrap intervals.")
+    n_resamples: int = setting(1000, min=1)
+    unsafe_model: bool = setting(False, "Allow models with Lambda layers (runs code from the file).")
+    engine: str = setting("local", "local: this machine's processes; ray: Ray Data (pip install 'ferreport[ray]').",
+                          choices=ENGINES)
+    ray_address: str | None = setting(None, "Join this Ray cluster (host:port, auto, ray://...); default: start a "
+                                            "local Ray.", kind=str)
+    detector: Any = field(default_factory=_default_detector)
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.ray_address and self.engine != "ray":
+            raise UsageError("--ray-address needs --engine ray")
+
+
+# --------------------------------------------------------------------------- command-line values
+
+
+def check_formats(formats: Iterable[str]) -> tuple[str, ...]:
+    """``formats`` as a tuple, or a UsageError naming the unknown ones (the one check of report formats)."""
+    return ReportConfig(formats=tuple(formats)).formats
+
+
+def parse_formats(text: str, *, allow_none: bool = False) -> tuple[str, ...]:
+    """``"html,pdf"`` -> ``("html", "pdf")``; ``"none"`` -> ``()`` where the command allows it."""
+    if allow_none and text.strip().lower() == "none":
+        return ()
     parts = tuple(p.strip().lower() for p in text.split(",") if p.strip())
     if not parts:
-        raise UsageError("--format: give html, pdf or html,pdf")
-    return parts
+        raise UsageError("--format: give html, pdf or html,pdf" + (", or none" if allow_none else ""))
+    return check_formats(parts)
+
+
+def from_options(cls: Any, options: Mapping[str, Any], *, given: Iterable[str] | None = None,
+                 recipe: str | None = None) -> dict[str, Any]:
+    """Map parsed command-line options onto ``cls``'s flat setting names.
+
+    Options named in ``given`` (set on the command line or in a job file) keep their value;
+    every other setting takes the ``recipe``'s value, else the dataclass default - so
+    the Click defaults only serve ``--help``. Options that are no setting are ignored.
+    """
+    names = cls.names()
+    values = recipe_values(recipe) if recipe else {}
+    out: dict[str, Any] = {}
+    given = set(options) if given is None else set(given)
+    for name in names:
+        f = cls.field_of(name)
+        param = param_of(f)
+        if param not in options:
+            if name in values:
+                out[name] = values[name]
+            continue
+        if param in given:
+            value = options[param]
+            out[name] = (not value) if f.metadata.get("invert") else value
+        elif name in values:
+            out[name] = values[name]
+    return out

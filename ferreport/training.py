@@ -50,6 +50,7 @@ from .atomic import atomic_open, atomic_path, write_json
 from .backend import keras, tf
 from .constants import CLASS_NAMES, MONITORS, NUM_CLASSES
 from .distributed import is_chief, multiworker_strategy, run_epoch
+from .config import STRATEGIES, TrainConfig
 from .errors import DatasetError, UsageError
 from .input_pipeline import LAYER_STREAM, check_faces, check_labels, derive_seed, make_dataset
 from .metrics import classification_metrics
@@ -77,67 +78,21 @@ MIN_LR = 1e-6
 #: Per-step learning-rate schedules (``TrainConfig.lr_schedule``): ``constant`` keeps the
 #: (plateau-reduced) rate; ``cosine`` decays it along a half cosine over ``epochs`` to
 #: ``COSINE_FINAL_FRACTION`` of its start value. Either is preceded by a linear warm-up of
-#: ``warmup_epochs`` epochs when that is set.
-LR_SCHEDULES = ("constant", "cosine")
+#: ``warmup_epochs`` epochs when that is set (the names: config.LR_SCHEDULES).
 COSINE_FINAL_FRACTION = 0.01
-STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 _STATE_FILE = "state.json"
 _STATE_FORMAT = 1
 #: Config fields that may change between a run and its resumption.
 _RESUMABLE_CHANGES = frozenset({"epochs", "strategy"})
+#: What a checkpoint lacking a TrainConfig field was trained with: the field's default, except
+#: for the fields whose default changed when TrainConfig took the CLI's defaults (these).
+CHECKPOINT_DEFAULTS: dict[str, object] = {
+    "epochs": 50, "arch": "seed", "label_smoothing": 0.0, "lr_schedule": "constant", "warmup_epochs": 0,
+    "monitor": "val_loss",
+}
 
 
 # --------------------------------------------------------------------------- config / result
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 50
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    augment: bool = True
-    seed: int = 0
-    arch: str = "seed"
-    strategy: str = "auto"  # "auto" | "default" | "mirrored" | "multiworker"
-    label_smoothing: float = 0.0
-    early_stopping_patience: int | None = None
-    reduce_lr_patience: int | None = None
-    lr_schedule: str = "constant"  # "constant" | "cosine" (see LR_SCHEDULES)
-    warmup_epochs: int = 0         # linear per-step warm-up from ~0 to learning_rate
-    monitor: str = "val_loss"      # see MONITORS
-
-    def __post_init__(self) -> None:
-        def bad(what: str) -> UsageError:
-            return UsageError(f"training configuration: {what}")
-
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise bad(f"epochs must be a positive integer, got {self.epochs!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise bad(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
-                and self.learning_rate > 0):
-            raise bad(f"learning_rate must be a positive number, got {self.learning_rate!r}")
-        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
-            raise bad(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
-        if self.strategy not in STRATEGIES:
-            raise bad(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise bad(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
-        for name in ("early_stopping_patience", "reduce_lr_patience"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise bad(f"{name} must be a positive integer or None, got {value!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise bad(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        if not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
-            raise bad(f"warmup_epochs must be a non-negative integer, got {self.warmup_epochs!r}")
-        if self.monitor not in MONITORS:
-            raise bad(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
-
-    @property
-    def per_step_schedule(self) -> bool:
-        """Whether the learning rate changes within an epoch (warm-up or cosine decay)."""
-        return self.warmup_epochs > 0 or self.lr_schedule != "constant"
 
 
 @dataclass(frozen=True)
@@ -468,7 +423,7 @@ def _restore_state(data: dict[str, Any], config: TrainConfig, fingerprint: dict[
                    class_weight: dict[str, float] | None, ckpt: Path) -> _State:
     old = data["config"]
     new = asdict(config)
-    defaults = {f.name: f.default for f in fields(TrainConfig)}  # fields added since the checkpoint
+    defaults = {**asdict(TrainConfig()), **CHECKPOINT_DEFAULTS}  # fields added since the checkpoint
     changed = [k for k in new if k not in _RESUMABLE_CHANGES and old.get(k, defaults[k]) != new[k]]
     if changed:
         diffs = ", ".join(f"{k}={old.get(k, defaults[k])!r} (now {new[k]!r})" for k in changed)

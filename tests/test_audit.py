@@ -16,6 +16,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from ferreport import artifacts
 from ferreport.audit import AUDIT_COLUMNS, AUDIT_SUMMARY, SKIPPED_CSV, read_labels_csv, run_audit
+from ferreport.config import AuditConfig
 from ferreport.constants import CLASS_NAMES
 from ferreport.errors import DatasetError
 from ferreport.report import read_predictions_csv, select_pool_rows
@@ -103,7 +104,7 @@ def labelled_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def messy_audit(messy_folder, tiny_model, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("messy_out") / "audit"
-    run_audit(messy_folder, tiny_model, out=out, **FAST)
+    run_audit(messy_folder, tiny_model, AuditConfig(out=out, **FAST))
     return out
 
 
@@ -193,7 +194,8 @@ def test_messy_folder_audit_writes_every_output_and_skips_with_reasons(messy_aud
 def test_the_face_pool_is_the_whole_folder_selection_whatever_the_chunking(messy_folder, messy_audit, tiny_model,
                                                                           tmp_path):
     out = tmp_path / "chunked"
-    run_audit(messy_folder, tiny_model, out=out, chunk_size=3, batch_size=2, **{**FAST, "formats": ()})
+    run_audit(messy_folder, tiny_model,
+              AuditConfig(out=out, chunk_size=3, batch_size=2, **{**FAST, "formats": ()}))
     a = (messy_audit / artifacts.PREDICTIONS).read_bytes()
     b = (out / artifacts.PREDICTIONS).read_bytes()
     assert a == b
@@ -217,7 +219,8 @@ def test_a_process_pool_gives_the_same_predictions(messy_folder, messy_audit, ti
 
     monkeypatch.setattr(audit_mod.cf, "ProcessPoolExecutor", Counting)
     out = tmp_path / "pooled"
-    run_audit(messy_folder, tiny_model, out=out, chunk_size=8, **{**FAST, "formats": (), "workers": 2})
+    run_audit(messy_folder, tiny_model,
+              AuditConfig(out=out, chunk_size=8, **{**FAST, "formats": (), "workers": 2}))
     assert pools == ["spawn"]  # TensorFlow is loaded: workers are spawned, not forked
     pd.testing.assert_frame_equal(read_predictions_csv(out / artifacts.PREDICTIONS),
                                   read_predictions_csv(messy_audit / artifacts.PREDICTIONS))
@@ -225,13 +228,15 @@ def test_a_process_pool_gives_the_same_predictions(messy_folder, messy_audit, ti
 
 
 def test_whole_and_detect_modes(messy_folder, tiny_model, tmp_path):
-    run_audit(messy_folder, tiny_model, out=tmp_path / "whole", faces="whole", **{**FAST, "formats": ()})
+    run_audit(messy_folder, tiny_model,
+              AuditConfig(out=tmp_path / "whole", faces="whole", **{**FAST, "formats": ()}))
     pred = read_predictions_csv(tmp_path / "whole" / artifacts.PREDICTIONS)
     assert set(pred["found"]) == {"whole"} and (pred["face_id"] == "0").all() and (pred["top"] == 0).all()
     summary = json.loads((tmp_path / "whole" / AUDIT_SUMMARY).read_text())
     assert summary["images_without_face"] == 0 and summary["faces_found"] == summary["images_read"] == 12
 
-    run_audit(messy_folder, tiny_model, out=tmp_path / "detect", faces="detect", **{**FAST, "formats": ()})
+    run_audit(messy_folder, tiny_model,
+              AuditConfig(out=tmp_path / "detect", faces="detect", **{**FAST, "formats": ()}))
     pred = read_predictions_csv(tmp_path / "detect" / artifacts.PREDICTIONS)
     assert set(pred["found"]) <= {"detected"}
     summary = json.loads((tmp_path / "detect" / AUDIT_SUMMARY).read_text())
@@ -259,7 +264,7 @@ def _sklearn_check(out: Path) -> pd.DataFrame:
 
 def test_labelled_subfolders_give_every_metric_equal_to_scikit_learn(labelled_folder, tiny_model, tmp_path):
     out = tmp_path / "lab"
-    result = run_audit(labelled_folder, tiny_model / artifacts.MODEL, out=out, faces="whole", **FAST)
+    result = run_audit(labelled_folder, tiny_model / artifacts.MODEL, AuditConfig(out=out, faces="whole", **FAST))
     pred = _sklearn_check(out)
     assert (pred.loc[pred["source"].str.startswith("Happy/"), "true_label"] == "happy").all()  # case-insensitive
     assert pred.loc[pred["source"] == "unsorted/extra.png", "true_label"].tolist() == [""]
@@ -277,15 +282,15 @@ def test_labels_csv_audit_and_labels_none(labelled_folder, tiny_model, tmp_path,
     labels = tmp_path / "labels.csv"
     labels.write_text("path,label\nangry/angry_0.png,angry\nsad/sad_1.png,4\nmissing/gone.png,happy\n")
     out = tmp_path / "csv"
-    result = run_audit(labelled_folder, tiny_model, out=out, faces="whole", labels=labels, **FAST)
+    result = run_audit(labelled_folder, tiny_model, AuditConfig(out=out, faces="whole", labels=labels, **FAST))
     pred = _sklearn_check(out)
     assert (pred["true_label"] != "").sum() == 2
     assert result.summary["labels_not_found"] == 1 and result.summary["labels_not_found_examples"] == ["missing/gone.png"]
     assert "Labelled paths not found" in (out / artifacts.REPORT_HTML).read_text(encoding="utf-8")
 
     capsys.readouterr()
-    run_audit(labelled_folder, tiny_model, out=tmp_path / "none", faces="whole", labels="none", progress=True,
-              **{**FAST, "formats": ()})
+    run_audit(labelled_folder, tiny_model,
+              AuditConfig(out=tmp_path / "none", faces="whole", labels="none", **{**FAST, "formats": ()}), progress=True)
     assert not (tmp_path / "none" / artifacts.METRICS).exists()
     assert "auditing: 22/22 files, 22 images, 22 faces" in capsys.readouterr().err
 
@@ -323,7 +328,7 @@ def test_an_empty_folder_is_exit_3_with_the_outputs_written(tiny_model, tmp_path
     folder.mkdir()
     (folder / "readme.md").write_text("no images here")
     with pytest.raises(DatasetError, match="no face to predict"):
-        run_audit(folder, tiny_model, out=tmp_path / "o", **FAST)
+        run_audit(folder, tiny_model, AuditConfig(out=tmp_path / "o", **FAST))
     summary = json.loads((tmp_path / "o" / AUDIT_SUMMARY).read_text())
     assert summary["images_read"] == 0 and summary["skipped"] == {UNSUPPORTED: 1}
     assert (tmp_path / "o" / artifacts.REPORT_HTML).is_file()
@@ -336,7 +341,7 @@ def test_an_unreadable_file_is_skipped_with_its_reason(tiny_model, tmp_path):
     _write(folder / "secret.png", draw_face(np.random.default_rng(1), 3, 64))
     os.chmod(folder / "secret.png", 0)
     try:
-        result = run_audit(folder, tiny_model, out=tmp_path / "o", **{**FAST, "formats": ()})
+        result = run_audit(folder, tiny_model, AuditConfig(out=tmp_path / "o", **{**FAST, "formats": ()}))
     finally:
         os.chmod(folder / "secret.png", 0o644)
     assert result.summary["images_read"] == 1
@@ -346,7 +351,7 @@ def test_an_unreadable_file_is_skipped_with_its_reason(tiny_model, tmp_path):
 def test_faces_sample_detection_and_labelled_audit(faces_sample_dir, tiny_model, tmp_path):
     """Real photographs: the cascade finds a face in most; the audit's metrics equal scikit-learn's."""
     out = tmp_path / "real"
-    result = run_audit(faces_sample_dir, tiny_model, out=out, n_resamples=20, formats=(), workers=2)
+    result = run_audit(faces_sample_dir, tiny_model, AuditConfig(out=out, n_resamples=20, formats=(), workers=2))
     summary = result.summary
     images = summary["images_read"]
     assert images >= 150 and summary["labels"] == "subfolders (auto)"

@@ -10,6 +10,7 @@ import pytest
 
 from ferreport import artifacts
 from ferreport.audit import SKIPPED_CSV, run_audit
+from ferreport.config import AuditConfig
 from ferreport.errors import UsageError
 from ferreport.report import read_predictions_csv
 from tests.test_audit import FAST, labelled_folder, messy_folder, tiny_model  # noqa: F401 - fixtures
@@ -50,15 +51,16 @@ def _same_outputs(local, remote) -> None:
 
 def test_ray_engine_equals_the_local_engine_on_a_messy_folder(local_ray, messy_folder, tiny_model, tmp_path):
     opts = {**FAST, "formats": ()}
-    run_audit(messy_folder, tiny_model, out=tmp_path / "local", **opts)
-    run_audit(messy_folder, tiny_model, out=tmp_path / "ray", engine="ray", **opts)
+    run_audit(messy_folder, tiny_model, AuditConfig(out=tmp_path / "local", **opts))
+    run_audit(messy_folder, tiny_model, AuditConfig(out=tmp_path / "ray", engine="ray", **opts))
     _same_outputs(tmp_path / "local", tmp_path / "ray")
 
 
 def test_ray_engine_labelled_audit_and_report(local_ray, labelled_folder, tiny_model, tmp_path):
-    local = run_audit(labelled_folder, tiny_model, out=tmp_path / "local", **{**FAST, "formats": ("html",)})
-    result = run_audit(labelled_folder, tiny_model, out=tmp_path / "ray", engine="ray",
-                       **{**FAST, "formats": ("html",)})
+    local = run_audit(labelled_folder, tiny_model,
+                      AuditConfig(out=tmp_path / "local", **{**FAST, "formats": ("html",)}))
+    result = run_audit(labelled_folder, tiny_model,
+                       AuditConfig(out=tmp_path / "ray", engine="ray", **{**FAST, "formats": ("html",)}))
     _same_outputs(tmp_path / "local", tmp_path / "ray")
     a = json.loads((tmp_path / "local" / artifacts.METRICS).read_text())
     b = json.loads((tmp_path / "ray" / artifacts.METRICS).read_text())
@@ -74,4 +76,4 @@ def test_ray_engine_labelled_audit_and_report(local_ray, labelled_folder, tiny_m
 
 def test_ray_address_needs_the_ray_engine(labelled_folder, tiny_model, tmp_path):
     with pytest.raises(UsageError, match="--ray-address needs --engine ray"):
-        run_audit(labelled_folder, tiny_model, out=tmp_path / "x", ray_address="auto", **FAST)
+        run_audit(labelled_folder, tiny_model, AuditConfig(out=tmp_path / "x", ray_address="auto", **FAST))

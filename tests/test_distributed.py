@@ -85,11 +85,11 @@ def test_worker_info_names_what_is_wrong(value, needle):
 
 def test_multiworker_needs_an_out_dir(sample_dataset, tmp_path, monkeypatch):
     from ferreport.config import RunConfig
-    from ferreport.pipeline import train
+    from ferreport.stages import train
 
     monkeypatch.setenv("TF_CONFIG", _tf_config([1, 2], 0))
     with pytest.raises(UsageError, match="--out"):
-        train(RunConfig(data=sample_dataset, strategy="multiworker", reports_dir=tmp_path, epochs=1))
+        train(RunConfig.build(data=sample_dataset, strategy="multiworker", reports_dir=tmp_path, epochs=1))
 
 
 # --------------------------------------------------------------------------- two real workers
@@ -134,7 +134,7 @@ _RESUME_SCRIPT = textwrap.dedent("""
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (40, 64, 64, 3), dtype=np.uint8)
     y = np.arange(40) % 7
-    cfg = TrainConfig(epochs=epochs, batch_size=8, seed=4, strategy="multiworker", arch="seed",
+    cfg = TrainConfig.from_recipe("seed", epochs=epochs, batch_size=8, seed=4, strategy="multiworker", arch="seed",
                       lr_schedule="cosine", warmup_epochs=1)
     res = train_model(x[:32], y[:32], x[32:], y[32:], cfg, run_dir, resume=resume, class_weight={0: 2.0})
     print(json.dumps({"epochs_run": res.epochs_run, "chief": res.is_chief, "resumed": res.resumed_from_epoch,

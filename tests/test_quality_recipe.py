@@ -45,16 +45,19 @@ def test_compact_architecture_contract():
 
 
 def test_schedule_config_validation_and_defaults():
-    cfg = TrainConfig()
-    assert cfg.lr_schedule == "constant" and cfg.warmup_epochs == 0 and not cfg.per_step_schedule
-    assert TrainConfig(warmup_epochs=1).per_step_schedule and TrainConfig(lr_schedule="cosine").per_step_schedule
+    cfg = TrainConfig()  # the recipe chosen on real faces (config.py); the seed recipe is constant, no warm-up
+    assert cfg.lr_schedule == "cosine" and cfg.warmup_epochs == 1 and cfg.per_step_schedule
+    seed = TrainConfig.from_recipe("seed")
+    assert seed.lr_schedule == "constant" and seed.warmup_epochs == 0 and not seed.per_step_schedule
+    assert TrainConfig.from_recipe("seed", warmup_epochs=1).per_step_schedule
+    assert TrainConfig.from_recipe("seed", lr_schedule="cosine").per_step_schedule
     for bad in ({"lr_schedule": "step"}, {"warmup_epochs": -1}, {"warmup_epochs": 1.5}):
         with pytest.raises(UsageError):
             TrainConfig(**bad)
 
 
 def test_warmup_then_cosine_schedule():
-    cfg = TrainConfig(epochs=10, learning_rate=1e-3, lr_schedule="cosine", warmup_epochs=2)
+    cfg = TrainConfig.from_recipe("seed", epochs=10, learning_rate=1e-3, lr_schedule="cosine", warmup_epochs=2)
     spe = 5
     lrs = [scheduled_learning_rate(cfg, 1e-3, s, spe) for s in range(10 * spe)]
     assert lrs[0] == pytest.approx(1e-4)                      # first warm-up step: base / (2 * 5)
@@ -62,17 +65,18 @@ def test_warmup_then_cosine_schedule():
     assert all(a < b for a, b in zip(lrs[: 2 * spe - 1], lrs[1: 2 * spe]))   # rises during warm-up
     assert all(a >= b for a, b in zip(lrs[2 * spe:], lrs[2 * spe + 1:]))     # then only falls
     assert lrs[-1] == pytest.approx(1e-3 * COSINE_FINAL_FRACTION)
-    const = TrainConfig(learning_rate=1e-3, warmup_epochs=1)
+    const = TrainConfig.from_recipe("seed", learning_rate=1e-3, warmup_epochs=1)
     assert [scheduled_learning_rate(const, 1e-3, s, 4) for s in (0, 3, 4, 100)] == pytest.approx(
         [2.5e-4, 1e-3, 1e-3, 1e-3])
-    assert scheduled_learning_rate(TrainConfig(), 3e-4, 7, 4) == 3e-4  # constant: untouched
+    assert scheduled_learning_rate(TrainConfig.from_recipe("seed"), 3e-4, 7, 4) == 3e-4  # constant: untouched
 
 
 @pytest.mark.slow
 def test_compact_recipe_trains_and_logs_the_schedule(tmp_path):
     xt, yt = _faces(28, 1)
     xv, yv = _faces(14, 2)
-    cfg = TrainConfig(epochs=2, batch_size=8, seed=1, arch="compact", strategy="default", learning_rate=1e-3,
+    cfg = TrainConfig.from_recipe("seed", epochs=2, batch_size=8, seed=1, arch="compact", strategy="default",
+                                  learning_rate=1e-3,
                       lr_schedule="cosine", warmup_epochs=1, early_stopping_patience=8, label_smoothing=0.1)
     result = train_model(xt, yt, xv, yv, cfg, tmp_path, class_weight={i: 1.0 for i in range(7)}, progress=False)
     assert result.epochs_run == 2

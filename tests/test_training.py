@@ -36,17 +36,21 @@ def data():
     return xt, yt, xv, yv
 
 
-CFG = TrainConfig(epochs=2, batch_size=8, seed=3, strategy="default")
+CFG = TrainConfig.from_recipe("seed", epochs=2, batch_size=8, seed=3, strategy="default")
 
 
 # --------------------------------------------------------------------------- config
 
 
 def test_config_defaults_and_validation():
-    cfg = TrainConfig()
+    cfg = TrainConfig()  # the defaults are the CLI's: the recipe chosen on real faces
     assert (cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.augment, cfg.seed, cfg.arch, cfg.strategy) == (
-        50, 32, 1e-3, True, 0, "seed", "auto")
-    assert cfg.label_smoothing == 0.0 and cfg.early_stopping_patience is None and cfg.reduce_lr_patience is None
+        25, 32, 1e-3, True, 0, "compact-std", "auto")
+    assert cfg.label_smoothing == 0.1 and cfg.early_stopping_patience is None and cfg.reduce_lr_patience is None
+    assert (cfg.lr_schedule, cfg.warmup_epochs, cfg.monitor) == ("cosine", 1, "val_macro_f1")
+    seed = TrainConfig.from_recipe("seed")  # TrainConfig's defaults before they became the CLI's
+    assert (seed.epochs, seed.arch, seed.label_smoothing, seed.lr_schedule, seed.warmup_epochs, seed.monitor) == (
+        50, "seed", 0.0, "constant", 0, "val_loss")
     for bad in ({"epochs": 0}, {"batch_size": -1}, {"learning_rate": 0.0}, {"strategy": "tpu"},
                 {"label_smoothing": 1.0}, {"early_stopping_patience": 0}, {"monitor": "val_f1"}):
         with pytest.raises(UsageError):
@@ -109,7 +113,8 @@ def test_collapse_not_flagged_for_healthy_run():
 
 
 def test_schedule_reduces_lr_and_stops_early():
-    cfg = TrainConfig(epochs=10, early_stopping_patience=3, reduce_lr_patience=2, learning_rate=1e-3)
+    cfg = TrainConfig.from_recipe("seed", epochs=10, early_stopping_patience=3, reduce_lr_patience=2,
+                                  learning_rate=1e-3)
     st = _State(cfg, {}, None)
     improved = [_schedule_step(st, {"loss": 1.0, "val_loss": v}, cfg) for v in (1.0, 0.9, 0.95, 0.96)]
     assert improved == [True, True, False, False]
@@ -122,7 +127,7 @@ def test_schedule_reduces_lr_and_stops_early():
 
 
 def test_schedule_by_macro_f1_keeps_the_highest_and_ignores_the_loss():
-    cfg = TrainConfig(epochs=10, early_stopping_patience=2, monitor="val_macro_f1")
+    cfg = TrainConfig.from_recipe("seed", epochs=10, early_stopping_patience=2, monitor="val_macro_f1")
     st = _State(cfg, {}, None)
     rows = [(1.0, 0.30), (0.8, 0.25), (1.2, 0.40), (1.3, float("nan")), (0.5, 0.40)]
     improved = [_schedule_step(st, {"loss": 1.0, "val_loss": vl, "val_macro_f1": f1}, cfg) for vl, f1 in rows]
@@ -202,7 +207,8 @@ def test_resume_checks_and_finished_run(full_run, data, capsys):
     pd.testing.assert_frame_equal(again.history, full.history)
     assert again.best_epoch == full.best_epoch and again.resumed_from_epoch == 2
     with pytest.raises(UsageError, match="batch_size=8"):
-        train_model(*data, TrainConfig(epochs=2, batch_size=4, seed=3, strategy="default"), run_dir, resume=True)
+        train_model(*data, TrainConfig.from_recipe("seed", epochs=2, batch_size=4, seed=3, strategy="default"),
+                    run_dir, resume=True)
     xt, yt, xv, yv = data
     with pytest.raises(DatasetError, match="differ"):
         train_model(xt[:-1], yt[:-1], xv, yv, CFG, run_dir, resume=True)
@@ -215,7 +221,7 @@ def test_macro_f1_monitor_keeps_the_epoch_with_the_best_validation_macro_f1(data
     from ferreport.prediction import predict_proba
 
     xt, yt, xv, yv = data
-    cfg = TrainConfig(epochs=3, batch_size=8, seed=5, strategy="default", monitor="val_macro_f1",
+    cfg = TrainConfig.from_recipe("seed", epochs=3, batch_size=8, seed=5, strategy="default", monitor="val_macro_f1",
                       learning_rate=3e-3)
     result = train_model(xt, yt, xv, yv, cfg, tmp_path / "run", progress=False)
     f1 = result.history["val_macro_f1"].to_numpy()
@@ -242,8 +248,8 @@ def test_checkpoint_from_before_the_monitor_resumes(full_run, data, tmp_path):
     for row in state["history"]:
         del row["val_macro_f1"]
     state_path.write_text(json.dumps(state))
-    result = train_model(*data, TrainConfig(epochs=3, batch_size=8, seed=3, strategy="default"), run_dir,
-                         resume=True, progress=False)
+    result = train_model(*data, TrainConfig.from_recipe("seed", epochs=3, batch_size=8, seed=3, strategy="default"),
+                         run_dir, resume=True, progress=False)
     assert result.resumed_from_epoch == 2 and result.history["epoch"].tolist() == [1, 2, 3]
     assert result.history["val_macro_f1"].isna().tolist() == [True, True, False]
 
@@ -251,7 +257,7 @@ def test_checkpoint_from_before_the_monitor_resumes(full_run, data, tmp_path):
 @pytest.mark.slow
 def test_mirrored_strategy_on_cpu(data, tmp_path):
     xt, yt, xv, yv = data
-    cfg = TrainConfig(epochs=1, batch_size=8, seed=0, strategy="mirrored", augment=False)
+    cfg = TrainConfig.from_recipe("seed", epochs=1, batch_size=8, seed=0, strategy="mirrored", augment=False)
     result = train_model(xt[:16], yt[:16], xv[:8], yv[:8], cfg, tmp_path / "m", progress=False,
                          class_weight={i: 1.0 for i in range(7)})
     assert result.epochs_run == 1 and load_model(result.model_path).output_shape == (None, 7)

@@ -31,7 +31,8 @@ from ..errors import FerreportError, UsageError
 from . import plots
 from .context import Section, numbered_sections
 from .inputs import RunArtifacts, ids_and_conf, load_run
-from .render import FORMATS, environment, write_pages
+from ..config import check_formats as check_known_formats
+from .render import environment, write_pages
 from .text import fmt_p, fmt_signed, short
 
 __all__ = [
@@ -292,10 +293,8 @@ def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], *
                  formats: Sequence[str] = ("html", "pdf"), data: Path | None = None, use_dataset: bool = True,
                  n_resamples: int = 1000, seed: int = 0) -> CompareResult:
     """Compare two runs and write compare.json (+ compare.html / compare.pdf) into ``out``."""
-    formats = tuple(dict.fromkeys(str(f).lower() for f in formats))
-    bad = [f for f in formats if f not in FORMATS]
-    if bad:  # no format at all is fine here: compare.json alone (--format none)
-        raise UsageError(f"--format {','.join(bad)}: choose from {','.join(FORMATS)}")
+    # no format at all is fine here: compare.json alone (--format none)
+    formats = check_known_formats(dict.fromkeys(str(f).lower() for f in formats))
     ctx = build_compare_context(run_a, run_b, data=data, use_dataset=use_dataset, n_resamples=n_resamples, seed=seed)
     out_dir = Path(out) if out is not None else default_out(Path(run_a), Path(run_b))
     files: dict[str, Path] = {}

@@ -19,6 +19,7 @@ from typing import Any
 
 import jinja2
 
+from .. import config
 from ..atomic import write_bytes, write_text
 from ..errors import FerreportError, UsageError
 from .context import ReportContext
@@ -37,7 +38,7 @@ __all__ = [
     "write_pages",
 ]
 
-FORMATS: tuple[str, ...] = ("html", "pdf")
+FORMATS = config.FORMATS
 #: The templates shipped inside the package.
 PACKAGE_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -143,10 +144,9 @@ def render_pdf(html: str) -> bytes:
 def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
     """The requested formats, lower-cased and deduplicated; UsageError for none or an unknown one."""
     formats = tuple(dict.fromkeys(str(f).lower() for f in formats))
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        raise UsageError(f"report format(s) {', '.join(bad) or '(none)'}: choose from {', '.join(FORMATS)}")
-    return formats
+    if not formats:
+        raise UsageError(f"report format(s) (none): choose from {', '.join(FORMATS)}")
+    return config.check_formats(formats)
 
 
 def write_pages(html: str, formats: Sequence[str], html_path: Path, pdf_path: Path) -> dict[str, Path]:

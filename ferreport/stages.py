@@ -1,7 +1,9 @@
-"""The jobs the CLI runs, as importable functions: prepare, train, evaluate, report, run.
+"""The stages a command strings together: prepare (read, split, balance), train, evaluate, render.
 
-Each job reads and writes a run directory (see :mod:`ferreport.artifacts`), so a later
-job (or a later process) can pick up where an earlier one stopped.
+Each stage takes the settings of :mod:`ferreport.config` and reads and writes a run
+directory (see :mod:`ferreport.artifacts`), so a later stage (or a later process) can
+pick up where an earlier one stopped. :mod:`ferreport.commands` says which stages each
+command of the CLI runs.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import datetime as _dt
 import json
 import secrets
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import pandas as pd
 from . import artifacts
 from .atomic import atomic_open, write_json
 from .balancing import BalanceResult, balance_training_set
-from .config import RunConfig
+from .config import FORMATS, RunConfig
 from .constants import CLASS_NAMES
 from .errors import DatasetError, UsageError
 from .preprocessing import PreparedDataset, prepare_dataset
@@ -123,13 +125,21 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def prepare(config: RunConfig, *, progress: bool = False) -> PreparedSplit:
+    """Read (or find in the cache), validate and split the dataset of ``config``."""
     root = resolve_dataset(config.data, sample_faces=config.sample_faces, seed=config.seed)
     dataset = prepare_dataset(root, strict=config.strict, cache_root=config.cache_dir, workers=config.workers,
                               progress=progress)
     return PreparedSplit(dataset, split_faces(dataset.index, seed=config.seed))
 
 
-def _check_run_dir(run_dir: Path, resume: bool) -> None:
+def balance(prepared: PreparedSplit, config: RunConfig) -> BalanceResult:
+    """The training split balanced by ``config.balance``."""
+    train = prepared.rows("train")
+    return balance_training_set(np.asarray(prepared.dataset.faces[train]), prepared.dataset.labels[train],
+                                config.balance, seed=config.seed)
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
     if resume:
         if not (run_dir / artifacts.CONFIG).is_file():
             raise UsageError(f"--resume: {run_dir} holds no run to resume (no {artifacts.CONFIG})")
@@ -140,7 +150,7 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
 
 def train(config: RunConfig, *, progress: bool | None = None) -> Path:
     """prepare -> split -> balance -> train; returns the run directory."""
-    from .training import TrainConfig, train_model
+    from .training import train_model
 
     started = now_iso()
     chief = True
@@ -153,15 +163,12 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
                              "agree on the run directory (only the chief writes it)")
     run_dir = Path(config.out) if config.out else Path(config.reports_dir) / new_run_id()
     if chief:
-        _check_run_dir(run_dir, config.resume)
+        check_run_dir(run_dir, config.resume)
     if config.resume:  # continue with the recorded configuration, not today's defaults
-        saved = json.loads((run_dir / artifacts.CONFIG).read_text())
-        config = replace(config, **{k: v for k, v in _config_from_dict(saved).items()
-                                    if k in ("data", "epochs", "batch_size", "learning_rate", "balance", "seed",
-                                             "augment", "arch", "sample_faces", "lr_schedule", "warmup_epochs",
-                                             "label_smoothing", "early_stopping_patience", "monitor")})
+        saved_path = run_dir / artifacts.CONFIG
+        config = config.resumed_from(json.loads(saved_path.read_text()), where=saved_path)
     data = prepare(config, progress=bool(progress))
-    config = replace(config, data=data.dataset.root, out=run_dir)
+    config = config.with_values(data=data.dataset.root, out=run_dir)
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / artifacts.CONFIG, config.to_dict())
@@ -173,18 +180,13 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise DatasetError(f"{data.dataset.root}: too few faces to split into train/val/test ({len(data.split)} faces)")
     faces, labels = data.dataset.faces, data.dataset.labels
-    balanced = balance_training_set(np.asarray(faces[train_rows]), labels[train_rows], config.balance, seed=config.seed)
+    balanced = balance(data, config)
     summary = data_summary(data, balanced)
     if chief:
         write_json(run_dir / artifacts.DATA_SUMMARY, summary)
         log(format_summary(summary))
 
-    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-                               augment=config.augment, seed=config.seed, arch=config.arch, strategy=config.strategy,
-                               lr_schedule=config.lr_schedule, warmup_epochs=config.warmup_epochs,
-                               label_smoothing=config.label_smoothing, monitor=config.monitor,
-                               early_stopping_patience=config.early_stopping_patience)
-    result = train_model(balanced.x, balanced.y, np.asarray(faces[val_rows]), labels[val_rows], train_config, run_dir,
+    result = train_model(balanced.x, balanced.y, np.asarray(faces[val_rows]), labels[val_rows], config.training, run_dir,
                          class_weight=balanced.class_weight, resume=config.resume, progress=progress)
     if not result.is_chief:
         log(f"worker done after {result.epochs_run} epochs; the chief wrote {run_dir}")
@@ -204,27 +206,16 @@ def _collapse_dict(collapse: Any) -> dict[str, Any] | None:
     return {"reasons": list(collapse.reasons), "likely_causes": list(collapse.likely_causes)}
 
 
-def _config_from_dict(saved: dict[str, Any]) -> dict[str, Any]:
-    out = dict(saved)
-    for key in ("data", "out", "reports_dir", "cache_dir"):
-        if out.get(key) is not None:
-            out[key] = Path(out[key])
-    if "formats" in out:
-        out["formats"] = tuple(out["formats"])
-    return out
-
-
-def evaluate_run(run_dir: Path, *, formats: tuple[str, ...] = ("html", "pdf"), model_path: Path | None = None,
-                 unsafe_model: bool = False, n_resamples: int = 1000, progress: bool = False) -> dict[str, Any]:
-    """Evaluate a run's model on the run's own saved test split, then render the report."""
-    from .evaluation import evaluate_faces
+def evaluate_run(run_dir: Path, *, model_path: Path | None = None, unsafe_model: bool = False,
+                 progress: bool = False) -> dict[str, Any]:
+    """Evaluate a run's model (or ``model_path``) on the run's own saved test split; returns the metrics."""
     from .model import load_model
 
     run_dir = Path(run_dir)
     config_path = run_dir / artifacts.CONFIG
     if not config_path.is_file():
         raise UsageError(f"{run_dir}: not a run directory (no {artifacts.CONFIG}); train first or pass --model and --data")
-    config = RunConfig(**_config_from_dict(json.loads(config_path.read_text())))
+    config = RunConfig.from_dict(json.loads(config_path.read_text()), where=config_path)
     model_file = Path(model_path) if model_path else run_dir / artifacts.MODEL
     model = load_model(model_file, safe_mode=not unsafe_model)
     dataset = prepare_dataset(config.data, strict=config.strict, cache_root=config.cache_dir, workers=config.workers,
@@ -243,39 +234,41 @@ def evaluate_run(run_dir: Path, *, formats: tuple[str, ...] = ("html", "pdf"), m
         collapse = json.loads(prov_path.read_text()).get("collapse")
         if collapse:
             extra["collapse"] = collapse
-    return _evaluate_and_report(model, model_file, dataset, rows, run_dir, config.seed, formats, n_resamples, extra)
+    return _evaluate(model, model_file, dataset, rows, run_dir, config.seed, config.n_resamples, extra)
 
 
-def evaluate_model(model_path: Path, data: Path, *, out: Path | None, reports_dir: Path = Path("reports"), seed: int = 0,
-                   formats: tuple[str, ...] = ("html", "pdf"), unsafe_model: bool = False, strict: bool = False,
-                   n_resamples: int = 1000, cache_dir: Path | None = None, progress: bool = False) -> dict[str, Any]:
-    """Evaluate an existing model on a dataset: its test split (ExpW), or all of it (class folders)."""
+def evaluate_model(model_path: Path, config: RunConfig, *, unsafe_model: bool = False,
+                   progress: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Evaluate an existing model on ``config.data``: its test split (ExpW), or all of it (class folders).
+
+    Writes a run directory (``config.out``, default reports/<run id>); returns it and the metrics.
+    """
     from .evaluation import evaluate_faces  # noqa: F401  (import errors surface before work starts)
     from .model import load_model
 
+    if config.data is None:
+        raise UsageError("--model needs --data DIR to evaluate on")
     model = load_model(model_path, safe_mode=not unsafe_model)
-    dataset = prepare_dataset(data, strict=strict, cache_root=cache_dir, progress=progress)
-    run_dir = Path(out) if out else Path(reports_dir) / new_run_id()
-    _check_run_dir(run_dir, resume=False)
+    dataset = prepare_dataset(config.data, strict=config.strict, cache_root=config.cache_dir, progress=progress)
+    run_dir = Path(config.out) if config.out else Path(config.reports_dir) / new_run_id()
+    check_run_dir(run_dir, resume=False)
     run_dir.mkdir(parents=True, exist_ok=True)
     if dataset.kind == "folders":
         split = pd.Series(["test"] * len(dataset.index))
     else:
-        split = split_faces(dataset.index, seed=seed)
-    config = RunConfig(data=Path(data), out=run_dir, seed=seed, formats=formats, strict=strict, cache_dir=cache_dir,
-                       extra={"model": str(model_path), "evaluated_on": "all faces" if dataset.kind == "folders"
-                              else "test split"})
+        split = split_faces(dataset.index, seed=config.seed)
+    config = config.with_values(out=run_dir, extra={
+        "model": str(model_path), "evaluated_on": "all faces" if dataset.kind == "folders" else "test split"})
     write_json(run_dir / artifacts.CONFIG, config.to_dict())
     with atomic_open(run_dir / artifacts.SPLITS) as fh:
         split_table(dataset.index, split).to_csv(fh, index=False)
     write_json(run_dir / artifacts.DATA_SUMMARY, data_summary(PreparedSplit(dataset, split)))
     rows = np.flatnonzero(split.to_numpy() == "test")
-    return _evaluate_and_report(model, Path(model_path), dataset, rows, run_dir, seed, formats, n_resamples)
+    return run_dir, _evaluate(model, Path(model_path), dataset, rows, run_dir, config.seed, config.n_resamples)
 
 
-def _evaluate_and_report(model: Any, model_file: Path, dataset: PreparedDataset, rows: np.ndarray, run_dir: Path,
-                         seed: int, formats: tuple[str, ...], n_resamples: int,
-                         extra_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+def _evaluate(model: Any, model_file: Path, dataset: PreparedDataset, rows: np.ndarray, run_dir: Path,
+              seed: int, n_resamples: int, extra_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
     from .evaluation import evaluate_faces
 
     started = now_iso()
@@ -290,12 +283,19 @@ def _evaluate_and_report(model: Any, model_file: Path, dataset: PreparedDataset,
                             "started": started, "finished": now_iso()}
     record["model_sha256"] = record.get("model_sha256") or record["evaluation"]["model_sha256"]
     write_json(prov_path, record)
-    if formats:
-        render_report(run_dir, formats=formats, n_resamples=n_resamples, seed=seed)
     return result.metrics
 
 
-def render_report(run_dir: Path, *, formats: tuple[str, ...] = ("html", "pdf"), n_resamples: int = 1000,
+def saved_seed(run_dir: Path) -> int:
+    """The seed in a run folder's config.json (0 when absent or unreadable)."""
+    try:
+        seed = json.loads((Path(run_dir) / artifacts.CONFIG).read_text()).get("seed", 0)
+        return int(seed) if isinstance(seed, int) else 0
+    except (OSError, ValueError):
+        return 0
+
+
+def render_report(run_dir: Path, *, formats: tuple[str, ...] = FORMATS, n_resamples: int = 1000,
                   seed: int = 0) -> dict[str, Path]:
     """Render report.html / report.pdf from the run directory's saved artefacts alone."""
     run_dir = Path(run_dir)

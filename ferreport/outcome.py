@@ -1,22 +1,19 @@
-"""Scheduled-job plumbing shared by the evaluating commands (``evaluate``, ``run``, ``predict``).
+"""A command's outcome: quality gates, machine-readable output, exit code 1 on a failed gate.
 
-A command adopts it in four steps::
+Shared by the evaluating commands (``evaluate``, ``run``, ``predict``; see
+:mod:`ferreport.commands`)::
 
-    @main.command()
-    @gate_options                       # --fail-under --fail-over --baseline --max-drop --json --junit
-    @handle_errors
-    def evaluate(**kw):
-        plan = plan_gates(kw)           # parse gates, read the baseline: usage errors before any work
-        with JobConsole(plan.json_out) as out:   # --json: stdout is reserved for the summary
-            metrics = ...evaluate with formats=() ...
-            summary = finish_job(run_dir, metrics, plan, formats=fmt, command="evaluate")
-            out.echo(summary_line(metrics))
-        out.conclude(summary)           # console gate lines, the JSON object, GateFailure (exit 1)
+    plan = plan_gates(kw)                     # parse gates, read the baseline: usage errors before any work
+    with Console(plan.json_out) as console:   # --json: stdout is reserved for the summary
+        metrics = ...evaluate...
+        outcome = finish(run_dir, metrics, plan, command="evaluate", render=...)
+        console.echo(summary_line(metrics))
+    console.conclude(outcome)                 # console gate lines, the JSON object, GateFailure (exit 1)
 
-:func:`finish_job` evaluates the gates, writes ``gates.json``, renders the report (which
-shows a "Quality gates" section), writes the JUnit file and updates the history index
-of the folder holding the run; only then does a failed gate end the process with
-exit code 1, so every output exists either way.
+:func:`finish` evaluates the gates, writes ``gates.json``, renders the report through
+the command's ``render`` (the report shows a "Quality gates" section), writes the JUnit
+file and updates the history index of the folder holding the run; only then does a
+failed gate end the process with exit code 1, so every output exists either way.
 """
 
 from __future__ import annotations
@@ -50,8 +47,7 @@ from .gates import (
     summary_deltas,
 )
 
-__all__ = ["GATE_PARAMS", "GatePlan", "JobConsole", "JobSummary", "error_json", "finish_job", "gate_options",
-           "plan_gates"]
+__all__ = ["GATE_PARAMS", "Console", "GatePlan", "Outcome", "error_json", "finish", "gate_options", "plan_gates"]
 
 #: Parameter names the gate options add to a command.
 GATE_PARAMS = ("fail_under", "fail_over", "baseline", "max_drop", "json_out", "junit")
@@ -127,7 +123,7 @@ def plan_gates(kw: dict[str, Any], *, pop: bool = True) -> GatePlan:
 # --------------------------------------------------------------------------- console
 
 
-class JobConsole:
+class Console:
     """Routes human output: stdout normally; stderr (Python and file-descriptor level) under --json.
 
     Inside the ``with`` block, under ``--json``, anything written to stdout - ``print``,
@@ -143,7 +139,7 @@ class JobConsole:
     def echo(self, message: str = "") -> None:
         click.echo(message, err=self.json_out)
 
-    def __enter__(self) -> JobConsole:
+    def __enter__(self) -> Console:
         if not self.json_out:
             return self
         stack = contextlib.ExitStack()
@@ -186,8 +182,13 @@ class JobConsole:
             self._stack.close()
             self._stack = None
 
-    def conclude(self, summary: JobSummary, out: IO[str] | None = None) -> None:
-        """Print the gate verdicts (and the JSON object under --json); raise GateFailure if one failed."""
+    def conclude(self, summary: Outcome | None, out: IO[str] | None = None) -> None:
+        """Print the gate verdicts (and the JSON object under --json); raise GateFailure if one failed.
+
+        ``None`` (a command that evaluated nothing, e.g. a multi-worker run's non-chief) concludes nothing.
+        """
+        if summary is None:
+            return
         for line in format_gate_lines(summary.gates):
             self.echo(line)
         if summary.baseline_deltas and not any(g.kind == "max_drop" for g in summary.gates):
@@ -208,11 +209,11 @@ def error_json(exc: FerreportError, command: str | None = None) -> str:
                        "error_type": type(exc).__name__}, sort_keys=True, ensure_ascii=False)
 
 
-# --------------------------------------------------------------------------- finishing a job
+# --------------------------------------------------------------------------- finishing a command
 
 
 @dataclass(frozen=True)
-class JobSummary:
+class Outcome:
     command: str
     run_dir: Path
     metrics: dict[str, Any]
@@ -253,17 +254,12 @@ class JobSummary:
         }
 
 
-def _run_seed(run_dir: Path) -> int:
-    try:
-        seed = json.loads((run_dir / artifacts.CONFIG).read_text()).get("seed", 0)
-        return int(seed) if isinstance(seed, int) else 0
-    except (OSError, ValueError):
-        return 0
+def finish(run_dir: Path, metrics: dict[str, Any], plan: GatePlan, *, command: str,
+           render: Callable[[Path], dict[str, Path]] | None = None, index: bool = True) -> Outcome:
+    """Gates -> gates.json -> ``render(run_dir)`` (the report) -> JUnit -> history index.
 
-
-def finish_job(run_dir: Path, metrics: dict[str, Any], plan: GatePlan, *, formats: tuple[str, ...],
-               command: str, n_resamples: int = 1000, seed: int | None = None, index: bool = True) -> JobSummary:
-    """Gates -> gates.json -> report -> JUnit -> history index. Never raises GateFailure itself."""
+    Never raises GateFailure itself.
+    """
     run_dir = Path(run_dir)
     results = plan.evaluate(metrics) if plan.has_gates else ()
     outputs: dict[str, str] = {}
@@ -277,11 +273,8 @@ def finish_job(run_dir: Path, metrics: dict[str, Any], plan: GatePlan, *, format
         outputs["gates"] = str(gates_path)
     else:  # a re-evaluation without gates must not show a stale verdict
         gates_path.unlink(missing_ok=True)
-    if formats:
-        from .pipeline import render_report
-
-        rendered = render_report(run_dir, formats=formats, n_resamples=n_resamples,
-                                 seed=_run_seed(run_dir) if seed is None else seed)
+    if render is not None:
+        rendered = render(run_dir)
         outputs.update({f"report_{k}": str(v) for k, v in rendered.items()})
     if plan.junit is not None:
         write_text(plan.junit, junit_xml(results, properties={
@@ -292,5 +285,5 @@ def finish_job(run_dir: Path, metrics: dict[str, Any], plan: GatePlan, *, format
         from .report import update_index
 
         outputs["index"] = str(update_index(run_dir.parent))
-    return JobSummary(command, run_dir, metrics, results, plan.baseline_path,
+    return Outcome(command, run_dir, metrics, results, plan.baseline_path,
                       summary_deltas(metrics, plan.baseline), outputs)

@@ -1,4 +1,4 @@
-"""Job files: ``--config job.toml`` holds any command's options; command-line flags override it.
+"""`--config job.toml`: a TOML file holding any command's options; command-line flags override it.
 
 Layout (TOML)::
 
@@ -42,13 +42,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["JobFileError", "add_config_option", "config_option", "job_defaults", "load_job_file"]
+__all__ = ["ConfigFileError", "add_config_option", "config_option", "option_defaults", "load_config_file"]
 
 #: Parameters a job file cannot set.
 RESERVED = frozenset({"config", "help", "version"})
 
 
-class JobFileError(click.ClickException):
+class ConfigFileError(click.ClickException):
     """A job-file problem: one line on stderr, exit code 2 (usage error)."""
 
     exit_code = 2
@@ -57,20 +57,20 @@ class JobFileError(click.ClickException):
         click.echo(f"ferreport: error: {self.format_message()}", err=True)
 
 
-def load_job_file(path: str | Path) -> dict[str, Any]:
+def load_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     try:
         data = p.read_bytes()
     except FileNotFoundError:
-        raise JobFileError(f"--config {p}: job file not found") from None
+        raise ConfigFileError(f"--config {p}: job file not found") from None
     except OSError as exc:
-        raise JobFileError(f"--config {p}: cannot read the job file ({exc.strerror})") from None
+        raise ConfigFileError(f"--config {p}: cannot read the job file ({exc.strerror})") from None
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
-        raise JobFileError(f"{p}: not UTF-8 text; a job file is TOML") from None
+        raise ConfigFileError(f"{p}: not UTF-8 text; a job file is TOML") from None
     except tomllib.TOMLDecodeError as exc:
-        raise JobFileError(f"{p}: invalid TOML ({exc})") from None
+        raise ConfigFileError(f"{p}: invalid TOML ({exc})") from None
 
 
 def _names(param: click.Parameter) -> set[str]:
@@ -101,7 +101,7 @@ def _param_index(command: click.Command) -> dict[str, click.Parameter]:
 def _convert(param: click.Parameter, key: str, value: Any, base: Path, path: Path) -> Any:
     def one(v: Any) -> Any:
         if isinstance(v, Mapping):
-            raise JobFileError(f"{path}: {key}: expected a value, got a table")
+            raise ConfigFileError(f"{path}: {key}: expected a value, got a table")
         if isinstance(param.type, click.Path) and isinstance(v, str) and v:
             p = Path(v).expanduser()
             return str(p if p.is_absolute() else base / p)
@@ -113,7 +113,7 @@ def _convert(param: click.Parameter, key: str, value: Any, base: Path, path: Pat
         values = value if isinstance(value, list) else [value]
         return [one(v) for v in values]
     if isinstance(value, list):
-        raise JobFileError(f"{path}: {key}: expected one value, got a list (only repeatable options take lists)")
+        raise ConfigFileError(f"{path}: {key}: expected one value, got a list (only repeatable options take lists)")
     if isinstance(value, Mapping) and getattr(param, "metavar", None) == "KEY=VALUE":
         return [f"{k}={v}" for k, v in value.items()]
     return one(value)
@@ -128,15 +128,15 @@ def _check_other_tables(doc: Mapping[str, Any], p: Path, others: Mapping[str, cl
         index = _param_index(cmd)
         for key in table:
             if str(key).replace("-", "_") not in index:
-                raise JobFileError(f"{p}: unknown key [{name}] {key!r} for `ferreport {name}`")
+                raise ConfigFileError(f"{p}: unknown key [{name}] {key!r} for `ferreport {name}`")
 
 
-def job_defaults(path: str | Path, command: click.Command, command_name: str,
+def option_defaults(path: str | Path, command: click.Command, command_name: str,
                  other_commands: Mapping[str, click.Command] | set[str] | frozenset[str] = frozenset()
                  ) -> dict[str, Any]:
     """The ``default_map`` for ``command`` from the job file at ``path``."""
     p = Path(path)
-    doc = load_job_file(p)
+    doc = load_config_file(p)
     if isinstance(other_commands, Mapping):
         _check_other_tables(doc, p, other_commands)
     base = p.resolve().parent
@@ -150,12 +150,12 @@ def job_defaults(path: str | Path, command: click.Command, command_name: str,
             if isinstance(value, Mapping) and norm not in index:
                 if where == "" and (key == command_name or key in other_commands):
                     continue  # command tables are handled below
-                raise JobFileError(f"{p}: unknown table [{key}]; tables are named after commands "
+                raise ConfigFileError(f"{p}: unknown table [{key}]; tables are named after commands "
                                    f"({', '.join(sorted({command_name, *other_commands}))})")
             param = index.get(norm)
             if param is None:
                 scope = f"[{where}] " if where else ""
-                raise JobFileError(f"{p}: unknown key {scope}{key!r} for `ferreport {command_name}`; "
+                raise ConfigFileError(f"{p}: unknown key {scope}{key!r} for `ferreport {command_name}`; "
                                    f"valid keys: {known}")
             merged[param.name] = (key, value)
 
@@ -176,7 +176,7 @@ def _callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     others: dict[str, click.Command] = {}
     if ctx.parent is not None and isinstance(ctx.parent.command, click.Group):
         others = {k: v for k, v in ctx.parent.command.commands.items() if k != name}
-    defaults = job_defaults(value, command, name, others)
+    defaults = option_defaults(value, command, name, others)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from ferreport import artifacts
 from ferreport.cli import main
-from ferreport.jobfile import job_defaults
+from ferreport.tomlconfig import option_defaults
 
 from .report.run_dirs import make_run_dir
 
@@ -38,7 +38,7 @@ unsafe-model = false
 [run]
 epochs = 3
 """)
-    defaults = job_defaults(job, main.commands["evaluate"], "evaluate", dict(main.commands))
+    defaults = option_defaults(job, main.commands["evaluate"], "evaluate", dict(main.commands))
     assert defaults["data"] == str(tmp_path / "jobs" / ".." / "data" / "ExpW")   # relative to the job file
     assert defaults["json_out"] is True and defaults["formats"] == "html"
     assert defaults["fail_under"] == ["accuracy=0.8", "f1.fear=0.3"]
