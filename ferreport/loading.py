@@ -95,22 +95,57 @@ def read_label_file(label_file: str | os.PathLike[str], image_dir: str | os.Path
     Field order per line: ``image_name face_id top left right bottom confidence label``.
     Image names may contain spaces (the last seven fields are numeric, so the line is
     split from the right). A byte-order mark and CRLF endings are accepted.
+
+    Stages: split the lines into fields, reject rows (bad numbers, unsafe paths,
+    duplicates, missing images; the first reason found wins), count the rejects, build
+    the index of the rest.
     """
     label_file = Path(label_file)
     image_dir = Path(image_dir) if image_dir is not None else label_file.parent.parent / "image" / "origin"
+    text = _read_label_text(label_file)
+    result = LabelIndex(index=pd.DataFrame(columns=list(INDEX_COLUMNS)), image_dir=image_dir,
+                        label_file=label_file, kind="expw")
+    skip = _LineSkipper(result, label_file, strict)
+    good_lines, fields = _split_fields(text, skip)
+    if not fields:
+        if not result.skipped and require_faces:
+            raise DatasetError(f"{label_file}: the label file has no lines (expected one face per line)")
+        return _finish(result, require_faces)
+    rows = _label_rows(good_lines, fields)
+    _reject_bad_numbers(rows)
+    _reject_unsafe_paths(rows)
+    _reject_duplicates(rows)
+    if check_images:
+        _reject_missing_images(rows, image_dir)
+    rows.report_rejects(skip)
+    result.index = _usable_index(rows)
+    return _finish(result, require_faces)
+
+
+def _read_label_text(label_file: Path) -> str:
     try:
         raw = label_file.read_bytes()
     except OSError as exc:
         raise DatasetError(f"{label_file}: cannot read the label file ({exc.strerror})") from exc
-    text = raw.decode("utf-8-sig", errors="replace")
-    result = LabelIndex(index=pd.DataFrame(columns=list(INDEX_COLUMNS)), image_dir=image_dir,
-                        label_file=label_file, kind="expw")
+    return raw.decode("utf-8-sig", errors="replace")
 
-    def skip(reason: str, line_no: int, line: str) -> None:
-        if strict:
-            raise _strict_error(label_file, line_no, reason, line)
-        result.skip(reason, f"{label_file.name}:{line_no}")
 
+@dataclass
+class _LineSkipper:
+    """Counts an unusable line on ``result``, or with ``strict`` raises at it."""
+
+    result: LabelIndex
+    label_file: Path
+    strict: bool
+
+    def __call__(self, reason: str, line_no: int, line: str) -> None:
+        if self.strict:
+            raise _strict_error(self.label_file, line_no, reason, line)
+        self.result.skip(reason, f"{self.label_file.name}:{line_no}")
+
+
+def _split_fields(text: str, skip: _LineSkipper) -> tuple[list[int], list[list[str]]]:
+    """(line numbers, fields) of the lines with eight fields; blank lines are ignored, others skipped."""
     good_lines: list[int] = []
     fields: list[list[str]] = []
     # Split on "\n" only (not str.splitlines, which also breaks at form feeds and Unicode
@@ -125,63 +160,85 @@ def read_label_file(label_file: str | os.PathLike[str], image_dir: str | os.Path
             continue
         good_lines.append(line_no)
         fields.append(parts)
-    lines_text = {n: " ".join(f) for n, f in zip(good_lines, fields)}
+    return good_lines, fields
 
-    if not fields:
-        if not result.skipped and require_faces:
-            raise DatasetError(f"{label_file}: the label file has no lines (expected one face per line)")
-        return _finish(result, require_faces)
 
+@dataclass
+class _LabelRows:
+    """The lines with eight fields, one row each, and why each row is unusable ("" while usable)."""
+
+    fields: list[list[str]]
+    frame: pd.DataFrame   # "source", the seven numeric fields as text, "line"
+    numbers: np.ndarray   # (rows, 7) float64: face_id top left right bottom confidence label; NaN if not a number
+    reasons: np.ndarray   # object array of skip reasons
+
+    def usable(self) -> np.ndarray:
+        return self.reasons == ""
+
+    def reject(self, rows: np.ndarray, reason: str) -> None:
+        """Give ``reason`` to those of ``rows`` that are still usable (an earlier reason wins)."""
+        self.reasons[self.usable() & rows] = reason
+
+    def report_rejects(self, skip: _LineSkipper) -> None:
+        """Skip the rejected rows in line order (with ``strict``, the first one raises)."""
+        lines = self.frame["line"]
+        for i in np.flatnonzero(~self.usable()):
+            skip(self.reasons[i], int(lines.iat[i]), " ".join(self.fields[i]))
+
+
+def _label_rows(good_lines: list[int], fields: list[list[str]]) -> _LabelRows:
     frame = pd.DataFrame(fields, columns=["source", "face_id", "top", "left", "right", "bottom", "confidence", "label"])
     frame["line"] = np.asarray(good_lines, dtype=np.int64)
     numeric_cols = ["face_id", "top", "left", "right", "bottom", "confidence", "label"]
-    numbers = frame[numeric_cols].apply(pd.to_numeric, errors="coerce").astype("float64")
-    bad = ~np.isfinite(numbers.to_numpy()).all(axis=1)
-    ints = numbers[["face_id", "top", "left", "right", "bottom", "label"]].to_numpy()
+    numbers = frame[numeric_cols].apply(pd.to_numeric, errors="coerce").astype("float64").to_numpy()
+    return _LabelRows(fields=fields, frame=frame, numbers=numbers, reasons=np.full(len(frame), "", dtype=object))
+
+
+def _reject_bad_numbers(rows: _LabelRows) -> None:
+    """Non-numeric fields, fractional ids or boxes, labels outside 0-6, negative face ids, empty boxes."""
+    n = rows.numbers
+    rows.reject(~np.isfinite(n).all(axis=1), NON_NUMERIC)
+    ints = n[:, [0, 1, 2, 3, 4, 6]]  # all but the confidence
     with np.errstate(invalid="ignore"):
-        non_int = ~bad & (np.abs(ints - np.round(ints)) > 0).any(axis=1)
-    reasons = np.full(len(frame), "", dtype=object)
-    reasons[bad] = NON_NUMERIC
-    reasons[non_int] = NON_INTEGER_BOX
-    ok = reasons == ""
-    n = numbers.to_numpy()
-    with np.errstate(invalid="ignore"):
-        label_bad = ok & ((n[:, 6] < 0) | (n[:, 6] > 6))
-        reasons[label_bad] = BAD_LABEL
-        ok = reasons == ""
-        neg = ok & (n[:, 0] < 0)
-        reasons[neg] = NEGATIVE_BOX
-        ok = reasons == ""
-        empty = ok & ((n[:, 1] >= n[:, 4]) | (n[:, 2] >= n[:, 3]))
-        reasons[empty] = EMPTY_BOX
-        ok = reasons == ""
-    safe = np.fromiter((_is_safe_relative(s) for s in frame["source"]), dtype=bool, count=len(frame))
-    reasons[ok & ~safe] = UNSAFE_PATH
-    ok = reasons == ""
+        rows.reject((np.abs(ints - np.round(ints)) > 0).any(axis=1), NON_INTEGER_BOX)
+        rows.reject((n[:, 6] < 0) | (n[:, 6] > 6), BAD_LABEL)
+        rows.reject(n[:, 0] < 0, NEGATIVE_BOX)
+        rows.reject((n[:, 1] >= n[:, 4]) | (n[:, 2] >= n[:, 3]), EMPTY_BOX)
 
-    # Duplicates: the same (image, face id) twice keeps the first.
-    dup = np.zeros(len(frame), dtype=bool)
-    if ok.any():
-        sub = pd.DataFrame({"s": frame["source"][ok].to_numpy(), "f": n[ok, 0]})
-        dup[np.flatnonzero(ok)] = sub.duplicated(keep="first").to_numpy()
-    reasons[dup] = DUPLICATE
-    ok = reasons == ""
 
-    if check_images and ok.any():
-        names = pd.unique(frame["source"][ok])
-        plain = _plain_files(image_dir)
-        exists = {name: name in plain or _inside_and_exists(image_dir, name) for name in names}
-        missing = ok & ~frame["source"].map(exists).fillna(False).to_numpy(dtype=bool)
-        reasons[missing] = MISSING_IMAGE
-        ok = reasons == ""
+def _reject_unsafe_paths(rows: _LabelRows) -> None:
+    sources = rows.frame["source"]
+    safe = np.fromiter((_is_safe_relative(s) for s in sources), dtype=bool, count=len(sources))
+    rows.reject(~safe, UNSAFE_PATH)
 
-    for i in np.flatnonzero(~ok):
-        line_no = int(frame["line"].iat[i])
-        skip(reasons[i], line_no, lines_text[line_no])
 
-    kept = frame[ok]
-    nk = n[ok]
-    index = pd.DataFrame({
+def _reject_duplicates(rows: _LabelRows) -> None:
+    """The same (image, face id) twice keeps the first."""
+    ok = rows.usable()
+    if not ok.any():
+        return
+    sub = pd.DataFrame({"s": rows.frame["source"][ok].to_numpy(), "f": rows.numbers[ok, 0]})
+    dup = np.zeros(len(ok), dtype=bool)
+    dup[np.flatnonzero(ok)] = sub.duplicated(keep="first").to_numpy()
+    rows.reject(dup, DUPLICATE)
+
+
+def _reject_missing_images(rows: _LabelRows, image_dir: Path) -> None:
+    ok = rows.usable()
+    if not ok.any():
+        return
+    sources = rows.frame["source"]
+    plain = _plain_files(image_dir)
+    exists = {name: name in plain or _inside_and_exists(image_dir, name) for name in pd.unique(sources[ok])}
+    rows.reject(~sources.map(exists).fillna(False).to_numpy(dtype=bool), MISSING_IMAGE)
+
+
+def _usable_index(rows: _LabelRows) -> pd.DataFrame:
+    """The index table (:data:`INDEX_COLUMNS`) of the usable rows."""
+    ok = rows.usable()
+    kept = rows.frame[ok]
+    nk = rows.numbers[ok]
+    return pd.DataFrame({
         "key": kept["source"].to_numpy() + "#" + nk[:, 0].astype(np.int64).astype(str),
         "source": kept["source"].to_numpy(),
         "face_id": nk[:, 0].astype(np.int64),
@@ -194,8 +251,6 @@ def read_label_file(label_file: str | os.PathLike[str], image_dir: str | os.Path
         "group": kept["source"].to_numpy(),
         "line": kept["line"].to_numpy(),
     })
-    result.index = index
-    return _finish(result, require_faces)
 
 
 def _plain_files(image_dir: Path) -> frozenset[str]:

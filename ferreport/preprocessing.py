@@ -19,6 +19,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,9 +138,11 @@ def crop_face(image_bgr: np.ndarray, top: int, left: int, right: int, bottom: in
 
 # A task: (image path, [(row position, top, left, right, bottom), ...])
 _Task = tuple[str, list[tuple[int, int, int, int, int]]]
+# A worker's result: (row positions, their faces, [(row position, skip reason), ...], clipped row positions)
+_WorkerResult = tuple[list[int], np.ndarray, list[tuple[int, str]], list[int]]
 
 
-def _process_images(tasks: list[_Task], size: int) -> tuple[list[int], np.ndarray, list[tuple[int, str]], list[int]]:
+def _process_images(tasks: list[_Task], size: int) -> _WorkerResult:
     """Worker: decode each image once and crop all its faces."""
     positions: list[int] = []
     faces: list[np.ndarray] = []
@@ -254,7 +257,12 @@ def pool_context() -> multiprocessing.context.BaseContext:
 
 def prepare_dataset(root: str | os.PathLike[str], *, strict: bool = False, cache_root: str | os.PathLike[str] | None = None,
                     workers: int | None = None, size: int = FACE_SIZE, progress: bool = False) -> PreparedDataset:
-    """Load, validate, decode, crop and cache a dataset; a second call reads the cache."""
+    """Load, validate, decode, crop and cache a dataset; a second call reads the cache.
+
+    Stages: the quick key (label file and image listing, no parsing) may point at a cache
+    entry; else load and fingerprint the dataset, whose key may name one; else decode and
+    crop every face (in a process pool), write the entry atomically and read it back.
+    """
     start = time.perf_counter()
     root = Path(root)
     cache_root = Path(cache_root) if cache_root is not None else default_cache_root()
@@ -262,103 +270,178 @@ def prepare_dataset(root: str | os.PathLike[str], *, strict: bool = False, cache
     if quick is not None:
         hit = _read_quick(cache_root, quick, strict)
         if hit is not None:
-            faces, index, meta = hit
-            return PreparedDataset(root=root, kind=meta["params"]["kind"], faces=faces, index=index,
-                                   skipped=meta["skipped"], examples=meta["examples"], fingerprint=meta["fingerprint"],
-                                   cache_dir=cache_root / meta["key"], cache_hit=True,
-                                   seconds=time.perf_counter() - start, params=meta["params"])
-    labels = load_dataset(root, strict=strict)
-    params = {"size": size, "color": "RGB", "interpolation": "INTER_AREA", "version": PREPROCESS_VERSION,
-              "kind": labels.kind}
-    fingerprint, key = _fingerprints(labels, params)
-    cache_dir = cache_root / key
-    cached = _read_cache(cache_dir)
+            return _prepared_from_quick_hit(root, cache_root, hit, start)
+    run = _load_and_fingerprint(root, cache_root, quick, strict=strict, size=size, start=start)
+    cached = _read_cache(run.cache_dir)
     if cached is not None:
         faces, index, meta = cached
-        _write_quick(cache_root, quick, key)
-        return PreparedDataset(root=root, kind=labels.kind, faces=faces, index=index, skipped=meta["skipped"],
-                               examples=meta["examples"], fingerprint=fingerprint, cache_dir=cache_dir,
-                               cache_hit=True, seconds=time.perf_counter() - start, params=params)
+        _write_quick(cache_root, quick, run.key)
+        return run.prepared(faces, index, meta, cache_hit=True)
+    return _decode_and_cache(run, workers=workers, progress=progress)
 
+
+@dataclass
+class _PrepareRun:
+    """One :func:`prepare_dataset` call once its dataset is loaded and fingerprinted."""
+
+    root: Path
+    cache_root: Path
+    quick: str | None
+    labels: LabelIndex
+    params: dict[str, object]
+    fingerprint: str
+    key: str
+    strict: bool
+    size: int
+    start: float  # perf_counter at the call, for PreparedDataset.seconds
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.cache_root / self.key
+
+    def prepared(self, faces: np.ndarray, index: pd.DataFrame, meta: dict, *, cache_hit: bool) -> PreparedDataset:
+        return PreparedDataset(root=self.root, kind=self.labels.kind, faces=faces, index=index, skipped=meta["skipped"],
+                               examples=meta["examples"], fingerprint=self.fingerprint, cache_dir=self.cache_dir,
+                               cache_hit=cache_hit, seconds=time.perf_counter() - self.start, params=self.params)
+
+
+def _prepared_from_quick_hit(root: Path, cache_root: Path, hit: tuple[np.ndarray, pd.DataFrame, dict],
+                             start: float) -> PreparedDataset:
+    """The dataset of a cache entry found by quick key: its provenance comes from the entry's meta."""
+    faces, index, meta = hit
+    return PreparedDataset(root=root, kind=meta["params"]["kind"], faces=faces, index=index,
+                           skipped=meta["skipped"], examples=meta["examples"], fingerprint=meta["fingerprint"],
+                           cache_dir=cache_root / meta["key"], cache_hit=True,
+                           seconds=time.perf_counter() - start, params=meta["params"])
+
+
+def _load_and_fingerprint(root: Path, cache_root: Path, quick: str | None, *, strict: bool, size: int,
+                          start: float) -> _PrepareRun:
+    labels = load_dataset(root, strict=strict)
+    params: dict[str, object] = {"size": size, "color": "RGB", "interpolation": "INTER_AREA",
+                                 "version": PREPROCESS_VERSION, "kind": labels.kind}
+    fingerprint, key = _fingerprints(labels, params)
+    return _PrepareRun(root=root, cache_root=cache_root, quick=quick, labels=labels, params=params,
+                       fingerprint=fingerprint, key=key, strict=strict, size=size, start=start)
+
+
+def _decode_and_cache(run: _PrepareRun, *, workers: int | None, progress: bool) -> PreparedDataset:
+    """The cache miss: decode and crop every face, write the cache entry, read it back."""
+    tasks = _tasks_by_image(run.labels)
+    n = len(run.labels.index)
+    _remove_abandoned(run.cache_root)
+    tmp_dir = run.cache_root / f".{run.key}.tmp-{os.getpid()}"
+    decoded = _Decoded.empty(_open_buffer(run, tmp_dir, n), n)
+    _decode_faces(tasks, run.size, workers=workers, progress=progress, absorb=decoded.absorb)
+    skipped, examples = _failures_as_skips(run, decoded.failures)
+    keep = np.flatnonzero(decoded.ok)
+    if keep.size == 0:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise DatasetError(f"{run.root}: no face could be decoded (skipped: {dict(skipped)})")
+    final_index = run.labels.index.iloc[keep].reset_index(drop=True)
+    final_index["clipped"] = decoded.clipped[keep]
+    meta = {"key": run.key, "quick_key": run.quick, "fingerprint": run.fingerprint, "params": run.params,
+            "n_faces": int(keep.size), "skipped": dict(sorted(skipped.items())), "examples": examples,
+            "ferreport": __version__, "complete": True}
+    _write_entry(run, tmp_dir, decoded, final_index, meta)
+    faces, final_index, meta = _read_cache(run.cache_dir) or (None, None, None)
+    if faces is None:
+        raise OutputError(f"{run.cache_dir}: the face cache could not be read back after writing")
+    _write_quick(run.cache_root, run.quick, run.key)
+    return run.prepared(faces, final_index, meta, cache_hit=False)
+
+
+def _tasks_by_image(labels: LabelIndex) -> list[_Task]:
+    """One task per source image with all its boxes, so each image is decoded once."""
     index = labels.index
     by_image: dict[str, list[tuple[int, int, int, int, int]]] = collections.defaultdict(list)
     cols = [index[c].to_numpy() for c in ("source", "top", "left", "right", "bottom")]
     for pos, (src, t, l, r, b) in enumerate(zip(*cols)):
         by_image[src].append((pos, int(t), int(l), int(r), int(b)))
-    tasks: list[_Task] = [(str(labels.image_dir / src), boxes) for src, boxes in by_image.items()]
+    return [(str(labels.image_dir / src), boxes) for src, boxes in by_image.items()]
 
-    n = len(index)
-    _remove_abandoned(cache_root)
-    tmp_dir = cache_root / f".{key}.tmp-{os.getpid()}"
+
+def _open_buffer(run: _PrepareRun, tmp_dir: Path, n: int) -> np.ndarray:
+    """A fresh temporary cache folder holding ``all.npy``, a memory-mapped slot for each of the ``n`` faces."""
+    size = run.size
     try:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         tmp_dir.mkdir(parents=True)
-        buffer = np.lib.format.open_memmap(tmp_dir / "all.npy", mode="w+", dtype=np.uint8, shape=(max(n, 1), size, size, 3))
+        return np.lib.format.open_memmap(tmp_dir / "all.npy", mode="w+", dtype=np.uint8, shape=(max(n, 1), size, size, 3))
     except OSError as exc:
-        raise OutputError(f"{cache_root}: cannot write the face cache ({exc.strerror}); set FERREPORT_CACHE to a writable folder") from exc
+        raise OutputError(f"{run.cache_root}: cannot write the face cache ({exc.strerror}); set FERREPORT_CACHE to a writable folder") from exc
 
-    ok = np.zeros(n, dtype=bool)
-    clipped = np.zeros(n, dtype=bool)
-    failures: list[tuple[int, str]] = []
 
-    def absorb(result: tuple[list[int], np.ndarray, list[tuple[int, str]], list[int]]) -> None:
+@dataclass
+class _Decoded:
+    """The workers' results gathered by index row: faces in ``buffer``, what was clipped, what failed."""
+
+    buffer: np.ndarray                # memory-mapped all.npy, one slot per index row
+    ok: np.ndarray                    # bool per row: the face is in the buffer
+    clipped: np.ndarray               # bool per row: the box reached past the image border
+    failures: list[tuple[int, str]]   # (row, skip reason)
+
+    @classmethod
+    def empty(cls, buffer: np.ndarray, n: int) -> _Decoded:
+        return cls(buffer=buffer, ok=np.zeros(n, dtype=bool), clipped=np.zeros(n, dtype=bool), failures=[])
+
+    def absorb(self, result: _WorkerResult) -> None:
         positions, faces, fails, clip = result
         if positions:
-            buffer[positions] = faces
-            ok[positions] = True
-        clipped[clip] = True
-        failures.extend(fails)
+            self.buffer[positions] = faces
+            self.ok[positions] = True
+        self.clipped[clip] = True
+        self.failures.extend(fails)
 
+    def take_buffer(self) -> np.ndarray:
+        """The buffer, no longer referenced here, so it is closed once the caller drops it."""
+        buffer = self.buffer
+        del self.buffer
+        return buffer
+
+
+def _decode_faces(tasks: list[_Task], size: int, *, workers: int | None, progress: bool,
+                  absorb: Callable[[_WorkerResult], None]) -> None:
+    """Run :func:`_process_images` over the tasks in chunks (in a process pool unless small) and absorb each result."""
     workers = workers or min(os.cpu_count() or 1, 8)
     chunk = 32
     chunks = [tasks[i:i + chunk] for i in range(0, len(tasks), chunk)]
     if workers <= 1 or len(tasks) < 64:
         for c in chunks:
             absorb(_process_images(c, size))
-    else:
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(),
-                                    initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
-            for done, result in enumerate(pool.map(_process_images, chunks, [size] * len(chunks)), start=1):
-                absorb(result)
-                if progress:
-                    print(f"\rdecoding images {min(done * chunk, len(tasks))}/{len(tasks)}", end="", file=sys.stderr)
-        if progress:
-            print(file=sys.stderr)
+        return
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(),
+                                initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
+        for done, result in enumerate(pool.map(_process_images, chunks, [size] * len(chunks)), start=1):
+            absorb(result)
+            if progress:
+                print(f"\rdecoding images {min(done * chunk, len(tasks))}/{len(tasks)}", end="", file=sys.stderr)
+    if progress:
+        print(file=sys.stderr)
 
+
+def _failures_as_skips(run: _PrepareRun, failures: list[tuple[int, str]]) -> tuple[collections.Counter[str], dict[str, str]]:
+    """The loader's skips plus the decoding failures (with ``strict``, the first failure raises)."""
+    labels = run.labels
     skipped = collections.Counter(labels.skipped)
     examples = dict(labels.examples)
-    lines = index["line"].to_numpy()
-    sources = index["source"].to_numpy()
+    lines = labels.index["line"].to_numpy()
+    sources = labels.index["source"].to_numpy()
     for pos, reason in sorted(failures):
         where = f"{labels.label_file.name}:{lines[pos]}" if labels.label_file is not None else str(sources[pos])
-        if strict:
-            raise DatasetError(f"{labels.label_file or root}:{lines[pos] or sources[pos]}: {reason} ({sources[pos]})")
+        if run.strict:
+            raise DatasetError(f"{labels.label_file or run.root}:{lines[pos] or sources[pos]}: {reason} ({sources[pos]})")
         skipped[reason] += 1
         examples.setdefault(reason, where)
+    return skipped, examples
 
-    keep = np.flatnonzero(ok)
-    if keep.size == 0:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise DatasetError(f"{root}: no face could be decoded (skipped: {dict(skipped)})")
-    final_index = index.iloc[keep].reset_index(drop=True)
-    final_index["clipped"] = clipped[keep]
+
+def _write_entry(run: _PrepareRun, tmp_dir: Path, decoded: _Decoded, final_index: pd.DataFrame, meta: dict) -> None:
+    """Fill the temporary folder (faces, index, meta) and rename it to the cache entry in one step."""
+    cache_dir = run.cache_dir
     try:
-        if keep.size == n:  # every face decoded: the buffer already is the result
-            buffer.flush()
-            del buffer
-            os.replace(tmp_dir / "all.npy", tmp_dir / "faces.npy")
-        else:
-            faces_out = np.lib.format.open_memmap(tmp_dir / "faces.npy", mode="w+", dtype=np.uint8,
-                                                  shape=(keep.size, size, size, 3))
-            for i in range(0, keep.size, 4096):
-                faces_out[i:i + 4096] = buffer[keep[i:i + 4096]]
-            faces_out.flush()
-            del faces_out, buffer
-            (tmp_dir / "all.npy").unlink()
+        _write_faces(tmp_dir, decoded.take_buffer(), np.flatnonzero(decoded.ok), run.size)
         final_index.to_csv(tmp_dir / "index.csv", index=False)
-        meta = {"key": key, "quick_key": quick, "fingerprint": fingerprint, "params": params, "n_faces": int(keep.size),
-                "skipped": dict(sorted(skipped.items())), "examples": examples, "ferreport": __version__,
-                "complete": True}
         (tmp_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         if cache_dir.exists():  # a stale or broken entry: replace it
             shutil.rmtree(cache_dir, ignore_errors=True)
@@ -369,13 +452,23 @@ def prepare_dataset(root: str | os.PathLike[str], *, strict: bool = False, cache
             pass
         else:
             raise OutputError(f"{cache_dir}: cannot write the face cache ({exc.strerror})") from exc
-    faces, final_index, meta = _read_cache(cache_dir) or (None, None, None)
-    if faces is None:
-        raise OutputError(f"{cache_dir}: the face cache could not be read back after writing")
-    _write_quick(cache_root, quick, key)
-    return PreparedDataset(root=root, kind=labels.kind, faces=faces, index=final_index, skipped=meta["skipped"],
-                           examples=meta["examples"], fingerprint=fingerprint, cache_dir=cache_dir, cache_hit=False,
-                           seconds=time.perf_counter() - start, params=params)
+
+
+def _write_faces(tmp_dir: Path, buffer: np.ndarray, keep: np.ndarray, size: int) -> None:
+    """``faces.npy``: the buffer's rows ``keep``; ``all.npy`` is gone afterwards."""
+    # keep is never empty here, so the buffer has exactly one slot per index row
+    if keep.size == len(buffer):  # every face decoded: the buffer already is the result
+        buffer.flush()
+        del buffer
+        os.replace(tmp_dir / "all.npy", tmp_dir / "faces.npy")
+        return
+    faces_out = np.lib.format.open_memmap(tmp_dir / "faces.npy", mode="w+", dtype=np.uint8,
+                                          shape=(keep.size, size, size, 3))
+    for i in range(0, keep.size, 4096):
+        faces_out[i:i + 4096] = buffer[keep[i:i + 4096]]
+    faces_out.flush()
+    del faces_out, buffer
+    (tmp_dir / "all.npy").unlink()
 
 
 def _quick_key(root: Path, size: int) -> str | None:
