@@ -26,8 +26,9 @@ from .architectures import augmentation_layers
 from .backend import keras, tf
 from .constants import FACE_SHAPE, NUM_CLASSES
 from .errors import DatasetError
+from .preprocessing import check_faces
 
-__all__ = ["check_faces", "check_labels", "derive_seed", "make_dataset", "seeded_augmentation_layers"]
+__all__ = ["check_labels", "derive_seed", "make_dataset", "seeded_augmentation_layers"]
 
 #: ``derive_seed(seed, epoch, purpose)``: the purposes of the per-epoch streams.
 SHUFFLE_STREAM, AUGMENT_STREAM, LAYER_STREAM = 0, 1, 2
@@ -36,17 +37,6 @@ SHUFFLE_STREAM, AUGMENT_STREAM, LAYER_STREAM = 0, 1, 2
 def derive_seed(seed: int, *parts: int) -> int:
     """A 31-bit seed derived from ``seed`` and ``parts`` (independent streams)."""
     return int(np.random.SeedSequence([int(seed), *map(int, parts)]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
-def check_faces(faces: np.ndarray, what: str) -> np.ndarray:
-    """``faces`` as an ``(N, 64, 64, 3)`` uint8 array; DatasetError naming ``what`` otherwise."""
-    if not isinstance(faces, np.ndarray):
-        faces = np.asarray(faces)
-    if faces.ndim != 4 or tuple(faces.shape[1:]) != FACE_SHAPE:
-        raise DatasetError(f"{what}: faces must have shape (N, 64, 64, 3), got {tuple(faces.shape)}")
-    if faces.dtype != np.uint8:
-        raise DatasetError(f"{what}: faces must be uint8 RGB (0..255), got dtype {faces.dtype}")
-    return faces
 
 
 def check_labels(labels: np.ndarray, n: int, what: str) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .backend import keras, tf
 from .constants import FACE_SHAPE
+from .preprocessing import check_faces
 
 __all__ = ["predict_proba"]
 
@@ -49,11 +50,7 @@ def predict_proba(model: keras.Model, faces_uint8: np.ndarray, batch_size: int =
     a memory map), with the next batch read while the current one is computed.
     ``N == 0`` returns an empty ``(0, num_classes)`` array.
     """
-    faces = faces_uint8 if isinstance(faces_uint8, np.ndarray) else np.asarray(faces_uint8)
-    if faces.ndim != 4 or tuple(faces.shape[1:]) != FACE_SHAPE:
-        raise ValueError(f"faces must have shape (N, 64, 64, 3), got {tuple(faces.shape)}")
-    if faces.dtype != np.uint8:
-        raise ValueError(f"faces must be uint8 RGB (0..255), got dtype {faces.dtype}")
+    faces = check_faces(faces_uint8, "predict_proba")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     num_classes = int(model.outputs[0].shape[-1])

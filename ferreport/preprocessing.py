@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .constants import FACE_SIZE
+from .constants import FACE_SHAPE, FACE_SIZE
 from .errors import DatasetError, OutputError
 from .loading import BOX_OUTSIDE_IMAGE, INDEX_COLUMNS, UNREADABLE_IMAGE, LabelIndex, load_dataset
 
@@ -571,3 +571,15 @@ def _read_cache(cache_dir: Path) -> tuple[np.ndarray, pd.DataFrame, dict] | None
     if missing:
         return None
     return faces, index, meta
+
+
+def check_faces(faces: np.ndarray, what: str) -> np.ndarray:
+    """``faces`` as an ``(N, 64, 64, 3)`` uint8 RGB array (what this module caches); DatasetError
+    naming ``what`` otherwise. The one check of the face contract, for training and prediction."""
+    if not isinstance(faces, np.ndarray):
+        faces = np.asarray(faces)
+    if faces.ndim != 4 or tuple(faces.shape[1:]) != FACE_SHAPE:
+        raise DatasetError(f"{what}: faces must have shape (N, 64, 64, 3), got {tuple(faces.shape)}")
+    if faces.dtype != np.uint8:
+        raise DatasetError(f"{what}: faces must be uint8 RGB (0..255), got dtype {faces.dtype}")
+    return faces

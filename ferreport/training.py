@@ -52,7 +52,8 @@ from .constants import CLASS_NAMES, MONITORS, NUM_CLASSES
 from .distributed import is_chief, multiworker_strategy, run_epoch
 from .config import STRATEGIES, TrainConfig
 from .errors import DatasetError, UsageError
-from .input_pipeline import LAYER_STREAM, check_faces, check_labels, derive_seed, make_dataset
+from .input_pipeline import LAYER_STREAM, check_labels, derive_seed, make_dataset
+from .preprocessing import check_faces
 from .metrics import classification_metrics
 from .model import ARCHITECTURES, build_model, compile_model
 from .prediction import predict_proba
