@@ -32,33 +32,41 @@ from .config import (
     recipe_values,
     resolve_recipe,
 )
+from .crash import internal_error
 from .errors import FerreportError
-from .outcome import Console, gate_options, plan_gates
+from .outcome import Console, error_json, gate_options, plan_gates
 
 PathType = click.Path(path_type=Path)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a FerreportError into a one-line message on stderr and its exit code."""
+    """Turn a FerreportError into a one-line message on stderr and its exit code; any other
+    exception into an internal error (exit 70, traceback saved to a file), never a verdict."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context(silent=True)
+        command = ctx.info_name if ctx else None
         try:
             return fn(*args, **kwargs)
         except FerreportError as exc:
-            click.echo(f"ferreport: error: {exc}", err=True)
-            if kwargs.get("json_out") and not getattr(exc, "json_emitted", False):
-                from .outcome import error_json
-
-                ctx = click.get_current_context(silent=True)
-                click.echo(error_json(exc, ctx.info_name if ctx else None))
-            sys.exit(exc.exit_code)
+            _report_error(exc, command, json_out=bool(kwargs.get("json_out")))
         except KeyboardInterrupt:
             click.echo("ferreport: interrupted; finished files are whole, unfinished ones absent "
                        "(continue training with --resume)", err=True)
             sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - the one place an unexpected error becomes exit 70
+            _report_error(internal_error(exc, command), command, json_out=bool(kwargs.get("json_out")))
 
     return wrapper
+
+
+def _report_error(exc: FerreportError, command: str | None, *, json_out: bool) -> None:
+    """One line on stderr, the --json object on stdout (once), and the error's exit code."""
+    click.echo(f"ferreport: error: {exc}", err=True)
+    if json_out and not getattr(exc, "json_emitted", False):
+        click.echo(error_json(exc, command))
+    sys.exit(exc.exit_code)
 
 
 def _progress() -> bool:
@@ -69,8 +77,13 @@ class _Group(click.Group):
     def main(self, args: Any = None, *rest: Any, **kw: Any) -> Any:  # noqa: D102
         from .provenance import set_command_line
 
-        set_command_line(["ferreport", *(sys.argv[1:] if args is None else args)])
-        return super().main(args, *rest, **kw)
+        try:
+            set_command_line(["ferreport", *(sys.argv[1:] if args is None else args)])
+            return super().main(args, *rest, **kw)
+        except FerreportError as exc:  # raised while the options were read (outside any command)
+            _report_error(exc, None, json_out=False)
+        except Exception as exc:  # noqa: BLE001 - an unexpected error outside any command: exit 70 too
+            _report_error(internal_error(exc), None, json_out=False)
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:  # noqa: D102
         from .tomlconfig import add_config_option

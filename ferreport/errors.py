@@ -2,7 +2,8 @@
 
 Exit codes (documented in the README):
   0 success, 1 a quality gate failed, 2 usage error, 3 unusable data,
-  4 unusable model, 5 output could not be written.
+  4 unusable model, 5 output could not be written, 70 internal error (a bug:
+  ferreport failed where it should not have; never a verdict on the model).
 """
 
 from __future__ import annotations
@@ -42,3 +43,10 @@ class GateFailure(FerreportError):
     """A quality gate failed (scheduled evaluation jobs)."""
 
     exit_code = 1
+
+
+class InternalError(FerreportError):
+    """An unexpected error inside ferreport (a bug), reported as such: exit 70 (``EX_SOFTWARE``),
+    never 1, so a scheduled job cannot mistake a crash for a failed gate."""
+
+    exit_code = 70

@@ -205,8 +205,12 @@ class Console:
 
 def error_json(exc: FerreportError, command: str | None = None) -> str:
     """The --json object for a job that stopped with an error."""
-    return json.dumps({"status": "error", "exit_code": exc.exit_code, "command": command, "error": str(exc),
-                       "error_type": type(exc).__name__}, sort_keys=True, ensure_ascii=False)
+    doc = {"status": "error", "exit_code": exc.exit_code, "command": command, "error": str(exc),
+           "error_type": type(exc).__name__}
+    traceback_path = getattr(exc, "traceback_path", None)
+    if traceback_path is not None:  # an internal error: where its traceback was saved
+        doc["traceback"] = str(traceback_path)
+    return json.dumps(doc, sort_keys=True, ensure_ascii=False)
 
 
 # --------------------------------------------------------------------------- finishing a command
