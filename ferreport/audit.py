@@ -348,9 +348,16 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
         c = scan.counts
         raise DatasetError(f"{folder}: no face to predict ({c.images_read} images read, "
                            f"{sum(c.skipped.values())} files skipped"
-                           + (f": {dict(c.skipped)}" if c.skipped else "")
+                           + (f": {count_by_reason(c.skipped)}" if c.skipped else "")
                            + f"); see {run_dir / SKIPPED_CSV}")
     return result
+
+
+def count_by_reason(counts: collections.Counter[str] | dict[str, int]) -> str:
+    """Counts by reason as words for a message, most frequent first: ``2 unsupported type, 1 empty file``
+    (never a Python dict repr)."""
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{n} {reason}" for reason, n in ordered)
 
 
 def _check_request(folder: Path, engine: str) -> None:

@@ -374,3 +374,48 @@ def test_predict_quality_gate_fails_with_exit_1_after_writing_everything(labelle
     assert summary["status"] == "failed" and summary["exit_code"] == 1
     assert (out / "report.html").is_file() and (out / "predictions.csv").is_file()
     assert "accuracy" in junit.read_text() and "Quality gates" in (out / "report.html").read_text()
+
+
+# --------------------------------------------------------------------------- messages (issue 20, point 7)
+
+
+def test_no_face_to_predict_counts_skips_in_words_not_a_dict_repr(tiny_model, tmp_path):
+    """The 'no face to predict' error lists skip reasons as words ("2 unsupported type"), never
+    ``{'unsupported type': 2}``."""
+    folder = tmp_path / "nothing"
+    folder.mkdir()
+    (folder / "a.txt").write_text("no image")
+    (folder / "b.md").write_text("no image")
+    (folder / "zero.png").write_bytes(b"")
+    with pytest.raises(DatasetError) as info:
+        run_audit(folder, tiny_model, AuditConfig(out=tmp_path / "o", **{**FAST, "formats": ()}))
+    message = str(info.value)
+    assert "3 files skipped: 2 unsupported type, 1 empty file)" in message, message
+    assert "{" not in message and "'" not in message
+
+
+def test_a_full_disk_while_writing_predictions_is_one_cannot_write(labelled_folder, tiny_model, tmp_path,
+                                                                   monkeypatch):
+    """ENOSPC inside predictions.csv's atomic write: one "cannot write (the disk is full ...)", not
+    "cannot write (... cannot write (...))" (atomic_open's error re-wrapped by atomic_path); exit 5, one line."""
+    import errno
+
+    from ferreport import audit
+    from ferreport.cli import main
+    from ferreport.errors import OutputError
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(audit._Scan, "_write_faces", full)
+    with pytest.raises(OutputError) as info:
+        run_audit(labelled_folder, tiny_model, AuditConfig(out=tmp_path / "o", **{**FAST, "formats": ()}))
+    message = str(info.value)
+    assert message.count("cannot write") == 1 and message.count("(") == 1, message
+    # (the error surfaces through the innermost open output, skipped.csv; a full disk is a full disk)
+    assert message.endswith(".csv: cannot write (the disk is full; free space or choose another --out)"), message
+    result = CliRunner().invoke(main, ["predict", str(labelled_folder), "--model", str(tiny_model), "--out",
+                                       str(tmp_path / "cli"), "--format", "none", "--workers", "1"])
+    assert result.exit_code == 5, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].count("cannot write") == 1, result.output
