@@ -27,7 +27,11 @@ _UMASK = _current_umask()
 
 
 def write_error(path: Path, exc: OSError) -> OutputError:
-    """The OutputError for a failed write of ``path``: what the user can do about it (disk full, not writable)."""
+    """The OutputError for a failed write of ``path``: what the user can do about it (disk full, not writable).
+
+    An OutputError already says which file and why: it is passed on as it is, never wrapped again."""
+    if isinstance(exc, OutputError):
+        return OutputError(str(exc))
     if exc.errno == errno.ENOSPC:
         why = "the disk is full; free space or choose another --out"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

@@ -9,7 +9,7 @@ walk -> decode -> faces -> predict -> write, in chunks.
 * **Write** ``predictions.csv`` (the evaluation columns ``source, face_id, true_label,
   pred_label, confidence, p_*`` so every evaluation section works unchanged, plus the
   box ``top, left, right, bottom`` in pixels of the (EXIF-rotated) image and ``found``:
-  ``detected``, ``whole`` or ``fallback``), ``faces_pool.npz`` (the faces a report may
+  ``detected``, ``whole``, ``fallback`` or ``extra``, see below), ``faces_pool.npz`` (the faces a report may
   show), ``audit_summary.json``, ``skipped.csv``, ``config.json``, ``provenance.json``,
   ``metrics.json`` (when labels are known) and ``report.html`` / ``report.pdf``.
 
@@ -21,6 +21,14 @@ class name or id 0-6); a malformed labels file is an error naming the file and l
 not silently drop labels. ``none`` - no labels. Default: ``subfolders`` when FOLDER has
 a class-named sub-folder, else none. Files without a label get an empty ``true_label``
 and are left out of the scores.
+
+One label, one face: a labelled image is scored once. When detection (``--faces auto`` or
+``detect``) finds several faces in a labelled image, the largest
+(:func:`ferreport.detection.primary_face`) carries the label; the others are still
+predicted and listed in predictions.csv, with ``found`` = ``extra`` and an empty
+``true_label``, so they are not scored (metrics.json, ``labelled_faces``) and any reader of
+predictions.csv leaves them out of the scores. audit_summary.json counts them in
+``faces_by_method["extra"]``. Unlabelled images keep every detection as before.
 
 Memory stays flat whatever the folder size: files are taken ``chunk_size`` at a time
 (decoded and cropped in a process pool while the previous chunk is predicted), rows
@@ -55,7 +63,7 @@ from .atomic import atomic_open, atomic_path, write_json
 from .audit_ray import require_ray, scan_and_predict
 from .config import ENGINES, FACES_MODES, AuditConfig  # noqa: F401  (ENGINES, FACES_MODES: defined with the settings)
 from .constants import CLASS_NAMES, FACE_SIZE
-from .detection import DetectorParams
+from .detection import DetectorParams, primary_face
 from .errors import DatasetError, UsageError
 from .evaluation import PROBA_DECIMALS, predictions_frame
 from .metrics import metrics_from_predictions
@@ -76,7 +84,7 @@ from .scanning import (
 )
 
 __all__ = [
-    "AUDIT_COLUMNS", "AUDIT_SUMMARY", "AuditResult", "DEFAULT_FACES", "FACES_MODES", "SKIPPED_CSV",
+    "AUDIT_COLUMNS", "AUDIT_SUMMARY", "AuditResult", "DEFAULT_FACES", "FACES_MODES", "FOUND_EXTRA", "SKIPPED_CSV",
     "audit_summary_line", "read_labels_csv", "resolve_model", "run_audit",
 ]
 
@@ -86,6 +94,9 @@ SKIPPED_CSV = artifacts.SKIPPED
 DEFAULT_FACES = AuditConfig.faces  # the settings' default (config.AuditConfig)
 BOX_COLUMNS: tuple[str, ...] = ("top", "left", "right", "bottom")
 AUDIT_COLUMNS: tuple[str, ...] = (*artifacts.PREDICTION_COLUMNS, *artifacts.AUDIT_EXTRA_COLUMNS)
+
+#: ``found`` of a face detected in a labelled image beside its primary (largest) face: listed, not scored.
+FOUND_EXTRA = "extra"
 
 #: Files per task sent to a worker (files per chunk: AuditConfig.chunk_size).
 TASK_SIZE = 16
@@ -348,9 +359,16 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
         c = scan.counts
         raise DatasetError(f"{folder}: no face to predict ({c.images_read} images read, "
                            f"{sum(c.skipped.values())} files skipped"
-                           + (f": {dict(c.skipped)}" if c.skipped else "")
+                           + (f": {count_by_reason(c.skipped)}" if c.skipped else "")
                            + f"); see {run_dir / SKIPPED_CSV}")
     return result
+
+
+def count_by_reason(counts: collections.Counter[str] | dict[str, int]) -> str:
+    """Counts by reason as words for a message, most frequent first: ``2 unsupported type, 1 empty file``
+    (never a Python dict repr)."""
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{n} {reason}" for reason, n in ordered)
 
 
 def _check_request(folder: Path, engine: str) -> None:
@@ -499,12 +517,15 @@ class _Scan:
                 else:
                     c.images_with_face += 1
                 lab = self.label_of(rel)
+                # one label, one face: a labelled image's label goes to its largest face only
+                primary = primary_face(kept) if lab >= 0 and len(kept) > 1 else -1
                 for j, (top, left, right, bottom, how) in enumerate(kept):
+                    extra = primary >= 0 and j != primary
                     rows.sources.append(rel)
                     rows.face_ids.append(j)
-                    rows.labels.append(lab)
+                    rows.labels.append(-1 if extra else lab)
                     rows.boxes.append((top, left, right, bottom))
-                    rows.found.append(how)
+                    rows.found.append(FOUND_EXTRA if extra else how)
         return rows
 
     def _write_faces(self, rows: _FaceRows, faces: np.ndarray, proba: np.ndarray) -> None:
@@ -697,7 +718,8 @@ def _summarise(job: _Job, scan: _Scan) -> dict[str, Any]:
         "images_with_face": c.images_with_face,
         "images_without_face": c.images_without_face,
         "faces_found": c.faces,
-        "faces_by_method": {k: int(c.found.get(k, 0)) for k in (FOUND_DETECTED, FOUND_WHOLE, FOUND_FALLBACK)},
+        "faces_by_method": {k: int(c.found.get(k, 0))
+                            for k in (FOUND_DETECTED, FOUND_WHOLE, FOUND_FALLBACK, FOUND_EXTRA)},
         "files_skipped": int(sum(c.skipped.values())),
         "skipped": dict(sorted(c.skipped.items())),
         "skipped_examples": {k: list(v) for k, v in sorted(c.examples.items())},
@@ -766,8 +788,13 @@ def audit_summary_line(summary: dict[str, Any], metrics: dict[str, Any]) -> str:
     """One console line: what was read and found (and the scores when labels were known)."""
     skipped = summary.get("files_skipped", 0)
     line = f"{summary['images_read']:,} images, {summary['faces_found']:,} faces"
+    by_method = summary.get("faces_by_method")
+    extra = by_method.get(FOUND_EXTRA, 0) if isinstance(by_method, dict) else 0
+    notes = [f"{extra:,} extra in labelled images, listed but not scored"] if extra else []
     if summary.get("faces_mode") != "whole":
-        line += f" ({summary['images_without_face']:,} images without a detected face)"
+        notes.append(f"{summary['images_without_face']:,} images without a detected face")
+    if notes:
+        line += f" ({'; '.join(notes)})"
     line += f", {skipped:,} files skipped"
     if metrics.get("n"):
         line += f"; n {metrics['n']} accuracy {metrics['accuracy']:.3f} macro_f1 {metrics['macro_f1']:.3f}"

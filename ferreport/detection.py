@@ -22,6 +22,16 @@ How an image is searched (:class:`DetectorParams`, measured on ``faces-sample``,
 * a box mostly inside a larger one (more than half of its area) is a duplicate and is
   dropped.
 
+One label, one face (:func:`primary_face`): an image with one true label (a labelled audit)
+is one face, so when the cascade finds several boxes in it only the **largest** (by area;
+on a tie, the first in detection order: top, then left) carries the label and is scored; the
+others are listed but not scored (``found`` = ``extra`` in an audit's predictions.csv). The
+largest, not the "most confident": the cascade's only score (``levelWeights`` from
+``detectMultiScale3``) is the raw sum of the last stage's weak classifiers, not calibrated and
+not comparable between window sizes, while the labelled subject of a photo is the face it is
+framed on. On faces-real (4,416 labelled crops) one image had two boxes: the face and,
+smaller, a false detection on its mouth; the largest rule labels the face.
+
 Box size: on the face-centred training crops of ``faces-real`` the cascade's box
 covers the crop almost exactly (median crop/box side ratio 1.03), so boxes are used
 as found (``margin`` 0.0); ``margin`` enlarges every side by that fraction of the
@@ -38,7 +48,7 @@ import numpy as np
 
 from .errors import FerreportError
 
-__all__ = ["Box", "DEFAULT_PARAMS", "DetectorParams", "cascade", "cascade_path", "detect_faces"]
+__all__ = ["Box", "DEFAULT_PARAMS", "DetectorParams", "cascade", "cascade_path", "detect_faces", "primary_face"]
 
 #: ``(top, left, right, bottom)`` in pixels; a face is ``img[top:bottom, left:right]``.
 Box = tuple[int, int, int, int]
@@ -145,3 +155,16 @@ def detect_faces(image_bgr: np.ndarray, params: DetectorParams = DEFAULT_PARAMS)
         if bottom - top >= 2 and right - left >= 2 and inside >= 0.5 * (y1 - y0) * (x1 - x0):
             boxes.append((top, left, right, bottom))
     return _drop_nested(boxes, params.overlap)
+
+
+def primary_face(boxes: list[Box] | list[tuple[int, ...]]) -> int:
+    """Index of the face that carries an image's label: the largest box by area, the first on a tie.
+
+    ``boxes`` are ``(top, left, right, bottom, ...)`` (extra fields ignored); -1 when there is none.
+    """
+    best, best_area = -1, -1
+    for i, b in enumerate(boxes):
+        area = max(0, b[2] - b[1]) * max(0, b[3] - b[0])
+        if area > best_area:
+            best, best_area = i, area
+    return best

@@ -213,7 +213,8 @@ def load_baseline(path: str | Path) -> tuple[dict[str, Any], Path]:
     try:
         obj = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise UsageError(f"--baseline {file}: cannot read JSON ({exc})") from exc
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc  # the path is said once, above
+        raise UsageError(f"--baseline {file}: cannot read JSON ({why})") from exc
     if not isinstance(obj, dict) or "accuracy" not in obj and "n" not in obj:
         raise UsageError(f"--baseline {file}: not a ferreport metrics.json (no 'n' or 'accuracy')")
     return obj, file

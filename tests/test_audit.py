@@ -374,3 +374,166 @@ def test_predict_quality_gate_fails_with_exit_1_after_writing_everything(labelle
     assert summary["status"] == "failed" and summary["exit_code"] == 1
     assert (out / "report.html").is_file() and (out / "predictions.csv").is_file()
     assert "accuracy" in junit.read_text() and "Quality gates" in (out / "report.html").read_text()
+
+
+# --------------------------------------------------------------------------- messages (issue 20, point 7)
+
+
+def test_no_face_to_predict_counts_skips_in_words_not_a_dict_repr(tiny_model, tmp_path):
+    """The 'no face to predict' error lists skip reasons as words ("2 unsupported type"), never
+    ``{'unsupported type': 2}``."""
+    folder = tmp_path / "nothing"
+    folder.mkdir()
+    (folder / "a.txt").write_text("no image")
+    (folder / "b.md").write_text("no image")
+    (folder / "zero.png").write_bytes(b"")
+    with pytest.raises(DatasetError) as info:
+        run_audit(folder, tiny_model, AuditConfig(out=tmp_path / "o", **{**FAST, "formats": ()}))
+    message = str(info.value)
+    assert "3 files skipped: 2 unsupported type, 1 empty file)" in message, message
+    assert "{" not in message and "'" not in message
+
+
+def test_a_full_disk_while_writing_predictions_is_one_cannot_write(labelled_folder, tiny_model, tmp_path,
+                                                                   monkeypatch):
+    """ENOSPC inside predictions.csv's atomic write: one "cannot write (the disk is full ...)", not
+    "cannot write (... cannot write (...))" (atomic_open's error re-wrapped by atomic_path); exit 5, one line."""
+    import errno
+
+    from ferreport import audit
+    from ferreport.cli import main
+    from ferreport.errors import OutputError
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(audit._Scan, "_write_faces", full)
+    with pytest.raises(OutputError) as info:
+        run_audit(labelled_folder, tiny_model, AuditConfig(out=tmp_path / "o", **{**FAST, "formats": ()}))
+    message = str(info.value)
+    assert message.count("cannot write") == 1 and message.count("(") == 1, message
+    # (the error surfaces through the innermost open output, skipped.csv; a full disk is a full disk)
+    assert message.endswith(".csv: cannot write (the disk is full; free space or choose another --out)"), message
+    result = CliRunner().invoke(main, ["predict", str(labelled_folder), "--model", str(tiny_model), "--out",
+                                       str(tmp_path / "cli"), "--format", "none", "--workers", "1"])
+    assert result.exit_code == 5, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].count("cannot write") == 1, result.output
+
+
+# --------------------------------------------------------------------------- one label, one face (issue 20, point 6)
+
+
+def two_face_scene(seed: int = 6) -> np.ndarray:
+    """Two drawn faces, a large one (180 px, left) and a small one (120 px, right); the cascade
+    finds both for seed 6 (checked in test_a_two_face_scene_is_found_twice)."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((360, 640, 3), np.uint8)
+    img[:] = rng.integers(90, 200, 3, dtype=np.uint8)
+    img[60:240, 40:220] = draw_face(rng, 3, 180)
+    img[100:220, 400:520] = draw_face(rng, 5, 120)
+    return img
+
+
+@pytest.fixture(scope="module")
+def two_face_folder(tmp_path_factory) -> Path:
+    """The two-face scene labelled (happy/), unlabelled (top level) and beside single faces."""
+    root = tmp_path_factory.mktemp("twofaces") / "photos"
+    rng = np.random.default_rng(3)
+    _write(root / "happy" / "two.png", two_face_scene())
+    _write(root / "sad" / "one.png", _scene(rng, 4))
+    _write(root / "sad" / "crop.png", draw_face(rng, 4, 64))          # no detection: fallback in auto
+    _write(root / "group.png", two_face_scene())                         # no label: every face kept
+    return root
+
+
+def test_a_two_face_scene_is_found_twice():
+    from ferreport.detection import detect_faces, primary_face
+
+    boxes = detect_faces(two_face_scene())
+    assert len(boxes) == 2, boxes
+    (t0, l0, r0, b0), (t1, l1, r1, b1) = boxes
+    assert r0 <= 320 <= l1                                   # the large face (left), then the small one (right)
+    assert primary_face(boxes) == 0 and primary_face(boxes[::-1]) == 1
+    assert primary_face([(0, 0, 10, 10), (5, 5, 15, 15)]) == 0     # a tie: the first
+    assert primary_face([]) == -1
+
+
+@pytest.mark.parametrize("faces", ["auto", "detect"])
+def test_a_labelled_image_is_scored_once_extra_faces_are_listed(two_face_folder, tiny_model, tmp_path, faces):
+    """One label, one face: the labelled two-face image gives one scored face (the largest) and one
+    ``extra`` row with no true label; the unlabelled copy keeps both faces as detected."""
+    out = tmp_path / faces
+    result = run_audit(two_face_folder, tiny_model, AuditConfig(out=out, faces=faces, **FAST))
+    pred = _sklearn_check(out)
+    two = pred[pred["source"] == "happy/two.png"]
+    assert two["face_id"].tolist() == [0, 1] and two["found"].tolist() == ["detected", "extra"]
+    assert two["true_label"].tolist() == ["happy", ""]
+    assert int(two.iloc[0]["right"]) <= 320 <= int(two.iloc[1]["left"])      # the scored face is the large one
+    group = pred[pred["source"] == "group.png"]
+    assert group["found"].tolist() == ["detected", "detected"] and (group["true_label"] == "").all()
+    labelled_images = pred.loc[pred["true_label"] != "", "source"]
+    assert labelled_images.is_unique                                          # one scored face per labelled image
+    summary, metrics = result.summary, result.metrics
+    assert summary["labelled_faces"] == metrics["n"] == len(labelled_images) == (3 if faces == "auto" else 2)
+    assert summary["faces_by_method"]["extra"] == 1 and summary["faces_found"] == len(pred)
+    assert sum(summary["true_counts"].values()) == metrics["n"]
+    from ferreport.audit import audit_summary_line
+
+    assert "1 extra in labelled images, listed but not scored" in audit_summary_line(summary, metrics)
+    from ferreport.cli import main
+
+    again = CliRunner().invoke(main, ["report", str(out), "--format", "html"])        # the report still renders
+    assert again.exit_code == 0, again.output
+
+
+def test_labels_from_a_csv_and_no_labels(two_face_folder, tiny_model, tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\ngroup.png,neutral\n")
+    run_audit(two_face_folder, tiny_model, AuditConfig(out=tmp_path / "csv", labels=labels, **{**FAST, "formats": ()}))
+    pred = _sklearn_check(tmp_path / "csv")
+    group = pred[pred["source"] == "group.png"]
+    assert group["found"].tolist() == ["detected", "extra"] and group["true_label"].tolist() == ["neutral", ""]
+    assert (pred.loc[pred["source"] == "happy/two.png", "found"] == "detected").all()  # not labelled by this CSV
+
+    result = run_audit(two_face_folder, tiny_model,
+                       AuditConfig(out=tmp_path / "none", labels="none", **{**FAST, "formats": ()}))
+    pred = pd.read_csv(tmp_path / "none" / artifacts.PREDICTIONS, keep_default_na=False)
+    assert "extra" not in set(pred["found"]) and (pred["source"] == "happy/two.png").sum() == 2
+    assert result.summary["faces_by_method"]["extra"] == 0
+
+
+def test_faces_sample_with_two_face_composites_scores_each_labelled_photo_once(faces_sample_dir, tiny_model,
+                                                                              tmp_path):
+    """Real photographs: faces-sample (171 single-face photos in class folders) plus composites of two
+    of its photos side by side, labelled and not. Every labelled image is scored once."""
+    import shutil
+
+    folder = tmp_path / "real"
+    shutil.copytree(faces_sample_dir, folder)
+    from ferreport.detection import detect_faces
+
+    photos = [cv2.imread(str(p)) for p in sorted((folder / "happy").glob("*"))]
+    single = [img for img in photos if img is not None and len(detect_faces(img)) == 1][:2]
+    assert len(single) == 2
+
+    def framed(img: np.ndarray, side: int) -> np.ndarray:  # a crop with some context: its edges replicated
+        return cv2.copyMakeBorder(cv2.resize(img, (side, side)), side // 3, side // 3, side // 3, side // 3,
+                                  cv2.BORDER_REPLICATE)
+
+    big, small = framed(single[0], 200), framed(single[1], 120)
+    canvas = np.zeros((big.shape[0], big.shape[1] + small.shape[1], 3), np.uint8)
+    canvas[:, :big.shape[1]] = big
+    canvas[:small.shape[0], big.shape[1]:] = small
+    assert len(detect_faces(canvas)) == 2
+    _write(folder / "happy" / "zz_two_photos.png", canvas)
+    _write(folder / "zz_unlabelled_two_photos.png", canvas)
+    result = run_audit(folder, tiny_model, AuditConfig(out=tmp_path / "out", n_resamples=20, formats=(), workers=2))
+    pred = _sklearn_check(tmp_path / "out")
+    labelled = pred[pred["true_label"] != ""]
+    assert labelled["source"].is_unique
+    assert result.metrics["n"] == result.summary["labelled_faces"] == result.summary["images_read"] - 1
+    comp = pred[pred["source"] == "happy/zz_two_photos.png"]
+    assert comp["found"].iloc[0] == "detected" and (comp["found"].iloc[1:] == "extra").all()
+    assert int(comp.iloc[0]["right"]) <= big.shape[1]                          # the large photo's face is scored
+    assert (pred.loc[pred["source"] == "zz_unlabelled_two_photos.png", "found"] == "detected").sum() >= 2

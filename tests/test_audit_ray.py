@@ -13,7 +13,7 @@ from ferreport.audit import SKIPPED_CSV, run_audit
 from ferreport.config import AuditConfig
 from ferreport.errors import UsageError
 from ferreport.report import read_predictions_csv
-from tests.test_audit import FAST, labelled_folder, messy_folder, tiny_model  # noqa: F401 - fixtures
+from tests.test_audit import FAST, labelled_folder, messy_folder, tiny_model, two_face_folder  # noqa: F401 - fixtures
 
 ray = pytest.importorskip("ray", reason="the Ray engine needs the optional extra: pip install 'ferreport[ray]'")
 
@@ -72,6 +72,21 @@ def test_ray_engine_labelled_audit_and_report(local_ray, labelled_folder, tiny_m
 
     faces = thumbnails(result.reports["html"])
     assert len(faces) >= 7 and faces == thumbnails(local.reports["html"])  # the same faces, pixel for pixel
+
+
+def test_ray_engine_scores_one_face_per_labelled_image_like_the_local_engine(local_ray, two_face_folder, tiny_model,
+                                                                            tmp_path):
+    """One label, one face on Ray too: the labelled two-face image's extra face is listed, not scored."""
+    opts = {**FAST, "formats": ()}
+    run_audit(two_face_folder, tiny_model, AuditConfig(out=tmp_path / "local", **opts))
+    run_audit(two_face_folder, tiny_model, AuditConfig(out=tmp_path / "ray", engine="ray", **opts))
+    _same_outputs(tmp_path / "local", tmp_path / "ray")
+    pred = read_predictions_csv(tmp_path / "ray" / artifacts.PREDICTIONS)
+    two = pred[pred["source"] == "happy/two.png"]
+    assert two["found"].tolist() == ["detected", "extra"] and two["true_label"].tolist() == ["happy", ""]
+    a = json.loads((tmp_path / "local" / artifacts.METRICS).read_text())
+    b = json.loads((tmp_path / "ray" / artifacts.METRICS).read_text())
+    assert a["n"] == b["n"] == 3 and a["confusion_matrix"] == b["confusion_matrix"]
 
 
 def test_ray_address_needs_the_ray_engine(labelled_folder, tiny_model, tmp_path):

@@ -57,3 +57,27 @@ def test_sample_command_writes_expw_layout(tmp_path):
     result = CliRunner().invoke(main, ["sample", "--out", str(out), "--faces", "40", "--seed", "1"])
     assert result.exit_code == 0, result.output
     assert (out / "label" / "label.lst").is_file() and any((out / "image" / "origin").iterdir())
+
+
+def test_an_unreadable_baseline_names_the_file_once(tmp_path, monkeypatch):
+    """An OSError's text repeats the path ("[Errno 13] Permission denied: '/x/metrics.json'"); the
+    message names the file once and gives the reason in words (issue 20, point 7)."""
+    import errno
+    import pathlib
+
+    import pytest
+
+    from ferreport.errors import UsageError
+    from ferreport.gates import load_baseline
+
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text('{"n": 1, "accuracy": 0.5}')
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "read_text", denied)
+    with pytest.raises(UsageError) as info:
+        load_baseline(metrics)
+    message = str(info.value)
+    assert message == f"--baseline {metrics}: cannot read JSON (Permission denied)", message
