@@ -32,5 +32,6 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "source", "face_id", "true_label", "pred_label", "confidence", *PROBA_COLUMNS,
 )
 #: Extra columns of an audit's predictions.csv: the face box in image pixels and how the face was
-#: found (``detected``, ``whole`` or ``fallback``, see :mod:`ferreport.audit`).
+#: found (``detected``, ``whole`` or ``fallback``; ``extra``: a further detection in a labelled
+#: image, listed but not labelled or scored; see :mod:`ferreport.audit`).
 AUDIT_EXTRA_COLUMNS: tuple[str, ...] = ("top", "left", "right", "bottom", "found")

@@ -70,8 +70,8 @@ def worker_info(environ: dict[str, str] | None = None) -> dict[str, Any]:
     task_type, index = task.get("type"), task.get("index")
     members = cluster.get(task_type) if isinstance(task_type, str) else None
     if not isinstance(members, list) or not isinstance(index, int) or not 0 <= index < len(members):
-        raise UsageError(f"--strategy multiworker: TF_CONFIG task {task!r} is not in its cluster "
-                         f"{sorted(cluster)}; {_TF_CONFIG_HELP}")
+        raise UsageError(f"--strategy multiworker: TF_CONFIG task {json.dumps(task, sort_keys=True)} is not in "
+                         f"its cluster ({', '.join(sorted(map(str, cluster)))}); {_TF_CONFIG_HELP}")
     if task_type not in ("chief", "worker"):
         raise UsageError(f"--strategy multiworker: TF_CONFIG task type {task_type!r} does not train; "
                          "use 'chief' or 'worker'")

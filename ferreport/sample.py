@@ -788,6 +788,16 @@ def _clear_stale_temps(out: Path) -> None:
             pass
 
 
+def _spec_difference(recorded: object, asked: dict[str, Any]) -> str:
+    """What differs between a recorded and an asked-for spec, as words (never a Python dict repr)."""
+    if not isinstance(recorded, dict):
+        return "no recorded spec"
+    keys = sorted(k for k in set(recorded) | set(asked) if recorded.get(k) != asked.get(k))
+    if not keys:
+        return "same spec"
+    return "; ".join(f"{k} {recorded.get(k, 'unset')} here, {asked.get(k, 'unset')} asked" for k in keys)
+
+
 def _spec_dict(spec: SampleSpec) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(spec)))
 
@@ -814,7 +824,8 @@ def _existing(out: Path, spec: SampleSpec) -> SampleInfo | None:
     if meta.get("version") != GENERATOR_VERSION or meta.get("spec") != _spec_dict(spec):
         raise UsageError(
             f"{out}: holds a sample generated with another spec or generator version "
-            f"({meta.get('spec')}, version {meta.get('version')}); choose another output folder or delete it"
+            f"({_spec_difference(meta.get('spec'), _spec_dict(spec))}, generator version {meta.get('version')} "
+            f"here, {GENERATOR_VERSION} now); choose another output folder or delete it"
         )
     return SampleInfo(out, int(meta["n_images"]), int(meta["n_faces"]), tuple(int(c) for c in meta["class_counts"]))
 
