@@ -485,6 +485,8 @@ def test_a_labelled_image_is_scored_once_extra_faces_are_listed(two_face_folder,
 
     again = CliRunner().invoke(main, ["report", str(out), "--format", "html"])        # the report still renders
     assert again.exit_code == 0, again.output
+    html = (out / "report.html").read_text()
+    assert "Further faces in labelled images (listed, not scored)" in html
 
 
 def test_labels_from_a_csv_and_no_labels(two_face_folder, tiny_model, tmp_path):

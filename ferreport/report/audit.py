@@ -283,7 +283,8 @@ def _scan_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Faces found", f"{as_int(summary.get('faces_found')):,}"),
     ]
     for key, label in (("detected", "Faces from a detected box"), ("whole", "Faces as the whole image"),
-                       ("fallback", "Faces as the whole image after no detection (fallback)")):
+                       ("fallback", "Faces as the whole image after no detection (fallback)"),
+                       ("extra", "Further faces in labelled images (listed, not scored)")):
         if as_int(found.get(key)):
             facts.append((label, f"{as_int(found.get(key)):,}"))
     if summary.get("labelled_faces") is not None and summary.get("labels") not in (None, "none"):
