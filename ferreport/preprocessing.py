@@ -50,6 +50,7 @@ TRUNCATED_JPEG = "truncated JPEG"
 JPEG_TOO_MANY_PIXELS = "image too large (header declares over 2**27 pixels)"
 JPEG_TOO_SHORT = "corrupt JPEG (too few bytes for the size its header declares)"
 JPEG_PARTIAL = "corrupt JPEG (libjpeg could decode only part of it)"
+JPEG_BAD_HEADER = "corrupt JPEG (too many header segments)"
 CANNOT_DECODE = "cannot decode"
 #: libjpeg's DCT-domain downscaling: decode a JPEG at 1/f of its size, much faster.
 _REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
@@ -143,6 +144,7 @@ def _has_jpeg_end(data: bytes) -> bool:
 # Start-of-frame markers (C0-CF but DHT C4, JPG C8, DAC CC); C9-CB and CD-CF are arithmetic-coded.
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _ARITHMETIC_SOF = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_MAX_MARKERS = 10_000
 
 
 @dataclass(frozen=True)
@@ -165,10 +167,14 @@ class JpegFrame:
 
 
 def jpeg_frame(data: bytes) -> JpegFrame | None:
-    """The start-of-frame header of a JPEG (walking its marker segments), or None when there is none before the scan data."""
+    """The start-of-frame header of a JPEG (walking its marker segments), or None when there is none before the scan data.
+
+    ValueError when more than ``_MAX_MARKERS`` segments come first (real files have a few dozen
+    at most; an ICC profile is at most 255), so a hostile header costs milliseconds, not minutes.
+    """
     n, i = len(data), 2
-    while i + 4 <= n:
-        if data[i] != 0xFF:
+    for _ in range(_MAX_MARKERS):  # bounded: a file of a million empty segments raises
+        if i + 4 > n or data[i] != 0xFF:
             return None
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
@@ -191,7 +197,7 @@ def jpeg_frame(data: bytes) -> JpegFrame | None:
             return JpegFrame(marker=marker, height=(seg[1] << 8) | seg[2], width=(seg[3] << 8) | seg[4],
                              h_max=h_max, v_max=v_max, offset=i)
         i += 2 + length
-    return None
+    raise ValueError(f"over {_MAX_MARKERS} marker segments before the frame header")
 
 
 def jpeg_problem(data: bytes) -> str:
@@ -204,7 +210,10 @@ def jpeg_problem(data: bytes) -> str:
     """
     if not _has_jpeg_end(data):
         return TRUNCATED_JPEG
-    frame = jpeg_frame(data)
+    try:
+        frame = jpeg_frame(data)
+    except ValueError:
+        return JPEG_BAD_HEADER
     if frame is None or frame.width == 0 or frame.height == 0:  # no header / height set later (DNL)
         return ""
     if frame.width * frame.height > MAX_IMAGE_PIXELS:
@@ -218,7 +227,8 @@ def jpeg_problem(data: bytes) -> str:
 # end of data segment") and fills the rest with grey; OpenCV neither raises nor returns it. So
 # the decode runs with file descriptor 2 pointed at a per-process scratch file, which is then
 # read: these warnings refuse the image, any other text is passed on to the real stderr.
-_PARTIAL_WARNINGS = ("premature end", "bad huffman code", "found marker", "invalid sos", "huffman code size")
+# (Not "extraneous bytes before marker" or "Invalid SOS parameters": real files that decode whole.)
+_PARTIAL_WARNINGS = ("premature end", "bad huffman code", "found marker")
 _capture_lock = threading.Lock()
 _capture: dict[str, int] = {}  # {"fd": scratch file, "pid": owning process}
 

@@ -276,3 +276,16 @@ def test_fingerprint_and_cache_key_of_a_normal_dataset_are_unchanged(tiny_expw, 
     for name in sorted(labels.index.source.unique()):
         data_hash.update(f"{name}\0{(tiny_expw / 'image' / 'origin' / name).stat().st_size}\n".encode())
     assert fingerprint == data_hash.hexdigest()
+
+
+@pytest.mark.timeout(30)
+def test_a_header_of_endless_empty_segments_is_refused_quickly(tmp_path):
+    from ferreport import preprocessing as pp
+
+    data = _jpeg(_photo(32, 32))
+    junk = b"\xff\xfe\x00\x02" * 2_000_000 + b"\xff" * 1_000_000  # 8 MB of empty comments, then fill bytes
+    (tmp_path / "com.jpg").write_bytes(data[:2] + junk + data[2:])
+    assert decode_image(tmp_path / "com.jpg") == (None, pp.JPEG_BAD_HEADER)
+    few = data[:2] + b"\xff\xfe\x00\x02" * 300 + data[2:]  # a few hundred segments are fine
+    (tmp_path / "few.jpg").write_bytes(few)
+    assert decode_image(tmp_path / "few.jpg")[1] == ""
