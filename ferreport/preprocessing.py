@@ -89,8 +89,10 @@ def default_cache_root() -> Path:
 def decode_image(path: str | os.PathLike[str]) -> tuple[np.ndarray | None, str]:
     """Decode an image file to BGR uint8 (EXIF orientation applied), or ``(None, reason)``.
 
-    Reads the bytes first (works for any file name, refuses huge files before decoding);
-    OpenCV's own pixel limit (``OPENCV_IO_MAX_IMAGE_PIXELS``, lowered by ferreport) refuses
+    Reads the bytes first, of regular files only (works for any file name, refuses FIFOs,
+    devices and huge files before opening them); refuses JPEGs whose structure cannot hold a
+    whole image (:func:`jpeg_problem`) before decoding and those libjpeg decodes only in part
+    after; OpenCV's own pixel limit (``OPENCV_IO_MAX_IMAGE_PIXELS``, lowered by ferreport) refuses
     headers that claim enormous dimensions before allocating them.
     """
     img, why, _ = _decode(path)
@@ -608,7 +610,9 @@ def _failures_as_skips(run: _PrepareRun, failures: list[tuple[int, str]]) -> tup
     for pos, reason in sorted(failures):
         where = f"{labels.label_file.name}:{lines[pos]}" if labels.label_file is not None else str(sources[pos])
         if run.strict:
-            raise DatasetError(f"{labels.label_file or run.root}:{lines[pos] or sources[pos]}: {reason} ({sources[pos]})")
+            fix = "replace the image or remove its line" if labels.label_file is not None else "replace or remove the file"
+            raise DatasetError(f"{labels.label_file or run.root}:{lines[pos] or sources[pos]}: {reason} ({sources[pos]}); "
+                               f"{fix}, or run without --strict to skip it")
         skipped[reason] += 1
         examples.setdefault(reason, where)
     return skipped, examples
