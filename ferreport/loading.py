@@ -18,8 +18,11 @@ from __future__ import annotations
 import collections
 import os
 import re
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -44,6 +47,12 @@ DUPLICATE = "duplicate face (same image and face id)"
 UNREADABLE_IMAGE = "image unreadable"
 BOX_OUTSIDE_IMAGE = "box entirely outside the image"
 NOT_AN_IMAGE = "not an image file"
+#: A FIFO, socket or device (or a symlink to one): never opened (a FIFO blocks ``open`` forever,
+#: a device is an endless stream).
+NOT_REGULAR = "not a regular file"
+
+#: The largest ``label.lst`` read (ExpW's is about 5 MB); a larger one is refused before reading.
+MAX_LABEL_BYTES = 512 * 1024 * 1024
 
 _FIX = {
     WRONG_FIELD_COUNT: "each line needs 8 space-separated fields: image_name face_id top left right bottom confidence label",
@@ -55,7 +64,64 @@ _FIX = {
     UNSAFE_PATH: "image names must be relative paths inside image/origin",
     MISSING_IMAGE: "put the image under image/origin or remove the line",
     DUPLICATE: "remove the repeated line",
+    BOX_OUTSIDE_IMAGE: "box coordinates are pixels from the image's top-left corner; right and bottom must be > 0",
+    NOT_REGULAR: "image names must name regular files, not FIFOs, sockets or devices",
 }
+
+
+class NotRegularFile(OSError):
+    """A path that is not a regular file, or is one larger than the caller's limit; ``reason`` says which."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(reason)
+        self.path = os.fspath(path)
+        self.reason = reason
+
+
+def open_regular(path: str | os.PathLike[str], max_bytes: int, *, too_large: str = "file too large") -> tuple[BinaryIO, int]:
+    """``(binary file, size)`` of ``path`` when it is a regular file of at most ``max_bytes`` bytes.
+
+    Checked from ``stat`` before opening (a FIFO would block ``open`` forever, a device is
+    endless), and again from ``fstat`` of what was opened (opened non-blocking, so a path
+    swapped for a FIFO in between cannot hang). Raises :class:`NotRegularFile` (reason
+    :data:`NOT_REGULAR` or ``too_large``), or OSError when it cannot be read at all.
+    """
+    _check_regular(path, os.stat(path), max_bytes, too_large)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        _check_regular(path, st, max_bytes, too_large)
+        return os.fdopen(fd, "rb"), st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_regular(path: str | os.PathLike[str], st: os.stat_result, max_bytes: int, too_large: str) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(path, NOT_REGULAR)
+    if st.st_size > max_bytes:
+        raise NotRegularFile(path, too_large)
+
+
+def read_regular(path: str | os.PathLike[str], max_bytes: int, *, too_large: str = "file too large") -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` (see :func:`open_regular`); never more than its stat size."""
+    fh, size = open_regular(path, max_bytes, too_large=too_large)
+    with fh:
+        return fh.read(size)
+
+
+def regular_chunks(path: str | os.PathLike[str], max_bytes: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The bytes of a regular file of at most ``max_bytes``, in chunks (memory stays at one chunk)."""
+    fh, size = open_regular(path, max_bytes)
+    with fh:
+        left = size
+        while left > 0:
+            block = fh.read(min(chunk, left))
+            if not block:
+                return
+            left -= len(block)
+            yield block
 
 
 @dataclass
@@ -123,10 +189,18 @@ def read_label_file(label_file: str | os.PathLike[str], image_dir: str | os.Path
 
 
 def _read_label_text(label_file: Path) -> str:
+    """The label file as text: a regular file of at most :data:`MAX_LABEL_BYTES`, checked before reading."""
+    limit_mib = MAX_LABEL_BYTES // (1024 * 1024)
     try:
-        raw = label_file.read_bytes()
+        raw = read_regular(label_file, MAX_LABEL_BYTES, too_large="too large")
+    except NotRegularFile as exc:
+        if exc.reason == NOT_REGULAR:
+            raise DatasetError(f"{label_file}: the label file is not a regular file (a FIFO, socket or device, "
+                               f"or a link to one); point label/label.lst at a plain text file") from exc
+        raise DatasetError(f"{label_file}: the label file is larger than the {limit_mib} MiB limit "
+                           f"(ExpW's is about 5 MB); check that it is the right file") from exc
     except OSError as exc:
-        raise DatasetError(f"{label_file}: cannot read the label file ({exc.strerror})") from exc
+        raise DatasetError(f"{label_file}: cannot read the label file ({exc.strerror or exc})") from exc
     return raw.decode("utf-8-sig", errors="replace")
 
 
@@ -204,6 +278,9 @@ def _reject_bad_numbers(rows: _LabelRows) -> None:
         rows.reject((n[:, 6] < 0) | (n[:, 6] > 6), BAD_LABEL)
         rows.reject(n[:, 0] < 0, NEGATIVE_BOX)
         rows.reject((n[:, 1] >= n[:, 4]) | (n[:, 2] >= n[:, 3]), EMPTY_BOX)
+        # right or bottom at or left of 0: no pixel of the image is inside (and a negative
+        # right/bottom must never reach the crop, where -1 stands for "the whole image")
+        rows.reject((n[:, 3] <= 0) | (n[:, 4] <= 0), BOX_OUTSIDE_IMAGE)
 
 
 def _reject_unsafe_paths(rows: _LabelRows) -> None:
@@ -224,13 +301,16 @@ def _reject_duplicates(rows: _LabelRows) -> None:
 
 
 def _reject_missing_images(rows: _LabelRows, image_dir: Path) -> None:
+    """Images that are missing (or outside the image folder), then those that are not regular files."""
     ok = rows.usable()
     if not ok.any():
         return
     sources = rows.frame["source"]
     plain = _plain_files(image_dir)
-    exists = {name: name in plain or _inside_and_exists(image_dir, name) for name in pd.unique(sources[ok])}
-    rows.reject(~sources.map(exists).fillna(False).to_numpy(dtype=bool), MISSING_IMAGE)
+    found = {name: "" if name in plain else _image_problem(image_dir, name) for name in pd.unique(sources[ok])}
+    why = sources.map(found).fillna(MISSING_IMAGE).to_numpy(dtype=object)
+    rows.reject(why == MISSING_IMAGE, MISSING_IMAGE)
+    rows.reject(why == NOT_REGULAR, NOT_REGULAR)
 
 
 def _usable_index(rows: _LabelRows) -> pd.DataFrame:
@@ -258,7 +338,7 @@ def _plain_files(image_dir: Path) -> frozenset[str]:
 
     One directory listing answers "inside and exists" for every plain top-level name at
     once; names with folders or pointing at links still go through
-    :func:`_inside_and_exists` one by one.
+    :func:`_image_problem` one by one.
     """
     try:
         with os.scandir(image_dir) as entries:
@@ -267,17 +347,24 @@ def _plain_files(image_dir: Path) -> frozenset[str]:
         return frozenset()
 
 
-def _inside_and_exists(image_dir: Path, name: str) -> bool:
+def _image_problem(image_dir: Path, name: str) -> str:
+    """"" when ``name`` is a regular file inside ``image_dir``, else :data:`MISSING_IMAGE` or :data:`NOT_REGULAR`."""
     path = image_dir / name
     try:
         resolved = path.resolve(strict=True)
     except (OSError, RuntimeError):  # missing, symlink loop
-        return False
+        return MISSING_IMAGE
     try:
         resolved.relative_to(image_dir.resolve())
     except ValueError:  # a symlink that points outside the dataset
-        return False
-    return resolved.is_file()
+        return MISSING_IMAGE
+    try:
+        mode = resolved.stat().st_mode
+    except OSError:
+        return MISSING_IMAGE
+    if stat.S_ISDIR(mode):
+        return MISSING_IMAGE
+    return "" if stat.S_ISREG(mode) else NOT_REGULAR
 
 
 def _finish(result: LabelIndex, require_faces: bool = True) -> LabelIndex:
@@ -326,6 +413,12 @@ def read_class_folders(root: str | os.PathLike[str], *, strict: bool = False) ->
                     raise DatasetError(f"{path}: not an image file (expected one of {sorted(IMAGE_SUFFIXES)})")
                 result.skip(NOT_AN_IMAGE, rel)
                 continue
+            if not _is_regular(path):  # a FIFO named x.jpg, a device, a link to one: never opened
+                if strict:
+                    raise DatasetError(f"{path}: {NOT_REGULAR} (a FIFO, socket or device, or a link to one); "
+                                       f"remove it or replace it with an image file")
+                result.skip(NOT_REGULAR, rel)
+                continue
             rows.append((rel, label))
     if not rows and not result.skipped:
         raise DatasetError(
@@ -357,6 +450,14 @@ def _children(root: Path) -> list[Path]:
         raise DatasetError(f"{root}: cannot list the folder ({exc.strerror})") from exc
 
 
+def _is_regular(path: Path) -> bool:
+    """Whether ``path`` (links followed) is a regular file; a missing one is left to the decoder to report."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True
+
+
 def _walk_files(folder: Path) -> list[Path]:
     """Files below ``folder``, following no symlinked folders (so loops cannot recur)."""
     out: list[Path] = []
@@ -373,6 +474,8 @@ def load_dataset(root: str | os.PathLike[str], *, strict: bool = False) -> Label
     if not root.exists():
         raise DatasetError(f"{root}: dataset folder not found (run `ferreport sample --out {root}` for a sample)")
     label_file = root / "label" / "label.lst"
-    if label_file.is_file():
+    # Anything by that name but a folder is the label file (a FIFO or device is then refused
+    # by read_label_file with its own message, rather than mistaken for "no label file").
+    if os.path.lexists(label_file) and not label_file.is_dir():
         return read_label_file(label_file, root / "image" / "origin", strict=strict)
     return read_class_folders(root, strict=strict)

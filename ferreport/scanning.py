@@ -11,7 +11,8 @@ the same files in the same order and crop the same faces.
 * **Decode.** Files whose suffix is not an image suffix (``.jpg .jpeg .png .bmp .webp
   .tif .tiff``, any case) are skipped as ``unsupported type``; files whose content is
   not JPEG, PNG, BMP, WebP or TIFF (a text file named ``.jpg``, a GIF renamed) as
-  :data:`NOT_AN_IMAGE`; empty, unreadable, truncated or undecodable ones with the
+  :data:`NOT_AN_IMAGE`; FIFOs, sockets and devices (or links to them) as
+  :data:`NOT_REGULAR`, checked with ``stat`` before anything is opened; empty, unreadable, truncated or undecodable ones with the
   reason :func:`~ferreport.preprocessing.decode_image` gives. Skipped files are counted
   by reason and listed in ``skipped.csv`` (``path,reason``); one bad file never stops
   the run. EXIF orientation is applied.
@@ -38,15 +39,17 @@ import numpy as np
 
 from .constants import FACE_SIZE, IMAGE_SUFFIXES
 from .detection import DEFAULT_PARAMS, DetectorParams, detect_faces
-from .preprocessing import crop_face, decode_image, exit_with_parent
+from .loading import NOT_REGULAR, NotRegularFile, open_regular
+from .preprocessing import MAX_IMAGE_BYTES, crop_face, decode_image, exit_with_parent
 
 __all__ = [
     "FOLDER_LINK", "FOLDER_UNREADABLE", "FOUND_DETECTED", "FOUND_FALLBACK", "FOUND_WHOLE", "NOT_AN_IMAGE",
-    "NO_FACE", "UNSUPPORTED", "ScanResult", "ScanTask", "display_path", "init_scan_worker", "scan_files", "sniff", "walk_folder",
+    "NOT_REGULAR", "NO_FACE", "UNSUPPORTED", "ScanResult", "ScanTask", "display_path", "init_scan_worker", "scan_files", "sniff", "walk_folder",
 ]
 
-#: Skip reasons (besides decode_image's "empty file", "file too large", "cannot read (...)",
-#: "truncated JPEG", "cannot decode").
+#: Skip reasons (besides :data:`NOT_REGULAR` - a FIFO, socket or device, never opened - and
+#: decode_image's "empty file", "file too large", "cannot read (...)", "truncated JPEG",
+#: the corrupt-JPEG reasons and "cannot decode").
 UNSUPPORTED = "unsupported type"
 NOT_AN_IMAGE = "content is not JPEG, PNG, BMP, WebP or TIFF"
 FOLDER_LINK = "link to a folder (not followed)"
@@ -148,9 +151,13 @@ def scan_files(tasks: list[ScanTask], mode: str, params: DetectorParams = DEFAUL
         if os.path.splitext(path)[1].lower() not in IMAGE_SUFFIXES:
             results.append((pos, UNSUPPORTED, []))
             continue
-        try:
-            with open(path, "rb") as fh:
+        try:  # regular files only, checked before opening: a FIFO named x.jpg would block open() forever
+            fh, _ = open_regular(path, MAX_IMAGE_BYTES)
+            with fh:
                 head = fh.read(16)
+        except NotRegularFile as exc:
+            results.append((pos, exc.reason, []))
+            continue
         except OSError as exc:
             results.append((pos, f"cannot read ({exc.strerror or type(exc).__name__})", []))
             continue

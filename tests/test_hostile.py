@@ -269,3 +269,42 @@ def test_cli_exit_code_5_on_unwritable_cache(tiny_expw, tiny_tmpfs):
     result = CliRunner().invoke(main, ["prepare", "--data", str(tiny_expw), "--cache-dir", str(tiny_tmpfs / "c")])
     assert result.exit_code == 5, result.output
     assert "cannot write" in result.output
+
+
+# --------------------------------------------------------------------------- issue 20: only regular files, real faces
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["fifo", "/dev/urandom", "sparse"])
+def test_cli_prepare_refuses_a_hostile_label_file_with_exit_3_and_one_line(tmp_path, kind):
+    """A FIFO label.lst used to hang prepare; a link to /dev/urandom took 23 GB in the quick cache key."""
+    root = make_expw(tmp_path / "d", ["a.jpg 0 0 0 50 50 1 3"], {"a.jpg": (60, 60)})
+    lst = root / "label" / "label.lst"
+    lst.unlink()
+    if kind == "fifo":
+        os.mkfifo(lst)
+    elif kind == "sparse":
+        lst.touch()
+        os.truncate(lst, loading.MAX_LABEL_BYTES + 1)
+    else:
+        lst.symlink_to(kind)
+    result = CliRunner().invoke(main, ["prepare", "--data", str(root), "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 3, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "label.lst" in lines[0], result.output
+    assert ("larger than the 512 MiB limit" if kind == "sparse" else "not a regular file") in lines[0]
+
+
+def test_cli_strict_stops_at_a_box_outside_the_image_and_at_a_partial_jpeg(tmp_path):
+    photo = cv2.GaussianBlur(np.random.default_rng(1).integers(0, 256, (200, 200, 3), dtype=np.uint8), (5, 5), 2)
+    data = _jpeg_bytes(photo)
+    sos = data.index(b"\xff\xda")
+    for extra, expected in ((["a.jpg 1 -60 -60 -10 -10 1 2"], "label.lst:2: box entirely outside the image"),
+                            (["cut.jpg 0 0 0 100 100 1 2"], "label.lst:2: image unreadable: corrupt JPEG")):
+        root = make_expw(tmp_path / expected[:20].replace(" ", "_").replace(":", "_"),
+                         ["a.jpg 0 0 0 50 50 1 3", *extra], {"a.jpg": (60, 60)})
+        (root / "image" / "origin" / "cut.jpg").write_bytes(data[:sos + (len(data) - sos) // 4] + b"\xff\xd9")
+        lax = CliRunner().invoke(main, ["prepare", "--data", str(root), "--cache-dir", str(tmp_path / "c")])
+        assert lax.exit_code == 0 and "faces read  1" in lax.output, lax.output
+        strict = CliRunner().invoke(main, ["prepare", "--data", str(root), "--strict", "--cache-dir", str(tmp_path / "s")])
+        assert strict.exit_code == 3 and expected in strict.output, strict.output

@@ -110,3 +110,182 @@ def test_worker_whose_parent_already_died_leaves_at_once():
     orphan = subprocess.run([sys.executable, "-c", code, str(os.getpid() + 1_000_000)], capture_output=True,
                             text=True, timeout=120)
     assert orphan.returncode == 1 and "alive" not in orphan.stdout, orphan.stderr
+
+
+# --------------------------------------------------------------------------- issue 20: a face is real or it is skipped
+
+
+def _photo(h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (7, 7), 2)
+
+
+def _jpeg(img: np.ndarray, *params: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", img, list(params))
+    assert ok
+    return buf.tobytes()
+
+
+def _cut_scan_keep_eoi(data: bytes, keep: float = 0.3) -> bytes:
+    """The entropy-coded data after the first SOS cut to ``keep`` of its length, the EOI marker kept."""
+    sos = data.index(b"\xff\xda")
+    return data[:sos + int((len(data) - sos) * keep)] + b"\xff\xd9"
+
+
+def _patch_sof(data: bytes, width: int, height: int) -> bytes:
+    """The same JPEG with the frame header (SOF0 or SOF2) declaring ``width`` x ``height``."""
+    sof = min(i for i in (data.find(b"\xff\xc0"), data.find(b"\xff\xc2")) if i >= 0)
+    return data[:sof + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + data[sof + 9:]
+
+
+@pytest.fixture
+def hostile_jpegs(tmp_path) -> dict[str, object]:
+    photo = _photo()
+    made = {
+        "cut.jpg": _cut_scan_keep_eoi(_jpeg(photo)),
+        "cut_progressive.jpg": _cut_scan_keep_eoi(_jpeg(photo, cv2.IMWRITE_JPEG_PROGRESSIVE, 1), 0.05),
+        "tiny_claims_11000.jpg": _patch_sof(_jpeg(np.full((8, 8), 90, np.uint8), cv2.IMWRITE_JPEG_PROGRESSIVE, 1),
+                                            11000, 11000),
+        "claims_60000.jpg": _patch_sof(_jpeg(photo), 60000, 60000),
+        "claims_12000x11000.jpg": _patch_sof(_jpeg(photo), 12000, 11000),  # under the pixel limit, too few bytes
+    }
+    for name, data in made.items():
+        (tmp_path / name).write_bytes(data)
+    return made
+
+
+def test_partly_decodable_jpegs_are_refused_with_their_reason(hostile_jpegs, tmp_path):
+    from ferreport import preprocessing as pp
+
+    assert len(hostile_jpegs["tiny_claims_11000.jpg"]) < 1000
+    expected = {
+        "cut.jpg": pp.JPEG_PARTIAL,
+        "cut_progressive.jpg": pp.JPEG_PARTIAL,
+        "tiny_claims_11000.jpg": pp.JPEG_TOO_SHORT,
+        "claims_60000.jpg": pp.JPEG_TOO_MANY_PIXELS,
+        "claims_12000x11000.jpg": pp.JPEG_TOO_SHORT,
+    }
+    for name, reason in expected.items():
+        assert decode_image(tmp_path / name) == (None, reason), name
+
+
+def test_every_reduced_decode_checks_too(hostile_jpegs, tmp_path):
+    """The 1/8 decode of a 60000x60000 header used to give a flat grey face."""
+    from ferreport import preprocessing as pp
+
+    for name in hostile_jpegs:
+        for reduce in (2, 4, 8):
+            img, why, _ = pp._decode(tmp_path / name, reduce)
+            assert img is None and why, (name, reduce)
+
+
+def test_good_jpegs_are_not_refused(tmp_path):
+    """No false alarms: baseline, progressive, grayscale, 4:4:4, flat, tiny, with junk after EOI, restart markers."""
+    photo = _photo(97, 131, seed=4)
+    cases = {
+        "baseline.jpg": _jpeg(photo),
+        "progressive.jpg": _jpeg(photo, cv2.IMWRITE_JPEG_PROGRESSIVE, 1),
+        "optimized.jpg": _jpeg(photo, cv2.IMWRITE_JPEG_OPTIMIZE, 1, cv2.IMWRITE_JPEG_QUALITY, 5),
+        "gray.jpg": _jpeg(photo[..., 0]),
+        "444.jpg": _jpeg(photo, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444),
+        "restart.jpg": _jpeg(photo, cv2.IMWRITE_JPEG_RST_INTERVAL, 2),
+        "flat_big.jpg": _jpeg(np.full((2000, 3000, 3), 200, np.uint8), cv2.IMWRITE_JPEG_OPTIMIZE, 1),
+        "flat_progressive.jpg": _jpeg(np.full((2000, 3000), 10, np.uint8), cv2.IMWRITE_JPEG_PROGRESSIVE, 1),
+        "one_pixel.jpg": _jpeg(np.zeros((1, 1, 3), np.uint8)),
+        "trailing_junk.jpg": _jpeg(photo) + b"\x00" * 100,
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        img, why = decode_image(tmp_path / name)
+        assert why == "" and img is not None, name
+        expect = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        np.testing.assert_array_equal(img, expect)
+
+
+def test_libjpeg_text_that_is_not_about_a_partial_decode_still_reaches_stderr(tmp_path, capfd):
+    """Extraneous bytes before a marker: libjpeg warns, the image is whole; the warning is passed on."""
+    data = _jpeg(_photo(64, 64))
+    sos = data.index(b"\xff\xda")
+    (tmp_path / "extra.jpg").write_bytes(data[:sos] + b"\x00\x00" + data[sos:])
+    img, why = decode_image(tmp_path / "extra.jpg")
+    assert why == "" and img is not None
+    assert "extraneous bytes" in capfd.readouterr().err
+
+
+def test_hostile_jpegs_and_outside_boxes_are_skipped_by_reason_never_cached(hostile_jpegs, tmp_path):
+    from ferreport import preprocessing as pp
+
+    origin = tmp_path / "d" / "image" / "origin"
+    lines = ["a.jpg 0 0 0 50 50 1 3", "a.jpg 1 -60 -60 -10 -10 1 2", "a.jpg 2 70 0 50 90 1 2",
+             "a.jpg 3 0 70 90 50 1 2"]
+    lines += [f"{name} 0 0 0 200 200 1 4" for name in hostile_jpegs]
+    root = make_expw(tmp_path / "d", lines, {"a.jpg": (60, 60)})
+    for name in hostile_jpegs:
+        (origin / name).write_bytes((tmp_path / name).read_bytes())
+    prepared = prepare_dataset(root, cache_root=tmp_path / "c")
+    assert list(prepared.index.key) == ["a.jpg#0"] and prepared.faces.shape[0] == 1
+    u = loading.UNREADABLE_IMAGE
+    assert prepared.skipped == {
+        loading.BOX_OUTSIDE_IMAGE: 3,
+        f"{u}: {pp.JPEG_PARTIAL}": 2, f"{u}: {pp.JPEG_TOO_SHORT}": 2, f"{u}: {pp.JPEG_TOO_MANY_PIXELS}": 1,
+    }
+    for line, pattern in ((2, "box entirely outside the image"), (3, "box entirely outside the image")):
+        lst = root / "label" / "label.lst"
+        only = [lines[0], lines[line - 1]]
+        lst.write_text("\n".join(only) + "\n")
+        with pytest.raises(DatasetError, match=rf"label\.lst:2: {pattern}"):
+            prepare_dataset(root, strict=True, cache_root=tmp_path / "s")
+    lst.write_text("\n".join([lines[0], "cut.jpg 0 0 0 200 200 1 4"]) + "\n")
+    with pytest.raises(DatasetError, match=r"label\.lst:2: image unreadable: corrupt JPEG .*cut\.jpg"):
+        prepare_dataset(root, strict=True, cache_root=tmp_path / "s")
+
+
+def test_crop_of_a_negative_box_is_none_not_the_whole_image():
+    img = np.zeros((10, 20, 3), np.uint8)
+    assert crop_face(img, -60, -60, -10, -10)[0] is None
+    assert crop_face(img, -5, -5, -1, -1)[0] is None
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "/dev/urandom"])
+def test_prepare_with_a_hostile_label_file_is_a_dataset_error_not_a_hang(tmp_path, kind):
+    root = make_expw(tmp_path / "d", ["a.jpg 0 0 0 50 50 1 3"], {"a.jpg": (60, 60)})
+    lst = root / "label" / "label.lst"
+    lst.unlink()
+    os.mkfifo(lst) if kind == "fifo" else lst.symlink_to(kind)
+    with pytest.raises(DatasetError, match="not a regular file"):
+        prepare_dataset(root, cache_root=tmp_path / "c")
+
+
+@pytest.mark.timeout(30)
+def test_image_that_is_a_fifo_or_device_is_never_opened(tmp_path):
+    os.mkfifo(tmp_path / "x.jpg")
+    assert decode_image(tmp_path / "x.jpg") == (None, loading.NOT_REGULAR)
+    assert decode_image("/dev/zero") == (None, loading.NOT_REGULAR)
+
+
+def test_fingerprint_and_cache_key_of_a_normal_dataset_are_unchanged(tiny_expw, tmp_path):
+    """The label file is hashed streamed now: the same digest as hashing its bytes at once."""
+    import hashlib
+
+    from ferreport import preprocessing as pp
+
+    labels = loading.load_dataset(tiny_expw)
+    fingerprint, _ = pp._fingerprints(labels, {"size": 64})
+    data_hash = hashlib.sha256((tiny_expw / "label" / "label.lst").read_bytes())
+    for name in sorted(labels.index.source.unique()):
+        data_hash.update(f"{name}\0{(tiny_expw / 'image' / 'origin' / name).stat().st_size}\n".encode())
+    assert fingerprint == data_hash.hexdigest()
+
+
+@pytest.mark.timeout(30)
+def test_a_header_of_endless_empty_segments_is_refused_quickly(tmp_path):
+    from ferreport import preprocessing as pp
+
+    data = _jpeg(_photo(32, 32))
+    junk = b"\xff\xfe\x00\x02" * 2_000_000 + b"\xff" * 1_000_000  # 8 MB of empty comments, then fill bytes
+    (tmp_path / "com.jpg").write_bytes(data[:2] + junk + data[2:])
+    assert decode_image(tmp_path / "com.jpg") == (None, pp.JPEG_BAD_HEADER)
+    few = data[:2] + b"\xff\xfe\x00\x02" * 300 + data[2:]  # a few hundred segments are fine
+    (tmp_path / "few.jpg").write_bytes(few)
+    assert decode_image(tmp_path / "few.jpg")[1] == ""
