@@ -71,6 +71,7 @@ from .preprocessing import crop_face, decode_image, pool_context
 from .provenance import now_iso, provenance_record, sha256_file
 from .report import select_pool_rows, write_audit_report
 from .stages import check_run_dir, new_run_id
+from .loading import count_by_reason
 from .scanning import (
     FOUND_DETECTED,
     FOUND_FALLBACK,
@@ -362,13 +363,6 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
                            + (f": {count_by_reason(c.skipped)}" if c.skipped else "")
                            + f"); see {run_dir / SKIPPED_CSV}")
     return result
-
-
-def count_by_reason(counts: collections.Counter[str] | dict[str, int]) -> str:
-    """Counts by reason as words for a message, most frequent first: ``2 unsupported type, 1 empty file``
-    (never a Python dict repr)."""
-    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    return ", ".join(f"{n} {reason}" for reason, n in ordered)
 
 
 def _check_request(folder: Path, engine: str) -> None:

@@ -367,12 +367,19 @@ def _image_problem(image_dir: Path, name: str) -> str:
     return "" if stat.S_ISREG(mode) else NOT_REGULAR
 
 
+def count_by_reason(counts: collections.Counter[str] | dict[str, int]) -> str:
+    """Counts by reason as words for a message, most frequent first: ``2 unsupported type, 1 empty file``
+    (never a Python dict repr)."""
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{n} {reason}" for reason, n in ordered)
+
+
 def _finish(result: LabelIndex, require_faces: bool = True) -> LabelIndex:
     result.index = result.index.reset_index(drop=True)
     if result.index.empty and require_faces:
         raise DatasetError(
             f"{result.label_file or result.image_dir}: no usable faces "
-            f"(skipped: {dict(result.skipped) or 'none'}); check the file format"
+            f"(skipped: {count_by_reason(result.skipped) or 'none'}); check the file format"
         )
     return result
 

@@ -32,8 +32,8 @@ from . import __version__
 from .constants import FACE_SHAPE, FACE_SIZE
 from .errors import DatasetError, OutputError
 from .loading import (
-    BOX_OUTSIDE_IMAGE, INDEX_COLUMNS, MAX_LABEL_BYTES, UNREADABLE_IMAGE, LabelIndex, NotRegularFile, load_dataset,
-    read_regular, regular_chunks,
+    BOX_OUTSIDE_IMAGE, INDEX_COLUMNS, MAX_LABEL_BYTES, UNREADABLE_IMAGE, LabelIndex, NotRegularFile, count_by_reason,
+    load_dataset, read_regular, regular_chunks,
 )
 
 #: Bump when the decode/crop/resize output changes, so old caches miss.
@@ -517,7 +517,7 @@ def _decode_and_cache(run: _PrepareRun, *, workers: int | None, progress: bool) 
     keep = np.flatnonzero(decoded.ok)
     if keep.size == 0:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise DatasetError(f"{run.root}: no face could be decoded (skipped: {dict(skipped)})")
+        raise DatasetError(f"{run.root}: no face could be decoded (skipped: {count_by_reason(skipped)})")
     final_index = run.labels.index.iloc[keep].reset_index(drop=True)
     final_index["clipped"] = decoded.clipped[keep]
     meta = {"key": run.key, "quick_key": run.quick, "fingerprint": run.fingerprint, "params": run.params,

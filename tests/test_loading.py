@@ -212,3 +212,12 @@ def test_open_regular_refuses_before_opening(tmp_path):
         loading.read_regular(tmp_path / "big", 10)
     assert loading.read_regular(tmp_path / "big", 11) == b"x" * 11
     assert b"".join(loading.regular_chunks(tmp_path / "big", 11, chunk=4)) == b"x" * 11
+
+
+def test_no_usable_face_names_the_reasons_in_words(tmp_path):
+    root = make_expw(tmp_path / "d", ["a.jpg 0 1 2", "b.jpg 0 1 2 3 4 5 6 7 8", "c.jpg 0 x 2 3 4 0.9 1"],
+                     {"a.jpg": (20, 20)})
+    with pytest.raises(DatasetError, match="no usable faces") as caught:
+        read_label_file(root / "label" / "label.lst", root / "image" / "origin")
+    message = str(caught.value)
+    assert "1 wrong field count, " in message or "1 wrong field count)" in message and "{" not in message and "'" not in message

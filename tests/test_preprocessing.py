@@ -289,3 +289,12 @@ def test_a_header_of_endless_empty_segments_is_refused_quickly(tmp_path):
     few = data[:2] + b"\xff\xfe\x00\x02" * 300 + data[2:]  # a few hundred segments are fine
     (tmp_path / "few.jpg").write_bytes(few)
     assert decode_image(tmp_path / "few.jpg")[1] == ""
+
+
+def test_no_decodable_face_names_the_reasons_in_words(tmp_path):
+    root = make_expw(tmp_path / "d", ["a.jpg 0 1 2 10 10 0.9 3"], {"a.jpg": (20, 20)})
+    (root / "image" / "origin" / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg \xff\xd9")
+    with pytest.raises(DatasetError, match="no face could be decoded") as caught:
+        prepare_dataset(root, cache_root=tmp_path / "cache", workers=1)
+    message = str(caught.value)
+    assert "(skipped: 1 " in message and "{" not in message
