@@ -274,7 +274,7 @@ def _evaluate(model: Any, model_file: Path, dataset: PreparedDataset, rows: np.n
     started = now_iso()
     table = dataset.index.iloc[rows][["source", "face_id", "label"]].reset_index(drop=True)
     result = evaluate_faces(model, np.asarray(dataset.faces[rows]), table, run_dir, n_resamples=n_resamples, seed=seed,
-                            extra_metrics=extra_metrics)
+                            extra_metrics=extra_metrics, source=model_file)
     prov_path = run_dir / artifacts.PROVENANCE
     record = json.loads(prov_path.read_text()) if prov_path.is_file() else provenance_record(
         seed=seed, data_fingerprint=dataset.fingerprint, model_sha256=None, started=started)
