@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts
-from .atomic import atomic_open, write_json
+from .atomic import atomic_open, remove_stale_parts, write_json
 from .balancing import BalanceResult, balance_training_set
 from .config import FORMATS, RunConfig
 from .constants import CLASS_NAMES
@@ -139,6 +139,14 @@ def balance(prepared: PreparedSplit, config: RunConfig) -> BalanceResult:
                                 config.balance, seed=config.seed)
 
 
+def clean_run_dir(run_dir: Path) -> None:
+    """Remove the temporaries an interrupted earlier process left in ``run_dir``; say so on stderr."""
+    removed = remove_stale_parts(run_dir)
+    if removed:
+        log(f"{run_dir}: removed {len(removed)} temporary file(s) left by an interrupted run "
+            f"(first: {removed[0].name})")
+
+
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     if resume:
         if not (run_dir / artifacts.CONFIG).is_file():
@@ -171,6 +179,7 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
     config = config.with_values(data=data.dataset.root, out=run_dir)
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
+        clean_run_dir(run_dir)
         write_json(run_dir / artifacts.CONFIG, config.to_dict())
         table = split_table(data.dataset.index, data.split)
         with atomic_open(run_dir / artifacts.SPLITS) as fh:
@@ -216,6 +225,7 @@ def evaluate_run(run_dir: Path, *, model_path: Path | None = None, unsafe_model:
     if not config_path.is_file():
         raise UsageError(f"{run_dir}: not a run directory (no {artifacts.CONFIG}); train first or pass --model and --data")
     config = RunConfig.from_dict(json.loads(config_path.read_text()), where=config_path)
+    clean_run_dir(run_dir)
     model_file = Path(model_path) if model_path else run_dir / artifacts.MODEL
     model = load_model(model_file, safe_mode=not unsafe_model)
     dataset = prepare_dataset(config.data, strict=config.strict, cache_root=config.cache_dir, workers=config.workers,
@@ -301,6 +311,7 @@ def render_report(run_dir: Path, *, formats: tuple[str, ...] = FORMATS, n_resamp
     run_dir = Path(run_dir)
     if not (run_dir / artifacts.PREDICTIONS).is_file():
         raise UsageError(f"{run_dir}: no {artifacts.PREDICTIONS}; run `ferreport evaluate {run_dir}` first")
+    clean_run_dir(run_dir)
     from .report import is_audit_dir, write_audit_report
 
     if is_audit_dir(run_dir):  # a folder audit (`ferreport predict`): the audit report
