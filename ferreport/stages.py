@@ -244,6 +244,12 @@ def evaluate_run(run_dir: Path, *, model_path: Path | None = None, unsafe_model:
         collapse = json.loads(prov_path.read_text()).get("collapse")
         if collapse:
             extra["collapse"] = collapse
+    status = training_status(run_dir, int(config.epochs))
+    if status is not None:  # only an interrupted training adds a key: complete runs' metrics.json is unchanged
+        extra["training"] = status
+        log(f"warning: {run_dir}: training was interrupted after epoch {status['epochs_run']} of "
+            f"{status['epochs']}; the model is evaluated as it stood (resume with `ferreport train --out {run_dir} "
+            "--resume`)")
     return _evaluate(model, model_file, dataset, rows, run_dir, config.seed, config.n_resamples, extra)
 
 
@@ -275,6 +281,32 @@ def evaluate_model(model_path: Path, config: RunConfig, *, unsafe_model: bool = 
     write_json(run_dir / artifacts.DATA_SUMMARY, data_summary(PreparedSplit(dataset, split)))
     rows = np.flatnonzero(split.to_numpy() == "test")
     return run_dir, _evaluate(model, Path(model_path), dataset, rows, run_dir, config.seed, config.n_resamples)
+
+
+def training_status(run_dir: Path, epochs: int) -> dict[str, Any] | None:
+    """``{"complete": False, "epochs_run": n, "epochs": N}`` when the run's training stopped early by accident
+    (killed, crashed), else None.
+
+    Training writes ``epochs_run`` to provenance.json only when it finished (all epochs,
+    early stopping or a NaN-loss stop); without it, the checkpoint's ``state.json`` says
+    how many epochs were committed and whether training stopped on purpose. A run with
+    neither (a model evaluated from elsewhere) is not judged.
+    """
+    prov_path = Path(run_dir) / artifacts.PROVENANCE
+    try:
+        if prov_path.is_file() and "epochs_run" in json.loads(prov_path.read_text()):
+            return None
+        state_path = Path(run_dir) / artifacts.CHECKPOINT_DIR / "state.json"
+        if not state_path.is_file():
+            return None
+        state = json.loads(state_path.read_text())
+        done = int(state.get("epochs_done", 0))
+        stopped = state.get("stopped")
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    if stopped or done >= epochs:
+        return None
+    return {"complete": False, "epochs_run": done, "epochs": int(epochs)}
 
 
 def _evaluate(model: Any, model_file: Path, dataset: PreparedDataset, rows: np.ndarray, run_dir: Path,
