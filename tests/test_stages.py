@@ -167,3 +167,29 @@ def test_interrupted_training_is_marked_not_silent(trained_run, tmp_path):
     finished = json.loads((trained_run / artifacts.METRICS).read_text()) if (trained_run / artifacts.METRICS).is_file() \
         else {}
     assert "training" not in finished
+
+
+def test_fail_on_incomplete_turns_an_interrupted_training_into_a_gate_failure(trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "interrupted"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("report.*", "predictions.csv", "metrics.json",
+                                                                     "faces_pool.npz", "gates.json"))
+    (run / artifacts.PROVENANCE).unlink()
+    cfg = json.loads((run / artifacts.CONFIG).read_text())
+    section = cfg["training"] if isinstance(cfg.get("training"), dict) and "epochs" in cfg["training"] else cfg
+    section["epochs"] = 3
+    (run / artifacts.CONFIG).write_text(json.dumps(cfg))
+    junit = tmp_path / "junit.xml"
+    result = CliRunner().invoke(main, ["evaluate", str(run), "--format", "html", "--fail-on-incomplete", "--json",
+                                       "--junit", str(junit)])
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.stdout)
+    gates = json.loads((run / artifacts.GATES).read_text())["gates"]
+    assert [g["passed"] for g in gates] == [False] and "epoch 1 of 3" in gates[0]["message"]
+    assert "training complete" in junit.read_text() and "<failure" in junit.read_text()
+    assert out["exit_code"] == 1 if "exit_code" in out else True
+
+    # a finished run passes the same gate
+    ok = CliRunner().invoke(main, ["evaluate", str(trained_run), "--format", "html", "--fail-on-incomplete"])
+    assert ok.exit_code == 0, ok.output
