@@ -1,6 +1,13 @@
 """Atomic file output: write to a temporary name in the same folder, then rename.
 
 A reader (or a crash) therefore sees either the whole final file or none.
+
+Temporaries are hidden and carry the writer's process id:
+``.NAME.PID.RANDOM.partSUFFIX``. A process killed mid-write leaves one behind;
+:func:`remove_stale_parts` (called by every command that writes into a run folder)
+removes those whose process is no longer alive, and those without a process id
+(older versions) once older than :data:`STALE_PART_AGE_S`. A live process's
+temporaries are never touched (a recycled pid only delays the removal).
 """
 
 from __future__ import annotations
@@ -9,7 +16,9 @@ import contextlib
 import errno
 import json
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -24,6 +33,53 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+
+#: Temporaries without a process id in their name are removed once this old (seconds).
+STALE_PART_AGE_S = 3600
+_PART = re.compile(r"^\..+\.part(\.[^.]*)?$")
+_PART_PID = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.part(\.[^.]*)?$")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # someone else's live process (or a nonsense pid: treated as alive only if positive)
+    return True
+
+
+def remove_stale_parts(folder: str | os.PathLike[str], *, max_age_s: float = STALE_PART_AGE_S) -> list[Path]:
+    """Remove the temporaries an interrupted writer left in ``folder`` (not recursive); returns them.
+
+    A temporary ``.NAME.PID.RANDOM.part*`` goes when process PID is not alive; one
+    without a pid when it is older than ``max_age_s``. Errors are ignored (best effort).
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not _PART.match(entry.name):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            m = _PART_PID.match(entry.name)
+            if m is not None and _alive(int(m.group(1))):
+                continue
+            if m is None and now - entry.stat(follow_symlinks=False).st_mtime < max_age_s:
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
 
 
 def write_error(path: Path, exc: OSError) -> OutputError:
@@ -50,7 +106,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     final = Path(path)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part" + final.suffix, dir=final.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".part" + final.suffix,
+                                        dir=final.parent)
         os.close(fd)
         os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; final files follow the umask
     except OSError as exc:

@@ -75,13 +75,19 @@ def write_face_pool(frame: pd.DataFrame, faces: np.ndarray, path: Path) -> int:
 
 def evaluate_faces(model: Any, faces: np.ndarray, table: pd.DataFrame, out_dir: Path, *,
                    batch_size: int = 256, n_resamples: int = 1000, seed: int = 0,
-                   extra_metrics: dict[str, Any] | None = None) -> EvaluationResult:
-    """Predict every face, then write predictions.csv, metrics.json and faces_pool.npz."""
+                   extra_metrics: dict[str, Any] | None = None, source: str | Path = "model") -> EvaluationResult:
+    """Predict every face, then write predictions.csv, metrics.json and faces_pool.npz.
+
+    NaN/inf probabilities (a numerically broken model) raise ModelError naming ``source``
+    before anything is written.
+    """
     from .metrics import metrics_from_predictions
+    from .model import check_finite_outputs
     from .prediction import predict_proba
 
     out_dir = Path(out_dir)
     proba = predict_proba(model, faces, batch_size=batch_size)
+    check_finite_outputs(proba, source)
     frame = predictions_frame(proba, table)
     bundle = metrics_from_predictions(frame, n_resamples=n_resamples, seed=seed)
     metrics = bundle.to_dict()

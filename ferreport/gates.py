@@ -55,6 +55,7 @@ __all__ = [
     "resolve_key",
     "summary_deltas",
     "valid_keys",
+    "training_gate",
 ]
 
 #: Gate results of a run, beside metrics.json (read back by ``ferreport report``).
@@ -290,6 +291,21 @@ def _evaluate_one(spec: GateSpec, metrics: Mapping[str, Any], baseline: Mapping[
     else:
         msg = f"{how}; at most {spec.value:.4f} allowed, over by {-margin:.4f}"
     return GateResult(name, spec.kind, spec.key, spec.value, actual, passed, margin, msg, base, change)
+
+
+def training_gate(metrics: Mapping[str, Any]) -> GateResult:
+    """``--fail-on-incomplete``: fails when metrics.json says training was interrupted (``training.complete`` false).
+
+    Runs without a ``training`` entry (finished, early-stopped, or a model evaluated from
+    elsewhere) pass.
+    """
+    training = metrics.get("training")
+    if isinstance(training, Mapping) and training.get("complete") is False:
+        return GateResult("training complete", "fail_on_incomplete", "training.complete", 1.0, 0.0, False, None,
+                          f"training was interrupted after epoch {training.get('epochs_run')} of "
+                          f"{training.get('epochs')}; resume it with `ferreport train --out RUN_DIR --resume`")
+    return GateResult("training complete", "fail_on_incomplete", "training.complete", 1.0, 1.0, True, None,
+                      "training ran to its end (all epochs or a deliberate stop)")
 
 
 def evaluate_gates(metrics: Mapping[str, Any], fail_under: Sequence[GateSpec] = (),

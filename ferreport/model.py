@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from .architectures import ARCHITECTURES, build_model, compile_model, register_architecture
 from .backend import keras, tf
@@ -33,7 +36,12 @@ if tf is None or keras.backend.backend() != "tensorflow":
 
 __all__ = [
     "ARCHITECTURES",
+    "MAX_MODEL_MEMBERS",
+    "MAX_MODEL_UNCOMPRESSED",
     "build_model",
+    "check_finite_outputs",
+    "check_finite_weights",
+    "check_model_archive",
     "compile_model",
     "keras",
     "load_model",
@@ -47,6 +55,66 @@ __all__ = [
 _PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib", ".dill", ".pt", ".pth"})
 _H5_SUFFIXES = frozenset({".h5", ".hdf5"})
 _UNSAFE_HINT = "pass --unsafe-model to allow it if you trust the file"
+
+#: A ``.keras`` archive is refused before Keras opens it when its members declare more
+#: than this many uncompressed bytes in all (a zip bomb would otherwise be inflated
+#: into memory first: 3.5 GB took ~50 s and 8 GB of memory before Keras gave up).
+MAX_MODEL_UNCOMPRESSED = 2 * 1024**3
+#: ... or when it has more members than this (a real model has a handful).
+MAX_MODEL_MEMBERS = 10_000
+
+
+def _gib(n: int) -> str:
+    return f"{n / 1024**3:.1f} GiB"
+
+
+def check_model_archive(path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_UNCOMPRESSED,
+                        max_members: int = MAX_MODEL_MEMBERS) -> None:
+    """Refuse (ModelError) a ``.keras`` file that is not a regular zip within the limits.
+
+    Reads only the zip's central directory: the sizes are the ones the members
+    *declare*, so nothing is inflated. A member that inflates beyond its declared size
+    fails Keras' own CRC/size check later; the declared total is what bounds memory.
+    """
+    p = Path(path)
+    if not zipfile.is_zipfile(p):
+        raise ModelError(
+            f"{p}: not a valid .keras archive (corrupt, truncated or not a zip file); "
+            "re-save or re-download the model"
+        )
+    try:
+        with zipfile.ZipFile(p) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ModelError(f"{p}: not a valid .keras archive ({_first_line(exc)}); re-save or re-download the model") \
+            from exc
+    if len(infos) > max_members:
+        raise ModelError(f"{p}: .keras archive has {len(infos)} members, over the limit of {max_members}; "
+                         "not a model ferreport will load")
+    total = sum(max(0, int(i.file_size)) for i in infos)
+    if total > max_bytes:
+        raise ModelError(f"{p}: .keras archive declares {_gib(total)} uncompressed, over the limit of "
+                         f"{_gib(max_bytes)}; not a model ferreport will load")
+
+
+def check_finite_weights(model: keras.Model, source: str | os.PathLike[str] = "model") -> None:
+    """Refuse (ModelError) a model with a NaN or infinite weight (a diverged or damaged model)."""
+    for w in model.weights:
+        values = np.asarray(keras.ops.convert_to_numpy(w.value))
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
+            bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+            raise ModelError(f"{source}: weight {w.path} holds {bad} NaN/inf values (the model diverged or the file "
+                             "is damaged); retrain or re-save the model")
+
+
+def check_finite_outputs(proba: np.ndarray, source: str | os.PathLike[str] = "model") -> None:
+    """Refuse (ModelError) probabilities that are NaN or infinite (vectorised; cheap beside inference)."""
+    finite = np.isfinite(proba)
+    if not finite.all():
+        rows = np.flatnonzero(~finite.all(axis=tuple(range(1, proba.ndim)))) if proba.ndim > 1 \
+            else np.flatnonzero(~finite)
+        raise ModelError(f"{source}: the model output NaN/inf probabilities for {rows.size} of {len(proba)} faces "
+                         f"(first: face {int(rows[0])}); the model is numerically broken, retrain it")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -94,8 +162,11 @@ def load_model(path: str | os.PathLike[str], *, safe_mode: bool = True, compile:
     """Load a ``.keras`` model (or a legacy ``.h5`` that Keras 3 can read) for inference.
 
     Refuses with :class:`ModelError` (one line: the file and the fix) when the file is
-    missing, not a Keras archive, a pickle, needs unsafe deserialisation (Lambda
-    layers) while ``safe_mode`` is on, or does not map (N, 64, 64, 3) to (N, 7).
+    missing, not a regular file (FIFO, device), not a Keras archive, an archive over
+    :data:`MAX_MODEL_UNCOMPRESSED` declared bytes or :data:`MAX_MODEL_MEMBERS` members
+    (checked before Keras opens it), a pickle, needs unsafe deserialisation (Lambda
+    layers) while ``safe_mode`` is on, does not map (N, 64, 64, 3) to (N, 7), or holds
+    a NaN/inf weight.
     ``compile=False`` (default) skips restoring the optimizer/loss: inference only.
     """
     p = Path(path)
@@ -105,22 +176,26 @@ def load_model(path: str | os.PathLike[str], *, safe_mode: bool = True, compile:
             f"{p}: pickled models are never loaded (they can run arbitrary code); "
             "save the model with model.save('model.keras') and pass that file"
         )
-    if not p.exists():
+    try:
+        mode = p.stat().st_mode  # follows symlinks: a link to a FIFO is a FIFO
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise ModelError(f"{p}: cannot read the model file ({exc.strerror or exc})") from exc
+    if mode is None:
         raise ModelError(f"{p}: model file not found; pass the path of a .keras file (e.g. RUN_DIR/model.keras)")
-    if p.is_dir():
+    if stat.S_ISDIR(mode):
         raise ModelError(
             f"{p}: is a folder (TensorFlow SavedModel?); Keras 3 cannot load it as a model, "
             "re-save it with model.save('model.keras')"
         )
+    if not stat.S_ISREG(mode):  # a FIFO would block open() forever, a device never ends
+        raise ModelError(f"{p}: not a regular file (a FIFO, socket or device); pass a .keras file")
     if suffix in _H5_SUFFIXES:
         kind = "legacy HDF5 model"
     elif suffix == ".keras":
         kind = "Keras archive"
-        if not zipfile.is_zipfile(p):
-            raise ModelError(
-                f"{p}: not a valid .keras archive (corrupt, truncated or not a zip file); "
-                "re-save or re-download the model"
-            )
+        check_model_archive(p)
     else:
         raise ModelError(
             f"{p}: unsupported model format {suffix or '(no suffix)'!r}; expected a .keras file "
@@ -145,6 +220,7 @@ def load_model(path: str | os.PathLike[str], *, safe_mode: bool = True, compile:
     if not isinstance(model, keras.Model):
         raise ModelError(f"{p}: file holds a {type(model).__name__}, not a Keras model; save a keras.Model")
     check_model_shapes(model, p)
+    check_finite_weights(model, p)
     return model
 
 

@@ -45,12 +45,13 @@ from .gates import (
     load_baseline,
     parse_gate_specs,
     summary_deltas,
+    training_gate,
 )
 
 __all__ = ["GATE_PARAMS", "Console", "GatePlan", "Outcome", "error_json", "finish", "gate_options", "plan_gates"]
 
 #: Parameter names the gate options add to a command.
-GATE_PARAMS = ("fail_under", "fail_over", "baseline", "max_drop", "json_out", "junit")
+GATE_PARAMS = ("fail_under", "fail_over", "baseline", "max_drop", "json_out", "junit", "fail_on_incomplete")
 
 _PathType = click.Path(path_type=Path)
 
@@ -69,6 +70,9 @@ def gate_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--max-drop", "max_drop", multiple=True, metavar="KEY=VALUE",
                      help="With --baseline: exit 1 when a metric got worse by more than VALUE "
                           "(metric units: accuracy=0.02 or accuracy=2%). Repeatable."),
+        click.option("--fail-on-incomplete", "fail_on_incomplete", is_flag=True,
+                     help="Exit 1 when the run's training was interrupted (fewer epochs than planned, no early "
+                          "stop); without it an interrupted run only warns."),
         click.option("--json", "json_out", is_flag=True,
                      help="Print one JSON object (status, exit code, run dir, metrics, gates) on stdout; "
                           "everything else goes to stderr."),
@@ -89,13 +93,15 @@ class GatePlan:
     baseline_path: Path | None = None
     json_out: bool = False
     junit: Path | None = None
+    fail_on_incomplete: bool = False
 
     @property
     def has_gates(self) -> bool:
-        return bool(self.fail_under or self.fail_over or self.max_drop)
+        return bool(self.fail_under or self.fail_over or self.max_drop or self.fail_on_incomplete)
 
     def evaluate(self, metrics: dict[str, Any]) -> tuple[GateResult, ...]:
-        return evaluate_gates(metrics, self.fail_under, self.baseline, self.max_drop, self.fail_over)
+        results = evaluate_gates(metrics, self.fail_under, self.baseline, self.max_drop, self.fail_over)
+        return (*results, training_gate(metrics)) if self.fail_on_incomplete else results
 
 
 def plan_gates(kw: dict[str, Any], *, pop: bool = True) -> GatePlan:
@@ -117,7 +123,8 @@ def plan_gates(kw: dict[str, Any], *, pop: bool = True) -> GatePlan:
     if values["baseline"] is not None:
         baseline, baseline_path = load_baseline(values["baseline"])
     junit = Path(values["junit"]) if values["junit"] is not None else None
-    return GatePlan(fail_under, fail_over, max_drop, baseline, baseline_path, bool(values["json_out"]), junit)
+    return GatePlan(fail_under, fail_over, max_drop, baseline, baseline_path, bool(values["json_out"]), junit,
+                    bool(values["fail_on_incomplete"]))
 
 
 # --------------------------------------------------------------------------- console

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts
-from .atomic import atomic_open, write_json
+from .atomic import atomic_open, remove_stale_parts, write_json
 from .balancing import BalanceResult, balance_training_set
 from .config import FORMATS, RunConfig
 from .constants import CLASS_NAMES
@@ -139,6 +139,14 @@ def balance(prepared: PreparedSplit, config: RunConfig) -> BalanceResult:
                                 config.balance, seed=config.seed)
 
 
+def clean_run_dir(run_dir: Path) -> None:
+    """Remove the temporaries an interrupted earlier process left in ``run_dir``; say so on stderr."""
+    removed = remove_stale_parts(run_dir)
+    if removed:
+        log(f"{run_dir}: removed {len(removed)} temporary file(s) left by an interrupted run "
+            f"(first: {removed[0].name})")
+
+
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     if resume:
         if not (run_dir / artifacts.CONFIG).is_file():
@@ -171,6 +179,7 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
     config = config.with_values(data=data.dataset.root, out=run_dir)
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
+        clean_run_dir(run_dir)
         write_json(run_dir / artifacts.CONFIG, config.to_dict())
         table = split_table(data.dataset.index, data.split)
         with atomic_open(run_dir / artifacts.SPLITS) as fh:
@@ -216,6 +225,7 @@ def evaluate_run(run_dir: Path, *, model_path: Path | None = None, unsafe_model:
     if not config_path.is_file():
         raise UsageError(f"{run_dir}: not a run directory (no {artifacts.CONFIG}); train first or pass --model and --data")
     config = RunConfig.from_dict(json.loads(config_path.read_text()), where=config_path)
+    clean_run_dir(run_dir)
     model_file = Path(model_path) if model_path else run_dir / artifacts.MODEL
     model = load_model(model_file, safe_mode=not unsafe_model)
     dataset = prepare_dataset(config.data, strict=config.strict, cache_root=config.cache_dir, workers=config.workers,
@@ -234,6 +244,12 @@ def evaluate_run(run_dir: Path, *, model_path: Path | None = None, unsafe_model:
         collapse = json.loads(prov_path.read_text()).get("collapse")
         if collapse:
             extra["collapse"] = collapse
+    status = training_status(run_dir, int(config.epochs))
+    if status is not None:  # only an interrupted training adds a key: complete runs' metrics.json is unchanged
+        extra["training"] = status
+        log(f"warning: {run_dir}: training was interrupted after epoch {status['epochs_run']} of "
+            f"{status['epochs']}; the model is evaluated as it stood (resume with `ferreport train --out {run_dir} "
+            "--resume`)")
     return _evaluate(model, model_file, dataset, rows, run_dir, config.seed, config.n_resamples, extra)
 
 
@@ -267,6 +283,32 @@ def evaluate_model(model_path: Path, config: RunConfig, *, unsafe_model: bool = 
     return run_dir, _evaluate(model, Path(model_path), dataset, rows, run_dir, config.seed, config.n_resamples)
 
 
+def training_status(run_dir: Path, epochs: int) -> dict[str, Any] | None:
+    """``{"complete": False, "epochs_run": n, "epochs": N}`` when the run's training stopped early by accident
+    (killed, crashed), else None.
+
+    Training writes ``epochs_run`` to provenance.json only when it finished (all epochs,
+    early stopping or a NaN-loss stop); without it, the checkpoint's ``state.json`` says
+    how many epochs were committed and whether training stopped on purpose. A run with
+    neither (a model evaluated from elsewhere) is not judged.
+    """
+    prov_path = Path(run_dir) / artifacts.PROVENANCE
+    try:
+        if prov_path.is_file() and "epochs_run" in json.loads(prov_path.read_text()):
+            return None
+        state_path = Path(run_dir) / artifacts.CHECKPOINT_DIR / "state.json"
+        if not state_path.is_file():
+            return None
+        state = json.loads(state_path.read_text())
+        done = int(state.get("epochs_done", 0))
+        stopped = state.get("stopped")
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    if stopped or done >= epochs:
+        return None
+    return {"complete": False, "epochs_run": done, "epochs": int(epochs)}
+
+
 def _evaluate(model: Any, model_file: Path, dataset: PreparedDataset, rows: np.ndarray, run_dir: Path,
               seed: int, n_resamples: int, extra_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
     from .evaluation import evaluate_faces
@@ -274,7 +316,7 @@ def _evaluate(model: Any, model_file: Path, dataset: PreparedDataset, rows: np.n
     started = now_iso()
     table = dataset.index.iloc[rows][["source", "face_id", "label"]].reset_index(drop=True)
     result = evaluate_faces(model, np.asarray(dataset.faces[rows]), table, run_dir, n_resamples=n_resamples, seed=seed,
-                            extra_metrics=extra_metrics)
+                            extra_metrics=extra_metrics, source=model_file)
     prov_path = run_dir / artifacts.PROVENANCE
     record = json.loads(prov_path.read_text()) if prov_path.is_file() else provenance_record(
         seed=seed, data_fingerprint=dataset.fingerprint, model_sha256=None, started=started)
@@ -301,6 +343,7 @@ def render_report(run_dir: Path, *, formats: tuple[str, ...] = FORMATS, n_resamp
     run_dir = Path(run_dir)
     if not (run_dir / artifacts.PREDICTIONS).is_file():
         raise UsageError(f"{run_dir}: no {artifacts.PREDICTIONS}; run `ferreport evaluate {run_dir}` first")
+    clean_run_dir(run_dir)
     from .report import is_audit_dir, write_audit_report
 
     if is_audit_dir(run_dir):  # a folder audit (`ferreport predict`): the audit report

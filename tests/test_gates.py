@@ -170,3 +170,11 @@ def test_junit_has_one_test_case_per_gate_and_is_escape_safe():
 def test_junit_without_gates_is_an_empty_passing_suite():
     root = ET.fromstring(junit_xml(()).encode())
     assert root.find("testsuite").get("tests") == "0" and root.get("failures") == "0"
+
+
+def test_training_gate_fails_only_an_interrupted_training():
+    from ferreport.gates import training_gate
+
+    bad = training_gate({"training": {"complete": False, "epochs_run": 1, "epochs": 3}})
+    assert not bad.passed and "interrupted after epoch 1 of 3" in bad.message and bad.kind == "fail_on_incomplete"
+    assert training_gate({"accuracy": 0.5}).passed  # finished or early-stopped runs carry no "training" entry

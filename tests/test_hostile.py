@@ -308,3 +308,35 @@ def test_cli_strict_stops_at_a_box_outside_the_image_and_at_a_partial_jpeg(tmp_p
         assert lax.exit_code == 0 and "faces read  1" in lax.output, lax.output
         strict = CliRunner().invoke(main, ["prepare", "--data", str(root), "--strict", "--cache-dir", str(tmp_path / "s")])
         assert strict.exit_code == 3 and expected in strict.output, strict.output
+
+
+def test_stale_part_files_of_a_killed_writer_are_removed_by_the_next_run(tmp_path, capsys):
+    """Issue 20, 5a: a writer killed mid-write leaves `.NAME.PID.*.part*`; the next command into the folder removes
+    it (its pid is dead), keeps a live process's temporary, and removes pid-less ones only when old."""
+    from ferreport.atomic import STALE_PART_AGE_S
+    from ferreport.stages import clean_run_dir
+
+    code = ("import sys, time; from ferreport.atomic import atomic_open\n"
+            "with atomic_open(sys.argv[1]) as fh:\n"
+            "    fh.write('x' * 1000); fh.flush(); print('ready', flush=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "report.html")], stdout=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.stdout.readline().strip() == b"ready"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = [p for p in tmp_path.iterdir() if ".part" in p.name]
+    assert len(killed) == 1 and f".{proc.pid}." in killed[0].name
+    live = tmp_path / f".metrics.json.{os.getpid()}.abc123.part.json"
+    live.write_text("{}")
+    old_legacy = tmp_path / ".predictions.csv.k3j_x9.part.csv"
+    old_legacy.write_text("a")
+    os.utime(old_legacy, (time.time() - STALE_PART_AGE_S - 10,) * 2)
+    young_legacy = tmp_path / ".faces_pool.npz.q8w2e1.part.npz"
+    young_legacy.write_text("a")
+    keep = tmp_path / "report.part.html"  # not hidden: not ours
+    keep.write_text("user file")
+    clean_run_dir(tmp_path)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([live.name, young_legacy.name, keep.name])
+    err = capsys.readouterr().err
+    assert "removed 2 temporary file(s) left by an interrupted run" in err and err.count("\n") == 1

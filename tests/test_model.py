@@ -8,6 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ferreport.errors import ModelError
@@ -177,3 +178,150 @@ def test_compact_std_sees_faces_alike_in_any_light(tmp_path):
     model.save(tmp_path / "m.keras")
     again = load_model(tmp_path / "m.keras")  # safe mode: plain Keras layers only
     np.testing.assert_allclose(again.predict(x, verbose=0), p, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- issue 20, point 4: inspect before loading
+
+
+def _declare_size(path: Path, declared: int) -> None:
+    """Patch every zip header of ``path`` so its members *declare* ``declared`` uncompressed bytes."""
+    data = bytearray(path.read_bytes())
+    for sig, offset in ((b"PK\x01\x02", 24), (b"PK\x03\x04", 22)):
+        start = 0
+        while (at := data.find(sig, start)) >= 0:
+            data[at + offset:at + offset + 4] = declared.to_bytes(4, "little")
+            start = at + 4
+    path.write_bytes(bytes(data))
+
+
+def _keras_never_called(monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("Keras opened an archive that should have been refused first")
+    monkeypatch.setattr(keras.saving, "load_model", boom)
+
+
+def test_archive_declaring_a_huge_member_is_refused_before_keras_opens_it(tmp_path, seed_file, monkeypatch):
+    import time
+
+    from ferreport.model import MAX_MODEL_UNCOMPRESSED
+
+    bomb = tmp_path / "bomb.keras"
+    bomb.write_bytes(seed_file.read_bytes())
+    _declare_size(bomb, 0xFFFF_FFF0)  # each member claims ~4 GiB; the file stays small
+    assert bomb.stat().st_size < 10 * 1024**2
+    _keras_never_called(monkeypatch)
+    t0 = time.monotonic()
+    with pytest.raises(ModelError) as err:
+        load_model(bomb)
+    assert time.monotonic() - t0 < 5
+    msg = str(err.value)
+    assert str(bomb) in msg and "\n" not in msg
+    assert f"{MAX_MODEL_UNCOMPRESSED / 1024**3:.1f} GiB" in msg and "limit" in msg
+
+
+def test_real_zero_bomb_is_refused_by_its_declared_size(tmp_path):
+    """A real highly compressible member (64 MiB of zeros in ~64 KiB) against a lowered limit."""
+    from ferreport.model import check_model_archive
+
+    bomb = tmp_path / "zeros.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("model.weights.h5", "w") as fh:
+            chunk = bytes(1 << 20)
+            for _ in range(64):
+                fh.write(chunk)
+    assert bomb.stat().st_size < 1024**2
+    with pytest.raises(ModelError, match=r"64 MiB|0\.1 GiB|limit"):
+        check_model_archive(bomb, max_bytes=32 * 1024**2)
+    check_model_archive(bomb)  # within the real limit
+
+
+def test_archive_with_too_many_members_is_refused(tmp_path, monkeypatch):
+    from ferreport.model import MAX_MODEL_MEMBERS
+
+    many = tmp_path / "many.keras"
+    with zipfile.ZipFile(many, "w") as zf:
+        for i in range(MAX_MODEL_MEMBERS + 1):
+            zf.writestr(f"m{i}", b"")
+    _keras_never_called(monkeypatch)
+    with pytest.raises(ModelError, match=f"{MAX_MODEL_MEMBERS + 1} members.*limit of {MAX_MODEL_MEMBERS}"):
+        load_model(many)
+
+
+@pytest.mark.parametrize("name", ["fifo.keras"])
+def test_fifo_model_is_refused_without_blocking(tmp_path, name):
+    import threading
+
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    link = tmp_path / ("link-" + name)
+    link.symlink_to(fifo)
+    for path in (fifo, link):
+        caught: list[BaseException] = []
+        t = threading.Thread(target=lambda p=path: caught.append(pytest.raises(ModelError, load_model, p).value),
+                             daemon=True)
+        t.start()
+        t.join(20)
+        if t.is_alive():  # unblock the reader, then fail
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            os.close(fd)
+            t.join(5)
+            pytest.fail(f"load_model({path}) blocked on a FIFO")
+        assert caught and "not a regular file" in str(caught[0]) and str(path) in str(caught[0])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_or_inf_weights_are_refused(tmp_path, bad):
+    model = _tiny()
+    dense = model.layers[-1]
+    kernel = np.array(dense.kernel.numpy())
+    kernel[0, 0] = bad
+    dense.kernel.assign(kernel)
+    path = tmp_path / "diverged.keras"
+    model.save(path)
+    with pytest.raises(ModelError) as err:
+        load_model(path)
+    assert str(path) in str(err.value) and "NaN/inf" in str(err.value) and "\n" not in str(err.value)
+
+
+def _overflowing_model(path: Path) -> Path:
+    """Finite weights whose outputs overflow to inf, so softmax gives NaN."""
+    model = _tiny()
+    dense = model.layers[-1]
+    dense.kernel.assign(np.full(dense.kernel.shape, 3e38, np.float32))
+    dense.bias.assign(np.full(dense.bias.shape, 3e38, np.float32))
+    model.save(path)
+    return path
+
+
+def test_nan_outputs_are_refused_naming_the_model(tmp_path):
+    import pandas as pd
+
+    from ferreport.evaluation import evaluate_faces
+
+    path = _overflowing_model(tmp_path / "overflow.keras")
+    model = load_model(path)  # the weights are finite: loading succeeds
+    faces = np.full((3, 64, 64, 3), 255, np.uint8)
+    table = pd.DataFrame({"source": ["a.jpg", "b.jpg", "c.jpg"], "face_id": [0, 0, 0], "label": [0, 1, 2]})
+    out = tmp_path / "run"
+    out.mkdir()
+    with pytest.raises(ModelError) as err:
+        evaluate_faces(model, faces, table, out, n_resamples=10, source=path)
+    assert str(path) in str(err.value) and "NaN/inf" in str(err.value)
+    assert list(out.iterdir()) == []  # nothing written
+
+
+def test_cli_nan_weight_model_exits_4_with_one_json_object(tmp_path, sample_dataset):
+    from click.testing import CliRunner
+
+    from ferreport.cli import main
+
+    model = _tiny()
+    model.layers[-1].kernel.assign(np.full(model.layers[-1].kernel.shape, np.nan, np.float32))
+    path = tmp_path / "nan.keras"
+    model.save(path)
+    res = CliRunner().invoke(main, ["evaluate", "--json", "--model", str(path), "--data", str(sample_dataset),
+                                    "--out", str(tmp_path / "run"), "--format", "html"])
+    assert res.exit_code == 4, res.output
+    import json as _json
+    obj = _json.loads(res.stdout)
+    assert str(path) in str(obj)

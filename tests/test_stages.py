@@ -139,3 +139,57 @@ def test_wrong_shape_model_is_refused_with_exit_4(sample_dataset, tmp_path):
 def test_existing_run_dir_is_not_overwritten(trained_run, sample_dataset):
     result = CliRunner().invoke(main, ["train", "--data", str(sample_dataset), "--out", str(trained_run), "--epochs", "1"])
     assert result.exit_code == 2 and "--resume" in result.output
+
+
+def test_interrupted_training_is_marked_not_silent(trained_run, tmp_path):
+    """Issue 20, 5c: a run killed after epoch 1 of 3 (no provenance, state.json at epoch 1) is evaluated with a
+    warning on stderr, a `training` entry in metrics.json and a notice in the report."""
+    import shutil
+
+    run = tmp_path / "interrupted"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("report.*", "predictions.csv", "metrics.json",
+                                                                     "faces_pool.npz", "gates.json"))
+    (run / artifacts.PROVENANCE).unlink()  # training writes it only when it finishes
+    cfg = json.loads((run / artifacts.CONFIG).read_text())
+    section = cfg["training"] if isinstance(cfg.get("training"), dict) and "epochs" in cfg["training"] else cfg
+    section["epochs"] = 3
+    (run / artifacts.CONFIG).write_text(json.dumps(cfg))
+    state = json.loads((run / artifacts.CHECKPOINT_DIR / "state.json").read_text())
+    assert state["epochs_done"] == 1 and state["stopped"] is None
+    result = CliRunner().invoke(main, ["evaluate", str(run), "--format", "html"])
+    assert result.exit_code == 0, result.output
+    assert "training was interrupted after epoch 1 of 3" in result.stderr
+    metrics = json.loads((run / artifacts.METRICS).read_text())
+    assert metrics["training"] == {"complete": False, "epochs_run": 1, "epochs": 3}
+    assert "Training interrupted after epoch 1 of 3" in (run / artifacts.REPORT_HTML).read_text()
+
+    # the finished run (provenance with epochs_run) carries no such key
+    finished = json.loads((trained_run / artifacts.METRICS).read_text()) if (trained_run / artifacts.METRICS).is_file() \
+        else {}
+    assert "training" not in finished
+
+
+def test_fail_on_incomplete_turns_an_interrupted_training_into_a_gate_failure(trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "interrupted"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("report.*", "predictions.csv", "metrics.json",
+                                                                     "faces_pool.npz", "gates.json"))
+    (run / artifacts.PROVENANCE).unlink()
+    cfg = json.loads((run / artifacts.CONFIG).read_text())
+    section = cfg["training"] if isinstance(cfg.get("training"), dict) and "epochs" in cfg["training"] else cfg
+    section["epochs"] = 3
+    (run / artifacts.CONFIG).write_text(json.dumps(cfg))
+    junit = tmp_path / "junit.xml"
+    result = CliRunner().invoke(main, ["evaluate", str(run), "--format", "html", "--fail-on-incomplete", "--json",
+                                       "--junit", str(junit)])
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.stdout)
+    gates = json.loads((run / artifacts.GATES).read_text())["gates"]
+    assert [g["passed"] for g in gates] == [False] and "epoch 1 of 3" in gates[0]["message"]
+    assert "training complete" in junit.read_text() and "<failure" in junit.read_text()
+    assert out["exit_code"] == 1 if "exit_code" in out else True
+
+    # a finished run passes the same gate
+    ok = CliRunner().invoke(main, ["evaluate", str(trained_run), "--format", "html", "--fail-on-incomplete"])
+    assert ok.exit_code == 0, ok.output

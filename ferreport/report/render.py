@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from typing import Any
 import jinja2
 
 from .. import config
-from ..atomic import write_bytes, write_text
+from ..atomic import atomic_path, write_error
 from ..errors import FerreportError, UsageError
 from .context import ReportContext
 from .text import fmt_conf, fmt_int, fmt_num, fmt_pct
@@ -150,12 +151,30 @@ def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
 
 
 def write_pages(html: str, formats: Sequence[str], html_path: Path, pdf_path: Path) -> dict[str, Path]:
-    """Write ``html`` to ``html_path`` and/or its PDF to ``pdf_path`` (atomic); {format: path}."""
+    """Write ``html`` to ``html_path`` and/or its PDF to ``pdf_path``; {format: path}.
+
+    The two files are committed together: the PDF is printed first (in memory), both go
+    to hidden temporaries, and only when both are complete are they renamed into place
+    (the PDF, then the HTML). A failed PDF therefore leaves the previous report.html and
+    report.pdf untouched, never a new HTML beside an old PDF. Only a kill between the two
+    renames (microseconds) can leave a new PDF beside the old HTML.
+    """
+    pdf = render_pdf(html) if "pdf" in formats else None
     out: dict[str, Path] = {}
-    if "html" in formats:
-        write_text(html_path, html)
-        out["html"] = html_path
-    if "pdf" in formats:
-        write_bytes(pdf_path, render_pdf(html))
-        out["pdf"] = pdf_path
+    with contextlib.ExitStack() as stack:
+        if "html" in formats:
+            tmp_html = stack.enter_context(atomic_path(html_path))  # renamed last (ExitStack unwinds LIFO)
+            _write(tmp_html, html_path, html.encode("utf-8"))
+            out["html"] = html_path
+        if pdf is not None:
+            tmp_pdf = stack.enter_context(atomic_path(pdf_path))
+            _write(tmp_pdf, pdf_path, pdf)
+            out["pdf"] = pdf_path
     return out
+
+
+def _write(tmp: Path, final: Path, data: bytes) -> None:
+    try:
+        tmp.write_bytes(data)
+    except OSError as exc:
+        raise write_error(final, exc) from exc

@@ -454,6 +454,12 @@ def run_warnings(art: RunArtifacts, bundle: MetricsBundle) -> list[Notice]:
     metrics = art.metrics or {}
     collapse = metrics.get("collapse")
     out: list[Notice] = [_collapse_notice(collapse)] if collapse else []
+    training = metrics.get("training")
+    if isinstance(training, Mapping) and training.get("complete") is False:
+        out.append(Notice(f"Training interrupted after epoch {as_text(training.get('epochs_run'))} of "
+                          f"{as_text(training.get('epochs'))}",
+                          "The model was evaluated as it stood when training stopped (killed or crashed), not "
+                          "after the planned epochs; resume it with: ferreport train --out RUN_DIR --resume."))
     out += _listed_notices(metrics.get("warnings"))
     for problem in art.problems:
         out.append(Notice("Incomplete run directory", problem))

@@ -45,3 +45,27 @@ def test_templates_autoescape_html_j2():
     env = environment()
     assert env.autoescape("sections/data.html.j2") is True
     assert env.from_string("{{ x }}").render(x="<i>") == "&lt;i&gt;"
+
+
+def test_report_html_and_pdf_are_committed_together(tmp_path, monkeypatch):
+    """A failed PDF keeps the previous pair; it never leaves a new report.html beside an old report.pdf."""
+    from ferreport.report import render
+
+    html_path, pdf_path = tmp_path / "report.html", tmp_path / "report.pdf"
+    html_path.write_text("old html")
+    pdf_path.write_bytes(b"old pdf")
+
+    def broken_pdf(html):
+        raise RuntimeError("WeasyPrint died")
+
+    monkeypatch.setattr(render, "render_pdf", broken_pdf)
+    with pytest.raises(RuntimeError):
+        render.write_pages("<p>new</p>", ("html", "pdf"), html_path, pdf_path)
+    assert html_path.read_text() == "old html" and pdf_path.read_bytes() == b"old pdf"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.pdf"]  # no temporaries left
+
+    monkeypatch.setattr(render, "render_pdf", lambda html: b"%PDF new")
+    out = render.write_pages("<p>new</p>", ("html", "pdf"), html_path, pdf_path)
+    assert out == {"html": html_path, "pdf": pdf_path}
+    assert html_path.read_text() == "<p>new</p>" and pdf_path.read_bytes() == b"%PDF new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.pdf"]
