@@ -613,6 +613,14 @@ class _Scanner:
             self.executor.shutdown(wait=True, cancel_futures=True)
 
 
+def _finite(proba: np.ndarray, job: _Job) -> np.ndarray:
+    """``proba``, or a ModelError (exit 4) naming the model when any is NaN or infinite."""
+    from .model import check_finite_outputs  # TensorFlow: already imported once a model is loaded
+
+    check_finite_outputs(proba, job.model.path)
+    return proba
+
+
 def _absorb_local(job: _Job, files: Iterator[tuple[str, str]], scan: _Scan, keras_model: Any, *,
                   progress_from: tuple[float, int | None]) -> None:
     """The local engine: chunk k+1 is decoded (in the pool) while chunk k is predicted here.
@@ -622,7 +630,7 @@ def _absorb_local(job: _Job, files: Iterator[tuple[str, str]], scan: _Scan, kera
     from .prediction import predict_proba  # TensorFlow: imported once a model is loaded
 
     def predict(faces: np.ndarray) -> np.ndarray:
-        return predict_proba(keras_model, faces, batch_size=job.batch_size)
+        return _finite(predict_proba(keras_model, faces, batch_size=job.batch_size), job)
 
     t0, total = progress_from
     last_progress = 0.0
@@ -674,7 +682,7 @@ def _absorb_ray(job: _Job, listed: list[tuple[str, str]], scan: _Scan) -> tuple[
         placeholder = np.broadcast_to(np.zeros((1, FACE_SIZE, FACE_SIZE, 3), np.uint8),
                                       (len(keep), FACE_SIZE, FACE_SIZE, 3))
         scan.absorb(listed[first:first + chunk_size], [(results, placeholder)],
-                    lambda _faces, keep=keep: proba_all[keep])
+                    lambda _faces, keep=keep: _finite(proba_all[keep], job))
     has_face = table["found"].astype(bool).to_numpy()
     return [listed[int(i)][1] for i in pos[has_face]], box_cols[has_face]
 

@@ -325,3 +325,20 @@ def test_cli_nan_weight_model_exits_4_with_one_json_object(tmp_path, sample_data
     import json as _json
     obj = _json.loads(res.stdout)
     assert str(path) in str(obj)
+
+
+def test_predict_refuses_nan_outputs_with_exit_4(tmp_path):
+    """The folder audit checks the model's outputs too (local engine): exit 4 naming the model, not exit 70."""
+    import cv2
+    from click.testing import CliRunner
+
+    from ferreport.cli import main
+
+    path = _overflowing_model(tmp_path / "overflow.keras")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.full((64, 64, 3), 200, np.uint8))
+    res = CliRunner().invoke(main, ["predict", str(folder), "--model", str(path), "--faces", "whole",
+                                    "--out", str(tmp_path / "audit"), "--format", "none", "--workers", "1"])
+    assert res.exit_code == 4, res.output
+    assert str(path) in res.stderr and "NaN/inf" in res.stderr
