@@ -38,7 +38,9 @@ from .loading import (
 
 #: Bump when the decode/crop/resize output changes, so old caches miss.
 #: 2: JPEGs whose every box is at least 2/4/8 x the face size are decoded at 1/2, 1/4, 1/8.
-PREPROCESS_VERSION = 2
+#: 3: partly decoded JPEGs, implausible JPEG headers and boxes wholly outside the image are
+#:    skipped, so a cache built before them (which may hold such grey faces) is not served.
+PREPROCESS_VERSION = 3
 MAX_IMAGE_BYTES = 256 * 1024 * 1024
 #: The most pixels an image may declare (2**27, about 134 million: the limit ferreport also gives
 #: OpenCV). A JPEG's header is checked before decoding, so a reduced (1/2 .. 1/8) decode cannot
