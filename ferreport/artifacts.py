@@ -15,6 +15,7 @@ DATA_SUMMARY = "data_summary.json"  # counts per split before/after balancing, s
 HISTORY = "history.csv"           # epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds
 MODEL = "model.keras"             # best epoch by validation loss
 CHECKPOINT_DIR = "checkpoint"     # resumable training state (last completed epoch)
+CHECKPOINT_STATE = "state.json"   # in CHECKPOINT_DIR: epochs committed, whether training stopped on purpose
 PREDICTIONS = "predictions.csv"   # one row per face, columns below
 METRICS = "metrics.json"          # see metrics.metrics_to_dict
 FACES_POOL = "faces_pool.npz"     # arrays `rows` (int64 row numbers into predictions.csv) and `faces` (k,64,64,3 uint8 RGB)

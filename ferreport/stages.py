@@ -296,7 +296,7 @@ def training_status(run_dir: Path, epochs: int) -> dict[str, Any] | None:
     try:
         if prov_path.is_file() and "epochs_run" in json.loads(prov_path.read_text()):
             return None
-        state_path = Path(run_dir) / artifacts.CHECKPOINT_DIR / "state.json"
+        state_path = Path(run_dir) / artifacts.CHECKPOINT_DIR / artifacts.CHECKPOINT_STATE
         if not state_path.is_file():
             return None
         state = json.loads(state_path.read_text())

@@ -81,7 +81,6 @@ MIN_LR = 1e-6
 #: ``COSINE_FINAL_FRACTION`` of its start value. Either is preceded by a linear warm-up of
 #: ``warmup_epochs`` epochs when that is set (the names: config.LR_SCHEDULES).
 COSINE_FINAL_FRACTION = 0.01
-_STATE_FILE = "state.json"
 _STATE_FORMAT = 1
 #: Config fields that may change between a run and its resumption.
 _RESUMABLE_CHANGES = frozenset({"epochs", "strategy"})
@@ -575,7 +574,7 @@ class _Run:
 
     @property
     def state_path(self) -> Path:
-        return self.ckpt / _STATE_FILE
+        return self.ckpt / artifacts.CHECKPOINT_STATE
 
     @property
     def multiworker(self) -> bool:
