@@ -25,6 +25,7 @@ import numpy as np
 from .architectures import augmentation_layers
 from .backend import keras, tf
 from .constants import FACE_SHAPE, NUM_CLASSES
+from .contract import ModelContract, to_model_input
 from .errors import DatasetError
 from .preprocessing import check_faces
 
@@ -107,8 +108,12 @@ def make_dataset(
     epoch: int = 0,
     shard: tuple[int, int] | None = None,
     class_weight: Sequence[float] | None = None,
+    contract: ModelContract | None = None,
 ) -> tf.data.Dataset:
-    """Batches ``(float32 faces in [0, 1], one-hot float32 labels)`` from uint8 arrays.
+    """Batches ``(float32 model input, one-hot float32 labels)`` from uint8 arrays.
+
+    The faces become the model's input through :func:`ferreport.contract.to_model_input`
+    (``contract``, default ferreport's own: 64x64 RGB in ``[0, 1]``).
 
     The arrays are not copied: the dataset iterates over indices and gathers each
     batch from ``faces_uint8`` (which may be a memory map). With ``training=True`` the
@@ -134,7 +139,7 @@ def make_dataset(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     ds = _index_batches(len(faces), int(batch_size), shuffle_seed=derive_seed(seed, epoch, SHUFFLE_STREAM)
                         if training else None, shard=shard)
-    ds = ds.map(_batch_loader(faces, labels), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(_batch_loader(faces, labels, contract or ModelContract()), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if class_weight is not None:
         ds = ds.map(_face_weigher(class_weight))
     if training and augment:
@@ -156,18 +161,18 @@ def _index_batches(n: int, batch_size: int, *, shuffle_seed: int | None,
     return ds.batch(batch_size)
 
 
-def _batch_loader(faces: np.ndarray, labels: np.ndarray) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
-    """Index batch -> ``(float32 faces in [0, 1], one-hot labels)``, gathered from the uint8 arrays."""
+def _batch_loader(faces: np.ndarray, labels: np.ndarray,
+                  contract: ModelContract) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+    """Index batch -> ``(float32 model input, one-hot labels)``, gathered from the uint8 arrays."""
 
     def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx = np.sort(idx)  # sequential reads from a memory map; order inside a batch is irrelevant
-        return np.take(faces, idx, axis=0), np.take(labels, idx, axis=0)
+        return to_model_input(np.take(faces, idx, axis=0), contract), np.take(labels, idx, axis=0)
 
     def load(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x, y = tf.numpy_function(gather, [idx], (tf.uint8, tf.int32), stateful=False)
-        x.set_shape((None, *FACE_SHAPE))
+        x, y = tf.numpy_function(gather, [idx], (tf.float32, tf.int32), stateful=False)
+        x.set_shape((None, *contract.input_shape))
         y.set_shape((None,))
-        x = tf.cast(x, tf.float32) / 255.0
         return x, tf.one_hot(y, NUM_CLASSES, dtype=tf.float32)
 
     return load

@@ -42,11 +42,14 @@ __all__ = [
     "check_finite_outputs",
     "check_finite_weights",
     "check_model_archive",
+    "check_model_path",
+    "check_model_shapes",
     "compile_model",
     "keras",
     "load_model",
     "model_sha256",
     "register_architecture",
+    "sniff_model_file",
     "tf",
 ]
 
@@ -158,20 +161,52 @@ def check_model_shapes(model: keras.Model, source: str | os.PathLike[str] = "mod
         )
 
 
-def load_model(path: str | os.PathLike[str], *, safe_mode: bool = True, compile: bool = False) -> keras.Model:
-    """Load a ``.keras`` model (or a legacy ``.h5`` that Keras 3 can read) for inference.
+#: Leading bytes of the file kinds a model may be (and of the pages a failed download leaves).
+_ZIP_MAGIC = b"PK\x03\x04"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 
-    Refuses with :class:`ModelError` (one line: the file and the fix) when the file is
-    missing, not a regular file (FIFO, device), not a Keras archive, an archive over
-    :data:`MAX_MODEL_UNCOMPRESSED` declared bytes or :data:`MAX_MODEL_MEMBERS` members
-    (checked before Keras opens it), a pickle, needs unsafe deserialisation (Lambda
-    layers) while ``safe_mode`` is on, does not map (N, 64, 64, 3) to (N, 7), or holds
-    a NaN/inf weight.
-    ``compile=False`` (default) skips restoring the optimizer/loss: inference only.
+
+def sniff_model_file(path: str | os.PathLike[str]) -> str:
+    """What a model file really is by its first bytes: ``zip``, ``hdf5`` or ``other``.
+
+    An HTML page or a Git LFS pointer saved under a model's name (a failed download, a
+    clone without ``git lfs pull``: both common) and an empty file are refused with
+    ModelError saying exactly that, whatever the file is called.
     """
     p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix in _PICKLE_SUFFIXES:
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(1024)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError as exc:
+        raise ModelError(f"{p}: cannot read the model file ({exc.strerror or exc})") from exc
+    if not head:
+        raise ModelError(f"{p}: the model file is empty (0 bytes); download or save it again")
+    if head.startswith(_LFS_POINTER):
+        real = next((ln.split()[1] for ln in head.decode("utf-8", "replace").splitlines()
+                     if ln.startswith("size ") and len(ln.split()) == 2), "?")
+        raise ModelError(f"{p}: is a Git LFS pointer ({size} bytes standing for a {real}-byte file), not the model; "
+                         "fetch the real file with `git lfs pull` (or download it directly)")
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or (
+            text.startswith(b"<") and b"<html" in text):
+        raise ModelError(f"{p}: is an HTML page ({size} bytes), not a model: a failed or redirected download "
+                         "saved under the model's name; download the file itself (the raw/resolve link) again")
+    if head.startswith(_ZIP_MAGIC):
+        return "zip"
+    if head.startswith(_HDF5_MAGIC):
+        return "hdf5"
+    return "other"
+
+
+def check_model_path(path: str | os.PathLike[str]) -> int:
+    """``st_mode`` of a model path that exists and is a regular file or a folder; ModelError otherwise.
+
+    Pickles are refused by name before anything is opened.
+    """
+    p = Path(path)
+    if p.suffix.lower() in _PICKLE_SUFFIXES:
         raise ModelError(
             f"{p}: pickled models are never loaded (they can run arbitrary code); "
             "save the model with model.save('model.keras') and pass that file"
@@ -179,28 +214,55 @@ def load_model(path: str | os.PathLike[str], *, safe_mode: bool = True, compile:
     try:
         mode = p.stat().st_mode  # follows symlinks: a link to a FIFO is a FIFO
     except FileNotFoundError:
-        mode = None
+        raise ModelError(f"{p}: model file not found; pass the path of a model file (.keras, .h5, .onnx) "
+                         "or a run folder") from None
     except OSError as exc:
         raise ModelError(f"{p}: cannot read the model file ({exc.strerror or exc})") from exc
-    if mode is None:
-        raise ModelError(f"{p}: model file not found; pass the path of a .keras file (e.g. RUN_DIR/model.keras)")
+    if not stat.S_ISDIR(mode) and not stat.S_ISREG(mode):  # a FIFO would block open() forever
+        raise ModelError(f"{p}: not a regular file (a FIFO, socket or device); pass a model file")
+    return mode
+
+
+def load_model(path: str | os.PathLike[str], *, safe_mode: bool = True, compile: bool = False,
+               check_shapes: bool = True) -> keras.Model:
+    """Load a ``.keras`` model (or a legacy ``.h5``/``.hdf5`` that Keras 3 can read).
+
+    Refuses with :class:`ModelError` (one line: the file and the fix) when the file is
+    missing, not a regular file (FIFO, device), an HTML page or Git LFS pointer under a
+    model's name, not the format its name says, an archive over
+    :data:`MAX_MODEL_UNCOMPRESSED` declared bytes or :data:`MAX_MODEL_MEMBERS` members
+    (checked before Keras opens it), a pickle, needs unsafe deserialisation (Lambda
+    layers) while ``safe_mode`` is on, holds a NaN/inf weight, or (``check_shapes``, the
+    contract of the models ferreport trains) does not map (N, 64, 64, 3) to (N, 7).
+    Models from elsewhere go through :func:`ferreport.adapters.open_model`, which reads
+    their input contract instead.
+    ``compile=False`` (default) skips restoring the optimizer/loss: inference only.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    mode = check_model_path(p)
     if stat.S_ISDIR(mode):
         raise ModelError(
-            f"{p}: is a folder (TensorFlow SavedModel?); Keras 3 cannot load it as a model, "
-            "re-save it with model.save('model.keras')"
+            f"{p}: is a folder (TensorFlow SavedModel?); evaluate it with --model (ferreport reads SavedModel "
+            "folders through keras.layers.TFSMLayer), or re-save it with model.save('model.keras')"
         )
-    if not stat.S_ISREG(mode):  # a FIFO would block open() forever, a device never ends
-        raise ModelError(f"{p}: not a regular file (a FIFO, socket or device); pass a .keras file")
+    if suffix not in _H5_SUFFIXES and suffix != ".keras":
+        raise ModelError(
+            f"{p}: unsupported model format {suffix or '(no suffix)'!r}; expected .keras, .h5/.hdf5, .onnx "
+            "or a SavedModel folder"
+        )
+    kind = sniff_model_file(p)
     if suffix in _H5_SUFFIXES:
+        if kind == "zip":
+            raise ModelError(f"{p}: is a .keras archive (zip) named {suffix}; rename it to .keras")
+        if kind != "hdf5":
+            raise ModelError(f"{p}: not an HDF5 file (no HDF5 signature); re-save or re-download the model")
         kind = "legacy HDF5 model"
-    elif suffix == ".keras":
+    else:
+        if kind == "hdf5":
+            raise ModelError(f"{p}: is an HDF5 model named .keras; rename it to .h5")
         kind = "Keras archive"
         check_model_archive(p)
-    else:
-        raise ModelError(
-            f"{p}: unsupported model format {suffix or '(no suffix)'!r}; expected a .keras file "
-            "(or a legacy .h5)"
-        )
     try:
         model = keras.saving.load_model(p, compile=compile, safe_mode=safe_mode)
     except MemoryError:
@@ -219,7 +281,8 @@ def load_model(path: str | os.PathLike[str], *, safe_mode: bool = True, compile:
         raise ModelError(f"{p}: cannot load {kind} ({_first_line(exc)}); {fix}") from exc
     if not isinstance(model, keras.Model):
         raise ModelError(f"{p}: file holds a {type(model).__name__}, not a Keras model; save a keras.Model")
-    check_model_shapes(model, p)
+    if check_shapes:
+        check_model_shapes(model, p)
     check_finite_weights(model, p)
     return model
 

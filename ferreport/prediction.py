@@ -1,80 +1,52 @@
-"""Batch inference on uint8 faces.
+"""Batch inference on uint8 faces, for any model ferreport can open.
 
-The uint8 batches go through a ``tf.function`` (fixed input signature
-``(None, 64, 64, 3)`` uint8) that scales to float32 ``[0, 1]`` and calls the model
-in inference mode, so only one batch at a time is ever converted to float32 (a
-memory-mapped array of any size is fine), and the conversion happens on the
-accelerator when there is one. Results equal ``model.predict(faces / 255.0)``.
+:func:`predict_proba` takes a :class:`ferreport.adapters.ModelAdapter` (a model opened
+with its input contract) or a bare Keras model (taken to have ferreport's own contract:
+64x64 RGB in ``[0, 1]``, seven softmax outputs). Faces are converted to the model's
+input batch by batch (:func:`ferreport.contract.to_model_input`), so only one or two
+batches are ever in float32 and a memory-mapped array of any size is fine. For a
+ferreport model the results equal ``model.predict(faces / 255.0)``.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from .backend import keras, tf
-from .constants import FACE_SHAPE
+from .adapters import ModelAdapter, adapter_for
 from .preprocessing import check_faces
 
 __all__ = ["predict_proba"]
 
-_FUNCTIONS: weakref.WeakKeyDictionary[keras.Model, Callable] = weakref.WeakKeyDictionary()
+_ADAPTERS: weakref.WeakKeyDictionary[Any, ModelAdapter] = weakref.WeakKeyDictionary()
 
 
-def _inference_function(model: keras.Model) -> Callable:
-    """A traced ``uint8 batch -> float32 probabilities`` function, cached per model."""
+def _adapter(model: Any) -> ModelAdapter:
+    """The adapter of ``model``, made once per Keras model (its traced function is reused)."""
+    if isinstance(model, ModelAdapter):
+        return model
     try:
-        return _FUNCTIONS[model]
+        return _ADAPTERS[model]
     except (KeyError, TypeError):
         pass
-    ref = weakref.ref(model)  # the cache must not keep the model alive
-
-    @tf.function(input_signature=[tf.TensorSpec((None, *FACE_SHAPE), tf.uint8)], reduce_retracing=True)
-    def infer(faces: tf.Tensor) -> tf.Tensor:
-        x = tf.cast(faces, tf.float32) / 255.0
-        return tf.cast(ref()(x, training=False), tf.float32)
-
+    adapter = adapter_for(model)
     try:
-        _FUNCTIONS[model] = infer
+        _ADAPTERS[model] = adapter
     except TypeError:  # unhashable model: no caching
         pass
-    return infer
+    return adapter
 
 
-def predict_proba(model: keras.Model, faces_uint8: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities ``(N, num_classes)`` float32 for uint8 faces ``(N, 64, 64, 3)``.
+def predict_proba(model: Any, faces_uint8: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities ``(N, 7)`` float32 in ExpW order for uint8 faces ``(N, 64, 64, 3)``.
 
-    Works in batches of ``batch_size`` read straight from ``faces_uint8`` (which may be
-    a memory map), with the next batch read while the current one is computed.
-    ``N == 0`` returns an empty ``(0, num_classes)`` array.
+    ``N == 0`` returns an empty ``(0, 7)`` array. NaN/inf outputs, or outputs that stop
+    looking like the probabilities or logits they were declared (or detected) to be,
+    raise ModelError naming the model.
     """
     faces = check_faces(faces_uint8, "predict_proba")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    num_classes = int(model.outputs[0].shape[-1])
-    n = len(faces)
-    out = np.empty((n, num_classes), dtype=np.float32)
-    if n == 0:
-        return out
-    infer = _inference_function(model)
-    bs = int(batch_size)
-
-    def read(start: np.int64) -> np.ndarray:
-        return np.ascontiguousarray(faces[int(start):int(start) + bs])
-
-    starts = tf.data.Dataset.range(0, n, bs)
-    batches = starts.map(
-        lambda s: tf.ensure_shape(tf.numpy_function(read, [s], tf.uint8, stateful=False), (None, *FACE_SHAPE)),
-        num_parallel_calls=2,
-        deterministic=True,
-    ).prefetch(2)
-    pos = 0
-    for batch in batches:
-        probs = infer(batch).numpy()
-        out[pos:pos + len(probs)] = probs
-        pos += len(probs)
-    if pos != n:  # defensive: the pipeline must cover every face exactly once
-        raise RuntimeError(f"predict_proba produced {pos} rows for {n} faces")
-    return out
+    return _adapter(model).predict(faces, int(batch_size))

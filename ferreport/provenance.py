@@ -16,7 +16,7 @@ from . import __version__
 #: Distributions whose versions change results.
 PACKAGES: tuple[str, ...] = (
     "tensorflow", "keras", "numpy", "pandas", "opencv-python-headless", "imbalanced-learn",
-    "scikit-learn", "matplotlib", "jinja2", "click", "weasyprint",
+    "scikit-learn", "matplotlib", "jinja2", "click", "weasyprint", "onnxruntime",
 )
 
 
@@ -36,6 +36,18 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def model_fingerprint(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a model file, or of a model folder (SavedModel): every file's relative path and bytes, in order."""
+    p = Path(path)
+    if not p.is_dir():
+        return sha256_file(p)
+    digest = hashlib.sha256()
+    for file in sorted(f for f in p.rglob("*") if f.is_file()):
+        digest.update(file.relative_to(p).as_posix().encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(bytes.fromhex(sha256_file(file)))
     return digest.hexdigest()
 
 

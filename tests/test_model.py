@@ -137,7 +137,7 @@ def test_legacy_h5(tmp_path):
     assert load_model(good).output_shape == (None, 7)
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not hdf5")
-    with pytest.raises(ModelError, match="legacy HDF5"):
+    with pytest.raises(ModelError, match="not an HDF5 file"):
         load_model(bad)
 
 
