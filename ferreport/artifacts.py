@@ -14,6 +14,7 @@ SPLITS = "splits.csv"             # one row per face: key, source, face_id, labe
 DATA_SUMMARY = "data_summary.json"  # counts per split before/after balancing, skipped rows by reason
 HISTORY = "history.csv"           # epoch, loss, accuracy, val_loss, val_accuracy, learning_rate, seconds
 MODEL = "model.keras"             # best epoch by validation loss
+MODEL_CONTRACT = "model.contract.json"  # the model's input contract (ferreport.contract), beside model.keras
 CHECKPOINT_DIR = "checkpoint"     # resumable training state (last completed epoch)
 CHECKPOINT_STATE = "state.json"   # in CHECKPOINT_DIR: epochs committed, whether training stopped on purpose
 PREDICTIONS = "predictions.csv"   # one row per face, columns below

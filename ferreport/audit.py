@@ -61,6 +61,7 @@ import pandas as pd
 from . import artifacts
 from .atomic import atomic_open, atomic_path, write_json
 from .audit_ray import require_ray, scan_and_predict
+from .classes import class_id
 from .config import ENGINES, FACES_MODES, AuditConfig  # noqa: F401  (ENGINES, FACES_MODES: defined with the settings)
 from .constants import CLASS_NAMES, FACE_SIZE
 from .detection import DetectorParams, primary_face
@@ -68,7 +69,7 @@ from .errors import DatasetError, UsageError
 from .evaluation import PROBA_DECIMALS, predictions_frame
 from .metrics import metrics_from_predictions
 from .preprocessing import crop_face, decode_image, pool_context
-from .provenance import now_iso, provenance_record, sha256_file
+from .provenance import model_fingerprint, now_iso, provenance_record
 from .report import select_pool_rows, write_audit_report
 from .stages import check_run_dir, new_run_id
 from .loading import count_by_reason
@@ -109,11 +110,7 @@ HIST_BINS = 20
 
 
 def _label_id(value: str) -> int | None:
-    v = value.strip()
-    if v.isdigit() and int(v) < len(CLASS_NAMES):
-        return int(v)
-    low = v.lower()
-    return CLASS_NAMES.index(low) if low in CLASS_NAMES else None
+    return class_id(value)  # a class name, a synonym (anger, happiness ...) or an id 0-6
 
 
 def _normalise_rel(path: str, root: Path) -> str | None:
@@ -181,7 +178,7 @@ def read_labels_csv(path: str | os.PathLike[str], root: str | os.PathLike[str]) 
 
 
 def class_subfolders(root: str | os.PathLike[str]) -> dict[str, int]:
-    """Top-level sub-folders named after a class (case-insensitive): ``{folder name: class id}``."""
+    """Top-level sub-folders named after a class (any case, or a synonym such as ``anger``): ``{folder: class id}``."""
     out: dict[str, int] = {}
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
@@ -189,8 +186,9 @@ def class_subfolders(root: str | os.PathLike[str]) -> dict[str, int]:
         return out
     for e in entries:
         try:
-            if e.is_dir(follow_symlinks=False) and e.name.lower() in CLASS_NAMES:
-                out[display_path(e.name)] = CLASS_NAMES.index(e.name.lower())
+            label = class_id(e.name) if not e.name.strip().isdigit() else None
+            if e.is_dir(follow_symlinks=False) and label is not None:
+                out[display_path(e.name)] = label
         except OSError:
             continue
     return out
@@ -243,17 +241,20 @@ class ResolvedModel:
 def resolve_model(model: str | os.PathLike[str]) -> ResolvedModel:
     """RUN_DIR -> RUN_DIR/model.keras; the training class distribution from its data_summary.json.
 
+    A SavedModel folder (it holds saved_model.pb) is the model itself.
     A model file whose folder holds a data_summary.json (a run directory) gets it too.
     """
     
     p = Path(model)
     run_dir: Path | None = None
+    if p.is_dir() and (p / "saved_model.pb").is_file():  # a TensorFlow SavedModel folder
+        return ResolvedModel(p, None, {})
     if p.is_dir():
         run_dir = p
         p = p / artifacts.MODEL
         if not p.is_file():
-            raise UsageError(f"--model {run_dir}: a folder without {artifacts.MODEL}; pass a run directory or a "
-                             ".keras file")
+            raise UsageError(f"--model {run_dir}: a folder without {artifacts.MODEL} or saved_model.pb; pass a run "
+                             "directory, a SavedModel folder or a model file (.keras, .h5, .onnx)")
     elif (p.parent / artifacts.DATA_SUMMARY).is_file():
         run_dir = p.parent
     dist: dict[str, dict[str, int]] = {}
@@ -299,6 +300,8 @@ class _Job:
     batch_size: int
     workers: int
     unsafe_model: bool
+    contract: dict[str, Any]       # the model's contract as resolved (outputs decided): what Ray's actors use
+    unscored: frozenset[int]       # ExpW class ids the model cannot predict: their labels are not scored
     n_resamples: int
     seed: int
     progress: bool
@@ -312,7 +315,8 @@ class _Job:
                 "out": str(self.run_dir), "faces": self.faces, "labels": self.label_of.source or "none",
                 "formats": list(self.formats), "chunk_size": self.chunk_size, "batch_size": self.batch_size,
                 "workers": self.workers, "seed": self.seed, "n_resamples": self.n_resamples,
-                "unsafe_model": bool(self.unsafe_model), "engine": self.engine, "ray_address": self.ray_address}
+                "unsafe_model": bool(self.unsafe_model), "engine": self.engine, "ray_address": self.ray_address,
+                "model_contract": self.contract}
 
 
 def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], config: AuditConfig | None = None, *,
@@ -334,25 +338,29 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     _check_request(folder, engine)
     label_of = _resolve_labels(labels, folder)
     resolved = resolve_model(model)
-    from .model import load_model  # TensorFlow from here on (not before the checks: they stay fast)
+    from .adapters import open_model  # TensorFlow from here on (not before the checks: they stay fast)
 
-    keras_model = load_model(resolved.path, safe_mode=not unsafe_model)
-    model_sha = sha256_file(resolved.path)
+    adapter = open_model(resolved.path, config.contract_options(), safe_mode=not unsafe_model)
+    if progress or not adapter.is_ferreport_contract():
+        print(f"{resolved.path}: {adapter.describe()}", file=sys.stderr, flush=True)
+    model_sha = model_fingerprint(resolved.path)
     run_dir = Path(out) if out else Path(reports_dir) / new_run_id()
     check_run_dir(run_dir, resume=False)
     run_dir.mkdir(parents=True, exist_ok=True)
     job = _Job(folder=folder, run_dir=run_dir, faces=faces, label_of=label_of, model=resolved, model_sha=model_sha,
                formats=formats, chunk_size=chunk_size, batch_size=batch_size,
                workers=workers if workers is not None else min(os.cpu_count() or 1, 8),
-               unsafe_model=unsafe_model, n_resamples=n_resamples, seed=seed, progress=progress,
+               unsafe_model=unsafe_model, contract=adapter.resolved_contract().to_dict(),
+               unscored=frozenset(CLASS_NAMES.index(c) for c in adapter.contract.missing),
+               n_resamples=n_resamples, seed=seed, progress=progress,
                detector=detector, engine=engine, ray_address=ray_address)
     write_json(run_dir / artifacts.CONFIG, job.config_record())
 
-    scan = _scan_and_predict(job, keras_model)
+    scan = _scan_and_predict(job, adapter)
     summary = _summarise(job, scan)
     write_json(run_dir / AUDIT_SUMMARY, summary)
-    metrics = _score(job, scan.counts)
-    write_json(run_dir / artifacts.PROVENANCE, _provenance(job, summary, scan, started))
+    metrics = _score(job, scan.counts, adapter.contract.scored)
+    write_json(run_dir / artifacts.PROVENANCE, _provenance(job, summary, scan, started, adapter.record()))
     result = AuditResult(run_dir, summary, metrics)
     if formats:
         result.reports = write_audit_report(run_dir, formats, n_resamples=n_resamples, seed=seed)
@@ -398,6 +406,7 @@ class _Counts:
         self.conf_sum = 0.0
         self.low_conf = 0
         self.fingerprint = hashlib.sha256()
+        self.unscored_labelled = 0  # labelled images of a class the model cannot predict (not scored)
 
     def skip(self, rel: str, reason: str, writer: Any) -> None:
         writer.writerow([rel, reason])
@@ -469,6 +478,7 @@ class _Scan:
     counts: _Counts = field(default_factory=_Counts)
     pool: _Pool = field(default_factory=_Pool)
     matched: set[str] = field(default_factory=set)  # --labels FILE.csv paths that were found
+    unscored: frozenset[int] = frozenset()          # class ids the model cannot predict (labels not scored)
     seconds: float = 0.0
     cluster: dict[str, Any] | None = None           # the Ray cluster used (engine ray)
 
@@ -511,6 +521,9 @@ class _Scan:
                 else:
                     c.images_with_face += 1
                 lab = self.label_of(rel)
+                if lab >= 0 and lab in self.unscored:  # a class the model has no output for: not scored
+                    c.unscored_labelled += 1
+                    lab = -1
                 # one label, one face: a labelled image's label goes to its largest face only
                 primary = primary_face(kept) if lab >= 0 and len(kept) > 1 else -1
                 for j, (top, left, right, bottom, how) in enumerate(kept):
@@ -538,7 +551,7 @@ class _Scan:
         self.counts.add_faces(frame, np.asarray(rows.labels))
 
 
-def _scan_and_predict(job: _Job, keras_model: Any) -> _Scan:
+def _scan_and_predict(job: _Job, adapter: Any) -> _Scan:
     """Walk, decode, detect, predict and write predictions.csv, skipped.csv and faces_pool.npz."""
     run_dir = job.run_dir
     total = _count_files(job.folder, run_dir) if job.progress else None
@@ -548,12 +561,13 @@ def _scan_and_predict(job: _Job, keras_model: Any) -> _Scan:
         skip_writer.writerow(["path", "reason"])
         pred_fh.write(",".join(AUDIT_COLUMNS) + "\n")
         scan = _Scan(job.label_of, pred_fh, skip_writer)
+        scan.unscored = job.unscored
         files = walk_folder(job.folder, lambda rel, why: scan.counts.skip(rel, why, skip_writer), exclude=run_dir)
         if job.engine == "ray":
             listed = list(files)
             face_paths, face_boxes = _absorb_ray(job, listed, scan)
         else:
-            _absorb_local(job, files, scan, keras_model, progress_from=(t0, total))
+            _absorb_local(job, files, scan, adapter, progress_from=(t0, total))
         if job.progress:
             print(file=sys.stderr)
     scan.seconds = time.perf_counter() - t0
@@ -621,7 +635,7 @@ def _finite(proba: np.ndarray, job: _Job) -> np.ndarray:
     return proba
 
 
-def _absorb_local(job: _Job, files: Iterator[tuple[str, str]], scan: _Scan, keras_model: Any, *,
+def _absorb_local(job: _Job, files: Iterator[tuple[str, str]], scan: _Scan, adapter: Any, *,
                   progress_from: tuple[float, int | None]) -> None:
     """The local engine: chunk k+1 is decoded (in the pool) while chunk k is predicted here.
 
@@ -630,7 +644,7 @@ def _absorb_local(job: _Job, files: Iterator[tuple[str, str]], scan: _Scan, kera
     from .prediction import predict_proba  # TensorFlow: imported once a model is loaded
 
     def predict(faces: np.ndarray) -> np.ndarray:
-        return _finite(predict_proba(keras_model, faces, batch_size=job.batch_size), job)
+        return _finite(predict_proba(adapter, faces, batch_size=job.batch_size), job)
 
     t0, total = progress_from
     last_progress = 0.0
@@ -661,7 +675,7 @@ def _absorb_ray(job: _Job, listed: list[tuple[str, str]], scan: _Scan) -> tuple[
     """
     table, scan.cluster = scan_and_predict(
         [full for _, full in listed], mode=job.faces, detector=job.detector, model_path=job.model.path,
-        unsafe_model=job.unsafe_model, batch_size=job.batch_size, address=job.ray_address, workers=job.workers,
+        contract=job.contract, unsafe_model=job.unsafe_model, batch_size=job.batch_size, address=job.ray_address, workers=job.workers,
         scratch=job.run_dir, progress=job.progress)
     pos = table["pos"].to_numpy()
     proba_all = table[[f"p{j}" for j in range(len(CLASS_NAMES))]].to_numpy(dtype=np.float32)
@@ -742,6 +756,9 @@ def _summarise(job: _Job, scan: _Scan) -> dict[str, Any]:
         "batch_size": job.batch_size,
         "workers": job.workers,
     }
+    if job.unscored:
+        summary["classes_not_scored"] = {"classes": [CLASS_NAMES[i] for i in sorted(job.unscored)],
+                                         "labelled_images": c.unscored_labelled}
     if label_of.mode == "csv":
         unmatched = sorted(set(label_of.table) - scan.matched)
         summary["labels_not_found"] = len(unmatched)
@@ -761,7 +778,7 @@ def _confidence_summary(c: _Counts) -> dict[str, Any]:
     }
 
 
-def _score(job: _Job, c: _Counts) -> dict[str, Any]:
+def _score(job: _Job, c: _Counts, scored: tuple[str, ...] = CLASS_NAMES) -> dict[str, Any]:
     """Every evaluation metric (written to metrics.json) when faces have labels; else the prediction counts."""
     if not c.labelled:
         return {"n": 0, "n_rows": c.faces, "n_unlabelled": c.faces,
@@ -769,17 +786,19 @@ def _score(job: _Job, c: _Counts) -> dict[str, Any]:
     frame = pd.read_csv(job.run_dir / artifacts.PREDICTIONS, keep_default_na=False, na_values={"confidence": [""]},
                         usecols=["true_label", "pred_label", "confidence", *artifacts.PROBA_COLUMNS],
                         dtype={"true_label": str, "pred_label": str})
-    metrics = metrics_from_predictions(frame, n_resamples=job.n_resamples, seed=job.seed).to_dict()
+    metrics = metrics_from_predictions(frame, n_resamples=job.n_resamples, seed=job.seed, labels=scored).to_dict()
     del frame
     write_json(job.run_dir / artifacts.METRICS, metrics)
     return metrics
 
 
-def _provenance(job: _Job, summary: dict[str, Any], scan: _Scan, started: str) -> dict[str, Any]:
+def _provenance(job: _Job, summary: dict[str, Any], scan: _Scan, started: str,
+                contract: dict[str, Any]) -> dict[str, Any]:
     c = scan.counts
     return provenance_record(seed=job.seed, data_fingerprint=summary["fingerprint"], model_sha256=job.model_sha,
                              started=started, finished=now_iso(),
                              extra={"run_id": job.run_dir.name, "model": str(job.model.path),
+                                    "model_contract": contract,
                                     "audit": {"folder": str(job.folder), "faces": job.faces,
                                               "labels": job.label_of.source or "none",
                                               "images_read": c.images_read, "faces_found": c.faces,

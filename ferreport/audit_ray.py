@@ -110,11 +110,14 @@ def _scan_batch(batch: dict[str, np.ndarray], mode: str, detector: dict[str, Any
 class _Predictor:
     """Model actor: loads the model once, predicts batches of faces."""
 
-    def __init__(self, model_path: str, unsafe_model: bool, batch_size: int):
+    def __init__(self, model_path: str, contract: dict[str, Any], unsafe_model: bool, batch_size: int):
         # TensorFlow only in the actor: the driver imports this module before any model is loaded
-        from .model import load_model
+        from .adapters import open_model
+        from .contract import ModelContract
 
-        self.model = load_model(model_path, safe_mode=not unsafe_model)
+        # the driver's contract, outputs already decided: every actor reads the outputs the same way
+        self.model = open_model(model_path, safe_mode=not unsafe_model, contract=ModelContract.from_dict(contract),
+                                probe=False)
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -131,7 +134,7 @@ class _Predictor:
 
 
 def scan_and_predict(paths: list[str], *, mode: str, detector: DetectorParams, model_path: str | os.PathLike[str],
-                     unsafe_model: bool, batch_size: int, address: str | None, workers: int,
+                     contract: dict[str, Any], unsafe_model: bool, batch_size: int, address: str | None, workers: int,
                      scratch: str | os.PathLike[str], progress: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Run the Ray pipeline over ``paths`` (position = list index).
 
@@ -147,7 +150,8 @@ def scan_and_predict(paths: list[str], *, mode: str, detector: DetectorParams, m
         cpus = int(ray.cluster_resources().get("CPU", 1))
         actors = max(1, cpus // 4)
         ds = _scan_then_predict(ray, paths, cpus, actors, mode=mode, detector=detector,
-                                predictor_kwargs={"model_path": str(model_path), "unsafe_model": bool(unsafe_model),
+                                predictor_kwargs={"model_path": str(model_path), "contract": dict(contract),
+                                                  "unsafe_model": bool(unsafe_model),
                                                   "batch_size": int(batch_size)})
         table = _write_and_read_back(ds, scratch)
         info = {"address": address or "local", "nodes": len(ray.nodes()), "cpus": cpus, "actors": actors}

@@ -22,6 +22,7 @@ from . import __version__
 from .config import (
     COMMAND_RECIPES,
     DEMO_SAMPLE_FACES,
+    MODEL_SETTINGS,
     RECIPES,
     AuditConfig,
     RunConfig,
@@ -228,20 +229,27 @@ def train(ctx: click.Context, recipe: str | None, **kw: Any) -> None:
 
 @main.command()
 @click.argument("run_dir", type=PathType, required=False)
-@click.option("--model", "model_path", type=PathType, default=None, help="A .keras model to evaluate.")
+@click.option("--model", "model_path", type=PathType, default=None, metavar="FILE|FOLDER",
+              help="A model to evaluate: .keras, .h5/.hdf5, .onnx or a TensorFlow SavedModel folder.")
 @setting_option(RunConfig, "data", help="Dataset for --model (its test split, or all class folders).")
+@click.option("--split-of", "split_of", type=PathType, default=None, metavar="RUN_DIR",
+              help="Score --model on exactly RUN_DIR's test faces, in a new folder (--out), so that "
+                   "`ferreport compare RUN_DIR OUT` pairs the two models face by face.")
 @setting_option(RunConfig, "out", help="Output folder for --model (default reports/<run id>).")
 @setting_option(RunConfig, "formats", help="Report formats, or 'none'.")
 @setting_option(RunConfig, "seed", help="Seed of the test split for --model.")
-@click.option("--unsafe-model", is_flag=True, help="Allow models with Lambda layers (runs code from the file).")
+@setting_options(RunConfig, *MODEL_SETTINGS)
 @setting_options(RunConfig, "strict", "cache_dir")
 @gate_options
 @handle_errors
-def evaluate(run_dir: Path | None, model_path: Path | None, unsafe_model: bool, **kw: Any) -> None:
-    """Evaluate RUN_DIR's model on its test split, or --model on --data; write predictions, metrics, report.
+def evaluate(run_dir: Path | None, model_path: Path | None, split_of: Path | None, **kw: Any) -> None:
+    """Evaluate RUN_DIR's model on its test split, or --model on --data (or on --split-of RUN_DIR's test faces);
+    write predictions, metrics, report.
 
-    Quality gates (--fail-under, --fail-over, --max-drop with --baseline) make the job exit 1 when
-    one fails, after every output is written; --json and --junit give machine-readable results.
+    Any model: its input size, channels and layout are read from the model; say what it cannot
+    (--input-range, --channel-order, --classes, --outputs, or --model-spec FILE.toml). Quality
+    gates (--fail-under, --fail-over, --max-drop with --baseline) make the job exit 1 when one
+    fails, after every output is written; --json and --junit give machine-readable results.
     """
     from . import commands
 
@@ -249,7 +257,7 @@ def evaluate(run_dir: Path | None, model_path: Path | None, unsafe_model: bool, 
     plan = plan_gates(kw)
     config = RunConfig.build(**from_options(RunConfig, kw))
     with Console(plan.json_out) as console:
-        outcome = commands.evaluate(run_dir, model_path, config, plan, console, unsafe_model=unsafe_model,
+        outcome = commands.evaluate(run_dir, model_path, config, plan, console, split_of=split_of,
                                     progress=_progress())
     console.conclude(outcome)
 
@@ -329,12 +337,12 @@ def compare(run_a: Path, run_b: Path, out: Path | None, formats: str, data: Path
 
 @main.command()
 @click.argument("folder", type=PathType)
-@click.option("--model", "model", type=PathType, required=True, metavar="RUN_DIR|FILE.keras",
+@click.option("--model", "model", type=PathType, required=True, metavar="RUN_DIR|FILE|FOLDER",
               help="A run directory (its model.keras; its training class distribution is shown beside the "
-                   "predictions) or a .keras file.")
+                   "predictions), a model file (.keras, .h5/.hdf5, .onnx) or a TensorFlow SavedModel folder.")
 @setting_options(AuditConfig, "out", "faces")
 @setting_option(AuditConfig, "labels", metavar="subfolders|none|FILE.csv")
-@setting_options(AuditConfig, "formats", "batch_size", "chunk_size", "workers", "seed", "unsafe_model", "engine")
+@setting_options(AuditConfig, "formats", "batch_size", "chunk_size", "workers", "seed", *MODEL_SETTINGS, "engine")
 @setting_option(AuditConfig, "ray_address", metavar="ADDRESS")
 @gate_options
 @handle_errors
@@ -349,7 +357,7 @@ def predict(folder: Path, model: Path, **kw: Any) -> None:
 
     kw["formats"] = parse_formats(kw["formats"], allow_none=True)
     plan = plan_gates(kw)
-    config = AuditConfig(**from_options(AuditConfig, kw))
+    config = AuditConfig(**from_options(AuditConfig, kw))  # the model settings are AuditConfig's too
     with Console(plan.json_out) as console:
         outcome = commands.predict(folder, model, config, plan, console, progress=_progress())
     console.conclude(outcome)

@@ -56,16 +56,21 @@ def run(config: RunConfig, plan: GatePlan, console: Console, *, progress: bool =
 
 
 def evaluate(run_dir: Path | None, model_path: Path | None, config: RunConfig, plan: GatePlan, console: Console, *,
-             unsafe_model: bool = False, progress: bool = False) -> Outcome:
-    """RUN_DIR's model (or ``model_path``) on its test split, or ``model_path`` on ``config.data``."""
-    if run_dir is None and (model_path is None or config.data is None):
-        raise UsageError("give a RUN_DIR, or both --model FILE.keras and --data DIR")
-    if run_dir is not None:
-        metrics = stages.evaluate_run(run_dir, model_path=model_path, unsafe_model=unsafe_model, progress=progress)
+             split_of: Path | None = None, progress: bool = False) -> Outcome:
+    """RUN_DIR's model (or ``model_path``) on its test split, ``model_path`` on ``config.data``, or
+    ``model_path`` on ``split_of``'s test faces (a new run folder)."""
+    if split_of is not None:
+        if model_path is None or run_dir is not None:
+            raise UsageError("--split-of RUN_DIR scores --model FILE on RUN_DIR's test faces: give --model, and no "
+                             "RUN_DIR argument")
+        where, metrics = stages.evaluate_on_split(model_path, split_of, config, progress=progress)
+    elif run_dir is not None:
+        metrics = stages.evaluate_run(run_dir, model_path=model_path, model=config.model, progress=progress)
         where = Path(run_dir)
+    elif model_path is None or config.data is None:
+        raise UsageError("give a RUN_DIR, or --model FILE with --data DIR or --split-of RUN_DIR")
     else:
-        assert model_path is not None
-        where, metrics = stages.evaluate_model(model_path, config, unsafe_model=unsafe_model, progress=progress)
+        where, metrics = stages.evaluate_model(model_path, config, progress=progress)
     outcome = finish(where, metrics, plan, command="evaluate", render=_renderer(config.formats))
     console.echo(stages.summary_line(metrics))
     console.echo(str(where))

@@ -211,6 +211,13 @@ def paired_bootstrap(t: np.ndarray, pa: np.ndarray, pb: np.ndarray, *, n_resampl
 # --------------------------------------------------------------------------- documents
 
 
+def _model_input(prov: Mapping[str, Any]) -> str | None:
+    """The recorded contract's summary without its "Model input: " label (None for older runs)."""
+    contract = prov.get("model_contract")
+    summary = contract.get("summary") if isinstance(contract, Mapping) else None
+    return summary.removeprefix("Model input: ") if isinstance(summary, str) else None
+
+
 def _run_facts(art: RunArtifacts, m: ClassificationMetrics) -> dict[str, Any]:
     prov, cfg, summ = art.provenance or {}, art.config or {}, art.data_summary or {}
     evaluation = prov.get("evaluation") if isinstance(prov.get("evaluation"), Mapping) else {}
@@ -221,6 +228,7 @@ def _run_facts(art: RunArtifacts, m: ClassificationMetrics) -> dict[str, Any]:
         "run_id": str(prov.get("run_id") or art.run_dir.resolve().name),
         "model": model,
         "model_sha256": evaluation.get("model_sha256") or prov.get("model_sha256"),
+        "model_input": _model_input(prov),
         "dataset": str(summ.get("dataset") or cfg.get("data") or "—"),
         "data_fingerprint": evaluation.get("data_fingerprint") or prov.get("data_fingerprint"),
         "date": evaluation.get("finished") or prov.get("finished") or prov.get("started"),

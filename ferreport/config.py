@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .constants import MONITORS
+from .contract import CHANNEL_ORDERS, INPUT_RANGES, OUTPUT_KINDS
 from .errors import UsageError
 
 #: Output formats of a report.
@@ -180,6 +181,42 @@ class TrainConfig(_Settings):
 
 
 @dataclass(frozen=True)
+class ModelConfig(_Settings):
+    """How a model from anywhere is read: what it cannot say about itself (:mod:`ferreport.contract`).
+
+    Unset (None), each comes from the contract file next to the model, else the
+    ``--model-spec`` file, else ferreport's own contract (0,1 / rgb / ExpW order / auto).
+    Input size, channels and layout are always read from the model itself.
+    """
+
+    input_range: str | None = setting(None, "Pixel scaling the model expects: 0,1 (x/255), -1,1 ((x/255-0.5)*2), "
+                                            "0,255, or standardize (per-image mean/std). [default: the model's "
+                                            "contract file, else 0,1]", choices=INPUT_RANGES, kind=str)
+    channel_order: str | None = setting(None, "Channel order of a 3-channel model: rgb, or bgr (trained on "
+                                              "OpenCV arrays). [default: rgb]", choices=CHANNEL_ORDERS, kind=str)
+    classes: str | None = setting(None, "The model's class names in output order, comma-separated; synonyms "
+                                        "(anger, happiness, sadness ...) accepted, classes ferreport does not "
+                                        "score (contempt) dropped. [default: angry,disgust,fear,happy,sad,"
+                                        "surprise,neutral]", kind=str)
+    outputs: str | None = setting(None, "What the model outputs: probabilities, logits (softmax applied), or "
+                                        "auto (detected: negative values or rows not summing to 1 are logits). "
+                                        "[default: auto]", choices=OUTPUT_KINDS, kind=str)
+    model_spec: Path | None = setting(None, "TOML (or JSON) file with the model's input_range, channel_order, "
+                                            "classes and outputs.", kind=Path)
+    unsafe_model: bool = setting(False, "Allow models with Lambda layers or SavedModel graphs with file access "
+                                        "(runs code from the file).")
+
+    def contract_options(self) -> dict[str, Any]:
+        """The options :func:`ferreport.adapters.open_model` reads."""
+        return {"input_range": self.input_range, "channel_order": self.channel_order, "classes": self.classes,
+                "outputs": self.outputs, "model_spec": self.model_spec}
+
+
+#: The model settings of ``evaluate`` and ``predict``, in --help order.
+MODEL_SETTINGS: tuple[str, ...] = ("input_range", "channel_order", "classes", "outputs", "model_spec", "unsafe_model")
+
+
+@dataclass(frozen=True)
 class EvaluationConfig(_Settings):
     n_resamples: int = setting(1000, "Bootstrap resamples of the confidence intervals.", min=1)
 
@@ -245,8 +282,9 @@ class RunConfig:
     training: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
 
-    SECTIONS: ClassVar[tuple[str, ...]] = ("dataset", "training", "evaluation", "report")
+    SECTIONS: ClassVar[tuple[str, ...]] = ("dataset", "training", "evaluation", "report", "model")
     #: Settings a resumed run takes from the resuming command line; every other one comes
     #: from the run's config.json (a resumed run trains what it started training).
     RESUME_FROM_COMMAND_LINE: ClassVar[frozenset[str]] = frozenset(
@@ -254,7 +292,7 @@ class RunConfig:
          "n_resamples"})
     #: Settings written to config.json only when they differ from the default (Python-API-only
     #: settings that config.json files have never carried).
-    WRITTEN_WHEN_SET: ClassVar[frozenset[str]] = frozenset({"reduce_lr_patience"})
+    WRITTEN_WHEN_SET: ClassVar[frozenset[str]] = frozenset({"reduce_lr_patience", *MODEL_SETTINGS})
 
     def __post_init__(self) -> None:
         validate(self)
@@ -275,7 +313,7 @@ class RunConfig:
     @classmethod
     def section_classes(cls) -> dict[str, type]:
         return {"dataset": DataConfig, "training": TrainConfig, "evaluation": EvaluationConfig,
-                "report": ReportConfig}
+                "report": ReportConfig, "model": ModelConfig}
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -362,8 +400,9 @@ def _default_detector() -> Any:
 
 
 @dataclass(frozen=True)
-class AuditConfig(_Settings):
-    """Settings of a folder audit (``ferreport predict``, :func:`ferreport.audit.run_audit`)."""
+class AuditConfig(ModelConfig):
+    """Settings of a folder audit (``ferreport predict``, :func:`ferreport.audit.run_audit`); the model's
+    settings are :class:`ModelConfig`'s."""
 
     out: Path | None = setting(None, "Output folder (default reports/<run id>).", kind=Path)
     faces: str = setting("auto", "auto: detect faces (Haar cascade), predict the whole image when none is found "
@@ -381,7 +420,6 @@ class AuditConfig(_Settings):
     workers: int | None = setting(None, "Decoding processes (default: CPU count, at most 8).", kind=int, min=1)
     seed: int = setting(0, "Seed of the bootstrap intervals.")
     n_resamples: int = setting(1000, min=1)
-    unsafe_model: bool = setting(False, "Allow models with Lambda layers (runs code from the file).")
     engine: str = setting("local", "local: this machine's processes; ray: Ray Data (pip install 'ferreport[ray]').",
                           choices=ENGINES)
     ray_address: str | None = setting(None, "Join this Ray cluster (host:port, auto, ray://...); default: start a "

@@ -75,21 +75,24 @@ def write_face_pool(frame: pd.DataFrame, faces: np.ndarray, path: Path) -> int:
 
 def evaluate_faces(model: Any, faces: np.ndarray, table: pd.DataFrame, out_dir: Path, *,
                    batch_size: int = 256, n_resamples: int = 1000, seed: int = 0,
-                   extra_metrics: dict[str, Any] | None = None, source: str | Path = "model") -> EvaluationResult:
+                   extra_metrics: dict[str, Any] | None = None, source: str | Path = "model",
+                   labels: tuple[str, ...] = CLASS_NAMES) -> EvaluationResult:
     """Predict every face, then write predictions.csv, metrics.json and faces_pool.npz.
 
     NaN/inf probabilities (a numerically broken model) raise ModelError naming ``source``
-    before anything is written.
+    before anything is written. ``labels``: the classes scored (all seven unless the model
+    cannot predict some; their faces are already left out).
     """
+    from .adapters import adapter_for
     from .metrics import metrics_from_predictions
     from .model import check_finite_outputs
     from .prediction import predict_proba
 
     out_dir = Path(out_dir)
-    proba = predict_proba(model, faces, batch_size=batch_size)
+    proba = predict_proba(adapter_for(model, source=str(source)), faces, batch_size=batch_size)
     check_finite_outputs(proba, source)
     frame = predictions_frame(proba, table)
-    bundle = metrics_from_predictions(frame, n_resamples=n_resamples, seed=seed)
+    bundle = metrics_from_predictions(frame, n_resamples=n_resamples, seed=seed, labels=labels)
     metrics = bundle.to_dict()
     if extra_metrics:
         metrics.update(extra_metrics)

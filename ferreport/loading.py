@@ -27,6 +27,7 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 
+from .classes import class_id
 from .constants import CLASS_NAMES, IMAGE_SUFFIXES
 from .errors import DatasetError
 
@@ -47,6 +48,7 @@ DUPLICATE = "duplicate face (same image and face id)"
 UNREADABLE_IMAGE = "image unreadable"
 BOX_OUTSIDE_IMAGE = "box entirely outside the image"
 NOT_AN_IMAGE = "not an image file"
+NOT_A_CLASS = "folder of a class ferreport does not score"
 #: A FIFO, socket or device (or a symlink to one): never opened (a FIFO blocks ``open`` forever,
 #: a device is an endless stream).
 NOT_REGULAR = "not a regular file"
@@ -403,22 +405,28 @@ def identity_group(path: str) -> str:
 def read_class_folders(root: str | os.PathLike[str], *, strict: bool = False) -> LabelIndex:
     """Index a dataset of class sub-folders (``angry/``, ``happy/``, ...) of face crops.
 
-    Sub-folder names are matched case-insensitively to the seven ExpW classes; files
-    below them (recursively) with an image suffix become one face each.
+    Sub-folder names are matched to the seven ExpW classes case-insensitively and by
+    common synonym (CK+'s ``anger``, ``sadness``; FER+'s ``happiness``: see
+    :mod:`ferreport.classes`); files below them (recursively) with an image suffix
+    become one face each. Images in a sub-folder of a class ferreport does not score
+    (``contempt``) are counted as skipped, with that reason, never silently dropped.
     """
     root = Path(root)
     result = LabelIndex(index=pd.DataFrame(columns=list(INDEX_COLUMNS)), image_dir=root, label_file=None, kind="folders")
     rows: list[tuple[str, int]] = []
-    for label, name in enumerate(CLASS_NAMES):
-        folder = next((p for p in _children(root) if p.is_dir() and p.name.lower() == name), None)
-        if folder is None:
+    for folder in _children(root):
+        if not folder.is_dir() or folder.name.startswith("."):
             continue
+        label = class_id(folder.name) if not folder.name.strip().isdigit() else None
         for path in _walk_files(folder):
             rel = path.relative_to(root).as_posix()
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 if strict:
                     raise DatasetError(f"{path}: not an image file (expected one of {sorted(IMAGE_SUFFIXES)})")
                 result.skip(NOT_AN_IMAGE, rel)
+                continue
+            if label is None:
+                result.skip(NOT_A_CLASS, rel)
                 continue
             if not _is_regular(path):  # a FIFO named x.jpg, a device, a link to one: never opened
                 if strict:

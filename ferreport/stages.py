@@ -19,14 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import artifacts
+from . import __version__, artifacts
 from .atomic import atomic_open, remove_stale_parts, write_json
 from .balancing import BalanceResult, balance_training_set
-from .config import FORMATS, RunConfig
+from .config import FORMATS, ModelConfig, RunConfig
 from .constants import CLASS_NAMES
+from .contract import ModelContract, write_contract
 from .errors import DatasetError, UsageError
 from .preprocessing import PreparedDataset, prepare_dataset
-from .provenance import now_iso, provenance_record, sha256_file
+from .provenance import model_fingerprint, now_iso, provenance_record, sha256_file
 from .splitting import SPLITS, split_faces, split_table
 
 DEFAULT_DATASET = Path("data") / "ExpW"
@@ -200,9 +201,12 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
     if not result.is_chief:
         log(f"worker done after {result.epochs_run} epochs; the chief wrote {run_dir}")
         return run_dir
+    contract = ModelContract(recipe=f"ferreport {__version__}, arch {config.arch}")  # ferreport's own input contract
+    write_contract(run_dir / artifacts.MODEL, contract)
     record = provenance_record(seed=config.seed, data_fingerprint=data.dataset.fingerprint,
                                model_sha256=sha256_file(run_dir / artifacts.MODEL), started=started, finished=now_iso(),
                                extra={"run_id": run_dir.name, "best_epoch": int(result.best_epoch),
+                                      "model_contract": {**contract.to_dict(), "summary": contract.describe()},
                                       "epochs_run": int(result.epochs_run),
                                       "collapse": _collapse_dict(result.collapse)})
     write_json(run_dir / artifacts.PROVENANCE, record)
@@ -215,29 +219,70 @@ def _collapse_dict(collapse: Any) -> dict[str, Any] | None:
     return {"reasons": list(collapse.reasons), "likely_causes": list(collapse.likely_causes)}
 
 
-def evaluate_run(run_dir: Path, *, model_path: Path | None = None, unsafe_model: bool = False,
-                 progress: bool = False) -> dict[str, Any]:
-    """Evaluate a run's model (or ``model_path``) on the run's own saved test split; returns the metrics."""
-    from .model import load_model
+def open_evaluated_model(model_path: Path, model: ModelConfig, *, progress: bool = False) -> Any:
+    """Open ``model_path`` with its contract settled (:func:`ferreport.adapters.open_model`).
 
-    run_dir = Path(run_dir)
-    config_path = run_dir / artifacts.CONFIG
+    Says what the model takes on stderr when it is not ferreport's own contract (or on a terminal).
+    """
+    from .adapters import open_model
+
+    adapter = open_model(model_path, model.contract_options(), safe_mode=not model.unsafe_model)
+    if progress or not adapter.is_ferreport_contract():
+        log(f"{model_path}: {adapter.describe()}")
+    return adapter
+
+
+def _with_recorded_contract(run_dir: Path, model: ModelConfig) -> ModelConfig:
+    """``model``'s options, with those left unset taken from the contract the run recorded (provenance.json)."""
+    from .contract import SPEC_KEYS
+
+    try:
+        recorded = json.loads((run_dir / artifacts.PROVENANCE).read_text()).get("model_contract") or {}
+    except (OSError, ValueError, AttributeError):
+        recorded = {}
+    values = {}
+    for key in SPEC_KEYS:
+        if getattr(model, key) is None and recorded.get(key) is not None:
+            value = recorded[key]
+            values[key] = ",".join(value) if isinstance(value, list) else value
+    return ModelConfig(**{**{k: getattr(model, k) for k in ModelConfig.names()}, **values}) if values else model
+
+
+def _saved_config(run_dir: Path) -> RunConfig:
+    config_path = Path(run_dir) / artifacts.CONFIG
     if not config_path.is_file():
         raise UsageError(f"{run_dir}: not a run directory (no {artifacts.CONFIG}); train first or pass --model and --data")
-    config = RunConfig.from_dict(json.loads(config_path.read_text()), where=config_path)
-    clean_run_dir(run_dir)
-    model_file = Path(model_path) if model_path else run_dir / artifacts.MODEL
-    model = load_model(model_file, safe_mode=not unsafe_model)
-    dataset = prepare_dataset(config.data, strict=config.strict, cache_root=config.cache_dir, workers=config.workers,
-                              progress=progress)
+    return RunConfig.from_dict(json.loads(config_path.read_text()), where=config_path)
+
+
+def _test_rows(run_dir: Path, dataset: PreparedDataset, data: Any) -> np.ndarray:
+    """Positions in ``dataset`` of the test faces listed in ``run_dir``'s splits.csv."""
     splits = pd.read_csv(run_dir / artifacts.SPLITS, keep_default_na=False, dtype={"key": str})
     test_keys = splits.loc[splits["split"] == "test", "key"]
     position = pd.Series(np.arange(len(dataset.index)), index=dataset.index["key"].to_numpy())
     missing = ~test_keys.isin(position.index)
     if missing.any():
-        raise DatasetError(f"{config.data}: {int(missing.sum())} test faces of {run_dir / artifacts.SPLITS} are no longer "
+        raise DatasetError(f"{data}: {int(missing.sum())} test faces of {run_dir / artifacts.SPLITS} are no longer "
                            f"in the dataset (first: {test_keys[missing].iloc[0]}); evaluate with --model and --data instead")
-    rows = position[test_keys.to_numpy()].to_numpy()
+    return position[test_keys.to_numpy()].to_numpy()
+
+
+def evaluate_run(run_dir: Path, *, model_path: Path | None = None, model: ModelConfig | None = None,
+                 progress: bool = False) -> dict[str, Any]:
+    """Evaluate a run's model (or ``model_path``) on the run's own saved test split; returns the metrics."""
+    run_dir = Path(run_dir)
+    config = _saved_config(run_dir)
+    clean_run_dir(run_dir)
+    model = model or ModelConfig()
+    model_file = Path(model_path) if model_path else run_dir / artifacts.MODEL
+    recorded = config.extra.get("model") if isinstance(config.extra, dict) else None
+    if model_path is None and not model_file.exists() and recorded:  # a run that scored a model from elsewhere
+        model_file = Path(recorded)
+        model = _with_recorded_contract(run_dir, model)
+    adapter = open_evaluated_model(model_file, model, progress=progress)
+    dataset = prepare_dataset(config.data, strict=config.strict, cache_root=config.cache_dir, workers=config.workers,
+                              progress=progress)
+    rows = _test_rows(run_dir, dataset, config.data)
     extra: dict[str, Any] = {}
     prov_path = run_dir / artifacts.PROVENANCE
     if prov_path.is_file():  # training's collapse verdict travels into metrics.json and the report
@@ -250,21 +295,19 @@ def evaluate_run(run_dir: Path, *, model_path: Path | None = None, unsafe_model:
         log(f"warning: {run_dir}: training was interrupted after epoch {status['epochs_run']} of "
             f"{status['epochs']}; the model is evaluated as it stood (resume with `ferreport train --out {run_dir} "
             "--resume`)")
-    return _evaluate(model, model_file, dataset, rows, run_dir, config.seed, config.n_resamples, extra)
+    return _evaluate(adapter, dataset, rows, run_dir, config.seed, config.n_resamples, extra)
 
 
-def evaluate_model(model_path: Path, config: RunConfig, *, unsafe_model: bool = False,
-                   progress: bool = False) -> tuple[Path, dict[str, Any]]:
+def evaluate_model(model_path: Path, config: RunConfig, *, progress: bool = False) -> tuple[Path, dict[str, Any]]:
     """Evaluate an existing model on ``config.data``: its test split (ExpW), or all of it (class folders).
 
     Writes a run directory (``config.out``, default reports/<run id>); returns it and the metrics.
     """
     from .evaluation import evaluate_faces  # noqa: F401  (import errors surface before work starts)
-    from .model import load_model
 
     if config.data is None:
-        raise UsageError("--model needs --data DIR to evaluate on")
-    model = load_model(model_path, safe_mode=not unsafe_model)
+        raise UsageError("--model needs --data DIR to evaluate on (or --split-of RUN_DIR)")
+    adapter = open_evaluated_model(model_path, config.model, progress=progress)
     dataset = prepare_dataset(config.data, strict=config.strict, cache_root=config.cache_dir, progress=progress)
     run_dir = Path(config.out) if config.out else Path(config.reports_dir) / new_run_id()
     check_run_dir(run_dir, resume=False)
@@ -280,7 +323,44 @@ def evaluate_model(model_path: Path, config: RunConfig, *, unsafe_model: bool = 
         split_table(dataset.index, split).to_csv(fh, index=False)
     write_json(run_dir / artifacts.DATA_SUMMARY, data_summary(PreparedSplit(dataset, split)))
     rows = np.flatnonzero(split.to_numpy() == "test")
-    return run_dir, _evaluate(model, Path(model_path), dataset, rows, run_dir, config.seed, config.n_resamples)
+    return run_dir, _evaluate(adapter, dataset, rows, run_dir, config.seed, config.n_resamples)
+
+
+def evaluate_on_split(model_path: Path, split_of: Path, config: RunConfig, *,
+                      progress: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Score ``model_path`` on exactly ``split_of``'s test faces, in a new run folder (``split_of`` untouched).
+
+    The new folder records the same dataset, seed and splits.csv, so ``ferreport compare
+    SPLIT_OF NEW`` pairs the two models face by face.
+    """
+    split_of = Path(split_of)
+    saved = _saved_config(split_of)
+    if not (split_of / artifacts.SPLITS).is_file():
+        raise UsageError(f"--split-of {split_of}: no {artifacts.SPLITS} in it; pass a run folder that was trained "
+                         "or evaluated")
+    if config.data is not None and Path(config.data).resolve() != Path(saved.data).resolve():
+        raise UsageError(f"--split-of {split_of} evaluates on its own dataset ({saved.data}); drop --data "
+                         f"{config.data}")
+    adapter = open_evaluated_model(model_path, config.model, progress=progress)
+    dataset = prepare_dataset(saved.data, strict=saved.strict, cache_root=config.cache_dir or saved.cache_dir,
+                              progress=progress)
+    rows = _test_rows(split_of, dataset, saved.data)
+    run_dir = Path(config.out) if config.out else Path(config.reports_dir) / new_run_id()
+    if run_dir.resolve() == split_of.resolve():
+        raise UsageError(f"--out {run_dir} is the --split-of run itself; choose a new folder")
+    check_run_dir(run_dir, resume=False)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = saved.with_values(out=run_dir, resume=False, formats=config.formats, n_resamples=config.n_resamples,
+                               **{k: getattr(config.model, k) for k in ModelConfig.names()},
+                               extra={"model": str(model_path), "evaluated_on": f"test split of {split_of}"})
+    write_json(run_dir / artifacts.CONFIG, record.to_dict())
+    with atomic_open(run_dir / artifacts.SPLITS) as fh:
+        fh.write((split_of / artifacts.SPLITS).read_text())
+    split = pd.read_csv(split_of / artifacts.SPLITS, keep_default_na=False, dtype={"key": str})
+    by_key = dict(zip(split["key"], split["split"]))
+    split_series = pd.Series([by_key.get(k, "") for k in dataset.index["key"]])
+    write_json(run_dir / artifacts.DATA_SUMMARY, data_summary(PreparedSplit(dataset, split_series)))
+    return run_dir, _evaluate(adapter, dataset, rows, run_dir, saved.seed, config.n_resamples)
 
 
 def training_status(run_dir: Path, epochs: int) -> dict[str, Any] | None:
@@ -309,21 +389,41 @@ def training_status(run_dir: Path, epochs: int) -> dict[str, Any] | None:
     return {"complete": False, "epochs_run": done, "epochs": int(epochs)}
 
 
-def _evaluate(model: Any, model_file: Path, dataset: PreparedDataset, rows: np.ndarray, run_dir: Path,
+def _evaluate(adapter: Any, dataset: PreparedDataset, rows: np.ndarray, run_dir: Path,
               seed: int, n_resamples: int, extra_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
     from .evaluation import evaluate_faces
 
     started = now_iso()
+    model_file = adapter.path
+    contract = adapter.contract
+    extra = dict(extra_metrics or {})
+    if contract.missing:  # faces of a class the model cannot predict are not scored: say how many
+        labels = dataset.labels[rows]
+        unscored = np.isin(labels, [CLASS_NAMES.index(c) for c in contract.missing])
+        log(f"warning: {model_file} has no output for {', '.join(contract.missing)}: "
+                f"{int(unscored.sum())} test faces of {'that class' if len(contract.missing) == 1 else 'those classes'}"
+                " are left out of the scores")
+        rows = rows[~unscored]
+        extra["classes"] = {"scored": list(contract.scored), "not_predicted": list(contract.missing),
+                            "faces_removed": int(unscored.sum()), "dropped_outputs": list(contract.dropped)}
+    elif contract.dropped:
+        extra["classes"] = {"scored": list(contract.scored), "not_predicted": [], "faces_removed": 0,
+                            "dropped_outputs": list(contract.dropped)}
+    if contract.dropped:
+        log(f"note: {model_file}: output(s) {', '.join(contract.dropped)} are not ExpW classes: dropped, "
+            f"probabilities renormalised over the {len(contract.scored)} scored classes")
     table = dataset.index.iloc[rows][["source", "face_id", "label"]].reset_index(drop=True)
-    result = evaluate_faces(model, np.asarray(dataset.faces[rows]), table, run_dir, n_resamples=n_resamples, seed=seed,
-                            extra_metrics=extra_metrics, source=model_file)
+    result = evaluate_faces(adapter, np.asarray(dataset.faces[rows]), table, run_dir, n_resamples=n_resamples,
+                            seed=seed, extra_metrics=extra or None, source=model_file, labels=contract.scored)
     prov_path = run_dir / artifacts.PROVENANCE
     record = json.loads(prov_path.read_text()) if prov_path.is_file() else provenance_record(
         seed=seed, data_fingerprint=dataset.fingerprint, model_sha256=None, started=started)
-    record["evaluation"] = {"model": str(model_file), "model_sha256": sha256_file(model_file),
+    fingerprint = model_fingerprint(model_file)
+    record["evaluation"] = {"model": str(model_file), "model_sha256": fingerprint,
                             "data_fingerprint": dataset.fingerprint, "faces": int(len(rows)),
                             "started": started, "finished": now_iso()}
-    record["model_sha256"] = record.get("model_sha256") or record["evaluation"]["model_sha256"]
+    record["model_contract"] = adapter.record()
+    record["model_sha256"] = record.get("model_sha256") or fingerprint
     write_json(prov_path, record)
     return result.metrics
 

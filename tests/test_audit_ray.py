@@ -74,6 +74,20 @@ def test_ray_engine_labelled_audit_and_report(local_ray, labelled_folder, tiny_m
     assert len(faces) >= 7 and faces == thumbnails(local.reports["html"])  # the same faces, pixel for pixel
 
 
+def test_ray_engine_reads_an_outside_model_with_the_drivers_contract(local_ray, labelled_folder, tmp_path):
+    """A grayscale [-1, 1] logits model with FER+'s 8 classes: the actors get the driver's settled contract."""
+    from tests import model_zoo as zoo
+
+    model = zoo.keras_model(tmp_path, height=48, width=48, channels=1, outputs=8, activation=None, name="fp.h5")
+    opts = {**FAST, "formats": (), "input_range": "-1,1",
+            "classes": "neutral,happiness,surprise,sadness,anger,disgust,fear,contempt"}
+    run_audit(labelled_folder, model, AuditConfig(out=tmp_path / "local", **opts))
+    run_audit(labelled_folder, model, AuditConfig(out=tmp_path / "ray", engine="ray", **opts))
+    _same_outputs(tmp_path / "local", tmp_path / "ray")
+    contract = json.loads((tmp_path / "ray" / artifacts.CONFIG).read_text())["model_contract"]
+    assert contract["outputs"] == "logits" and contract["channels"] == 1  # decided once, on the driver
+
+
 def test_ray_engine_scores_one_face_per_labelled_image_like_the_local_engine(local_ray, two_face_folder, tiny_model,
                                                                             tmp_path):
     """One label, one face on Ray too: the labelled two-face image's extra face is listed, not scored."""

@@ -13,6 +13,7 @@ from ferreport import commands
 from ferreport.cli import main
 from ferreport.config import (
     COMMAND_RECIPES,
+    MODEL_SETTINGS,
     FORMATS,
     AuditConfig,
     RunConfig,
@@ -67,11 +68,18 @@ def test_every_option_default_is_the_setting_default_or_the_commands_recipe(comm
             assert tuple(param.type.choices) == choices, (command, name)
 
 
+def test_evaluate_and_predict_expose_every_model_setting():
+    for command, owner in (("evaluate", RunConfig), ("predict", AuditConfig)):
+        params = _setting_params(main.commands[command], owner)
+        assert set(MODEL_SETTINGS) <= set(params), (command, set(MODEL_SETTINGS) - set(params))
+
+
 def test_train_and_run_expose_every_training_setting():
     exposed = RunConfig.names()
     for command in ("train", "run"):
         params = _setting_params(main.commands[command], RunConfig)
-        missing = set(exposed) - set(params) - NOT_ON_THE_COMMAND_LINE - ({"formats"} if command == "train" else set())
+        missing = (set(exposed) - set(params) - NOT_ON_THE_COMMAND_LINE - set(MODEL_SETTINGS)  # evaluate/predict's
+                   - ({"formats"} if command == "train" else set()))
         assert not missing, (command, missing)
 
 

@@ -30,9 +30,12 @@ def trained_run(sample_dataset, tmp_path_factory):
 
 
 def test_train_writes_every_artefact(trained_run):
-    for name in (artifacts.MODEL, artifacts.HISTORY, artifacts.SPLITS, artifacts.CONFIG, artifacts.PROVENANCE,
-                 artifacts.DATA_SUMMARY):
+    for name in (artifacts.MODEL, artifacts.MODEL_CONTRACT, artifacts.HISTORY, artifacts.SPLITS, artifacts.CONFIG,
+                 artifacts.PROVENANCE, artifacts.DATA_SUMMARY):
         assert (trained_run / name).is_file(), name
+    contract = json.loads((trained_run / artifacts.MODEL_CONTRACT).read_text())
+    assert (contract["height"], contract["channels"], contract["input_range"]) == (64, 3, "0,1")
+    assert contract["classes"] == list(CLASS_NAMES) and "arch" in contract["recipe"]
     history = pd.read_csv(trained_run / artifacts.HISTORY)
     assert list(history.epoch) == [1]
     prov = json.loads((trained_run / artifacts.PROVENANCE).read_text())
@@ -126,14 +129,15 @@ def test_evaluate_existing_model_on_class_folders(trained_run, faces_sample_dir,
     assert set(pred.true_label) <= set(CLASS_NAMES)
 
 
-def test_wrong_shape_model_is_refused_with_exit_4(sample_dataset, tmp_path):
-    inputs = keras.Input((48, 48, 1))
+def test_unusable_input_shape_is_refused_with_exit_4(sample_dataset, tmp_path):
+    """A 4-channel input is no image ferreport can feed (1 or 3 channels; any size is fine)."""
+    inputs = keras.Input((48, 48, 4))
     model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(inputs)))
-    path = tmp_path / "small.keras"
+    path = tmp_path / "rgba.keras"
     model.save(path)
     result = CliRunner().invoke(main, ["evaluate", "--model", str(path), "--data", str(sample_dataset)])
     assert result.exit_code == 4
-    assert "48, 48, 1" in result.output and "64, 64, 3" in result.output
+    assert "(None, 48, 48, 4)" in result.output and "1 or 3 channels" in result.output
 
 
 def test_existing_run_dir_is_not_overwritten(trained_run, sample_dataset):

@@ -154,11 +154,12 @@ def _labelled(summary: Mapping[str, Any]) -> bool:
 
 
 def _audit_metrics(folder: AuditFolder, scores: pd.DataFrame | None, *, n_resamples: int, seed: int,
-                   confidence: float) -> MetricsBundle:
+                   confidence: float, labels: tuple[str, ...] = CLASS_NAMES) -> MetricsBundle:
     """Scores of the labelled faces; counts only when no face has a label."""
     n_rows = folder.n_rows
     if scores is not None and len(scores):
-        bundle = metrics_from_predictions(scores, n_resamples=n_resamples, seed=seed, confidence=confidence)
+        bundle = metrics_from_predictions(scores, n_resamples=n_resamples, seed=seed, confidence=confidence,
+                                          labels=labels)
         return MetricsBundle(bundle.classification, bundle.ci, bundle.calibration, n_rows, bundle.n_unlabelled,
                              bundle.prediction_counts)
     return MetricsBundle(None, None, None, n_rows, n_rows, folder.pred_counts)
@@ -231,10 +232,12 @@ def _audit_header(folder: AuditFolder, art: RunArtifacts) -> AuditHeader:
     )
 
 
-def _overview_facts(folder: AuditFolder, header: AuditHeader, bundle: MetricsBundle) -> list[tuple[str, str]]:
+def _overview_facts(folder: AuditFolder, header: AuditHeader, bundle: MetricsBundle,
+                    art: RunArtifacts) -> list[tuple[str, str]]:
     summary, labelled = folder.summary, bundle.classification is not None
     return [
         ("Model", header.model_name or "—"),
+        *sec.model_input_fact(art),
         ("Model SHA-256", str(header.model_sha256 or "—")),
         ("Folder", str(summary.get("folder", "—"))),
         ("Folder fingerprint", str(summary.get("fingerprint") or "—")),
@@ -442,9 +445,10 @@ def build_audit_context(run_dir: str | os.PathLike[str], *, n_resamples: int = 1
     """Read an audit folder and decide what its report shows."""
     problems: list[str] = []
     folder, scores = read_audit_folder(Path(run_dir), problems)
-    bundle = _audit_metrics(folder, scores, n_resamples=n_resamples, seed=seed, confidence=confidence)
-    del scores  # every face's scoring columns: not kept while the page is built
     art = _pool_as_run(folder, problems)
+    bundle = _audit_metrics(folder, scores, n_resamples=n_resamples, seed=seed, confidence=confidence,
+                            labels=sec.scored_labels(art))
+    del scores  # every face's scoring columns: not kept while the page is built
     header = _audit_header(folder, art)
     summary, m = folder.summary, bundle.classification
     return ReportContext(
@@ -456,7 +460,7 @@ def build_audit_context(run_dir: str | os.PathLike[str], *, n_resamples: int = 1
         n=m.n if m is not None else 0, n_rows=folder.n_rows, n_unlabelled=bundle.n_unlabelled,
         n_resamples=int(n_resamples), seed=int(seed), confidence=float(confidence),
         warnings=tuple(_audit_warnings(folder, art, bundle)),
-        sections=_audit_sections(folder, art, bundle, _overview_facts(folder, header, bundle)),
+        sections=_audit_sections(folder, art, bundle, _overview_facts(folder, header, bundle, art)),
         kind="audit",
     )
 

@@ -100,9 +100,10 @@ def _headline(bundle: MetricsBundle) -> tuple[Headline, ...]:
                                           Headline("n_rows", "Faces predicted", bundle.n_rows, kind="int"))
 
 
-def _overview_facts(header: RunHeader, bundle: MetricsBundle) -> list[tuple[str, str]]:
+def _overview_facts(header: RunHeader, bundle: MetricsBundle, art: RunArtifacts) -> list[tuple[str, str]]:
     return [
         ("Model", header.model_name or "—"),
+        *sec.model_input_fact(art),
         ("Model SHA-256", header.model_sha256 or "—"),
         ("Dataset", header.dataset or "—"),
         ("Data fingerprint", header.fingerprint or "—"),
@@ -144,7 +145,8 @@ def build_report_context(
     """Compute the numbers and decide what the report shows."""
     art = artifacts
     limits = _limits(max_thumbnails)
-    bundle = metrics_from_predictions(art.predictions, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    bundle = metrics_from_predictions(art.predictions, n_resamples=n_resamples, seed=seed, confidence=confidence,
+                                      labels=sec.scored_labels(art))
     header = run_header(art)
     m = bundle.classification
     return ReportContext(
@@ -163,7 +165,7 @@ def build_report_context(
         seed=int(seed),
         confidence=float(confidence),
         warnings=tuple(sec.run_warnings(art, bundle)),
-        sections=_sections(art, bundle, limits, _overview_facts(header, bundle)),
+        sections=_sections(art, bundle, limits, _overview_facts(header, bundle, art)),
     )
 
 

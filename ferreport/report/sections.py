@@ -34,7 +34,10 @@ __all__ = [
     "pairs_section",
     "per_class_section",
     "provenance_section",
+    "model_contract",
+    "model_input_fact",
     "run_warnings",
+    "scored_labels",
     "score_headline",
     "training_section",
 ]
@@ -449,6 +452,56 @@ def _prediction_notices(bundle: MetricsBundle, collapsed: bool) -> list[Notice]:
     return out
 
 
+def model_contract(art: RunArtifacts) -> Mapping[str, Any]:
+    """The model's input contract as provenance.json recorded it (empty for runs written before contracts)."""
+    contract = (art.provenance or {}).get("model_contract")
+    return contract if isinstance(contract, Mapping) else {}
+
+
+def model_input_fact(art: RunArtifacts) -> list[tuple[str, str]]:
+    """``[("Model input", "64×64 grayscale, [-1, 1]; outputs: ...")]`` when the run recorded a contract."""
+    summary = model_contract(art).get("summary")
+    if not isinstance(summary, str) or not summary:
+        return []
+    return [("Model input", summary.removeprefix("Model input: "))]
+
+
+def scored_labels(art: RunArtifacts) -> tuple[str, ...]:
+    """The classes scored: all seven, unless the model could not predict some (their faces were left out)."""
+    missing = model_contract(art).get("classes")
+    if not isinstance(missing, (list, tuple)):
+        return CLASS_NAMES
+    scored = tuple(c for c in CLASS_NAMES if c in missing)
+    return scored if len(scored) >= 2 else CLASS_NAMES
+
+
+def _classes_notice(art: RunArtifacts) -> list[Notice]:
+    """Say which classes the model's outputs did not line up with, and what that removed."""
+    contract = model_contract(art)
+    classes = contract.get("classes")
+    if not isinstance(classes, (list, tuple)):
+        return []
+    dropped = [str(c) for c in classes if c not in CLASS_NAMES]
+    missing = [c for c in CLASS_NAMES if c not in classes]
+    info = (art.metrics or {}).get("classes")
+    removed = as_int(info.get("faces_removed")) if isinstance(info, Mapping) else None
+    if not dropped and not missing:
+        return []
+    parts = []
+    if dropped:
+        parts.append(f"the model's output{'s' if len(dropped) > 1 else ''} {', '.join(dropped)} "
+                     f"{'are' if len(dropped) > 1 else 'is'} not an ExpW class: dropped, and each face's "
+                     f"probabilities renormalised over the {len(classes) - len(dropped)} scored classes")
+    if missing:
+        parts.append(f"the model has no output for {', '.join(missing)}: "
+                     + (f"{removed:,} test faces of {'that class' if len(missing) == 1 else 'those classes'} were "
+                        "left out of the scores, and the averages are over the classes it can predict"
+                        if removed is not None else "faces of those classes are not scored"))
+    title = f"Classes: {len(classes) - len(dropped)} of {len(classes)} model outputs scored" if dropped else \
+        f"Classes: the model predicts {len(CLASS_NAMES) - len(missing)} of the {len(CLASS_NAMES)} ExpW classes"
+    return [Notice(title, "; ".join(parts) + ".", level="info")]
+
+
 def run_warnings(art: RunArtifacts, bundle: MetricsBundle) -> list[Notice]:
     """Notices shown above the first section, most serious first."""
     metrics = art.metrics or {}
@@ -468,4 +521,4 @@ def run_warnings(art: RunArtifacts, bundle: MetricsBundle) -> list[Notice]:
     if failed:
         out.append(Notice(f"{len(failed)} of {len(gate_rows)} quality gates failed",
                           "; ".join(str(g.get("message") or g.get("name")) for g in failed)))
-    return out + _prediction_notices(bundle, bool(collapse))
+    return out + _prediction_notices(bundle, bool(collapse)) + _classes_notice(art)
