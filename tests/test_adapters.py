@@ -199,7 +199,16 @@ def test_model_without_a_class_is_scored_on_the_classes_it_has(tmp_path, sample_
     pred = pd.read_csv(out / artifacts.PREDICTIONS, keep_default_na=False)
     assert "disgust" not in set(pred["true_label"]) and (pred["p_disgust"] == 0).all()
     html = (out / artifacts.REPORT_HTML).read_text()
-    assert "the model has no output for disgust" in html and f"{removed:,} test faces" in html
+    assert "The model has no output for disgust" in html and f"{removed:,} test faces" in html
+    # the most-confused pairs show faces of exactly that pair (class ids are ExpW's, not the scored subset's)
+    import re
+
+    blocks = re.findall(r'<h3><span class="t">(\w+)</span> predicted as <span class="p">(\w+)</span></h3>(.*?)</div>\s*</div>',
+                        html, flags=re.S)
+    assert blocks
+    for true, pred, body in blocks:
+        alts = re.findall(r'alt="face from [^"]*, true (\w+), predicted (\w+)"', body)
+        assert alts and all(a == (true, pred) for a in alts), (true, pred, alts)
 
 
 def test_split_of_scores_an_outside_model_on_a_runs_test_faces_and_compare_pairs_them(tmp_path, sample_dataset):

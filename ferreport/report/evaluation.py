@@ -77,7 +77,10 @@ def _limits(max_thumbnails: int | ThumbnailLimits) -> ThumbnailLimits:
 def run_header(art: RunArtifacts) -> RunHeader:
     prov, cfg, summ = art.provenance or {}, art.config or {}, art.data_summary or {}
     run_id = str(first_present([(prov, "run_id"), (cfg, "run_id")]) or art.run_dir.resolve().name)
-    model_name = as_text(first_present([(prov, "model_name"), (prov, "model"), (cfg, "model")]))
+    evaluated = prov.get("evaluation") if isinstance(prov.get("evaluation"), dict) else {}
+    extra = cfg.get("extra") if isinstance(cfg.get("extra"), dict) else {}
+    model_name = as_text(first_present([(prov, "model_name"), (prov, "model"), (cfg, "model"), (extra, "model"),
+                                        (evaluated, "model")]))
     if model_name is None and dig(cfg, "arch") is not None:
         model_name = f"{cfg['arch']} architecture"
     model_sha = as_text(first_present([(prov, "model_sha256"), (art.metrics or {}, "model_sha256")]))

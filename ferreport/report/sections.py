@@ -322,7 +322,7 @@ def pairs_section(bundle: MetricsBundle, faces: Faces, limits: ThumbnailLimits, 
     order = order_desc(faces.conf)
     pairs = []
     for pair in confused_pairs(m.confusion_matrix, top=top, labels=m.labels):
-        ti, pi = m.labels.index(pair.true), m.labels.index(pair.pred)
+        ti, pi = CLASS_NAMES.index(pair.true), CLASS_NAMES.index(pair.pred)  # faces.t/p are ExpW ids
         rows = order[(faces.t[order] == ti) & (faces.p[order] == pi)]
         pairs.append({"true": pair.true, "pred": pair.pred, "count": pair.count,
                       "share": pair.share_of_true, "thumbs": faces.pick(rows, limits.per_pair)})
@@ -499,7 +499,8 @@ def _classes_notice(art: RunArtifacts) -> list[Notice]:
                         if removed is not None else "faces of those classes are not scored"))
     title = f"Classes: {len(classes) - len(dropped)} of {len(classes)} model outputs scored" if dropped else \
         f"Classes: the model predicts {len(CLASS_NAMES) - len(missing)} of the {len(CLASS_NAMES)} ExpW classes"
-    return [Notice(title, "; ".join(parts) + ".", level="info")]
+    text = "; ".join(parts) + "."
+    return [Notice(title, text[0].upper() + text[1:], level="info")]
 
 
 def run_warnings(art: RunArtifacts, bundle: MetricsBundle) -> list[Notice]:
