@@ -9,11 +9,12 @@ GPU machine without TensorFlow). Input contract of every architecture: float32
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .backend import keras
 from .constants import FACE_SHAPE, NUM_CLASSES
 
-__all__ = ["ARCHITECTURES", "AUGMENTATION", "augmentation_layers", "build_model", "compile_model",
+__all__ = ["ARCHITECTURES", "AUGMENTATION", "LogProbabilities", "augmentation_layers", "build_model", "compile_model",
            "register_architecture"]
 
 #: Geometric augmentation of training batches (seed notebook: rotation 15 degrees,
@@ -43,6 +44,17 @@ def augmentation_layers(seeds: Sequence[int | None] = (None,) * 5) -> list[keras
         keras.layers.RandomZoom(a["zoom"], a["zoom"], fill_mode="nearest", seed=seeds[3]),
         keras.layers.RandomFlip("horizontal", seed=seeds[4]),
     ]
+
+
+@keras.saving.register_keras_serializable(package="ferreport")
+class LogProbabilities(keras.layers.Layer):
+    """log(max(p, 1e-7)): a model's probabilities back to logits, for a new head on top (fine-tuning).
+
+    Registered here, in the module every model load imports, so safe mode reloads it.
+    """
+
+    def call(self, p: Any) -> Any:
+        return keras.ops.log(keras.ops.maximum(p, 1e-7))
 
 
 # --------------------------------------------------------------------------- architectures

@@ -172,14 +172,16 @@ def run_config(ctx: click.Context, kw: dict[str, Any], *, recipe: str | None = N
 DATA_SETTINGS = ("data", "strict", "seed", "cache_dir")
 #: The training settings of ``train`` and ``run`` (``--recipe`` sits after ``--out``).
 TRAIN_SETTINGS = ("epochs", "batch_size", "learning_rate", "balance", "augment", "arch", "strategy", "lr_schedule",
-                  "warmup_epochs", "label_smoothing", "monitor", "early_stopping_patience", "resume")
+                  "warmup_epochs", "label_smoothing", "monitor", "early_stopping_patience", "resume", "init_from",
+                  "freeze_batchnorm")
 
 
 def recipe_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--recipe", type=click.Choice(sorted(RECIPES)), default=None,
                         help="Named recipe for every option left at its default: default (chosen on real faces), "
-                             "seed (the seed notebook literally), demo (the short CPU demo). "
-                             "[default: train: default; run: demo]")(fn)
+                             "seed (the seed notebook literally), demo (the short CPU demo), finetune (a trained "
+                             "model, --init-from). [default: train: default, or finetune with --init-from; "
+                             "run: demo]")(fn)
 
 
 def training_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -212,6 +214,7 @@ def prepare(**kw: Any) -> None:
 
 @main.command()
 @training_options("train")
+@setting_options(RunConfig, *MODEL_SETTINGS)
 @click.pass_context
 @handle_errors
 def train(ctx: click.Context, recipe: str | None, **kw: Any) -> None:
@@ -219,11 +222,13 @@ def train(ctx: click.Context, recipe: str | None, **kw: Any) -> None:
 
     The defaults are the recipe chosen on real faces (compact CNN behind per-image
     standardisation, square-root class weights, label smoothing 0.1, warm-up + cosine,
-    25 epochs); --recipe seed trains the seed notebook's recipe instead.
+    25 epochs); --recipe seed trains the seed notebook's recipe instead. --init-from MODEL
+    fine-tunes a trained model (a run folder, .keras or .h5; --input-range, --classes ... as
+    for evaluate describe it) with --recipe finetune.
     """
     from . import commands
 
-    config = run_config(ctx, kw, recipe=resolve_recipe("train", recipe))
+    config = run_config(ctx, kw, recipe=resolve_recipe("train", recipe, init_from=kw.get("init_from")))
     click.echo(str(commands.train(config, progress=_progress())))
 
 
@@ -276,6 +281,7 @@ def report(run_dir: Path, formats: str) -> None:
 
 @main.command()
 @training_options("run")
+@setting_options(RunConfig, *MODEL_SETTINGS)
 @click.option("--full", is_flag=True, help="Same as --recipe seed: the seed notebook's recipe (hours on a CPU).")
 @setting_option(RunConfig, "formats", help=None)
 @gate_options
@@ -293,7 +299,7 @@ def run(ctx: click.Context, recipe: str | None, full: bool, **kw: Any) -> None:
 
     kw["formats"] = parse_formats(kw["formats"])
     plan = plan_gates(kw)
-    config = run_config(ctx, kw, recipe=resolve_recipe("run", recipe, full))
+    config = run_config(ctx, kw, recipe=resolve_recipe("run", recipe, full, init_from=kw.get("init_from")))
     with Console(plan.json_out) as console:
         outcome = commands.run(config, plan, console, progress=_progress())
     console.conclude(outcome)

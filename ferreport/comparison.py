@@ -222,7 +222,12 @@ def _run_facts(art: RunArtifacts, m: ClassificationMetrics) -> dict[str, Any]:
     prov, cfg, summ = art.provenance or {}, art.config or {}, art.data_summary or {}
     evaluation = prov.get("evaluation") if isinstance(prov.get("evaluation"), Mapping) else {}
     model = (cfg.get("extra") or {}).get("model") if isinstance(cfg.get("extra"), Mapping) else None
-    model = Path(str(model)).name if model else (f"{cfg['arch']} (trained in this run)" if cfg.get("arch") else "—")
+    if model:
+        model = Path(str(model)).name
+    elif cfg.get("init_from"):
+        model = f"fine-tuned from {Path(str(cfg['init_from'])).name} (in this run)"
+    else:
+        model = f"{cfg['arch']} (trained in this run)" if cfg.get("arch") else "—"
     return {
         "run_dir": str(art.run_dir),
         "run_id": str(prov.get("run_id") or art.run_dir.resolve().name),

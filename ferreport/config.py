@@ -173,6 +173,12 @@ class TrainConfig(_Settings):
     warmup_epochs: int = setting(1, "Linear learning-rate warm-up from ~0 over this many epochs.", min=0)
     monitor: str = setting("val_macro_f1", "Validation metric that picks the best epoch (the weights kept) and "
                                            "drives --early-stopping.", choices=MONITORS)
+    init_from: Path | None = setting(None, "Start from this trained model instead of --arch: a run folder, .keras or "
+                                           ".h5 (its input contract kept, its classifier re-mapped to the seven "
+                                           "classes by name); trains --recipe finetune unless another is named.",
+                                     kind=Path)
+    freeze_batchnorm: bool = setting(False, "Keep the --init-from model's BatchNormalization statistics and "
+                                            "scales fixed while fine-tuning (small datasets).")
 
     @property
     def per_step_schedule(self) -> bool:
@@ -243,9 +249,17 @@ SEED_PROFILE: dict[str, object] = {
     "epochs": 50, "arch": "seed", "balance": "smote", "learning_rate": 1e-3, "warmup_epochs": 0,
     "lr_schedule": "constant", "label_smoothing": 0.0, "monitor": "val_loss",
 }
+#: Fine-tuning a trained model (``--init-from``): every layer trained at a low rate after a
+#: one-epoch warm-up, cosine decay, augmentation, epoch picked by validation macro-F1
+#: (benchmarks/finetune.py measured it against training from scratch and the model as shipped).
+FINETUNE_PROFILE: dict[str, object] = {
+    "epochs": 8, "learning_rate": 2e-4, "warmup_epochs": 1, "lr_schedule": "cosine", "label_smoothing": 0.1,
+    "balance": "class-weight-sqrt", "augment": True, "monitor": "val_macro_f1",
+}
 #: Named recipes (``--recipe``): setting values applied to every setting left at its default.
 #: ``default`` is the dataclasses' defaults: the recipe chosen on real faces (benchmarks/quality.py).
-RECIPES: dict[str, dict[str, object]] = {"default": {}, "seed": SEED_PROFILE, "demo": DEMO_PROFILE}
+RECIPES: dict[str, dict[str, object]] = {"default": {}, "seed": SEED_PROFILE, "demo": DEMO_PROFILE,
+                                         "finetune": FINETUNE_PROFILE}
 #: The recipe each command trains when none is named.
 COMMAND_RECIPES: dict[str, str] = {"train": "default", "run": "demo"}
 
@@ -256,11 +270,16 @@ def recipe_values(recipe: str) -> dict[str, object]:
     return dict(RECIPES[recipe])
 
 
-def resolve_recipe(command: str, recipe: str | None, full: bool = False) -> str:
-    """The recipe a command trains: ``--recipe``, ``--full`` (= seed) or the command's own."""
+def resolve_recipe(command: str, recipe: str | None, full: bool = False, init_from: Any = None) -> str:
+    """The recipe a command trains: ``--recipe``, ``--full`` (= seed), ``finetune`` with ``--init-from``,
+    or the command's own."""
     if full and recipe not in (None, "seed"):
         raise UsageError(f"--full is --recipe seed; it cannot be combined with --recipe {recipe}")
-    return "seed" if full else recipe or COMMAND_RECIPES.get(command, "default")
+    if full:
+        return "seed"
+    if recipe is None and init_from:
+        return "finetune"
+    return recipe or COMMAND_RECIPES.get(command, "default")
 
 
 # --------------------------------------------------------------------------- the run's config
@@ -292,7 +311,8 @@ class RunConfig:
          "n_resamples"})
     #: Settings written to config.json only when they differ from the default (Python-API-only
     #: settings that config.json files have never carried).
-    WRITTEN_WHEN_SET: ClassVar[frozenset[str]] = frozenset({"reduce_lr_patience", *MODEL_SETTINGS})
+    WRITTEN_WHEN_SET: ClassVar[frozenset[str]] = frozenset({"reduce_lr_patience", "init_from", "freeze_batchnorm",
+                                                            *MODEL_SETTINGS})
 
     def __post_init__(self) -> None:
         validate(self)

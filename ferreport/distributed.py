@@ -142,7 +142,7 @@ _STEPS: dict[int, _Steps] = {}
 
 def run_epoch(strategy: tf.distribute.Strategy, model: keras.Model, data: dict[str, np.ndarray], config: Any,
               *, epoch: int, class_weight: dict[int, float] | None,
-              set_learning_rate: Any) -> dict[str, float]:
+              set_learning_rate: Any, contract: Any = None) -> dict[str, float]:
     """One epoch on this worker's shard: ``{"loss", "accuracy", "val_loss", "val_accuracy"}`` (all workers).
 
     ``data`` holds ``x_train``, ``y_train``, ``x_val``, ``y_val`` (every worker the full
@@ -168,7 +168,8 @@ def run_epoch(strategy: tf.distribute.Strategy, model: keras.Model, data: dict[s
         def fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
             return make_dataset(x, y, ctx.get_per_replica_batch_size(config.batch_size), training=training,
                                 augment=training and config.augment, seed=config.seed, epoch=epoch,
-                                shard=(ctx.num_input_pipelines, ctx.input_pipeline_id), class_weight=w)
+                                shard=(ctx.num_input_pipelines, ctx.input_pipeline_id), class_weight=w,
+                                contract=contract)
 
         return strategy.distribute_datasets_from_function(fn)
 

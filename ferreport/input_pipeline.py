@@ -26,7 +26,7 @@ from .architectures import augmentation_layers
 from .backend import keras, tf
 from .constants import FACE_SHAPE, NUM_CLASSES
 from .contract import ModelContract, to_model_input
-from .errors import DatasetError
+from .errors import DatasetError, UsageError
 from .preprocessing import check_faces
 
 __all__ = ["check_labels", "derive_seed", "make_dataset", "seeded_augmentation_layers"]
@@ -81,20 +81,25 @@ class _BatchSeeds(keras.random.SeedGenerator):
         return tf.stack([tf.constant(self._seed, tf.int64), k])
 
 
-def _draws_per_batch(layer: keras.layers.Layer) -> int:
+def _draws_per_batch(layer: keras.layers.Layer, shape: tuple[int, ...] = FACE_SHAPE) -> int:
     """How many seeds ``layer`` draws for one batch (the same for any batch size)."""
     counter = _BatchSeeds(layer.seed)
-    layer.get_random_transformation(tf.zeros((2, *FACE_SHAPE)), training=True, seed=counter)
+    layer.get_random_transformation(tf.zeros((2, *shape)), training=True, seed=counter)
     return counter.draws
 
 
+#: The value range each input scaling lives in (augmentation clips back into it; none for standardize).
+_INPUT_BOUNDS: dict[str, tuple[float, float] | None] = {"0,1": (0.0, 1.0), "-1,1": (-1.0, 1.0),
+                                                       "0,255": (0.0, 255.0), "standardize": None}
+
+
 def _augment_batch(layers: Sequence[keras.layers.Layer], calls: Sequence[int], index: tf.Tensor,
-                   x: tf.Tensor) -> tf.Tensor:
+                   x: tf.Tensor, bounds: tuple[float, float] | None = (0.0, 1.0)) -> tf.Tensor:
     """Batch ``index`` of the layers' stream: exactly ``layer(x, training=True)`` in turn."""
     for layer, m in zip(layers, calls):
         transformation = layer.get_random_transformation(x, training=True, seed=_BatchSeeds(layer.seed, index, m))
         x = layer.transform_images(x, transformation, training=True)
-    return tf.clip_by_value(x, 0.0, 1.0)
+    return x if bounds is None else tf.clip_by_value(x, bounds[0], bounds[1])
 
 
 def make_dataset(
@@ -143,7 +148,7 @@ def make_dataset(
     if class_weight is not None:
         ds = ds.map(_face_weigher(class_weight))
     if training and augment:
-        ds = _augmented(ds, derive_seed(seed, epoch, AUGMENT_STREAM))
+        ds = _augmented(ds, derive_seed(seed, epoch, AUGMENT_STREAM), contract)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -188,13 +193,17 @@ def _face_weigher(class_weight: Sequence[float]) -> Callable[..., tuple[tf.Tenso
     return weigh
 
 
-def _augmented(ds: tf.data.Dataset, layer_seed: int) -> tf.data.Dataset:
+def _augmented(ds: tf.data.Dataset, layer_seed: int, contract: ModelContract | None = None) -> tf.data.Dataset:
     """``ds`` with its faces (first element) augmented by layers seeded from ``layer_seed``."""
+    contract = contract or ModelContract()
+    if contract.layout != "nhwc":
+        raise UsageError("augmentation needs channels-last (NHWC) input; train without augmentation (--no-augment)")
     layers = seeded_augmentation_layers(layer_seed)
-    calls = [_draws_per_batch(layer) for layer in layers]
+    calls = [_draws_per_batch(layer, contract.input_shape) for layer in layers]
+    bounds = _INPUT_BOUNDS[contract.input_range]
 
     def aug(index: tf.Tensor, batch: tuple[tf.Tensor, ...]) -> tuple[tf.Tensor, ...]:
-        return (_augment_batch(layers, calls, index, batch[0]), *batch[1:])
+        return (_augment_batch(layers, calls, index, batch[0], bounds), *batch[1:])
 
     # draws come from the batch index, so batches augment in parallel with the same result
     return ds.enumerate().map(aug, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

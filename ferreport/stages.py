@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__, artifacts
+from . import __version__, artifacts, onednn
 from .atomic import atomic_open, remove_stale_parts, write_json
 from .balancing import BalanceResult, balance_training_set
 from .config import FORMATS, ModelConfig, RunConfig
@@ -159,6 +159,10 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
 
 def train(config: RunConfig, *, progress: bool | None = None) -> Path:
     """prepare -> split -> balance -> train; returns the run directory."""
+    if config.init_from:  # before TensorFlow is imported: oneDNN crashes on some models' gradients
+        note = onednn.prepare_training(finetune_source_file(Path(config.init_from)))
+        if note:
+            log(note)
     from .training import train_model
 
     started = now_iso()
@@ -196,21 +200,64 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
         write_json(run_dir / artifacts.DATA_SUMMARY, summary)
         log(format_summary(summary))
 
+    start = _start_from(config)
     result = train_model(balanced.x, balanced.y, np.asarray(faces[val_rows]), labels[val_rows], config.training, run_dir,
-                         class_weight=balanced.class_weight, resume=config.resume, progress=progress)
+                         class_weight=balanced.class_weight, resume=config.resume, progress=progress,
+                         init=start.build if start else None, contract=start.source.contract if start else None)
     if not result.is_chief:
         log(f"worker done after {result.epochs_run} epochs; the chief wrote {run_dir}")
         return run_dir
-    contract = ModelContract(recipe=f"ferreport {__version__}, arch {config.arch}")  # ferreport's own input contract
+    # ferreport's own input contract, or the fine-tuned model's (the source's input, ExpW's classes)
+    contract = start.source.contract if start else ModelContract(recipe=f"ferreport {__version__}, arch {config.arch}")
     write_contract(run_dir / artifacts.MODEL, contract)
     record = provenance_record(seed=config.seed, data_fingerprint=data.dataset.fingerprint,
                                model_sha256=sha256_file(run_dir / artifacts.MODEL), started=started, finished=now_iso(),
                                extra={"run_id": run_dir.name, "best_epoch": int(result.best_epoch),
                                       "model_contract": {**contract.to_dict(), "summary": contract.describe()},
                                       "epochs_run": int(result.epochs_run),
-                                      "collapse": _collapse_dict(result.collapse)})
+                                      "collapse": _collapse_dict(result.collapse),
+                                      **({"init_from": start.record()} if start else {})})
     write_json(run_dir / artifacts.PROVENANCE, record)
     return run_dir
+
+
+def finetune_source_file(path: Path) -> Path:
+    """The model file ``--init-from`` names: a run folder's model.keras, else the path itself."""
+    if path.is_dir() and not (path / "saved_model.pb").is_file() and (path / artifacts.MODEL).is_file():
+        return path / artifacts.MODEL
+    return path
+
+
+@dataclass
+class _Start:
+    """The model a fine-tuning run starts from, and how its head was mapped (set when built)."""
+
+    source: Any
+    seed: int
+    freeze_batchnorm: bool = False
+    mapping: Any = None
+
+    def build(self) -> Any:
+        from .finetune import initial_model
+
+        model, self.mapping = initial_model(self.source, seed=self.seed, freeze_batchnorm=self.freeze_batchnorm)
+        log(f"{self.source.path}: {self.mapping.describe()}")
+        return model
+
+    def record(self) -> dict[str, Any]:
+        """provenance.json's ``init_from``: file, SHA-256, contract, head mapping (None when resumed)."""
+        return {**self.source.record(), "head": self.mapping.to_dict() if self.mapping else None}
+
+
+def _start_from(config: RunConfig) -> _Start | None:
+    """``--init-from``'s model, opened with its contract (None when training from scratch)."""
+    if not config.init_from:
+        return None
+    from .finetune import open_source
+
+    source = open_source(config.init_from, config.model.contract_options(), safe_mode=not config.unsafe_model)
+    log(f"{source.path}: {source.adapter.describe()}")
+    return _Start(source, int(config.seed), bool(config.freeze_batchnorm))
 
 
 def _collapse_dict(collapse: Any) -> dict[str, Any] | None:

@@ -38,7 +38,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,11 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts
+from .adapters import adapter_for
 from .atomic import atomic_open, atomic_path, write_json
 from .backend import keras, tf
 from .constants import CLASS_NAMES, MONITORS, NUM_CLASSES
+from .contract import ModelContract
 from .distributed import is_chief, multiworker_strategy, run_epoch
 from .config import STRATEGIES, TrainConfig
 from .errors import DatasetError, UsageError
@@ -56,6 +58,7 @@ from .input_pipeline import LAYER_STREAM, check_labels, derive_seed, make_datase
 from .preprocessing import check_faces
 from .metrics import classification_metrics
 from .model import ARCHITECTURES, build_model, compile_model
+from .onednn import guard_model
 from .prediction import predict_proba
 
 __all__ = [
@@ -382,7 +385,7 @@ class _State:
         self.history: list[dict[str, Any]] = []
         self.last_file: str | None = None
         self.best_file: str | None = None
-        self.config = asdict(config)
+        self.config = _config_json(config)
         self.fingerprint = fingerprint
         self.class_weight = class_weight
 
@@ -419,11 +422,16 @@ class _State:
             ) from exc
 
 
+def _config_json(config: TrainConfig) -> dict[str, Any]:
+    """The settings as the checkpoint's state.json stores them (paths as text)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
+
+
 def _restore_state(data: dict[str, Any], config: TrainConfig, fingerprint: dict[str, Any],
                    class_weight: dict[str, float] | None, ckpt: Path) -> _State:
     old = data["config"]
-    new = asdict(config)
-    defaults = {**asdict(TrainConfig()), **CHECKPOINT_DEFAULTS}  # fields added since the checkpoint
+    new = _config_json(config)
+    defaults = {**_config_json(TrainConfig()), **CHECKPOINT_DEFAULTS}  # fields added since the checkpoint
     changed = [k for k in new if k not in _RESUMABLE_CHANGES and old.get(k, defaults[k]) != new[k]]
     if changed:
         diffs = ", ".join(f"{k}={old.get(k, defaults[k])!r} (now {new[k]!r})" for k in changed)
@@ -480,12 +488,6 @@ def _schedule_step(state: _State, row: dict[str, Any], config: TrainConfig) -> b
     elif config.early_stopping_patience is not None and state.es_wait >= config.early_stopping_patience:
         state.stopped = "early_stopping"
     return improved
-
-
-def _val_macro_f1(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray, batch_size: int) -> float:
-    """The validation macro-F1, computed by the evaluation's own metric function."""
-    pred = predict_proba(model, x_val, batch_size=max(256, batch_size)).argmax(axis=1)
-    return classification_metrics(y_val, pred).macro_f1
 
 
 def _reseed_layers(model: keras.Model, seed: int, epoch: int) -> None:
@@ -567,6 +569,14 @@ class _Run:
     progress: bool
     class_weight: dict[str, float] | None  # normalised (keys "0".."6"), as the checkpoint stores it
     fingerprint: dict[str, Any]
+    contract: ModelContract = field(default_factory=ModelContract)  # how faces become the model's input
+
+    def predict(self, model: keras.Model, faces: np.ndarray) -> np.ndarray:
+        """Probabilities of ``model`` (this run's contract) for uint8 faces."""
+        if self.contract == ModelContract(recipe=self.contract.recipe):
+            return predict_proba(model, faces, batch_size=max(256, self.config.batch_size))
+        return predict_proba(adapter_for(model, self.contract, source=str(self.run_dir)), faces,
+                             batch_size=max(256, self.config.batch_size))
 
     @property
     def ckpt(self) -> Path:
@@ -598,6 +608,8 @@ def train_model(
     progress: bool | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    init: Callable[[], keras.Model] | None = None,
+    contract: ModelContract | None = None,
 ) -> TrainResult:
     """Train ``config.arch`` on uint8 faces and write model.keras, history.csv and checkpoint/.
 
@@ -606,18 +618,21 @@ def train_model(
     ``resume`` an existing checkpoint is replaced. ``progress`` (default: stderr is a
     TTY) prints one line per epoch to stderr. ``callbacks`` are passed to each epoch's
     ``fit`` call (one ``fit`` per epoch). ``on_epoch_end(epoch, row)`` runs after the
-    epoch's checkpoint is committed (1-based ``epoch``).
+    epoch's checkpoint is committed (1-based ``epoch``). ``init`` builds the (uncompiled)
+    network to start from instead of ``config.arch`` (fine-tuning, :mod:`ferreport.finetune`);
+    ``contract`` is its input contract (faces reach it through
+    :func:`ferreport.contract.to_model_input`; default ferreport's own, 64x64 RGB in [0, 1]).
 
     Stages: open the run -> restore or build the model -> the epoch loop -> finish.
     """
-    if config.arch not in ARCHITECTURES:
+    if init is None and config.arch not in ARCHITECTURES:
         raise UsageError(f"unknown architecture {config.arch!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}")
     data = _Data.checked(x_train, y_train, x_val, y_val)
     if progress is None:
         progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
-    run = _open_run(config, Path(run_dir), data, class_weight, progress)
+    run = _open_run(config, Path(run_dir), data, class_weight, progress, contract or ModelContract())
     keras.utils.set_random_seed(int(config.seed))
-    state, model = _restore_or_build(run, resume)
+    state, model = _restore_or_build(run, resume, init)
     resumed_from = state.epochs_done
     if run.chief:
         run.ckpt.mkdir(parents=True, exist_ok=True)
@@ -626,13 +641,13 @@ def train_model(
 
 
 def _open_run(config: TrainConfig, run_dir: Path, data: _Data, class_weight: dict[int, float] | None,
-              progress: bool) -> _Run:
+              progress: bool, contract: ModelContract) -> _Run:
     """The strategy (created before any other TensorFlow work, as multi-worker collectives require),
     and, on the chief, the run folder without temporary files of a killed earlier run."""
     cw = _normalise_class_weight(class_weight)
     fingerprint = _fingerprint(data.x_train, data.y_train, data.x_val, data.y_val)
     strategy = resolve_strategy(config.strategy)
-    run = _Run(config, run_dir, strategy, is_chief(strategy), progress, cw, fingerprint)
+    run = _Run(config, run_dir, strategy, is_chief(strategy), progress, cw, fingerprint, contract)
     if run.chief:
         run_dir.mkdir(parents=True, exist_ok=True)
         for name in (artifacts.MODEL, artifacts.HISTORY):
@@ -641,7 +656,8 @@ def _open_run(config: TrainConfig, run_dir: Path, data: _Data, class_weight: dic
     return run
 
 
-def _restore_or_build(run: _Run, resume: bool) -> tuple[_State, keras.Model]:
+def _restore_or_build(run: _Run, resume: bool, init: Callable[[], keras.Model] | None = None
+                      ) -> tuple[_State, keras.Model]:
     """The checkpoint's state and model (``resume`` with a checkpoint), else a fresh state and model."""
     config, ckpt = run.config, run.ckpt
     if resume and run.state_path.is_file():
@@ -666,7 +682,12 @@ def _restore_or_build(run: _Run, resume: bool) -> tuple[_State, keras.Model]:
         if ckpt.is_dir():
             _clean_checkpoint_dir(ckpt, set())
     with run.strategy.scope():
-        model = build_model(config.arch, learning_rate=config.learning_rate, label_smoothing=config.label_smoothing)
+        if init is None:
+            model = build_model(config.arch, learning_rate=config.learning_rate,
+                                label_smoothing=config.label_smoothing)
+        else:
+            model = compile_model(init(), learning_rate=config.learning_rate, label_smoothing=config.label_smoothing)
+    guard_model(model, run.run_dir)
     return state, model
 
 
@@ -677,7 +698,7 @@ def _epoch_loop(run: _Run, model: keras.Model, state: _State, data: _Data,
     config = run.config
     val_ds = (None if run.multiworker  # each worker builds its shard in distributed.run_epoch
               else make_dataset(data.x_val, data.y_val, config.batch_size, training=False, augment=False,
-                                seed=config.seed))
+                                seed=config.seed, contract=run.contract))
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
     while state.epochs_done < config.epochs and state.stopped is None:
         row = _train_epoch(run, model, state, data, val_ds, steps_per_epoch, callbacks)
@@ -698,12 +719,12 @@ def _train_epoch(run: _Run, model: keras.Model, state: _State, data: _Data, val_
     _reseed_layers(model, config.seed, epoch)
     train_ds = (None if run.multiworker
                 else make_dataset(data.x_train, data.y_train, config.batch_size, training=True,
-                                  augment=config.augment, seed=config.seed, epoch=epoch))
+                                  augment=config.augment, seed=config.seed, epoch=epoch, contract=run.contract))
     t0 = time.perf_counter()
     if run.multiworker:
         if step_schedule is not None:
             step_schedule.set_model(model)
-        logs = run_epoch(run.strategy, model, data.as_dict(), config, epoch=epoch,
+        logs = run_epoch(run.strategy, model, data.as_dict(), config, epoch=epoch, contract=run.contract,
                          class_weight=run.keras_class_weight,
                          set_learning_rate=(step_schedule.on_train_batch_begin if step_schedule
                                             else lambda step: None))
@@ -714,7 +735,7 @@ def _train_epoch(run: _Run, model: keras.Model, state: _State, data: _Data, val_
                         shuffle=False, verbose=0)
         logs = {k: float(v[-1]) for k, v in fit.history.items()}
     # Every worker scores the full validation set with the same weights, so all agree on it.
-    logs["val_macro_f1"] = _val_macro_f1(model, data.x_val, data.y_val, config.batch_size)
+    logs["val_macro_f1"] = classification_metrics(data.y_val, run.predict(model, data.x_val).argmax(axis=1)).macro_f1
     seconds = time.perf_counter() - t0
     return {
         "epoch": epoch + 1,
@@ -784,7 +805,7 @@ def _finish(run: _Run, state: _State, data: _Data, resumed_from: int) -> TrainRe
     _write_history(run.run_dir, state.history)
     _copy_atomic(run.ckpt / state.best_file, run.run_dir / artifacts.MODEL)
     best_model = keras.saving.load_model(run.run_dir / artifacts.MODEL, compile=False)
-    val_pred = predict_proba(best_model, data.x_val, batch_size=max(256, config.batch_size)).argmax(axis=1)
+    val_pred = run.predict(best_model, data.x_val).argmax(axis=1)
     pred_counts = np.bincount(val_pred, minlength=NUM_CLASSES)
     collapse = detect_collapse(
         history,

@@ -81,6 +81,8 @@ def run_header(art: RunArtifacts) -> RunHeader:
     extra = cfg.get("extra") if isinstance(cfg.get("extra"), dict) else {}
     model_name = as_text(first_present([(prov, "model_name"), (prov, "model"), (cfg, "model"), (extra, "model"),
                                         (evaluated, "model")]))
+    if model_name is None and cfg.get("init_from"):
+        model_name = f"fine-tuned from {Path(str(cfg['init_from'])).name}"
     if model_name is None and dig(cfg, "arch") is not None:
         model_name = f"{cfg['arch']} architecture"
     model_sha = as_text(first_present([(prov, "model_sha256"), (art.metrics or {}, "model_sha256")]))
@@ -107,6 +109,7 @@ def _overview_facts(header: RunHeader, bundle: MetricsBundle, art: RunArtifacts)
     return [
         ("Model", header.model_name or "—"),
         *sec.model_input_fact(art),
+        *sec.started_from_fact(art),
         ("Model SHA-256", header.model_sha256 or "—"),
         ("Dataset", header.dataset or "—"),
         ("Data fingerprint", header.fingerprint or "—"),

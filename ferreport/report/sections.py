@@ -38,6 +38,7 @@ __all__ = [
     "model_input_fact",
     "run_warnings",
     "scored_labels",
+    "started_from_fact",
     "score_headline",
     "training_section",
 ]
@@ -464,6 +465,23 @@ def model_input_fact(art: RunArtifacts) -> list[tuple[str, str]]:
     if not isinstance(summary, str) or not summary:
         return []
     return [("Model input", summary.removeprefix("Model input: "))]
+
+
+def started_from_fact(art: RunArtifacts) -> list[tuple[str, str]]:
+    """``[("Started from", "emotion_model.hdf5 (SHA-256 5953…); head: ...")]`` for a fine-tuned run."""
+    start = (art.provenance or {}).get("init_from")
+    if not isinstance(start, Mapping):
+        return []
+    text = f"{as_text(start.get('model'))} (SHA-256 {str(start.get('sha256') or '—')[:12]}…)"
+    head = start.get("head")
+    if isinstance(head, Mapping):
+        parts = [f"{len(head.get('kept') or [])} classes kept"]
+        if head.get("fresh"):
+            parts.append(f"{', '.join(map(str, head['fresh']))} initialised fresh")
+        if head.get("dropped"):
+            parts.append(f"{', '.join(map(str, head['dropped']))} dropped")
+        text += f"; classifier re-mapped by class name: {'; '.join(parts)}"
+    return [("Started from", text)]
 
 
 def scored_labels(art: RunArtifacts) -> tuple[str, ...]:
