@@ -71,7 +71,23 @@ def _report_error(exc: FerreportError, command: str | None, *, json_out: bool) -
 
 
 def _progress() -> bool:
-    return sys.stderr.isatty()
+    """Whether live progress bars are drawn (set by --progress/--no-progress, else by stderr being a terminal)."""
+    from .progress import is_live
+
+    return is_live()
+
+
+def _set_progress(ctx: click.Context, param: click.Parameter, value: bool | None) -> None:
+    from .progress import configure
+
+    configure(value)
+
+
+def progress_option() -> click.Option:
+    """``--progress/--no-progress``: every command takes it (bars on stderr, never on stdout)."""
+    return click.Option(["--progress/--no-progress"], default=None, expose_value=False, callback=_set_progress,
+                        help="Draw live progress bars (rate, ETA) on stderr, or none at all. [default: bars on a "
+                             "terminal; otherwise one line per stage with its duration]")
 
 
 class _Group(click.Group):
@@ -89,7 +105,9 @@ class _Group(click.Group):
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:  # noqa: D102
         from .tomlconfig import add_config_option
 
-        super().add_command(add_config_option(cmd), name)  # every command takes --config JOB.toml
+        if not any(p.name == "progress" for p in cmd.params):
+            cmd.params.append(progress_option())
+        super().add_command(add_config_option(cmd), name)  # every command takes --config JOB.toml and --progress
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -40,6 +40,7 @@ import numpy as np
 from .atomic import write_error
 from .constants import CLASS_NAMES, NUM_CLASSES
 from .errors import OutputError, UsageError
+from .progress import stage
 
 __all__ = [
     "EXPW_CLASS_SHARES",
@@ -883,16 +884,18 @@ def _write_images(tmp: Path, spec: SampleSpec, images: list[_Image], workers: in
     ]
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if len(tasks) >= _PARALLEL_FROM else 1
-    if workers > 1 and len(tasks) > 1:
-        # Threads, not processes: OpenCV releases the GIL in its heavy calls, and a
-        # process pool would either fork a multi-threaded parent (deadlocks seen with
-        # OpenCV/OpenMP pools) or re-import ``__main__`` (spawn).
-        with ThreadPoolExecutor(workers, thread_name_prefix="ferreport-sample") as pool:
-            for _ in pool.map(_write_image, tasks):
-                pass
-    else:
-        for task in tasks:
-            _write_image(task)
+    with stage("sample", total=len(tasks), unit="images") as bar:
+        if workers > 1 and len(tasks) > 1:
+            # Threads, not processes: OpenCV releases the GIL in its heavy calls, and a
+            # process pool would either fork a multi-threaded parent (deadlocks seen with
+            # OpenCV/OpenMP pools) or re-import ``__main__`` (spawn).
+            with ThreadPoolExecutor(workers, thread_name_prefix="ferreport-sample") as pool:
+                for _ in pool.map(_write_image, tasks):
+                    bar.advance()
+        else:
+            for task in tasks:
+                _write_image(task)
+                bar.advance()
 
 
 def _write_metadata(tmp: Path, spec: SampleSpec, images: list[_Image], counts: tuple[int, ...]) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import secrets
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from .constants import CLASS_NAMES
 from .contract import ModelContract, write_contract
 from .errors import DatasetError, UsageError
 from .preprocessing import PreparedDataset, prepare_dataset
+from .progress import echo, stage
 from .provenance import model_fingerprint, now_iso, provenance_record, sha256_file
 from .splitting import SPLITS, split_faces, split_table
 
@@ -35,8 +35,8 @@ DEFAULT_SAMPLE = Path("data") / "sample"
 
 
 def log(message: str) -> None:
-    """Human progress goes to stderr; stdout stays free for machine output."""
-    print(message, file=sys.stderr, flush=True)
+    """Human progress goes to stderr (above any progress bar); stdout stays free for machine output."""
+    echo(message)
 
 
 def new_run_id() -> str:
@@ -446,11 +446,13 @@ def render_report(run_dir: Path, *, formats: tuple[str, ...] = FORMATS, n_resamp
     clean_run_dir(run_dir)
     from .report import is_audit_dir, write_audit_report
 
-    if is_audit_dir(run_dir):  # a folder audit (`ferreport predict`): the audit report
-        return write_audit_report(run_dir, formats, n_resamples=n_resamples, seed=seed)
     from .report import write_report
 
-    return write_report(run_dir, formats=formats, n_resamples=n_resamples, seed=seed)
+    write = write_audit_report if is_audit_dir(run_dir) else write_report  # a folder audit: the audit report
+    with stage("report", unit="") as bar:
+        written = write(run_dir, formats, n_resamples=n_resamples, seed=seed)
+        bar.summary = f"{', '.join(written)} in {bar.seconds:.1f} s"
+    return written
 
 
 def summary_line(metrics: dict[str, Any]) -> str:
