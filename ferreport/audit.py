@@ -338,14 +338,14 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     _check_request(folder, engine)
     label_of = _resolve_labels(labels, folder)
     resolved = resolve_model(model)
+    run_dir = Path(out) if out else Path(reports_dir) / new_run_id()
+    check_run_dir(run_dir)
     from .adapters import open_model  # TensorFlow from here on (not before the checks: they stay fast)
 
     adapter = open_model(resolved.path, config.contract_options(), safe_mode=not unsafe_model)
     if progress or not adapter.is_ferreport_contract():
         echo(f"{resolved.path}: {adapter.describe()}")
     model_sha = model_fingerprint(resolved.path)
-    run_dir = Path(out) if out else Path(reports_dir) / new_run_id()
-    check_run_dir(run_dir, resume=False)
     run_dir.mkdir(parents=True, exist_ok=True)
     job = _Job(folder=folder, run_dir=run_dir, faces=faces, label_of=label_of, model=resolved, model_sha=model_sha,
                formats=formats, chunk_size=chunk_size, batch_size=batch_size,
@@ -368,7 +368,7 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
         c = scan.counts
         raise DatasetError(f"{folder}: no face to predict ({c.images_read} images read, "
                            f"{sum(c.skipped.values())} files skipped"
-                           + (f": {count_by_reason(c.skipped)}" if c.skipped else "")
+                           + (f": {count_by_reason(c.skipped, 'file')}" if c.skipped else "")
                            + f"); see {run_dir / SKIPPED_CSV}")
     return result
 

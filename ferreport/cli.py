@@ -102,6 +102,13 @@ def _progress() -> bool:
     return is_live()
 
 
+def force_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--force``: replace an --out folder that already holds files, once the new one is complete."""
+    return click.option("--force", is_flag=True,
+                        help="Replace --out when it already holds files: the new folder is built beside it and "
+                             "swapped in only when complete, so a failed run leaves the old one as it was.")(fn)
+
+
 def _set_progress(ctx: click.Context, param: click.Parameter, value: bool | None) -> None:
     from .progress import configure
 
@@ -292,9 +299,10 @@ def prepare(**kw: Any) -> None:
 
 @main.command()
 @training_options("train")
+@force_option
 @click.pass_context
 @handle_errors
-def train(ctx: click.Context, recipe: str | None, **kw: Any) -> None:
+def train(ctx: click.Context, recipe: str | None, force: bool, **kw: Any) -> None:
     """Train the CNN; writes model.keras, history.csv, splits.csv, config.json, provenance.json.
 
     The defaults are the recipe chosen on real faces (compact CNN behind per-image
@@ -310,7 +318,8 @@ def train(ctx: click.Context, recipe: str | None, **kw: Any) -> None:
     from . import commands
 
     config = run_config(ctx, kw, recipe=resolve_recipe("train", recipe))
-    click.echo(str(commands.train(config, progress=_progress())))
+    for path in commands.train(config, progress=_progress(), force=force):
+        click.echo(str(path))
 
 
 @main.command()
@@ -326,9 +335,10 @@ def train(ctx: click.Context, recipe: str | None, **kw: Any) -> None:
 @setting_option(RunConfig, "seed", help="Seed of the test split for --model.")
 @setting_options(RunConfig, *MODEL_SETTINGS)
 @setting_options(RunConfig, "strict", "cache_dir")
+@force_option
 @gate_options
 @handle_errors
-def evaluate(run_dir: Path | None, model_path: Path | None, split_of: Path | None, **kw: Any) -> None:
+def evaluate(run_dir: Path | None, model_path: Path | None, split_of: Path | None, force: bool, **kw: Any) -> None:
     """Evaluate RUN_DIR's model on its test split, or --model on --data (or on --split-of RUN_DIR's test faces);
     write predictions, metrics, report.
 
@@ -349,7 +359,7 @@ def evaluate(run_dir: Path | None, model_path: Path | None, split_of: Path | Non
     config = RunConfig.build(**from_options(RunConfig, kw))
     with Console(plan.json_out) as console:
         outcome = commands.evaluate(run_dir, model_path, config, plan, console, split_of=split_of,
-                                    progress=_progress())
+                                    progress=_progress(), force=force)
     console.conclude(outcome)
 
 
@@ -377,10 +387,11 @@ def report(run_dir: Path, formats: tuple[str, ...]) -> None:
 @training_options("run")
 @click.option("--full", is_flag=True, help="Same as --recipe seed: the seed notebook's recipe (hours on a CPU).")
 @setting_option(RunConfig, "formats")
+@force_option
 @gate_options
 @click.pass_context
 @handle_errors
-def run(ctx: click.Context, recipe: str | None, full: bool, **kw: Any) -> None:
+def run(ctx: click.Context, recipe: str | None, full: bool, force: bool, **kw: Any) -> None:
     """The main command: (sample ->) prepare -> train -> evaluate -> report.
 
     Without --recipe it trains the short CPU demo recipe (config.DEMO_PROFILE: compact CNN,
@@ -399,7 +410,7 @@ def run(ctx: click.Context, recipe: str | None, full: bool, **kw: Any) -> None:
     plan = plan_gates(kw)
     config = run_config(ctx, kw, recipe=resolve_recipe("run", recipe, full))
     with Console(plan.json_out) as console:
-        outcome = commands.run(config, plan, console, progress=_progress())
+        outcome = commands.run(config, plan, console, progress=_progress(), force=force)
     console.conclude(outcome)
 
 
@@ -453,9 +464,10 @@ def compare(run_a: Path, run_b: Path, out: Path | None, formats: tuple[str, ...]
 @setting_option(AuditConfig, "labels", metavar="subfolders|none|FILE.csv")
 @setting_options(AuditConfig, "formats", "batch_size", "chunk_size", "workers", "seed", *MODEL_SETTINGS, "engine")
 @setting_option(AuditConfig, "ray_address", metavar="ADDRESS")
+@force_option
 @gate_options
 @handle_errors
-def predict(folder: Path, model: Path, **kw: Any) -> None:
+def predict(folder: Path, model: Path, force: bool, **kw: Any) -> None:
     """Audit FOLDER: predict every face in its images; write predictions.csv, audit_summary.json, a report.
 
     Walks FOLDER recursively (JPEG, PNG, BMP, WebP, TIFF; anything else or unreadable is skipped and
@@ -472,7 +484,7 @@ def predict(folder: Path, model: Path, **kw: Any) -> None:
     plan = plan_gates(kw)
     config = AuditConfig(**from_options(AuditConfig, kw))  # the model settings are AuditConfig's too
     with Console(plan.json_out) as console:
-        outcome = commands.predict(folder, model, config, plan, console, progress=_progress())
+        outcome = commands.predict(folder, model, config, plan, console, progress=_progress(), force=force)
     console.conclude(outcome)
 
 

@@ -531,7 +531,7 @@ def _decode_and_cache(run: _PrepareRun, *, workers: int | None, bar: Stage) -> P
     keep = np.flatnonzero(decoded.ok)
     if keep.size == 0:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise DatasetError(f"{run.root}: no face could be decoded (skipped: {count_by_reason(skipped)})")
+        raise DatasetError(f"{run.root}: no face could be decoded (skipped: {count_by_reason(skipped, 'face')})")
     final_index = run.labels.index.iloc[keep].reset_index(drop=True)
     final_index["clipped"] = decoded.clipped[keep]
     meta = {"key": run.key, "quick_key": run.quick, "fingerprint": run.fingerprint, "params": run.params,

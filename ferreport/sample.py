@@ -796,7 +796,9 @@ def _spec_difference(recorded: object, asked: dict[str, Any]) -> str:
     keys = sorted(k for k in set(recorded) | set(asked) if recorded.get(k) != asked.get(k))
     if not keys:
         return "same spec"
-    return "; ".join(f"{k} {recorded.get(k, 'unset')} here, {asked.get(k, 'unset')} asked" for k in keys)
+    flags = {"n_faces": "--faces", "seed": "--seed"}
+    return "; ".join(f"{flags.get(k, k)} {recorded.get(k, 'unset')} there, {asked.get(k, 'unset')} asked"
+                     for k in keys)
 
 
 def _spec_dict(spec: SampleSpec) -> dict[str, Any]:
@@ -823,11 +825,10 @@ def _existing(out: Path, spec: SampleSpec) -> SampleInfo | None:
     if not ok:
         raise UsageError(f"{out}: folder is not empty and holds no ferreport sample; choose another output folder")
     if meta.get("version") != GENERATOR_VERSION or meta.get("spec") != _spec_dict(spec):
-        raise UsageError(
-            f"{out}: holds a sample generated with another spec or generator version "
-            f"({_spec_difference(meta.get('spec'), _spec_dict(spec))}, generator version {meta.get('version')} "
-            f"here, {GENERATOR_VERSION} now); choose another output folder or delete it"
-        )
+        version = meta.get("version")
+        why = (_spec_difference(meta.get("spec"), _spec_dict(spec)) if version == GENERATOR_VERSION
+               else f"generator version {version} there, {GENERATOR_VERSION} now")
+        raise UsageError(f"{out}: holds another sample ({why}); choose another --out or delete the folder")
     return SampleInfo(out, int(meta["n_images"]), int(meta["n_faces"]), tuple(int(c) for c in meta["class_counts"]))
 
 

@@ -390,7 +390,7 @@ def test_no_face_to_predict_counts_skips_in_words_not_a_dict_repr(tiny_model, tm
     with pytest.raises(DatasetError) as info:
         run_audit(folder, tiny_model, AuditConfig(out=tmp_path / "o", **{**FAST, "formats": ()}))
     message = str(info.value)
-    assert "3 files skipped: 2 unsupported type, 1 empty file)" in message, message
+    assert "3 files skipped: unsupported type (2 files), empty file (1 file))" in message, message
     assert "{" not in message and "'" not in message
 
 

@@ -91,7 +91,7 @@ def test_help_defaults_are_the_values_used(command, monkeypatch, tmp_path):
 
     def capture(config, *args, **kwargs):
         seen["config"] = config
-        return tmp_path if command == "train" else None
+        return [tmp_path] if command == "train" else None
 
     monkeypatch.setattr(commands, command, capture)
     result = CliRunner().invoke(main, [command, "--out", str(tmp_path / "r")])
@@ -110,7 +110,7 @@ def test_help_defaults_are_the_values_used(command, monkeypatch, tmp_path):
 
 def test_given_options_beat_the_recipe_and_recipe_fills_the_rest(monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr(commands, "train", lambda config, **kw: seen.setdefault("config", config) and tmp_path)
+    monkeypatch.setattr(commands, "train", lambda config, **kw: seen.setdefault("config", config) and [tmp_path])
     CliRunner().invoke(main, ["train", "--recipe", "seed", "--epochs", "3", "--out", str(tmp_path / "r")])
     config = seen["config"]
     assert config.epochs == 3 and config.arch == "seed" and config.balance == "smote"
