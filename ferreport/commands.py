@@ -18,6 +18,7 @@ from .atomic import FolderReplacement
 from .config import AuditConfig, RunConfig
 from .errors import UsageError
 from .outcome import Console, GatePlan, Outcome, finish, metric_warnings
+from .progress import stage
 
 
 def _renderer(formats: tuple[str, ...]) -> Callable[[Path], dict[str, Path]] | None:
@@ -174,8 +175,10 @@ def compare(run_a: Path, run_b: Path, console: Console, *, out: Path | None, for
     from .report.compare import compare_runs, summary_lines
     from .report import update_index
 
-    result = compare_runs(run_a, run_b, out=out, formats=formats, data=data, use_dataset=use_dataset,
-                          n_resamples=n_resamples, seed=seed)
+    with stage("compare", unit="") as bar:  # bootstrap, flipped faces and the report: seconds to a minute
+        result = compare_runs(run_a, run_b, out=out, formats=formats, data=data, use_dataset=use_dataset,
+                              n_resamples=n_resamples, seed=seed)
+        bar.summary = f"{result.document['n']:,} paired faces in {bar.seconds:.1f} s"
     update_index(result.out_dir.parent)
     for line in summary_lines(result.document):
         console.echo(line)

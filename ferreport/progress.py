@@ -146,24 +146,38 @@ def _close_task(current: Stage) -> None:
 def _new_bars() -> Any:
     """A rich Progress writing to stderr (forced to draw when ``--progress`` was given off a terminal)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True, force_terminal=True if not _stderr_is_terminal() else None)
-    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[unit]}"), _rate_column(), TimeElapsedColumn(), TextColumn("ETA"),
-                    TimeRemainingColumn(), TextColumn("{task.fields[note]}"), console=console,
+    count, rate, eta = _columns()
+    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), count, rate,
+                    TimeElapsedColumn(), eta, TextColumn("{task.fields[note]}"), console=console,
                     redirect_stdout=False, redirect_stderr=True, transient=True)
 
 
-def _rate_column() -> Any:
-    """``123.4/s``: items a second (rich's own speed column is for bytes)."""
-    from rich.progress import ProgressColumn
+def _columns() -> tuple[Any, Any, Any]:
+    """``352/581 images``, ``8,544.1/s`` and ``ETA 0:00:01``, each blank while it means nothing (a stage
+    without a count, or whose total is not known yet): rich's own columns are for bytes or show ``0/?``."""
+    from rich.progress import ProgressColumn, TimeRemainingColumn
     from rich.text import Text
+
+    class CountColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            unit = task.fields.get("unit", "")
+            if not unit:
+                return Text("")
+            of = f"/{task.total:,.0f}" if task.total is not None else ""
+            return Text(f"{task.completed:,.0f}{of} {unit}", style="progress.download")
 
     class RateColumn(ProgressColumn):
         def render(self, task: Any) -> Text:
             speed = task.finished_speed or task.speed
-            return Text("" if speed is None else f"{speed:,.1f}/s")
+            return Text("" if speed is None or not task.fields.get("unit") else f"{speed:,.1f}/s")
 
-    return RateColumn()
+    class EtaColumn(TimeRemainingColumn):
+        def render(self, task: Any) -> Text:
+            if task.total is None:
+                return Text("")
+            return Text.assemble("ETA ", super().render(task))
+
+    return CountColumn(), RateColumn(), EtaColumn()
