@@ -166,6 +166,7 @@ class FolderReplacement:
 
     def __init__(self, final: str | os.PathLike[str]):
         self.final = Path(final)
+        self._remove_abandoned()
         try:
             self.holder = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.replace-{os.getpid()}-",
                                                 dir=self.final.parent))
@@ -189,6 +190,15 @@ class FolderReplacement:
             raise write_error(self.final, exc) from exc
         shutil.rmtree(self.holder, ignore_errors=True)  # the old folder, now replaced
         return self.final
+
+    def _remove_abandoned(self) -> None:
+        """Staged folders of killed earlier replacements of ``final`` (their writer's pid is gone)."""
+        import shutil
+
+        for holder in self.final.parent.glob(f".{self.final.name}.replace-*"):
+            pid = holder.name[len(f".{self.final.name}.replace-"):].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(holder, ignore_errors=True)
 
     def abort(self) -> None:
         """Drop the staged folder; the old one stays untouched."""

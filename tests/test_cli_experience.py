@@ -209,3 +209,24 @@ def test_force_and_resume_are_one_or_the_other(tmp_path, tiny_expw):
     result = CliRunner().invoke(main, ["train", "--data", str(tiny_expw), "--out", str(tmp_path), "--resume",
                                        "--force"])
     assert result.exit_code == 2 and "pass only one of them" in result.stderr
+
+
+def test_a_replacement_killed_midway_is_cleared_by_the_next_one(tmp_path):
+    final = tmp_path / "run"
+    final.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = tmp_path / f".run.replace-{int(dead.stdout)}-abc123"
+    (abandoned / "run").mkdir(parents=True)
+    live = FolderReplacement(final)
+    assert not abandoned.exists() and live.holder.is_dir()
+    live.abort()
+
+
+def test_help_does_not_import_tensorflow():
+    """``--help`` (with its progress option) stays instant. (rich itself arrives with scikit-learn's import.)"""
+    code = ("import sys; from ferreport.cli import main\n"
+            "try:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout[-500:] + proc.stderr[-500:]
