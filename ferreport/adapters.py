@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -82,11 +82,13 @@ class ModelAdapter:
         """The Keras model behind this adapter (None for SavedModel and ONNX)."""
         return None
 
-    def predict(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def predict(self, faces: np.ndarray, batch_size: int = 256,
+                on_batch: Callable[[int], None] | None = None) -> np.ndarray:
         """Probabilities ``(N, 7)`` float32 in ExpW order for uint8 RGB faces ``(N, 64, 64, 3)``.
 
         Converts the next batch in a background thread while the model runs this one, so
         only two batches are ever in float32 (``faces`` may be a memory map of any size).
+        ``on_batch(n)`` is called after each batch of ``n`` faces (a progress bar).
         """
         n = len(faces)
         out = np.empty((n, NUM_CLASSES), np.float32)
@@ -105,6 +107,8 @@ class ModelAdapter:
                 if i + 1 < len(starts):
                     pending = pool.submit(convert, starts[i + 1])
                 out[start:start + len(x)] = self.reader(self.raw_predict(x))
+                if on_batch is not None:
+                    on_batch(len(x))
         return out
 
     def probe(self) -> None:

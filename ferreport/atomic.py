@@ -152,3 +152,78 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write JSON deterministically (sorted keys, fixed indent) and atomically."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+class FolderReplacement:
+    """``--force``: a new ``final`` folder is built under a hidden sibling and swapped in only when complete.
+
+    :attr:`staged` (``PARENT/.NAME.replace-PID-RANDOM/NAME``, the same name, so reports show the right run
+    id) is where the command writes. :meth:`commit` rewrites the staged path to the final one in the
+    folder's JSON files, moves the old folder aside, renames the new one into place and only then
+    deletes the old one; :meth:`abort` deletes the staged folder and leaves the old one as it was. A
+    kill at any moment leaves the old folder (or, between the two renames, its copy beside it) whole.
+    """
+
+    def __init__(self, final: str | os.PathLike[str]):
+        self.final = Path(final)
+        self._remove_abandoned()
+        try:
+            self.holder = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.replace-{os.getpid()}-",
+                                                dir=self.final.parent))
+        except OSError as exc:
+            raise write_error(self.final, exc) from exc
+        self.staged = self.holder / self.final.name
+
+    def commit(self) -> Path:
+        """Swap the staged folder in for the old one; returns the final path."""
+        import shutil
+
+        self._repoint_json()
+        aside = self.holder / f".{self.final.name}.old"
+        try:
+            if self.final.exists():
+                os.rename(self.final, aside)
+            os.rename(self.staged, self.final)
+        except OSError as exc:
+            if aside.exists() and not self.final.exists():
+                os.rename(aside, self.final)  # put the old folder back
+            raise write_error(self.final, exc) from exc
+        shutil.rmtree(self.holder, ignore_errors=True)  # the old folder, now replaced
+        return self.final
+
+    def _remove_abandoned(self) -> None:
+        """Staged folders of killed earlier replacements of ``final`` (their writer's pid is gone)."""
+        import shutil
+
+        for holder in self.final.parent.glob(f".{self.final.name}.replace-*"):
+            pid = holder.name[len(f".{self.final.name}.replace-"):].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(holder, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Drop the staged folder; the old one stays untouched."""
+        import shutil
+
+        shutil.rmtree(self.holder, ignore_errors=True)
+
+    def _repoint_json(self) -> None:
+        """Paths recorded while staged (config.json's ``out``, provenance's model) name the final folder."""
+        staged, final = str(self.staged), str(self.final)
+
+        def fix(value: Any) -> Any:
+            if isinstance(value, str) and value.startswith(staged):
+                return final + value[len(staged):]
+            if isinstance(value, list):
+                return [fix(v) for v in value]
+            if isinstance(value, dict):
+                return {k: fix(v) for k, v in value.items()}
+            return value
+
+        for path in sorted(self.staged.glob("*.json")):
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            fixed = fix(doc)
+            if fixed != doc:
+                write_json(path, fixed)

@@ -48,7 +48,6 @@ import hashlib
 import json
 import os
 import posixpath
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -69,6 +68,7 @@ from .errors import DatasetError, UsageError
 from .evaluation import PROBA_DECIMALS, predictions_frame
 from .metrics import metrics_from_predictions
 from .preprocessing import crop_face, decode_image, pool_context
+from .progress import Stage, echo, stage
 from .provenance import model_fingerprint, now_iso, provenance_record
 from .report import select_pool_rows, write_audit_report
 from .stages import check_run_dir, new_run_id
@@ -338,14 +338,14 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     _check_request(folder, engine)
     label_of = _resolve_labels(labels, folder)
     resolved = resolve_model(model)
+    run_dir = Path(out) if out else Path(reports_dir) / new_run_id()
+    check_run_dir(run_dir)
     from .adapters import open_model  # TensorFlow from here on (not before the checks: they stay fast)
 
     adapter = open_model(resolved.path, config.contract_options(), safe_mode=not unsafe_model)
     if progress or not adapter.is_ferreport_contract():
-        print(f"{resolved.path}: {adapter.describe()}", file=sys.stderr, flush=True)
+        echo(f"{resolved.path}: {adapter.describe()}")
     model_sha = model_fingerprint(resolved.path)
-    run_dir = Path(out) if out else Path(reports_dir) / new_run_id()
-    check_run_dir(run_dir, resume=False)
     run_dir.mkdir(parents=True, exist_ok=True)
     job = _Job(folder=folder, run_dir=run_dir, faces=faces, label_of=label_of, model=resolved, model_sha=model_sha,
                formats=formats, chunk_size=chunk_size, batch_size=batch_size,
@@ -368,7 +368,7 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
         c = scan.counts
         raise DatasetError(f"{folder}: no face to predict ({c.images_read} images read, "
                            f"{sum(c.skipped.values())} files skipped"
-                           + (f": {count_by_reason(c.skipped)}" if c.skipped else "")
+                           + (f": {count_by_reason(c.skipped, 'file')}" if c.skipped else "")
                            + f"); see {run_dir / SKIPPED_CSV}")
     return result
 
@@ -556,7 +556,8 @@ def _scan_and_predict(job: _Job, adapter: Any) -> _Scan:
     run_dir = job.run_dir
     total = _count_files(job.folder, run_dir) if job.progress else None
     t0 = time.perf_counter()
-    with atomic_open(run_dir / artifacts.PREDICTIONS) as pred_fh, atomic_open(run_dir / SKIPPED_CSV) as skip_fh:
+    with stage("audit", total=total, unit="files") as bar, \
+            atomic_open(run_dir / artifacts.PREDICTIONS) as pred_fh, atomic_open(run_dir / SKIPPED_CSV) as skip_fh:
         skip_writer = csv.writer(skip_fh)
         skip_writer.writerow(["path", "reason"])
         pred_fh.write(",".join(AUDIT_COLUMNS) + "\n")
@@ -567,9 +568,8 @@ def _scan_and_predict(job: _Job, adapter: Any) -> _Scan:
             listed = list(files)
             face_paths, face_boxes = _absorb_ray(job, listed, scan)
         else:
-            _absorb_local(job, files, scan, adapter, progress_from=(t0, total))
-        if job.progress:
-            print(file=sys.stderr)
+            _absorb_local(job, files, scan, adapter, bar=bar)
+        bar.summary = f"{_progress_note(scan.counts)} in {bar.seconds:.1f} s"
     scan.seconds = time.perf_counter() - t0
     if job.engine == "ray":
         _crop_pool_faces(scan.pool, face_paths, face_boxes)
@@ -595,11 +595,10 @@ def _count_files(folder: Path, exclude: Path | None) -> int:
     return n
 
 
-def _progress_line(c: _Counts, total: int | None, seconds: float) -> str:
-    rate = c.images_read / seconds if seconds > 0 else 0.0
-    of = f"/{total:,}" if total is not None else ""
-    return (f"\rauditing: {c.files:,}{of} files, {c.images_read:,} images, {c.faces:,} faces, "
-            f"{sum(c.skipped.values()):,} skipped, {rate:.1f} images/s ")
+def _progress_note(c: _Counts) -> str:
+    """What the audit has read so far: files, images, faces, skipped files."""
+    return (f"{c.files:,} files, {c.images_read:,} images, {c.faces:,} faces, "
+            f"{sum(c.skipped.values()):,} skipped")
 
 
 class _Scanner:
@@ -635,19 +634,14 @@ def _finite(proba: np.ndarray, job: _Job) -> np.ndarray:
     return proba
 
 
-def _absorb_local(job: _Job, files: Iterator[tuple[str, str]], scan: _Scan, adapter: Any, *,
-                  progress_from: tuple[float, int | None]) -> None:
-    """The local engine: chunk k+1 is decoded (in the pool) while chunk k is predicted here.
-
-    ``progress_from``: the scan's start time and file count, for the progress line.
-    """
+def _absorb_local(job: _Job, files: Iterator[tuple[str, str]], scan: _Scan, adapter: Any, *, bar: Stage) -> None:
+    """The local engine: chunk k+1 is decoded (in the pool) while chunk k is predicted here; ``bar``
+    counts the files."""
     from .prediction import predict_proba  # TensorFlow: imported once a model is loaded
 
     def predict(faces: np.ndarray) -> np.ndarray:
         return _finite(predict_proba(adapter, faces, batch_size=job.batch_size), job)
 
-    t0, total = progress_from
-    last_progress = 0.0
     chunks = _chunks(files, job.chunk_size)
     scanner = _Scanner(job)
     try:
@@ -659,10 +653,7 @@ def _absorb_local(job: _Job, files: Iterator[tuple[str, str]], scan: _Scan, adap
             results = [f.result() if isinstance(f, cf.Future) else f for f in futures]
             pending = scanner.submit(nxt) if nxt is not None else None  # decoded while this chunk is predicted
             scan.absorb(chunk, results, predict)
-            now = time.perf_counter()
-            if job.progress and (now - last_progress > 0.5 or pending is None):
-                print(_progress_line(scan.counts, total, now - t0), end="", file=sys.stderr, flush=True)
-                last_progress = now
+            bar.advance(len(chunk), note=_progress_note(scan.counts))
     finally:
         scanner.close()
 

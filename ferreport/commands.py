@@ -13,10 +13,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import stages
+from . import artifacts, stages
+from .atomic import FolderReplacement
 from .config import AuditConfig, RunConfig
 from .errors import UsageError
-from .outcome import Console, GatePlan, Outcome, finish
+from .outcome import Console, GatePlan, Outcome, finish, metric_warnings
+from .progress import stage
 
 
 def _renderer(formats: tuple[str, ...]) -> Callable[[Path], dict[str, Path]] | None:
@@ -34,46 +36,112 @@ def prepare(config: RunConfig, *, progress: bool = False) -> list[str]:
     return [stages.format_summary(summary), cache]
 
 
-def train(config: RunConfig, *, progress: bool = False) -> Path:
-    return stages.train(config, progress=progress)
+def replacement(out: Path | None, force: bool, *, resume: bool = False,
+                strategy: str = "auto") -> FolderReplacement | None:
+    """``--force`` on an ``--out`` that holds files: the staged replacement to write into (None: write in place).
+
+    The old folder stays until the new one is complete (:class:`ferreport.atomic.FolderReplacement`).
+    """
+    if not force:
+        return None
+    if resume:
+        raise UsageError("--force replaces --out and --resume continues it: pass only one of them")
+    if strategy == "multiworker":
+        raise UsageError("--force cannot be used with --strategy multiworker (the workers share --out); "
+                         "remove the folder or choose another --out")
+    if out is None or not Path(out).is_dir() or not any(Path(out).iterdir()):
+        return None
+    stages.check_writable(Path(out))
+    return FolderReplacement(out)
 
 
-def run(config: RunConfig, plan: GatePlan, console: Console, *, progress: bool = False) -> Outcome | None:
+def _staged(config: Any, swap: FolderReplacement | None) -> Any:
+    """``config`` writing into the staged folder of ``swap`` (unchanged without one)."""
+    if swap is None:
+        return config
+    return config.with_values(out=swap.staged) if isinstance(config, RunConfig) else replace(config, out=swap.staged)
+
+
+def _built(swap: FolderReplacement | None, work: Callable[[], Any]) -> Any:
+    """``work()``; then the staged folder replaces the old one, or is dropped if ``work`` failed."""
+    try:
+        result = work()
+    except BaseException:
+        if swap is not None:
+            swap.abort()
+        raise
+    if swap is not None:
+        swap.commit()
+    return result
+
+
+def _final(run_dir: Path, swap: FolderReplacement | None) -> Path:
+    return swap.final if swap is not None else Path(run_dir)
+
+
+def _conclude(console: Console, outcome: Outcome, metrics: dict[str, Any], *, collapse: bool = True) -> None:
+    """The console's last lines: the report's warnings (stderr), the summary, then every file written, one a line."""
+    for warning in metric_warnings(metrics, collapse=collapse):
+        stages.log(f"warning: {warning}")
+    for path in outcome.outputs.values():
+        console.echo(path)
+
+
+def train(config: RunConfig, *, progress: bool = False, force: bool = False) -> list[Path]:
+    """prepare -> train; the files written (the run folder's model, history, config, splits)."""
+    swap = replacement(config.out, force, resume=config.resume, strategy=config.strategy)
+    run_dir = _final(_built(swap, lambda: stages.train(_staged(config, swap), progress=progress)), swap)
+    names = (artifacts.MODEL, artifacts.HISTORY, artifacts.CONFIG, artifacts.SPLITS, artifacts.DATA_SUMMARY,
+             artifacts.PROVENANCE)
+    return [run_dir / name for name in names if (run_dir / name).is_file()] or [run_dir]
+
+
+def run(config: RunConfig, plan: GatePlan, console: Console, *, progress: bool = False,
+        force: bool = False) -> Outcome | None:
     """(sample ->) prepare -> train -> evaluate -> gates -> report."""
-    run_dir = stages.train(config, progress=progress)
-    if config.strategy == "multiworker":
-        from .distributed import worker_info
+    swap = replacement(config.out, force, resume=config.resume, strategy=config.strategy)
 
-        if not worker_info()["chief"]:  # the chief evaluates and reports
-            console.echo(str(run_dir))
-            return None
-    metrics = stages.evaluate_run(run_dir, progress=progress)
+    def work() -> tuple[Path, dict[str, Any] | None]:
+        run_dir = stages.train(_staged(config, swap), progress=progress)
+        if config.strategy == "multiworker":
+            from .distributed import worker_info
+
+            if not worker_info()["chief"]:  # the chief evaluates and reports
+                return run_dir, None
+        return run_dir, stages.evaluate_run(run_dir, progress=progress)
+
+    run_dir, metrics = _built(swap, work)
+    run_dir = _final(run_dir, swap)
+    if metrics is None:
+        console.echo(str(run_dir))
+        return None
     outcome = finish(run_dir, metrics, plan, command="run", render=_renderer(config.formats))
     console.echo(stages.summary_line(metrics))
-    for name in config.formats:
-        console.echo(str(run_dir / f"report.{name}"))
+    _conclude(console, outcome, metrics, collapse=False)  # training already said it collapsed
     return outcome
 
 
 def evaluate(run_dir: Path | None, model_path: Path | None, config: RunConfig, plan: GatePlan, console: Console, *,
-             split_of: Path | None = None, progress: bool = False) -> Outcome:
+             split_of: Path | None = None, progress: bool = False, force: bool = False) -> Outcome:
     """RUN_DIR's model (or ``model_path``) on its test split, ``model_path`` on ``config.data``, or
-    ``model_path`` on ``split_of``'s test faces (a new run folder)."""
-    if split_of is not None:
-        if model_path is None or run_dir is not None:
-            raise UsageError("--split-of RUN_DIR scores --model FILE on RUN_DIR's test faces: give --model, and no "
-                             "RUN_DIR argument")
-        where, metrics = stages.evaluate_on_split(model_path, split_of, config, progress=progress)
-    elif run_dir is not None:
+    ``model_path`` on ``split_of``'s test faces (a new run folder: ``--force`` replaces an old one)."""
+    if split_of is not None and (model_path is None or run_dir is not None):
+        raise UsageError("--split-of RUN_DIR scores --model FILE on RUN_DIR's test faces: give --model, and no "
+                         "RUN_DIR argument")
+    if split_of is None and run_dir is None and (model_path is None or config.data is None):
+        raise UsageError("give a RUN_DIR, or --model FILE with --data DIR or --split-of RUN_DIR")
+    if run_dir is not None:
         metrics = stages.evaluate_run(run_dir, model_path=model_path, model=config.model, progress=progress)
         where = Path(run_dir)
-    elif model_path is None or config.data is None:
-        raise UsageError("give a RUN_DIR, or --model FILE with --data DIR or --split-of RUN_DIR")
     else:
-        where, metrics = stages.evaluate_model(model_path, config, progress=progress)
+        swap = replacement(config.out, force)
+        staged = _staged(config, swap)
+        where, metrics = _built(swap, lambda: stages.evaluate_on_split(model_path, split_of, staged, progress=progress)
+                                if split_of is not None else stages.evaluate_model(model_path, staged, progress=progress))
+        where = _final(where, swap)
     outcome = finish(where, metrics, plan, command="evaluate", render=_renderer(config.formats))
     console.echo(stages.summary_line(metrics))
-    console.echo(str(where))
+    _conclude(console, outcome, metrics)
     return outcome
 
 
@@ -87,15 +155,17 @@ def report(run_dir: Path, formats: tuple[str, ...]) -> list[Path]:
 
 
 def predict(folder: Path, model: Path, config: AuditConfig, plan: GatePlan, console: Console, *,
-            progress: bool = False) -> Outcome:
-    """Audit ``folder`` -> gates -> report."""
+            progress: bool = False, force: bool = False) -> Outcome:
+    """Audit ``folder`` -> gates -> report (``--force``: replacing an old ``--out`` once the audit is complete)."""
     from .audit import audit_summary_line, run_audit
 
-    result = run_audit(folder, model, replace(config, formats=()), progress=progress)
-    outcome = finish(result.out_dir, result.metrics or {}, plan, command="predict",
-                     render=_renderer(config.formats))
+    swap = replacement(config.out, force)
+    result = _built(swap, lambda: run_audit(folder, model, replace(_staged(config, swap), formats=()),
+                                            progress=progress))
+    out_dir = _final(result.out_dir, swap)
+    outcome = finish(out_dir, result.metrics or {}, plan, command="predict", render=_renderer(config.formats))
     console.echo(audit_summary_line(result.summary, result.metrics))
-    console.echo(str(result.out_dir))
+    _conclude(console, outcome, result.metrics or {})
     return outcome
 
 
@@ -105,8 +175,10 @@ def compare(run_a: Path, run_b: Path, console: Console, *, out: Path | None, for
     from .report.compare import compare_runs, summary_lines
     from .report import update_index
 
-    result = compare_runs(run_a, run_b, out=out, formats=formats, data=data, use_dataset=use_dataset,
-                          n_resamples=n_resamples, seed=seed)
+    with stage("compare", unit="") as bar:  # bootstrap, flipped faces and the report: seconds to a minute
+        result = compare_runs(run_a, run_b, out=out, formats=formats, data=data, use_dataset=use_dataset,
+                              n_resamples=n_resamples, seed=seed)
+        bar.summary = f"{result.document['n']:,} paired faces in {bar.seconds:.1f} s"
     update_index(result.out_dir.parent)
     for line in summary_lines(result.document):
         console.echo(line)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .constants import MONITORS
+from .constants import ARCH_NAMES, MONITORS
 from .contract import CHANNEL_ORDERS, INPUT_RANGES, OUTPUT_KINDS
 from .errors import UsageError
 
@@ -51,6 +51,7 @@ DEMO_SAMPLE_FACES = 2000
 
 def setting(default: Any = None, help: str | None = None, *, flag: str | None = None,  # noqa: A002
             param: str | None = None, invert: bool = False, choices: Iterable[str] | None = None,
+            envvar: str | None = None,
             cli_choices: Iterable[str] | None = None, kind: type | str | None = None,
             min: float | None = None, max: float | None = None, min_open: bool = False, max_open: bool = False,  # noqa: A002
             default_factory: Any = None) -> Any:
@@ -59,12 +60,13 @@ def setting(default: Any = None, help: str | None = None, *, flag: str | None = 
     ``flag``: the command-line flag when it is not ``--field-name``; ``param``: the
     Click parameter name when it differs from the field (``invert`` flags such as
     ``--no-augment`` store the negation); ``cli_choices``: the values the command line
-    offers when narrower than ``choices``; ``kind``: the value's type when the default
+    offers when narrower than ``choices`` (or the only ones it checks); ``envvar``: the environment
+    variable the option falls back to, shown in ``--help``; ``kind``: the value's type when the default
     does not show it (``int`` for an optional count, ``Path``, ``"formats"``).
     """
     if kind is None and default is not None and default_factory is None:
         kind = type(default)
-    meta = {"help": help, "flag": flag, "param": param, "invert": invert,
+    meta = {"help": help, "flag": flag, "param": param, "invert": invert, "envvar": envvar,
             "choices": tuple(choices) if choices is not None else None,
             "cli_choices": tuple(cli_choices) if cli_choices is not None else None,
             "kind": kind, "min": min, "max": max, "min_open": min_open, "max_open": max_open}
@@ -139,8 +141,8 @@ class DataConfig(_Settings):
     data: Path | None = setting(None, "ExpW folder (label/label.lst + image/origin) or class folders. "
                                       "Default: data/ExpW if present, else the generated sample.", kind=Path)
     strict: bool = setting(False, "Stop at the first unusable label line or image.")
-    cache_dir: Path | None = setting(None, "Face cache folder (default $FERREPORT_CACHE or ~/.cache/ferreport).",
-                                     kind=Path)
+    cache_dir: Path | None = setting(None, "Face cache folder. [default: $XDG_CACHE_HOME/ferreport, else "
+                                           "~/.cache/ferreport]", kind=Path, envvar="FERREPORT_CACHE")
     balance: str = setting("class-weight-sqrt", "How the training split is balanced.", choices=BALANCE_METHODS)
     sample_faces: int = setting(DEMO_SAMPLE_FACES, "Faces of the generated sample used when no dataset is found.",
                                 min=7)
@@ -152,18 +154,22 @@ class TrainConfig(_Settings):
     """What :func:`ferreport.training.train_model` reads. The defaults are the recipe chosen on
     real faces (benchmarks/README.md); ``from_recipe("seed")`` is the seed notebook's."""
 
-    epochs: int = setting(25, min=1)
-    batch_size: int = setting(32, min=1)
-    learning_rate: float = setting(1e-3, min=0, min_open=True)
+    epochs: int = setting(25, "Training epochs (passes over the training split).", min=1)
+    batch_size: int = setting(32, "Faces per training step (the global batch with --strategy mirrored or "
+                                  "multiworker).", min=1)
+    learning_rate: float = setting(1e-3, "Adam's peak learning rate (after the warm-up).", min=0, min_open=True)
     augment: bool = setting(True, "Train without rotation/shift/shear/zoom/flip augmentation.",
                             flag="--no-augment", param="no_augment", invert=True)
     seed: int = setting(0, "Seed for split, balancing and training.", min=0, max=2**32, max_open=True)
-    arch: str = setting("compact-std", "Model architecture: compact-std, compact or seed (the seed notebook's CNN).")
+    arch: str = setting("compact-std", "Model architecture: compact-std (the compact CNN behind per-image "
+                                       "standardisation), compact, or seed (the seed notebook's CNN).",
+                        cli_choices=ARCH_NAMES)
     strategy: str = setting("auto", "auto: one device (a GPU when TensorFlow sees one); mirrored: all local GPUs; "
                                     "multiworker: several processes/hosts named by TF_CONFIG (same command and "
                                     "--out on each; --batch-size is the global batch).",
                             choices=STRATEGIES, cli_choices=("auto", "mirrored", "multiworker"))
-    label_smoothing: float = setting(0.1, min=0, max=1, max_open=True)
+    label_smoothing: float = setting(0.1, "Label smoothing of the cross-entropy loss (0: none).", min=0, max=1,
+                                     max_open=True)
     early_stopping_patience: int | None = setting(
         None, "Stop after this many epochs without a better --monitor value (best weights kept).",
         flag="--early-stopping", kind=int, min=1)
@@ -229,7 +235,8 @@ class EvaluationConfig(_Settings):
 
 @dataclass(frozen=True)
 class ReportConfig(_Settings):
-    formats: tuple[str, ...] = setting(FORMATS, "Report formats.", flag="--format", kind="formats", choices=FORMATS)
+    formats: tuple[str, ...] = setting(FORMATS, "Report formats: html, pdf, html,pdf, or none (no report).",
+                                       flag="--format", kind="formats", choices=FORMATS)
 
 
 # --------------------------------------------------------------------------- recipes
@@ -431,15 +438,15 @@ class AuditConfig(ModelConfig):
     labels: str | Path | None = setting(
         None, "True labels: class-named sub-folders, or a CSV with columns path,label (path relative to FOLDER). "
               "Default: subfolders when FOLDER has class-named sub-folders, else none.", kind=str)
-    formats: tuple[str, ...] = setting(FORMATS, "Report formats, or 'none'.", flag="--format", kind="formats",
-                                       choices=FORMATS)
+    formats: tuple[str, ...] = setting(FORMATS, "Report formats: html, pdf, html,pdf, or none (no report).",
+                                       flag="--format", kind="formats", choices=FORMATS)
     reports_dir: Path = setting(Path("reports"), kind=Path)
-    batch_size: int = setting(256, min=1)
+    batch_size: int = setting(256, "Faces per prediction batch.", min=1)
     chunk_size: int = setting(512, "Files decoded and predicted per step (memory stays flat whatever the folder "
                                    "size).", min=1)
     workers: int | None = setting(None, "Decoding processes (default: CPU count, at most 8).", kind=int, min=1)
     seed: int = setting(0, "Seed of the bootstrap intervals.")
-    n_resamples: int = setting(1000, min=1)
+    n_resamples: int = setting(1000, "Bootstrap resamples of the confidence intervals.", min=1)
     engine: str = setting("local", "local: this machine's processes; ray: Ray Data (pip install 'ferreport[ray]').",
                           choices=ENGINES)
     ray_address: str | None = setting(None, "Join this Ray cluster (host:port, auto, ray://...); default: start a "
@@ -465,8 +472,12 @@ def parse_formats(text: str, *, allow_none: bool = False) -> tuple[str, ...]:
     if allow_none and text.strip().lower() == "none":
         return ()
     parts = tuple(p.strip().lower() for p in text.split(",") if p.strip())
+    choices = "html, pdf, html,pdf" + (" or none" if allow_none else "")
     if not parts:
-        raise UsageError("--format: give html, pdf or html,pdf" + (", or none" if allow_none else ""))
+        raise UsageError(f"--format: give {choices}")
+    bad = [p for p in parts if p not in FORMATS]
+    if bad:
+        raise UsageError(f"--format {text!r}: {', '.join(map(repr, bad))} is not a report format; give {choices}")
     return check_formats(parts)
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 from . import artifacts
 from .atomic import atomic_open, atomic_path, write_json
 from .constants import CLASS_NAMES
+from .progress import stage
 
 PROBA_DECIMALS = 6
 
@@ -89,7 +90,9 @@ def evaluate_faces(model: Any, faces: np.ndarray, table: pd.DataFrame, out_dir: 
     from .prediction import predict_proba
 
     out_dir = Path(out_dir)
-    proba = predict_proba(adapter_for(model, source=str(source)), faces, batch_size=batch_size)
+    with stage("evaluate", total=len(faces), unit="faces") as bar:
+        proba = predict_proba(adapter_for(model, source=str(source)), faces, batch_size=batch_size,
+                              on_batch=bar.advance)
     check_finite_outputs(proba, source)
     frame = predictions_frame(proba, table)
     bundle = metrics_from_predictions(frame, n_resamples=n_resamples, seed=seed, labels=labels)

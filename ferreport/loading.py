@@ -369,11 +369,11 @@ def _image_problem(image_dir: Path, name: str) -> str:
     return "" if stat.S_ISREG(mode) else NOT_REGULAR
 
 
-def count_by_reason(counts: collections.Counter[str] | dict[str, int]) -> str:
-    """Counts by reason as words for a message, most frequent first: ``2 unsupported type, 1 empty file``
-    (never a Python dict repr)."""
+def count_by_reason(counts: collections.Counter[str] | dict[str, int], noun: str = "row") -> str:
+    """Counts by reason as words for a message, most frequent first: ``unsupported type (2 files), empty file
+    (1 file)`` with ``noun="file"`` (never a Python dict repr)."""
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    return ", ".join(f"{n} {reason}" for reason, n in ordered)
+    return ", ".join(f"{reason} ({n:,} {noun}{'' if n == 1 else 's'})" for reason, n in ordered)
 
 
 def _finish(result: LabelIndex, require_faces: bool = True) -> LabelIndex:
@@ -381,7 +381,8 @@ def _finish(result: LabelIndex, require_faces: bool = True) -> LabelIndex:
     if result.index.empty and require_faces:
         raise DatasetError(
             f"{result.label_file or result.image_dir}: no usable faces "
-            f"(skipped: {count_by_reason(result.skipped) or 'none'}); check the file format"
+            f"(skipped: {count_by_reason(result.skipped, 'row' if result.label_file else 'file') or 'none'}); "
+            "check the file format"
         )
     return result
 
@@ -483,11 +484,39 @@ def _walk_files(folder: Path) -> list[Path]:
     return out
 
 
-def load_dataset(root: str | os.PathLike[str], *, strict: bool = False) -> LabelIndex:
-    """Load an ExpW-layout dataset (``label/label.lst`` + ``image/origin/``) or class folders."""
+def expw_root_above(path: str | os.PathLike[str]) -> Path | None:
+    """The ExpW dataset ``path`` lies inside (``DIR/image/origin``, ``DIR/image``, ``DIR/label`` or
+    ``DIR/label/label.lst`` -> ``DIR``), or None: a kind hint for ``--data`` pointed one level too deep."""
+    p = Path(path)
+    for depth in (1, 2):
+        root = p.parents[depth - 1] if len(p.parents) >= depth else None
+        if root is None:
+            continue
+        inside = p.relative_to(root).as_posix()
+        if inside in ({"image", "label"} if depth == 1 else {"image/origin", "label/label.lst"}):
+            if (root / "label" / "label.lst").is_file() and (root / "image").is_dir():
+                return root
+    return None
+
+
+def check_dataset_root(root: str | os.PathLike[str]) -> Path:
+    """``root`` if it can be a dataset, else a DatasetError (exit 3) saying what to pass instead; cheap (no
+    file is read), so commands call it before any expensive step."""
     root = Path(root)
+    above = expw_root_above(root)
+    if above is not None:
+        raise DatasetError(f"{root}: this is inside the ExpW dataset {above}; did you mean --data {above}?")
     if not root.exists():
         raise DatasetError(f"{root}: dataset folder not found (run `ferreport sample --out {root}` for a sample)")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder; pass the dataset folder holding label/label.lst and image/origin, "
+                           "or class folders")
+    return root
+
+
+def load_dataset(root: str | os.PathLike[str], *, strict: bool = False) -> LabelIndex:
+    """Load an ExpW-layout dataset (``label/label.lst`` + ``image/origin/``) or class folders."""
+    root = check_dataset_root(root)
     label_file = root / "label" / "label.lst"
     # Anything by that name but a folder is the label file (a FIFO or device is then refused
     # by read_label_file with its own message, rather than mistaken for "no label file").

@@ -11,6 +11,7 @@ ferreport model the results equal ``model.predict(faces / 255.0)``.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,14 +40,15 @@ def _adapter(model: Any) -> ModelAdapter:
     return adapter
 
 
-def predict_proba(model: Any, faces_uint8: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def predict_proba(model: Any, faces_uint8: np.ndarray, batch_size: int = 256,
+                  on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """Class probabilities ``(N, 7)`` float32 in ExpW order for uint8 faces ``(N, 64, 64, 3)``.
 
     ``N == 0`` returns an empty ``(0, 7)`` array. NaN/inf outputs, or outputs that stop
     looking like the probabilities or logits they were declared (or detected) to be,
-    raise ModelError naming the model.
+    raise ModelError naming the model. ``on_batch(n)`` is called after each batch of ``n`` faces.
     """
     faces = check_faces(faces_uint8, "predict_proba")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return _adapter(model).predict(faces, int(batch_size))
+    return _adapter(model).predict(faces, int(batch_size), on_batch)

@@ -31,6 +31,7 @@ import pandas as pd
 from . import __version__
 from .constants import FACE_SHAPE, FACE_SIZE
 from .errors import DatasetError, OutputError
+from .progress import Stage, stage
 from .loading import (
     BOX_OUTSIDE_IMAGE, INDEX_COLUMNS, MAX_LABEL_BYTES, UNREADABLE_IMAGE, LabelIndex, NotRegularFile, count_by_reason,
     load_dataset, read_regular, regular_chunks,
@@ -445,8 +446,18 @@ def prepare_dataset(root: str | os.PathLike[str], *, strict: bool = False, cache
     entry; else load and fingerprint the dataset, whose key may name one; else decode and
     crop every face (in a process pool), write the entry atomically and read it back.
     """
+    del progress  # the progress mode (ferreport.progress) decides what is shown
+    with stage("prepare", unit="images") as bar:
+        dataset = _prepare(Path(root), cache_root, workers=workers, strict=strict, size=size, bar=bar)
+        bar.summary = (f"{len(dataset.index):,} faces{' from the cache' if dataset.cache_hit else ''} "
+                       f"in {bar.seconds:.1f} s")
+    return dataset
+
+
+def _prepare(root: Path, cache_root: str | os.PathLike[str] | None, *, workers: int | None, strict: bool, size: int,
+             bar: Stage) -> PreparedDataset:
+    """:func:`prepare_dataset`'s work: quick-key hit, else fingerprint hit, else decode (counted on ``bar``)."""
     start = time.perf_counter()
-    root = Path(root)
     cache_root = Path(cache_root) if cache_root is not None else default_cache_root()
     quick = _quick_key(root, size)
     if quick is not None:
@@ -459,7 +470,7 @@ def prepare_dataset(root: str | os.PathLike[str], *, strict: bool = False, cache
         faces, index, meta = cached
         _write_quick(cache_root, quick, run.key)
         return run.prepared(faces, index, meta, cache_hit=True)
-    return _decode_and_cache(run, workers=workers, progress=progress)
+    return _decode_and_cache(run, workers=workers, bar=bar)
 
 
 @dataclass
@@ -507,19 +518,20 @@ def _load_and_fingerprint(root: Path, cache_root: Path, quick: str | None, *, st
                        fingerprint=fingerprint, key=key, strict=strict, size=size, start=start)
 
 
-def _decode_and_cache(run: _PrepareRun, *, workers: int | None, progress: bool) -> PreparedDataset:
+def _decode_and_cache(run: _PrepareRun, *, workers: int | None, bar: Stage) -> PreparedDataset:
     """The cache miss: decode and crop every face, write the cache entry, read it back."""
     tasks = _tasks_by_image(run.labels)
     n = len(run.labels.index)
     _remove_abandoned(run.cache_root)
     tmp_dir = run.cache_root / f".{run.key}.tmp-{os.getpid()}"
     decoded = _Decoded.empty(_open_buffer(run, tmp_dir, n), n)
-    _decode_faces(tasks, run.size, workers=workers, progress=progress, absorb=decoded.absorb)
+    bar.set_total(len(tasks))
+    _decode_faces(tasks, run.size, workers=workers, bar=bar, absorb=decoded.absorb)
     skipped, examples = _failures_as_skips(run, decoded.failures)
     keep = np.flatnonzero(decoded.ok)
     if keep.size == 0:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise DatasetError(f"{run.root}: no face could be decoded (skipped: {count_by_reason(skipped)})")
+        raise DatasetError(f"{run.root}: no face could be decoded (skipped: {count_by_reason(skipped, 'face')})")
     final_index = run.labels.index.iloc[keep].reset_index(drop=True)
     final_index["clipped"] = decoded.clipped[keep]
     meta = {"key": run.key, "quick_key": run.quick, "fingerprint": run.fingerprint, "params": run.params,
@@ -582,24 +594,23 @@ class _Decoded:
         return buffer
 
 
-def _decode_faces(tasks: list[_Task], size: int, *, workers: int | None, progress: bool,
+def _decode_faces(tasks: list[_Task], size: int, *, workers: int | None, bar: Stage,
                   absorb: Callable[[_WorkerResult], None]) -> None:
-    """Run :func:`_process_images` over the tasks in chunks (in a process pool unless small) and absorb each result."""
+    """Run :func:`_process_images` over the tasks in chunks (in a process pool unless small), absorb each
+    result and count its images on ``bar``."""
     workers = workers or min(os.cpu_count() or 1, 8)
     chunk = 32
     chunks = [tasks[i:i + chunk] for i in range(0, len(tasks), chunk)]
     if workers <= 1 or len(tasks) < 64:
         for c in chunks:
             absorb(_process_images(c, size))
+            bar.advance(len(c))
         return
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(),
                                 initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
-        for done, result in enumerate(pool.map(_process_images, chunks, [size] * len(chunks)), start=1):
+        for c, result in zip(chunks, pool.map(_process_images, chunks, [size] * len(chunks))):
             absorb(result)
-            if progress:
-                print(f"\rdecoding images {min(done * chunk, len(tasks))}/{len(tasks)}", end="", file=sys.stderr)
-    if progress:
-        print(file=sys.stderr)
+            bar.advance(len(c))
 
 
 def _failures_as_skips(run: _PrepareRun, failures: list[tuple[int, str]]) -> tuple[collections.Counter[str], dict[str, str]]:

@@ -40,6 +40,7 @@ import numpy as np
 from .atomic import write_error
 from .constants import CLASS_NAMES, NUM_CLASSES
 from .errors import OutputError, UsageError
+from .progress import stage
 
 __all__ = [
     "EXPW_CLASS_SHARES",
@@ -795,7 +796,9 @@ def _spec_difference(recorded: object, asked: dict[str, Any]) -> str:
     keys = sorted(k for k in set(recorded) | set(asked) if recorded.get(k) != asked.get(k))
     if not keys:
         return "same spec"
-    return "; ".join(f"{k} {recorded.get(k, 'unset')} here, {asked.get(k, 'unset')} asked" for k in keys)
+    flags = {"n_faces": "--faces", "seed": "--seed"}
+    return "; ".join(f"{flags.get(k, k)} {recorded.get(k, 'unset')} there, {asked.get(k, 'unset')} asked"
+                     for k in keys)
 
 
 def _spec_dict(spec: SampleSpec) -> dict[str, Any]:
@@ -822,11 +825,10 @@ def _existing(out: Path, spec: SampleSpec) -> SampleInfo | None:
     if not ok:
         raise UsageError(f"{out}: folder is not empty and holds no ferreport sample; choose another output folder")
     if meta.get("version") != GENERATOR_VERSION or meta.get("spec") != _spec_dict(spec):
-        raise UsageError(
-            f"{out}: holds a sample generated with another spec or generator version "
-            f"({_spec_difference(meta.get('spec'), _spec_dict(spec))}, generator version {meta.get('version')} "
-            f"here, {GENERATOR_VERSION} now); choose another output folder or delete it"
-        )
+        version = meta.get("version")
+        why = (_spec_difference(meta.get("spec"), _spec_dict(spec)) if version == GENERATOR_VERSION
+               else f"generator version {version} there, {GENERATOR_VERSION} now")
+        raise UsageError(f"{out}: holds another sample ({why}); choose another --out or delete the folder")
     return SampleInfo(out, int(meta["n_images"]), int(meta["n_faces"]), tuple(int(c) for c in meta["class_counts"]))
 
 
@@ -883,16 +885,18 @@ def _write_images(tmp: Path, spec: SampleSpec, images: list[_Image], workers: in
     ]
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if len(tasks) >= _PARALLEL_FROM else 1
-    if workers > 1 and len(tasks) > 1:
-        # Threads, not processes: OpenCV releases the GIL in its heavy calls, and a
-        # process pool would either fork a multi-threaded parent (deadlocks seen with
-        # OpenCV/OpenMP pools) or re-import ``__main__`` (spawn).
-        with ThreadPoolExecutor(workers, thread_name_prefix="ferreport-sample") as pool:
-            for _ in pool.map(_write_image, tasks):
-                pass
-    else:
-        for task in tasks:
-            _write_image(task)
+    with stage("sample", total=len(tasks), unit="images") as bar:
+        if workers > 1 and len(tasks) > 1:
+            # Threads, not processes: OpenCV releases the GIL in its heavy calls, and a
+            # process pool would either fork a multi-threaded parent (deadlocks seen with
+            # OpenCV/OpenMP pools) or re-import ``__main__`` (spawn).
+            with ThreadPoolExecutor(workers, thread_name_prefix="ferreport-sample") as pool:
+                for _ in pool.map(_write_image, tasks):
+                    bar.advance()
+        else:
+            for task in tasks:
+                _write_image(task)
+                bar.advance()
 
 
 def _write_metadata(tmp: Path, spec: SampleSpec, images: list[_Image], counts: tuple[int, ...]) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import secrets
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,10 @@ from .balancing import BalanceResult, balance_training_set
 from .config import FORMATS, ModelConfig, RunConfig
 from .constants import CLASS_NAMES
 from .contract import ModelContract, write_contract
-from .errors import DatasetError, UsageError
+from .errors import DatasetError, OutputError, UsageError
+from .loading import check_dataset_root
 from .preprocessing import PreparedDataset, prepare_dataset
+from .progress import echo, stage
 from .provenance import model_fingerprint, now_iso, provenance_record, sha256_file
 from .splitting import SPLITS, split_faces, split_table
 
@@ -35,8 +36,8 @@ DEFAULT_SAMPLE = Path("data") / "sample"
 
 
 def log(message: str) -> None:
-    """Human progress goes to stderr; stdout stays free for machine output."""
-    print(message, file=sys.stderr, flush=True)
+    """Human progress goes to stderr (above any progress bar); stdout stays free for machine output."""
+    echo(message)
 
 
 def new_run_id() -> str:
@@ -148,23 +149,44 @@ def clean_run_dir(run_dir: Path) -> None:
             f"(first: {removed[0].name})")
 
 
-def check_run_dir(run_dir: Path, resume: bool) -> None:
+def check_run_dir(run_dir: Path, resume: bool = False, *, can_resume: bool = False) -> None:
+    """``run_dir`` can receive a new run (absent or empty), or holds the run ``resume`` continues; else a
+    UsageError whose hint names only options the command has (``can_resume``: train and run)."""
     if resume:
         if not (run_dir / artifacts.CONFIG).is_file():
             raise UsageError(f"--resume: {run_dir} holds no run to resume (no {artifacts.CONFIG})")
         return
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UsageError(f"{run_dir}: already holds files; choose another --out or pass --resume to continue it")
+    check_writable(run_dir)
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        fix = ("choose another --out, pass --resume to continue it, or --force to replace it" if can_resume
+               else "choose another --out, or pass --force to replace it")
+        raise UsageError(f"{run_dir}: already holds files; {fix}")
+
+
+def check_writable(run_dir: Path) -> None:
+    """``run_dir`` is, or can be made, a writable folder: an OutputError (exit 5) before any work, not after it."""
+    import os
+
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputError(f"{run_dir}: exists and is not a folder; choose another --out")
+    ancestor = run_dir
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"{run_dir}: cannot create it ({ancestor} is a file); choose another --out")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(f"{run_dir}: cannot write in {ancestor} (permission denied); choose another --out")
 
 
 def train(config: RunConfig, *, progress: bool | None = None) -> Path:
-    """prepare -> split -> balance -> train; returns the run directory."""
+    """prepare -> split -> balance -> train; returns the run directory.
+
+    The output folder and the dataset are checked before TensorFlow is imported (seconds) and
+    before any face is decoded."""
     if config.init_from:  # before TensorFlow is imported: oneDNN crashes on some models' gradients
         note = onednn.prepare_training(finetune_source_file(Path(config.init_from)))
         if note:
             log(note)
-    from .training import train_model
-
     started = now_iso()
     chief = True
     if config.strategy == "multiworker":
@@ -176,10 +198,12 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
                              "agree on the run directory (only the chief writes it)")
     run_dir = Path(config.out) if config.out else Path(config.reports_dir) / new_run_id()
     if chief:
-        check_run_dir(run_dir, config.resume)
+        check_run_dir(run_dir, config.resume, can_resume=True)
     if config.resume:  # continue with the recorded configuration, not today's defaults
         saved_path = run_dir / artifacts.CONFIG
         config = config.resumed_from(json.loads(saved_path.read_text()), where=saved_path)
+    if config.data is not None:
+        check_dataset_root(config.data)
     data = prepare(config, progress=bool(progress))
     config = config.with_values(data=data.dataset.root, out=run_dir)
     if chief:
@@ -200,10 +224,14 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
         write_json(run_dir / artifacts.DATA_SUMMARY, summary)
         log(format_summary(summary))
 
+    from .training import train_model
+
     start = _start_from(config)
-    result = train_model(balanced.x, balanced.y, np.asarray(faces[val_rows]), labels[val_rows], config.training, run_dir,
-                         class_weight=balanced.class_weight, resume=config.resume, progress=progress,
-                         init=start.build if start else None, contract=start.source.contract if start else None)
+    with stage("train", total=config.epochs, unit="epochs") as bar:
+        result = train_model(balanced.x, balanced.y, np.asarray(faces[val_rows]), labels[val_rows], config.training,
+                             run_dir, class_weight=balanced.class_weight, resume=config.resume, progress=progress,
+                             on_epoch_end=lambda epoch, row: bar.advance(),
+                             init=start.build if start else None, contract=start.source.contract if start else None)
     if not result.is_chief:
         log(f"worker done after {result.epochs_run} epochs; the chief wrote {run_dir}")
         return run_dir
@@ -354,10 +382,11 @@ def evaluate_model(model_path: Path, config: RunConfig, *, progress: bool = Fals
 
     if config.data is None:
         raise UsageError("--model needs --data DIR to evaluate on (or --split-of RUN_DIR)")
+    run_dir = Path(config.out) if config.out else Path(config.reports_dir) / new_run_id()
+    check_run_dir(run_dir)
+    check_dataset_root(config.data)
     adapter = open_evaluated_model(model_path, config.model, progress=progress)
     dataset = prepare_dataset(config.data, strict=config.strict, cache_root=config.cache_dir, progress=progress)
-    run_dir = Path(config.out) if config.out else Path(config.reports_dir) / new_run_id()
-    check_run_dir(run_dir, resume=False)
     run_dir.mkdir(parents=True, exist_ok=True)
     if dataset.kind == "folders":
         split = pd.Series(["test"] * len(dataset.index))
@@ -388,14 +417,14 @@ def evaluate_on_split(model_path: Path, split_of: Path, config: RunConfig, *,
     if config.data is not None and Path(config.data).resolve() != Path(saved.data).resolve():
         raise UsageError(f"--split-of {split_of} evaluates on its own dataset ({saved.data}); drop --data "
                          f"{config.data}")
+    run_dir = Path(config.out) if config.out else Path(config.reports_dir) / new_run_id()
+    if run_dir.resolve() == split_of.resolve():
+        raise UsageError(f"--out {run_dir} is the --split-of run itself; choose a new folder")
+    check_run_dir(run_dir)
     adapter = open_evaluated_model(model_path, config.model, progress=progress)
     dataset = prepare_dataset(saved.data, strict=saved.strict, cache_root=config.cache_dir or saved.cache_dir,
                               progress=progress)
     rows = _test_rows(split_of, dataset, saved.data)
-    run_dir = Path(config.out) if config.out else Path(config.reports_dir) / new_run_id()
-    if run_dir.resolve() == split_of.resolve():
-        raise UsageError(f"--out {run_dir} is the --split-of run itself; choose a new folder")
-    check_run_dir(run_dir, resume=False)
     run_dir.mkdir(parents=True, exist_ok=True)
     record = saved.with_values(out=run_dir, resume=False, formats=config.formats, n_resamples=config.n_resamples,
                                **{k: getattr(config.model, k) for k in ModelConfig.names()},
@@ -488,16 +517,23 @@ def render_report(run_dir: Path, *, formats: tuple[str, ...] = FORMATS, n_resamp
                   seed: int = 0) -> dict[str, Path]:
     """Render report.html / report.pdf from the run directory's saved artefacts alone."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: no such run folder; pass a folder written by ferreport run, train + evaluate, "
+                         "or predict")
     if not (run_dir / artifacts.PREDICTIONS).is_file():
-        raise UsageError(f"{run_dir}: no {artifacts.PREDICTIONS}; run `ferreport evaluate {run_dir}` first")
+        fix = (f"run `ferreport evaluate {run_dir}` first" if (run_dir / artifacts.CONFIG).is_file()
+               else "not a run folder; pass a folder written by ferreport run, train + evaluate, or predict")
+        raise UsageError(f"{run_dir}: no {artifacts.PREDICTIONS}; {fix}")
     clean_run_dir(run_dir)
     from .report import is_audit_dir, write_audit_report
 
-    if is_audit_dir(run_dir):  # a folder audit (`ferreport predict`): the audit report
-        return write_audit_report(run_dir, formats, n_resamples=n_resamples, seed=seed)
     from .report import write_report
 
-    return write_report(run_dir, formats=formats, n_resamples=n_resamples, seed=seed)
+    write = write_audit_report if is_audit_dir(run_dir) else write_report  # a folder audit: the audit report
+    with stage("report", unit="") as bar:
+        written = write(run_dir, formats, n_resamples=n_resamples, seed=seed)
+        bar.summary = f"{', '.join(written)} in {bar.seconds:.1f} s"
+    return written
 
 
 def summary_line(metrics: dict[str, Any]) -> str:

@@ -60,6 +60,7 @@ from .metrics import classification_metrics
 from .model import ARCHITECTURES, build_model, compile_model
 from .onednn import guard_model
 from .prediction import predict_proba
+from .progress import Stage, echo, is_live, stage
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -209,7 +210,7 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def _warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr, flush=True)
+    echo(f"warning: {msg}")
 
 
 # --------------------------------------------------------------------------- collapse
@@ -615,8 +616,9 @@ def train_model(
 
     ``resume=True`` continues from ``run_dir/checkpoint`` (same config except ``epochs``
     and ``strategy``; same data); without a checkpoint it starts fresh. Without
-    ``resume`` an existing checkpoint is replaced. ``progress`` (default: stderr is a
-    TTY) prints one line per epoch to stderr. ``callbacks`` are passed to each epoch's
+    ``resume`` an existing checkpoint is replaced. Each epoch is a stage of
+    :mod:`ferreport.progress` (a bar of batches with the loss so far, then one line);
+    ``progress`` (default: stderr is a TTY) adds the resume notice. ``callbacks`` are passed to each epoch's
     ``fit`` call (one ``fit`` per epoch). ``on_epoch_end(epoch, row)`` runs after the
     epoch's checkpoint is committed (1-based ``epoch``). ``init`` builds the (uncompiled)
     network to start from instead of ``config.arch`` (fine-tuning, :mod:`ferreport.finetune`);
@@ -672,7 +674,7 @@ def _restore_or_build(run: _Run, resume: bool, init: Callable[[], keras.Model] |
                     f"{ckpt / state.last_file}: cannot load checkpoint ({exc}); start a new run without --resume"
                 ) from exc
         if run.progress:
-            print(f"resuming from {ckpt} after epoch {state.epochs_done}", file=sys.stderr, flush=True)
+            echo(f"resuming from {ckpt} after epoch {state.epochs_done}")
         return state, model
     if resume:
         _warn(f"{ckpt}: no checkpoint to resume from; training from epoch 1")
@@ -701,10 +703,12 @@ def _epoch_loop(run: _Run, model: keras.Model, state: _State, data: _Data,
                                 seed=config.seed, contract=run.contract))
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
     while state.epochs_done < config.epochs and state.stopped is None:
-        row = _train_epoch(run, model, state, data, val_ds, steps_per_epoch, callbacks)
-        improved = _schedule_step(state, row, config)
-        _commit_epoch(run, model, state, row, improved)
-        _report_epoch(run, state, row, improved)
+        with stage(f"epoch {state.epochs_done + 1}/{config.epochs}", total=steps_per_epoch, unit="batches") as bar:
+            row = _train_epoch(run, model, state, data, val_ds, steps_per_epoch, [*callbacks, *_batch_bar(run, bar)])
+            improved = _schedule_step(state, row, config)
+            _commit_epoch(run, model, state, row, improved)
+            bar.summary = _epoch_line(row, improved)
+        _report_stop(run, state, row)
         if on_epoch_end is not None:
             on_epoch_end(row["epoch"], dict(row))
 
@@ -773,23 +777,37 @@ def _commit_epoch(run: _Run, model: keras.Model, state: _State, row: dict[str, A
             _copy_atomic(run.ckpt / state.best_file, run.run_dir / artifacts.MODEL)
 
 
-def _report_epoch(run: _Run, state: _State, row: dict[str, Any], improved: bool) -> None:
-    """The epoch's progress line (with ``progress``), and why training stops, if it does."""
-    config, epoch = run.config, row["epoch"]
-    if run.progress:
-        print(
-            f"epoch {epoch}/{config.epochs}  loss {_fmt(row['loss'], '.4f')}  "
-            f"accuracy {_fmt(row['accuracy'], '.4f')}  val_loss {_fmt(row['val_loss'], '.4f')}  "
-            f"val_accuracy {_fmt(row['val_accuracy'], '.4f')}  val_macro_f1 {_fmt(row['val_macro_f1'], '.4f')}  "
-            f"lr {row['learning_rate']:.2g}  "
-            f"{row['seconds']:.1f}s{'  *' if improved else ''}",
-            file=sys.stderr, flush=True,
-        )
+class _BatchBar(keras.callbacks.Callback):
+    """Advances an epoch's progress bar after every batch, showing the loss so far."""
+
+    def __init__(self, bar: Stage):
+        super().__init__()
+        self.bar = bar
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        self.bar.advance(1, note=None if loss is None else f"loss {_fmt(float(loss), '.4f')}")
+
+
+def _batch_bar(run: _Run, bar: Stage) -> list[keras.callbacks.Callback]:
+    """The per-batch callback when a bar is drawn (it makes Keras fetch the loss every batch, so only then)."""
+    return [_BatchBar(bar)] if is_live() and not run.multiworker else []
+
+
+def _epoch_line(row: dict[str, Any], improved: bool) -> str:
+    """The epoch's summary: its losses, accuracies, learning rate and time; ``*`` when it is the best so far."""
+    return (f"loss {_fmt(row['loss'], '.4f')}  accuracy {_fmt(row['accuracy'], '.4f')}  "
+            f"val_loss {_fmt(row['val_loss'], '.4f')}  val_accuracy {_fmt(row['val_accuracy'], '.4f')}  "
+            f"val_macro_f1 {_fmt(row['val_macro_f1'], '.4f')}  lr {row['learning_rate']:.2g}  "
+            f"{row['seconds']:.1f} s{'  *' if improved else ''}")
+
+
+def _report_stop(run: _Run, state: _State, row: dict[str, Any]) -> None:
+    """Why training stops, if it does."""
     if state.stopped == "nan_loss":
-        _warn(f"training loss is NaN/infinite at epoch {epoch}; training stopped")
-    elif state.stopped == "early_stopping" and run.progress:
-        print(f"early stopping: {config.monitor} has not improved for {state.es_wait} epochs", file=sys.stderr,
-              flush=True)
+        _warn(f"training loss is NaN/infinite at epoch {row['epoch']}; training stopped")
+    elif state.stopped == "early_stopping":
+        echo(f"early stopping: {run.config.monitor} has not improved for {state.es_wait} epochs")
 
 
 def _finish(run: _Run, state: _State, data: _Data, resumed_from: int) -> TrainResult:

@@ -292,7 +292,7 @@ def test_labels_csv_audit_and_labels_none(labelled_folder, tiny_model, tmp_path,
     run_audit(labelled_folder, tiny_model,
               AuditConfig(out=tmp_path / "none", faces="whole", labels="none", **{**FAST, "formats": ()}), progress=True)
     assert not (tmp_path / "none" / artifacts.METRICS).exists()
-    assert "auditing: 22/22 files, 22 images, 22 faces" in capsys.readouterr().err
+    assert "audit: 22 files, 22 images, 22 faces, 0 skipped in " in capsys.readouterr().err  # the stage line
 
 
 def test_cli_predict_and_its_exit_codes(labelled_folder, tiny_model, tmp_path):
@@ -390,7 +390,7 @@ def test_no_face_to_predict_counts_skips_in_words_not_a_dict_repr(tiny_model, tm
     with pytest.raises(DatasetError) as info:
         run_audit(folder, tiny_model, AuditConfig(out=tmp_path / "o", **{**FAST, "formats": ()}))
     message = str(info.value)
-    assert "3 files skipped: 2 unsupported type, 1 empty file)" in message, message
+    assert "3 files skipped: unsupported type (2 files), empty file (1 file))" in message, message
     assert "{" not in message and "'" not in message
 
 

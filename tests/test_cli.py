@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import click
 from click.testing import CliRunner
 
 from ferreport import __version__
@@ -81,3 +82,42 @@ def test_an_unreadable_baseline_names_the_file_once(tmp_path, monkeypatch):
         load_baseline(metrics)
     message = str(info.value)
     assert message == f"--baseline {metrics}: cannot read JSON (Permission denied)", message
+
+
+def _options(command):
+    return [p for p in command.params if isinstance(p, click.Option) and not p.hidden]
+
+
+def test_every_option_of_every_command_has_help_text_and_every_command_examples():
+    """Walks the group: an option without help, or a command without a runnable example, fails (issue 21)."""
+    bare = [(name, p.opts[0]) for name, command in main.commands.items() for p in _options(command)
+            if not (p.help or "").strip()]
+    assert not bare, bare
+    for name, command in main.commands.items():
+        text = CliRunner().invoke(main, [name, "--help"]).output
+        examples = text.split("Examples:")[-1].split("Options:")[0] if "Examples:" in text else ""
+        assert f"ferreport {name}" in examples, name
+        assert "--progress / --no-progress" in text, name
+
+
+def test_the_cache_environment_variable_is_shown_where_an_option_reads_it():
+    for name in ("prepare", "train", "run", "evaluate"):
+        text = " ".join(CliRunner().invoke(main, [name, "--help"]).output.split())
+        assert "[env var: FERREPORT_CACHE]" in text, name
+    text = CliRunner().invoke(main, ["--help"]).output
+    assert "FERREPORT_TEMPLATES" in text and "_FERREPORT_COMPLETE=bash_source" in text
+
+
+def test_the_readme_commands_table_names_every_command_and_option_that_exists():
+    """README's Commands table must match --help: every command has a row, and every flag a row names exists."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("## Commands", 1)[1].split("\n#", 1)[0]
+    rows = {line.split()[2].strip("`"): line for line in table.splitlines() if line.startswith("| `ferreport ")}
+    assert set(rows) == set(main.commands), set(main.commands) ^ set(rows)
+    for name, row in rows.items():
+        flags = {o for p in _options(main.commands[name]) for o in p.opts + p.secondary_opts}
+        named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", row))
+        assert named <= flags, (name, named - flags)

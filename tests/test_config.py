@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import click
@@ -90,7 +91,7 @@ def test_help_defaults_are_the_values_used(command, monkeypatch, tmp_path):
 
     def capture(config, *args, **kwargs):
         seen["config"] = config
-        return tmp_path if command == "train" else None
+        return [tmp_path] if command == "train" else None
 
     monkeypatch.setattr(commands, command, capture)
     result = CliRunner().invoke(main, [command, "--out", str(tmp_path / "r")])
@@ -100,6 +101,8 @@ def test_help_defaults_are_the_values_used(command, monkeypatch, tmp_path):
         if name == "out":
             continue
         shown = _value_of(param, f, param.default)
+        if getattr(param, "envvar", None) and os.environ.get(param.envvar):  # shown as [env var: ...]
+            shown = Path(os.environ[param.envvar])
         if getattr(param, "is_flag", False):  # flags show no default: the recipe decides
             shown = recipe_values(COMMAND_RECIPES[command]).get(name, f.default)
         assert getattr(config, name) == shown, (command, name)
@@ -107,7 +110,7 @@ def test_help_defaults_are_the_values_used(command, monkeypatch, tmp_path):
 
 def test_given_options_beat_the_recipe_and_recipe_fills_the_rest(monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr(commands, "train", lambda config, **kw: seen.setdefault("config", config) and tmp_path)
+    monkeypatch.setattr(commands, "train", lambda config, **kw: seen.setdefault("config", config) and [tmp_path])
     CliRunner().invoke(main, ["train", "--recipe", "seed", "--epochs", "3", "--out", str(tmp_path / "r")])
     config = seen["config"]
     assert config.epochs == 3 and config.arch == "seed" and config.balance == "smote"
@@ -147,7 +150,33 @@ def test_validation_lives_in_the_settings():
         parse_formats("none")
 
 
-def test_run_rejects_format_none_before_training(monkeypatch):
-    monkeypatch.setattr(commands, "run", lambda *a, **k: pytest.fail("trained"))
+def test_run_accepts_format_none_as_no_report(monkeypatch):
+    """Every command that writes a report takes --format none (run refused it after training, issue 21)."""
+    seen = {}
+
+    def capture(config, *args, **kwargs):
+        seen["formats"] = config.formats
+
+    monkeypatch.setattr(commands, "run", capture)
     result = CliRunner().invoke(main, ["run", "--format", "none"])
-    assert result.exit_code == 2 and "--format" in result.output
+    assert result.exit_code == 0, result.output
+    assert seen["formats"] == ()
+
+
+@pytest.mark.parametrize("command", ["run", "evaluate", "predict", "report", "compare"])
+def test_a_bad_format_is_refused_while_the_command_line_is_read(command, monkeypatch):
+    """`--format htm` stops with exit 2 naming the value and the choices, before the command does any work."""
+    monkeypatch.setattr(commands, command, lambda *a, **k: pytest.fail("worked"))
+    args = {"run": [], "evaluate": ["r"], "predict": ["f", "--model", "m"], "report": ["r"], "compare": ["a", "b"]}
+    result = CliRunner().invoke(main, [command, *args[command], "--format", "html,htm"])
+    assert result.exit_code == 2
+    assert "'htm' is not a report format; give html, pdf, html,pdf or none" in result.stderr
+
+
+def test_arch_is_checked_by_the_command_line_and_names_what_training_builds():
+    from ferreport.architectures import ARCHITECTURES
+    from ferreport.constants import ARCH_NAMES
+
+    assert set(ARCH_NAMES) <= set(ARCHITECTURES)
+    result = CliRunner().invoke(main, ["train", "--arch", "resnet"])
+    assert result.exit_code == 2 and "'resnet' is not one of 'compact-std', 'compact', 'seed'" in result.stderr

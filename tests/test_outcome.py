@@ -82,7 +82,8 @@ def test_failed_gate_exits_1_after_writing_every_output(tiny_model, sample_datas
     (tmp_path / "better.json").write_text(json.dumps(better))
     out, junit = tmp_path / "reports" / "bad", tmp_path / "junit.xml"
     result = evaluate(["--out", out, "--format", "html", "--fail-under", "accuracy=1.0", "--fail-under", "n=1",
-                       "--baseline", tmp_path / "better.json", "--max-drop", "accuracy=0.01", "--junit", junit],
+                       "--baseline", tmp_path / "better.json", "--max-drop", "accuracy=0.01", "--junit", junit,
+                       "--no-progress"],  # stderr: the error line alone (no stage lines)
                       tiny_model, sample_dataset, cache_dir)
     assert result.exit_code == 1
     assert "gate FAIL  accuracy >= 1" in result.stdout and "gate PASS  n >= 1" in result.stdout

@@ -297,4 +297,4 @@ def test_no_decodable_face_names_the_reasons_in_words(tmp_path):
     with pytest.raises(DatasetError, match="no face could be decoded") as caught:
         prepare_dataset(root, cache_root=tmp_path / "cache", workers=1)
     message = str(caught.value)
-    assert "(skipped: 1 " in message and "{" not in message
+    assert "(skipped: " in message and "(1 face)" in message and "{" not in message

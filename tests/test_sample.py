@@ -185,9 +185,9 @@ def test_refuses_other_content(tmp_path):
 
     out = tmp_path / "expw"
     generate_sample(out, spec, workers=1)
-    with pytest.raises(UsageError, match="another spec") as caught:
+    with pytest.raises(UsageError, match="holds another sample") as caught:
         generate_sample(out, SampleSpec(n_faces=20, seed=1))
-    assert "seed 0 here, 1 asked" in str(caught.value) and "{" not in str(caught.value)  # words, not a dict
+    assert "--seed 0 there, 1 asked" in str(caught.value) and "{" not in str(caught.value)  # words, not a dict
 
     empty = tmp_path / "empty"
     empty.mkdir()
