@@ -76,3 +76,18 @@ def faces_sample_dir() -> Path:
     if not path.is_dir():
         pytest.skip("../shared/data/faces-sample is not present")
     return path
+
+
+def interrupt_in_epoch(epoch: int = 1, batch: int = 1):
+    """A Keras callback that raises KeyboardInterrupt (a Ctrl-C) after ``batch`` of ``epoch`` (0-based)."""
+    import keras
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, e, logs=None):
+            self.epoch = e
+
+        def on_train_batch_end(self, b, logs=None):
+            if self.epoch == epoch and b == batch:
+                raise KeyboardInterrupt
+
+    return Interrupt()

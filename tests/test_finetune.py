@@ -23,6 +23,7 @@ from ferreport.onednn import crashing_layers, guard_model
 from ferreport.prediction import predict_proba
 from ferreport.training import train_model
 from tests import model_zoo as zoo
+from tests.conftest import interrupt_in_epoch
 
 FER_PLUS = "neutral,happiness,surprise,sadness,anger,disgust,fear,contempt"
 
@@ -142,8 +143,6 @@ def test_grayscale_source_trains_and_evaluates_end_to_end(tmp_path, sample_datas
 
 @pytest.mark.slow
 def test_resumed_finetuning_repeats_the_uninterrupted_run(tmp_path):
-    import keras
-
     path = zoo.keras_model(tmp_path, channels=1, name="gray.keras")
     source = open_source(path, {"input_range": "-1,1"})
     rng = np.random.default_rng(0)
@@ -156,17 +155,9 @@ def test_resumed_finetuning_repeats_the_uninterrupted_run(tmp_path):
 
     full = train_model(xt, yt, xv, yv, config, tmp_path / "full", progress=False, init=init, contract=source.contract)
 
-    class CrashInEpoch2(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-
-        def on_train_batch_end(self, batch, logs=None):
-            if self.epoch == 1 and batch == 1:
-                raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
         train_model(xt, yt, xv, yv, config, tmp_path / "cut", progress=False, init=init, contract=source.contract,
-                    callbacks=[CrashInEpoch2()])
+                    callbacks=[interrupt_in_epoch(1, 1)])
     resumed = train_model(xt, yt, xv, yv, config, tmp_path / "cut", resume=True, progress=False, init=init,
                           contract=source.contract)
     assert resumed.resumed_from_epoch == 1

@@ -21,7 +21,7 @@ from ferreport.training import (
     resolve_strategy,
     train_model,
 )
-from tests.conftest import pattern_faces
+from tests.conftest import interrupt_in_epoch, pattern_faces
 
 LN7 = math.log(7)
 
@@ -169,17 +169,9 @@ def test_training_writes_artefacts(full_run, data):
 
 @pytest.mark.slow
 def test_interrupted_training_resumes_to_the_same_result(full_run, data, tmp_path, capsys):
-    class CrashInEpoch2(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-
-        def on_train_batch_end(self, batch, logs=None):
-            if self.epoch == 1 and batch == 1:
-                raise KeyboardInterrupt
-
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train_model(*data, CFG, run_dir, progress=False, callbacks=[CrashInEpoch2()])
+        train_model(*data, CFG, run_dir, progress=False, callbacks=[interrupt_in_epoch(1, 1)])
     assert pd.read_csv(run_dir / artifacts.HISTORY)["epoch"].tolist() == [1]
     assert (run_dir / artifacts.MODEL).is_file()
     assert json.loads((run_dir / artifacts.CHECKPOINT_DIR / "state.json").read_text())["epochs_done"] == 1
