@@ -128,7 +128,7 @@ def test_grayscale_source_trains_and_evaluates_end_to_end(tmp_path, sample_datas
     assert result.exit_code == 0, result.output
     assert "head re-mapped by class name (head rebuilt): 7 classes kept; contempt dropped" in result.stderr
     config = json.loads((run / artifacts.CONFIG).read_text())
-    assert config["init_from"] == str(path) and config["learning_rate"] == 2e-4  # --recipe finetune by default
+    assert config["init_from"] == str(path) and config["learning_rate"] == 1e-3  # --recipe finetune by default
     contract = json.loads((run / artifacts.MODEL_CONTRACT).read_text())
     assert (contract["height"], contract["channels"], contract["input_range"]) == (48, 1, "-1,1")
     assert contract["classes"] == list(CLASS_NAMES) and contract["outputs"] == "probabilities"
