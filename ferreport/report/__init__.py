@@ -8,7 +8,8 @@ Three layers (computing stays outside, in :mod:`ferreport.metrics` and
   text helpers), :mod:`~ferreport.report.plots` (figures and their shared style);
 * **shared building blocks** - :mod:`~ferreport.report.inputs` (a run directory read into
   :class:`RunArtifacts`), :mod:`~ferreport.report.context` (the plain data the templates
-  receive), :mod:`~ferreport.report.sections` (section builders both page reports use);
+  receive), :mod:`~ferreport.report.sections` (section builders both page reports use),
+  :mod:`~ferreport.report.words` (labels for recorded fields, the glossary of terms);
 * **one module per report kind** - :mod:`~ferreport.report.evaluation` (``report.html`` of
   a run), :mod:`~ferreport.report.audit` (of a folder audit), :mod:`~ferreport.report.compare`
   (``compare.html`` of two runs), :mod:`~ferreport.report.history` (``reports/index.html``).
