@@ -35,6 +35,7 @@ from ..errors import DatasetError, UsageError
 from ..metrics import MetricsBundle, metrics_from_predictions
 from . import plots
 from . import sections as sec
+from . import words
 from .context import Notice, ReportContext, Section, ThumbnailLimits, numbered_sections
 from .inputs import RunArtifacts, ids_and_conf, order_asc, order_desc, read_json
 from .render import check_formats, render_html, write_pages
@@ -277,8 +278,8 @@ def _scan_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     found = summary.get("faces_by_method") if isinstance(summary.get("faces_by_method"), Mapping) else {}
     facts = [
         ("Folder", str(summary.get("folder", "—"))),
-        ("Faces", FACES_MODE_TEXT.get(mode, mode or "—")),
-        ("Labels", str(summary.get("labels") or "none")),
+        ("Faces taken from", FACES_MODE_TEXT.get(mode, mode or "—")),
+        ("True labels from", words.labels_source(summary.get("labels") or "none")),
         ("Files seen", f"{as_int(summary.get('files_seen')):,}"),
         ("Images read", f"{as_int(summary.get('images_read')):,}"),
         ("Images with a detected face", "—" if mode == "whole" else f"{as_int(summary.get('images_with_face')):,}"),

@@ -35,6 +35,7 @@ __all__ = [
     "Terms",
     "data_facts",
     "provenance_groups",
+    "labels_source",
     "skipped_rows",
 ]
 
@@ -308,6 +309,15 @@ PACKAGE_NAMES = {"tensorflow": "TensorFlow", "keras": "Keras", "numpy": "NumPy",
                  "scikit-learn": "scikit-learn", "matplotlib": "Matplotlib", "jinja2": "Jinja2", "click": "Click",
                  "weasyprint": "WeasyPrint", "onnxruntime": "ONNX Runtime"}
 
+LABEL_SOURCES = {"subfolders (auto)": "the sub-folder names (found automatically)",
+                 "subfolders": "the sub-folder names", "none": "none (no image has a true label)"}
+
+
+def labels_source(v: Any) -> str:
+    """Where an audit's true labels came from, in words (a CSV file's path stays as given)."""
+    return LABEL_SOURCES.get(str(v), f"the file {v}") if v is not None else "none (no image has a true label)"
+
+
 GROUPS = ("Run", "Data", "Model", "Training", "Evaluation", "Software", "Other")
 
 
@@ -317,7 +327,7 @@ def _epochs(v: Any) -> str:
 
 def _formats(v: Any) -> str:
     if isinstance(v, (list, tuple)):
-        return ", ".join(str(x).upper() for x in v) if v else "none (JSON and CSV only)"
+        return ", ".join(str(x).upper() for x in v) if v else "none recorded"
     return _text(v)
 
 
@@ -386,12 +396,12 @@ FIELDS: tuple[tuple[str, str, str, str, _Fmt, bool], ...] = (
     (P, "audit.folder", "Data", "Folder audited", _text, True),
     (C, "faces", "Data", "Faces taken from", _choice(FACES_MODES), False),
     (P, "audit.faces", "Data", "Faces taken from", _choice(FACES_MODES), False),
-    (C, "labels", "Data", "True labels from", _text, False),
-    (P, "audit.labels", "Data", "True labels from", _text, False),
+    (C, "labels", "Data", "True labels from", labels_source, False),
+    (P, "audit.labels", "Data", "True labels from", labels_source, False),
     (P, "audit.images_read", "Data", "Images read", _number, False),
     (P, "audit.faces_found", "Data", "Faces found", _number, False),
     (P, "audit.seconds", "Data", "Time to scan and predict", _seconds, False),
-    (C, "strict", "Data", "Stop at the first unusable label line or image (--strict)", _yes_no, False),
+    (C, "strict", "Data", "Strict reading (stop at the first unusable row)", _yes_no, False),
     (C, "sample_faces", "Data", "Faces in the generated sample (used when no dataset is found)", _number, False),
     (C, "cache_dir", "Data", "Face cache folder", _cache_dir, True),
     (C, "workers", "Data", "Decoding processes", _workers, False),
@@ -460,6 +470,7 @@ FIELDS: tuple[tuple[str, str, str, str, _Fmt, bool], ...] = (
     (P, "packages.python", "Software", "Python", _text, False),
     (P, "packages.ferreport", "Software", "ferreport", _text, False),
 )
+_NOT_CODE = ("default", "the generated", "none", "—")
 _SIZE = ("model_contract.height", "model_contract.width")
 #: Keys read by more than one field in different commands (an audit's batch size is the prediction batch).
 _AUDIT_FIELDS: dict[tuple[str, str], tuple[str, str, _Fmt, bool]] = {
@@ -513,7 +524,8 @@ def provenance_groups(provenance: Mapping[str, Any] | None, config: Mapping[str,
             return  # the same fact recorded in both files
         if fname and any(r.label == label for r in rows[group]):
             label = f"{label} ({fname})"
-        rows[group].append(Row(label, value, bool(code)))
+        # a path or digest is code; a sentence standing in for it ("default (...)") is not
+        rows[group].append(Row(label, value, bool(code) and not value.startswith(_NOT_CODE)))
 
     if trained is not None and files[C] is not None and not audit:
         add("Training", "Trained in this run", "yes" if trained else
@@ -577,4 +589,4 @@ def _contract_as_applied(applied: Mapping[str, Any], provenance: Mapping[str, An
         if recorded.get(key) == applied[key]:
             continue
         label, fmt = labels.get(str(key), (str(key), _text))
-        add("Model", f"{label} (as applied)", fmt(applied[key]), False)
+        add("Model", f"{label.removesuffix(' (as declared)')} (as applied)", fmt(applied[key]), False)
