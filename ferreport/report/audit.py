@@ -41,7 +41,7 @@ from .inputs import RunArtifacts, ids_and_conf, order_asc, order_desc, read_json
 from .render import check_formats, render_html, write_pages
 from .text import as_int, duration, fmt_pct
 
-__all__ = ["build_audit_context", "is_audit_dir", "write_audit_report"]
+__all__ = ["audit_notices", "build_audit_context", "is_audit_dir", "write_audit_report"]
 
 AUDIT_SUMMARY = files.AUDIT_SUMMARY
 READ_CHUNK = 65536
@@ -464,6 +464,16 @@ def build_audit_context(run_dir: str | os.PathLike[str], *, n_resamples: int = 1
         sections=_audit_sections(folder, art, bundle, _overview_facts(folder, header, bundle, art)),
         kind="audit",
     )
+
+
+def audit_notices(run_dir: str | os.PathLike[str]) -> list[Notice]:
+    """The warnings and notes the audit's report shows above its first section, without building the page
+    (for the console; one bootstrap resample, the intervals do not matter here)."""
+    problems: list[str] = []
+    folder, scores = read_audit_folder(Path(run_dir), problems)
+    art = _pool_as_run(folder, problems)
+    bundle = _audit_metrics(folder, scores, n_resamples=1, seed=0, confidence=0.95, labels=sec.scored_labels(art))
+    return _audit_warnings(folder, art, bundle)
 
 
 def write_audit_report(run_dir: str | os.PathLike[str], formats: Sequence[str] = ("html", "pdf"), *,

@@ -36,6 +36,7 @@ __all__ = [
     "data_facts",
     "provenance_groups",
     "labels_source",
+    "notice_lines",
     "skipped_rows",
 ]
 
@@ -126,6 +127,19 @@ class Terms:
     def entries(self) -> list[tuple[str, str]]:
         """(term, explanation) of every term used so far, in order of first use."""
         return [GLOSSARY[k] for k in self.used]
+
+
+# =========================================================================== console
+
+
+def notice_lines(notices: Any) -> list[str]:
+    """The report's notices as console lines: ``warning: Classes never predicted: angry, fear`` (``note:`` for info)."""
+    out = []
+    for n in notices:
+        head = "warning" if getattr(n, "level", "warning") == "warning" else "note"
+        title, message = str(getattr(n, "title", "") or ""), str(getattr(n, "message", "") or "")
+        out.append(f"{head}: {title}: {message}" if title and message else f"{head}: {title or message}")
+    return out
 
 
 # =========================================================================== value helpers

@@ -209,3 +209,16 @@ def test_glossary_prints_in_the_pdf(page, tmp_path):
                    "Boxes clipped at the image border", "Learning rate (peak)"):
         assert phrase in text, phrase
     assert "clipped_boxes" not in text and "skipped_examples" not in text
+
+
+def test_report_notices_are_the_pages_warnings_as_console_lines(tmp_path):
+    """What evaluate/predict can print: the same notices the page shows, in words, never dict reprs."""
+    from ferreport.report import build_report_context, report_notices
+
+    run = make_run_dir(tmp_path / "run", n=120, metrics_extra={
+        "collapse": {"reasons": ["best validation accuracy 0.16 never beat the majority class"],
+                     "likely_causes": ["too few epochs (1)"]}})
+    lines = report_notices(run)
+    page = [w.title for w in build_report_context(load_run(run), n_resamples=20).warnings]
+    assert len(lines) == len(page) and lines[0].startswith("warning: Prediction collapse: training did not learn")
+    assert all(line.startswith(("warning: ", "note: ")) and "{" not in line for line in lines)
