@@ -8,7 +8,8 @@ Three layers (computing stays outside, in :mod:`ferreport.metrics` and
   text helpers), :mod:`~ferreport.report.plots` (figures and their shared style);
 * **shared building blocks** - :mod:`~ferreport.report.inputs` (a run directory read into
   :class:`RunArtifacts`), :mod:`~ferreport.report.context` (the plain data the templates
-  receive), :mod:`~ferreport.report.sections` (section builders both page reports use);
+  receive), :mod:`~ferreport.report.sections` (section builders both page reports use),
+  :mod:`~ferreport.report.words` (labels for recorded fields, the glossary of terms);
 * **one module per report kind** - :mod:`~ferreport.report.evaluation` (``report.html`` of
   a run), :mod:`~ferreport.report.audit` (of a folder audit), :mod:`~ferreport.report.compare`
   (``compare.html`` of two runs), :mod:`~ferreport.report.history` (``reports/index.html``).
@@ -19,13 +20,14 @@ overrides the folder).
 
 from __future__ import annotations
 
-from .audit import build_audit_context, is_audit_dir, write_audit_report
+from .audit import audit_notices, build_audit_context, is_audit_dir, write_audit_report
 from .compare import compare_runs
 from .context import ReportContext, Section, ThumbnailLimits
-from .evaluation import build_report_context, write_report
+from .evaluation import build_report_context, run_notices, write_report
 from .history import update_index
 from .inputs import RunArtifacts, load_run, read_predictions_csv, select_pool_rows
 from .render import FORMATS, URLRefused, data_only_url_fetcher, render_html, render_pdf, templates_dir
+from .words import notice_lines
 
 __all__ = [
     "FORMATS",
@@ -34,18 +36,32 @@ __all__ = [
     "Section",
     "ThumbnailLimits",
     "URLRefused",
+    "audit_notices",
     "build_audit_context",
     "build_report_context",
     "compare_runs",
     "data_only_url_fetcher",
     "is_audit_dir",
     "load_run",
+    "notice_lines",
     "read_predictions_csv",
     "render_html",
     "render_pdf",
+    "report_notices",
+    "run_notices",
     "select_pool_rows",
     "templates_dir",
     "update_index",
     "write_audit_report",
     "write_report",
 ]
+
+
+def report_notices(run_dir) -> list[str]:
+    """What a run's or an audit's report warns about, as console lines (``warning: ...``, ``note: ...``).
+
+    The same notices the page shows above its first section (prediction collapse, classes
+    never predicted, an interrupted training, failed gates, ...), for ``evaluate`` and
+    ``predict`` to print; computed from the run folder without building the page.
+    """
+    return notice_lines(audit_notices(run_dir) if is_audit_dir(run_dir) else run_notices(run_dir))

@@ -35,12 +35,13 @@ from ..errors import DatasetError, UsageError
 from ..metrics import MetricsBundle, metrics_from_predictions
 from . import plots
 from . import sections as sec
+from . import words
 from .context import Notice, ReportContext, Section, ThumbnailLimits, numbered_sections
 from .inputs import RunArtifacts, ids_and_conf, order_asc, order_desc, read_json
 from .render import check_formats, render_html, write_pages
 from .text import as_int, duration, fmt_pct
 
-__all__ = ["build_audit_context", "is_audit_dir", "write_audit_report"]
+__all__ = ["audit_notices", "build_audit_context", "is_audit_dir", "write_audit_report"]
 
 AUDIT_SUMMARY = files.AUDIT_SUMMARY
 READ_CHUNK = 65536
@@ -277,8 +278,8 @@ def _scan_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     found = summary.get("faces_by_method") if isinstance(summary.get("faces_by_method"), Mapping) else {}
     facts = [
         ("Folder", str(summary.get("folder", "—"))),
-        ("Faces", FACES_MODE_TEXT.get(mode, mode or "—")),
-        ("Labels", str(summary.get("labels") or "none")),
+        ("Faces taken from", FACES_MODE_TEXT.get(mode, mode or "—")),
+        ("True labels from", words.labels_source(summary.get("labels") or "none")),
         ("Files seen", f"{as_int(summary.get('files_seen')):,}"),
         ("Images read", f"{as_int(summary.get('images_read')):,}"),
         ("Images with a detected face", "—" if mode == "whole" else f"{as_int(summary.get('images_with_face')):,}"),
@@ -463,6 +464,16 @@ def build_audit_context(run_dir: str | os.PathLike[str], *, n_resamples: int = 1
         sections=_audit_sections(folder, art, bundle, _overview_facts(folder, header, bundle, art)),
         kind="audit",
     )
+
+
+def audit_notices(run_dir: str | os.PathLike[str]) -> list[Notice]:
+    """The warnings and notes the audit's report shows above its first section, without building the page
+    (for the console; one bootstrap resample, the intervals do not matter here)."""
+    problems: list[str] = []
+    folder, scores = read_audit_folder(Path(run_dir), problems)
+    art = _pool_as_run(folder, problems)
+    bundle = _audit_metrics(folder, scores, n_resamples=1, seed=0, confidence=0.95, labels=sec.scored_labels(art))
+    return _audit_warnings(folder, art, bundle)
 
 
 def write_audit_report(run_dir: str | os.PathLike[str], formats: Sequence[str] = ("html", "pdf"), *,

@@ -47,12 +47,12 @@ from pathlib import Path
 from .. import artifacts as files
 from ..metrics import MetricsBundle, metrics_from_predictions
 from . import sections as sec
-from .context import Headline, ReportContext, Section, ThumbnailLimits, numbered_sections
+from .context import Headline, Notice, ReportContext, Section, ThumbnailLimits, numbered_sections
 from .inputs import RunArtifacts, ids_and_conf, load_run
 from .render import FORMATS, check_formats, render_html, write_pages
 from .text import as_text, dig, first_present
 
-__all__ = ["RunHeader", "build_report_context", "run_header", "write_report"]
+__all__ = ["RunHeader", "build_report_context", "run_notices", "run_header", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,17 @@ def build_report_context(
         warnings=tuple(sec.run_warnings(art, bundle)),
         sections=_sections(art, bundle, limits, _overview_facts(header, bundle, art)),
     )
+
+
+def run_notices(run_dir: str | os.PathLike[str]) -> list[Notice]:
+    """The warnings and notes the run's report shows above its first section, without building the page.
+
+    For the console (``evaluate`` prints what the report warns about). The intervals do
+    not matter here, so one bootstrap resample is drawn.
+    """
+    art = load_run(run_dir)
+    bundle = metrics_from_predictions(art.predictions, n_resamples=1, seed=0, labels=sec.scored_labels(art))
+    return sec.run_warnings(art, bundle)
 
 
 def write_report(

@@ -3,7 +3,8 @@
 * :func:`templates_dir` - the Jinja templates: ``$FERREPORT_TEMPLATES`` when it holds
   ``base.html.j2``, else the ``templates`` folder of this package (a wheel carries it);
 * :func:`environment` - Jinja2 with autoescape on, StrictUndefined and the number
-  filters of :mod:`ferreport.report.text` (``num``, ``pct``, ``intc``, ``conf``);
+  filters of :mod:`ferreport.report.text` (``num``, ``pct``, ``intc``, ``conf``) and the
+  glossary globals of :mod:`ferreport.report.words` (``term``, ``label``, ``glossary``);
 * :func:`render_pdf` - prints HTML with WeasyPrint, which may only read ``data:`` URLs
   (:func:`data_only_url_fetcher`); the pages embed everything, so nothing is fetched;
 * :func:`write_pages` - writes the HTML and/or PDF of one report atomically.
@@ -25,6 +26,7 @@ from ..atomic import atomic_path, write_error
 from ..errors import FerreportError, UsageError
 from .context import ReportContext
 from .text import fmt_conf, fmt_int, fmt_num, fmt_pct
+from .words import Terms
 
 __all__ = [
     "FORMATS",
@@ -77,6 +79,8 @@ def environment():
     env.filters["pct"] = fmt_pct
     env.filters["intc"] = fmt_int
     env.filters["conf"] = fmt_conf
+    terms = Terms()  # one per environment, so one per page: the terms it used, listed at its end
+    env.globals.update(term=terms.term, label=terms.label, glossary=terms.entries)
     return env
 
 

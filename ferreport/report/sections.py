@@ -18,10 +18,10 @@ import pandas as pd
 from .. import artifacts as files
 from ..constants import CLASS_NAMES, MONITORS
 from ..metrics import MetricsBundle, ci_key, confused_pairs
-from . import plots
+from . import plots, words
 from .context import Headline, Notice, Thumb, ThumbnailLimits
 from .inputs import RunArtifacts, order_asc, order_desc
-from .text import as_int, as_text, duration, first_present, flatten, short
+from .text import as_int, as_text, duration, first_present, short
 
 __all__ = [
     "Faces",
@@ -129,6 +129,10 @@ def overview_section(bundle: MetricsBundle, facts: list[tuple[str, str]]) -> dic
 # =========================================================================== data and training
 
 
+#: Split names of data_summary.json as the page writes them (table columns, figure legend).
+SPLIT_NAMES = {"train": "training", "train_balanced": "training, balanced", "val": "validation", "test": "test"}
+
+
 def data_section(summary: Mapping[str, Any] | None) -> dict[str, Any]:
     """Faces per class and split (data_summary.json), with the rows skipped by reason."""
     if not summary:
@@ -144,8 +148,7 @@ def data_section(summary: Mapping[str, Any] | None) -> dict[str, Any]:
         merged["train_balanced"] = summary["train_balanced"]
     for name in order + sorted(k for k in merged if k not in order):
         if name in merged:
-            label = "train (balanced)" if name == "train_balanced" else name
-            columns.append((label, merged[name]))
+            columns.append((SPLIT_NAMES.get(name, name), merged[name]))
 
     classes = list(CLASS_NAMES) + sorted({str(c) for _, cnt in columns for c in cnt if c not in CLASS_NAMES})
     rows = [{"name": c, "counts": [as_int(cnt.get(c, 0)) for _, cnt in columns]} for c in classes]
@@ -155,21 +158,8 @@ def data_section(summary: Mapping[str, Any] | None) -> dict[str, Any]:
         figure = plots.figure_to_data_uri(plots.class_distribution_figure(
             {label: {c: as_int(v) for c, v in cnt.items()} for label, cnt in columns}, classes))
 
-    skipped_in = summary.get("skipped") if isinstance(summary.get("skipped"), Mapping) else {}
-    skipped = sorted(((str(k), as_int(v)) for k, v in skipped_in.items()), key=lambda kv: (-kv[1], kv[0]))
-    facts: list[tuple[str, str]] = []
-    if summary.get("dataset") is not None:
-        facts.append(("Dataset", str(summary["dataset"])))
-    if summary.get("faces_read") is not None:
-        fr = summary["faces_read"]
-        facts.append(("Faces read", f"{fr:,}" if isinstance(fr, int) else str(fr)))
-    if summary.get("balance") is not None:
-        facts.append(("Balancing of the training split", str(summary["balance"])))
-    facts.append(("Rows skipped", f"{sum(v for _, v in skipped):,}"))
-    known = {"dataset", "faces_read", "balance", "splits", "train_balanced", "skipped"}
-    for key in sorted(k for k in summary if k not in known):
-        for k2, v2 in flatten(summary[key], str(key)):
-            facts.append((k2, v2))
+    skipped = words.skipped_rows(summary)
+    facts = words.data_facts(summary)
     return {
         "available": True, "columns": [label for label, _ in columns], "rows": rows,
         "totals": totals, "figure": figure, "skipped": skipped, "facts": facts,
@@ -237,13 +227,19 @@ def _history_cell(column: str, v: Any) -> str:
     return f"{float(v):.4f}"
 
 
+#: history.csv's columns as the per-epoch table heads them.
+HISTORY_COLUMNS = {"epoch": "Epoch", "loss": "Training loss", "accuracy": "Training accuracy",
+                   "val_loss": "Validation loss", "val_accuracy": "Validation accuracy",
+                   "val_macro_f1": "Validation macro-F1", "learning_rate": "Learning rate", "seconds": "Time (s)"}
+
+
 def _history_table(h: pd.DataFrame, best: int | None) -> dict[str, Any] | None:
     """Every epoch as a table row (runs of at most 40 epochs), the best epoch marked."""
     if len(h) > 40:
         return None
     cols = [c for c in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "learning_rate",
                         "seconds") if c in h.columns]
-    table: dict[str, Any] = {"columns": cols, "rows": []}
+    table: dict[str, Any] = {"columns": cols, "labels": [HISTORY_COLUMNS.get(c, c) for c in cols], "rows": []}
     for _, r in h.iterrows():
         cells = [_history_cell(c, r[c]) for c in cols]
         is_best = best is not None and "epoch" in h.columns and pd.notna(r["epoch"]) and int(r["epoch"]) == best
@@ -387,11 +383,22 @@ def gates_section(gates: Mapping[str, Any]) -> dict[str, Any]:
             "baseline_path": str(baseline.get("path")) if baseline else None, "deltas": deltas}
 
 
+def _trained_here(art: RunArtifacts) -> bool | None:
+    """Whether the run trained its model: no when config.json names a model from elsewhere; None if unknown."""
+    extra = (art.config or {}).get("extra")
+    if isinstance(extra, Mapping) and extra.get("model"):
+        return False
+    prov = art.provenance or {}
+    return True if "epochs_run" in prov or "best_epoch" in prov else None
+
+
 def provenance_section(art: RunArtifacts) -> dict[str, Any]:
-    blocks = []
-    for name, obj in ((files.PROVENANCE, art.provenance), (files.CONFIG, art.config)):
-        blocks.append({"file": name, "entries": flatten(obj) if obj else [], "present": obj is not None})
-    return {"blocks": blocks}
+    """provenance.json and config.json in words, grouped (:func:`ferreport.report.words.provenance_groups`)."""
+    sources = [{"file": name, "present": obj is not None, "empty": obj is not None and not obj}
+               for name, obj in ((files.PROVENANCE, art.provenance), (files.CONFIG, art.config))]
+    return {"groups": words.provenance_groups(art.provenance, art.config, trained=_trained_here(art)),
+            "sources": sources,
+            "missing": [s["file"] for s in sources if not s["present"]]}
 
 
 # =========================================================================== warnings

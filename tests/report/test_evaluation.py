@@ -281,7 +281,7 @@ def test_training_section_names_the_monitor_that_chose_the_best_epoch(tmp_path):
     (run / artifacts.CONFIG).write_text(json.dumps({**cfg, "monitor": "val_macro_f1"}))
     html = render_html(build_report_context(load_run(run), n_resamples=50))
     assert "Best epoch (highest validation macro-F1)" in html and "lowest validation loss" not in html
-    assert "<th>val macro f1</th>" in html and "Validation macro-F1 at best epoch" in html
+    assert "<th>Validation macro-F1</th>" in html and "Validation macro-F1 at best epoch" in html
     assert re.search(r'<tr class="best"><td>5</td>', html)
     (run / artifacts.CONFIG).write_text(json.dumps(cfg))  # older runs: no monitor recorded -> val_loss
     html = render_html(build_report_context(load_run(run), n_resamples=50))
