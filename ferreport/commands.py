@@ -17,7 +17,7 @@ from . import artifacts, stages
 from .atomic import FolderReplacement
 from .config import AuditConfig, RunConfig
 from .errors import UsageError
-from .outcome import Console, GatePlan, Outcome, finish, metric_warnings
+from .outcome import Console, GatePlan, Outcome, finish
 from .progress import stage
 
 
@@ -81,8 +81,10 @@ def _final(run_dir: Path, swap: FolderReplacement | None) -> Path:
 
 def _conclude(console: Console, outcome: Outcome, metrics: dict[str, Any], *, collapse: bool = True) -> None:
     """The console's last lines: the report's warnings (stderr), the summary, then every file written, one a line."""
-    for warning in metric_warnings(metrics, collapse=collapse):
-        stages.log(f"warning: {warning}")
+    from .report import report_notices
+
+    for line in report_notices(outcome.run_dir, skip=("gates",) if collapse else ("gates", "collapse")):
+        stages.log(line)  # the report's own warnings: the console never says less than the page
     for path in outcome.outputs.values():
         console.echo(path)
 

@@ -48,7 +48,7 @@ from .gates import (
     training_gate,
 )
 
-__all__ = ["GATE_PARAMS", "Console", "GatePlan", "Outcome", "error_json", "finish", "gate_options", "metric_warnings",
+__all__ = ["GATE_PARAMS", "Console", "GatePlan", "Outcome", "error_json", "finish", "gate_options",
            "plan_gates"]
 
 #: Parameter names the gate options add to a command.
@@ -300,29 +300,3 @@ def finish(run_dir: Path, metrics: dict[str, Any], plan: GatePlan, *, command: s
         outputs["index"] = str(update_index(run_dir.parent))
     return Outcome(command, run_dir, metrics, results, plan.baseline_path,
                       summary_deltas(metrics, plan.baseline), outputs)
-
-
-def metric_warnings(metrics: dict[str, Any], *, collapse: bool = True) -> list[str]:
-    """The console's copy of the report's warnings about the predictions: a collapse (``collapse``: training's
-    verdict, which ``run`` already printed while training), predictions on one class, classes never predicted.
-
-    Same thresholds as the report (at least 50 faces), so the console never says less than the report.
-    """
-    out: list[str] = []
-    verdict = metrics.get("collapse")
-    if verdict and collapse:
-        reasons = "; ".join(map(str, verdict.get("reasons") or [])) if isinstance(verdict, dict) else str(verdict)
-        out.append(f"prediction collapse: training did not learn ({reasons or 'one class predicted'}); treat the "
-                   "scores as a failed run")
-    counts = metrics.get("prediction_counts") if isinstance(metrics.get("prediction_counts"), dict) else {}
-    total = sum(int(v) for v in counts.values())
-    if total >= 50 and not verdict:
-        name, top = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
-        if top / total >= 0.8:
-            out.append(f"{top / total:.0%} of all predictions are {name!r}")
-    per_class = metrics.get("per_class") if isinstance(metrics.get("per_class"), dict) else {}
-    if int(metrics.get("n") or 0) >= 50:
-        never = [c for c, v in per_class.items() if isinstance(v, dict) and v.get("support") and not counts.get(c)]
-        if never:
-            out.append(f"classes never predicted: {', '.join(never)}")
-    return out

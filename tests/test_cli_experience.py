@@ -20,7 +20,6 @@ import ferreport
 from ferreport import artifacts
 from ferreport.atomic import FolderReplacement
 from ferreport.cli import main
-from ferreport.outcome import metric_warnings
 
 #: The checkout whose package the subprocesses run (the one under test, wherever it lies).
 PACKAGE_ROOT = Path(ferreport.__file__).resolve().parents[1]
@@ -132,14 +131,23 @@ def test_report_on_a_missing_folder_does_not_send_people_to_evaluate_it(tmp_path
     assert "ferreport evaluate" not in result.stderr
 
 
-def test_metric_warnings_say_what_the_report_warns_about():
-    counts = {"angry": 0, "disgust": 0, "fear": 0, "happy": 45, "sad": 5, "surprise": 0, "neutral": 0}
-    per_class = {c: {"support": 10 if c in ("happy", "sad", "fear") else 0} for c in counts}
-    metrics = {"n": 50, "prediction_counts": counts, "per_class": per_class}
-    assert metric_warnings(metrics) == ["90% of all predictions are 'happy'", "classes never predicted: fear"]
-    collapsed = {**metrics, "collapse": {"reasons": ["loss stayed near ln 7"]}}
-    assert metric_warnings(collapsed)[0].startswith("prediction collapse: training did not learn (loss stayed")
-    assert not any("collapse" in w for w in metric_warnings(collapsed, collapse=False))
+@pytest.mark.slow
+def test_evaluate_prints_the_reports_warnings(tmp_path, sample_dataset):
+    """The console's warnings are the report's own notices (one source), gates excepted (printed as verdicts)."""
+    from ferreport.report import report_notices
+    from tests import model_zoo as zoo
+
+    model = zoo.keras_model(tmp_path, outputs=6, name="six.keras")  # no 'disgust' output: the report says so
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(model), "--data", str(sample_dataset), "--out",
+                                       str(out), "--format", "none", "--fail-under", "accuracy=1", "--classes",
+                                       "angry,fear,happy,sad,surprise,neutral"])
+    assert result.exit_code == 1, result.output
+    lines = report_notices(out, skip=("gates",))
+    assert any("no output for disgust" in line for line in lines)
+    for line in lines:
+        assert line in result.stderr
+    assert "quality gates failed" not in "".join(lines)
 
 
 # --------------------------------------------------------------------------- --force

@@ -57,11 +57,13 @@ __all__ = [
 ]
 
 
-def report_notices(run_dir) -> list[str]:
+def report_notices(run_dir, *, skip: tuple[str, ...] = ()) -> list[str]:
     """What a run's or an audit's report warns about, as console lines (``warning: ...``, ``note: ...``).
 
     The same notices the page shows above its first section (prediction collapse, classes
     never predicted, an interrupted training, failed gates, ...), for ``evaluate`` and
-    ``predict`` to print; computed from the run folder without building the page.
+    ``predict`` to print; computed from the run folder without building the page. ``skip``:
+    notice kinds the caller prints itself (``"gates"``, ``"collapse"``).
     """
-    return notice_lines(audit_notices(run_dir) if is_audit_dir(run_dir) else run_notices(run_dir))
+    notices = audit_notices(run_dir) if is_audit_dir(run_dir) else run_notices(run_dir)
+    return notice_lines([n for n in notices if n.kind not in skip])

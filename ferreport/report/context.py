@@ -57,6 +57,7 @@ class Notice:
     title: str
     message: str
     level: str = "warning"   # "warning" or "info"
+    kind: str = ""           # what it is about ("collapse", "gates", ...), for callers that print some elsewhere
 
 
 @dataclass(frozen=True)

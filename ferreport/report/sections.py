@@ -9,6 +9,7 @@ the notices shown above the first section.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -532,7 +533,7 @@ def run_warnings(art: RunArtifacts, bundle: MetricsBundle) -> list[Notice]:
     """Notices shown above the first section, most serious first."""
     metrics = art.metrics or {}
     collapse = metrics.get("collapse")
-    out: list[Notice] = [_collapse_notice(collapse)] if collapse else []
+    out: list[Notice] = [replace(_collapse_notice(collapse), kind="collapse")] if collapse else []
     training = metrics.get("training")
     if isinstance(training, Mapping) and training.get("complete") is False:
         out.append(Notice(f"Training interrupted after epoch {as_text(training.get('epochs_run'))} of "
@@ -546,5 +547,5 @@ def run_warnings(art: RunArtifacts, bundle: MetricsBundle) -> list[Notice]:
     failed = [g for g in gate_rows if not g.get("passed")]
     if failed:
         out.append(Notice(f"{len(failed)} of {len(gate_rows)} quality gates failed",
-                          "; ".join(str(g.get("message") or g.get("name")) for g in failed)))
+                          "; ".join(str(g.get("message") or g.get("name")) for g in failed), kind="gates"))
     return out + _prediction_notices(bundle, bool(collapse)) + _classes_notice(art)
