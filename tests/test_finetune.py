@@ -138,7 +138,7 @@ def test_grayscale_source_trains_and_evaluates_end_to_end(tmp_path, sample_datas
     evaluated = CliRunner().invoke(main, ["evaluate", str(run), "--format", "html"])
     assert evaluated.exit_code == 0, evaluated.output
     html = (run / artifacts.REPORT_HTML).read_text()
-    assert "48×48 grayscale, [-1, 1]" in html and "ferplus.h5" in html
+    assert "48×48 grayscale, [-1, 1]" in html and "fine-tuned from ferplus.h5" in html and "Started from" in html
 
 
 @pytest.mark.slow

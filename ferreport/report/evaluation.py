@@ -79,12 +79,13 @@ def run_header(art: RunArtifacts) -> RunHeader:
     run_id = str(first_present([(prov, "run_id"), (cfg, "run_id")]) or art.run_dir.resolve().name)
     evaluated = prov.get("evaluation") if isinstance(prov.get("evaluation"), dict) else {}
     extra = cfg.get("extra") if isinstance(cfg.get("extra"), dict) else {}
-    model_name = as_text(first_present([(prov, "model_name"), (prov, "model"), (cfg, "model"), (extra, "model"),
-                                        (evaluated, "model")]))
+    model_name = as_text(first_present([(prov, "model_name"), (prov, "model"), (cfg, "model"), (extra, "model")]))
     if model_name is None and cfg.get("init_from"):
         model_name = f"fine-tuned from {Path(str(cfg['init_from'])).name}"
     if model_name is None and dig(cfg, "arch") is not None:
         model_name = f"{cfg['arch']} architecture"
+    if model_name is None:
+        model_name = as_text(evaluated.get("model"))
     model_sha = as_text(first_present([(prov, "model_sha256"), (art.metrics or {}, "model_sha256")]))
     dataset = first_present([(summ, "dataset"), (prov, "dataset"), (cfg, "data")])
     if dataset is None and "data" in cfg:
