@@ -109,10 +109,6 @@ HIST_BINS = 20
 # =========================================================================== labels
 
 
-def _label_id(value: str) -> int | None:
-    return class_id(value)  # a class name, a synonym (anger, happiness ...) or an id 0-6
-
-
 def _normalise_rel(path: str, root: Path) -> str | None:
     p = path.strip().replace("\\", "/")
     if not p or "\x00" in p:
@@ -163,7 +159,7 @@ def read_labels_csv(path: str | os.PathLike[str], root: str | os.PathLike[str]) 
             if rel is None:
                 raise DatasetError(f"{path}:{line}: path {row[ip]!r} is empty or outside {root}; "
                                    "give paths relative to the audited folder")
-            lab = _label_id(row[il])
+            lab = class_id(row[il])  # a class name, a synonym (anger, happiness ...) or an id 0-6
             if lab is None:
                 raise DatasetError(f"{path}:{line}: label {row[il]!r} is not a class; use one of "
                                    f"{', '.join(CLASS_NAMES)} or an id 0-6")
@@ -627,7 +623,8 @@ class _Scanner:
 
 
 def _finite(proba: np.ndarray, job: _Job) -> np.ndarray:
-    """``proba``, or a ModelError (exit 4) naming the model when any is NaN or infinite."""
+    """``proba`` from Ray's actors, checked again on the driver: a ModelError (exit 4) naming the model
+    when any is NaN or infinite."""
     from .model import check_finite_outputs  # TensorFlow: already imported once a model is loaded
 
     check_finite_outputs(proba, job.model.path)
@@ -640,7 +637,7 @@ def _absorb_local(job: _Job, files: Iterator[tuple[str, str]], scan: _Scan, adap
     from .prediction import predict_proba  # TensorFlow: imported once a model is loaded
 
     def predict(faces: np.ndarray) -> np.ndarray:
-        return _finite(predict_proba(adapter, faces, batch_size=job.batch_size), job)
+        return predict_proba(adapter, faces, batch_size=job.batch_size)  # NaN/inf refused by the adapter
 
     chunks = _chunks(files, job.chunk_size)
     scanner = _Scanner(job)

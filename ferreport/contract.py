@@ -251,10 +251,9 @@ class OutputReader:
         self.kind: str | None = None if contract.outputs == "auto" else contract.outputs
         self.evidence = "declared" if self.kind else ""
         self.rows_without_scored_mass = 0
-        k = len(contract.classes)
         self._columns = np.array([contract.classes.index(c) if c in contract.classes else -1 for c in CLASS_NAMES])
         self._identity = contract.classes == CLASS_NAMES
-        self._width = k
+        self._width = len(contract.classes)
 
     def decide(self, raw: np.ndarray, what: str) -> None:
         """Settle ``auto`` on this batch (no-op once decided)."""

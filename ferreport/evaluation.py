@@ -86,14 +86,12 @@ def evaluate_faces(model: Any, faces: np.ndarray, table: pd.DataFrame, out_dir: 
     """
     from .adapters import adapter_for
     from .metrics import metrics_from_predictions
-    from .model import check_finite_outputs
     from .prediction import predict_proba
 
     out_dir = Path(out_dir)
     with stage("evaluate", total=len(faces), unit="faces") as bar:
         proba = predict_proba(adapter_for(model, source=str(source)), faces, batch_size=batch_size,
                               on_batch=bar.advance)
-    check_finite_outputs(proba, source)
     frame = predictions_frame(proba, table)
     bundle = metrics_from_predictions(frame, n_resamples=n_resamples, seed=seed, labels=labels)
     metrics = bundle.to_dict()

@@ -473,18 +473,15 @@ def _evaluate(adapter: Any, dataset: PreparedDataset, rows: np.ndarray, run_dir:
     model_file = adapter.path
     contract = adapter.contract
     extra = dict(extra_metrics or {})
-    if contract.missing:  # faces of a class the model cannot predict are not scored: say how many
-        labels = dataset.labels[rows]
-        unscored = np.isin(labels, [CLASS_NAMES.index(c) for c in contract.missing])
-        log(f"warning: {model_file} has no output for {', '.join(contract.missing)}: "
+    if contract.missing or contract.dropped:  # classes that do not line up: recorded (and said) below
+        unscored = np.isin(dataset.labels[rows], [CLASS_NAMES.index(c) for c in contract.missing])
+        if contract.missing:  # faces of a class the model cannot predict are not scored: say how many
+            log(f"warning: {model_file} has no output for {', '.join(contract.missing)}: "
                 f"{int(unscored.sum())} test faces of {'that class' if len(contract.missing) == 1 else 'those classes'}"
                 " are left out of the scores")
         rows = rows[~unscored]
         extra["classes"] = {"scored": list(contract.scored), "not_predicted": list(contract.missing),
                             "faces_removed": int(unscored.sum()), "dropped_outputs": list(contract.dropped)}
-    elif contract.dropped:
-        extra["classes"] = {"scored": list(contract.scored), "not_predicted": [], "faces_removed": 0,
-                            "dropped_outputs": list(contract.dropped)}
     if contract.dropped:
         log(f"note: {model_file}: output(s) {', '.join(contract.dropped)} are not ExpW classes: dropped, "
             f"probabilities renormalised over the {len(contract.scored)} scored classes")

@@ -173,18 +173,10 @@ def test_a_folder_replacement_keeps_the_old_folder_until_committed(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    """A small untrained CNN with ferreport's input/output contract."""
-    import keras
+    """A small untrained model with ferreport's input/output contract (tests/model_zoo.py)."""
+    from tests import model_zoo as zoo
 
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((64, 64, 3))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(x))
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    model.save(path)
-    return path
+    return zoo.keras_model(tmp_path_factory.mktemp("model"), name="tiny.keras")
 
 
 @pytest.mark.slow
