@@ -23,6 +23,10 @@ FACES_POOL = "faces_pool.npz"     # arrays `rows` (int64 row numbers into predic
 AUDIT_SUMMARY = "audit_summary.json"  # folder audits (`ferreport predict`): counts, skips by reason, timing
 SKIPPED = "skipped.csv"           # folder audits: path,reason of every file that got no prediction
 GATES = "gates.json"              # quality-gate verdicts and baseline deltas of the last evaluation (ferreport.gates)
+FACE_STATS = "face_stats.csv"     # one row per predictions.csv row: the face's slice attributes (ferreport.facestats)
+SLICES = "slices.json"            # accuracy and macro-F1 per slice with intervals, the weak slices (ferreport.slices)
+EMBEDDINGS = "embeddings.npz"     # `rows` into predictions.csv and `embeddings` (penultimate layer, float16): drift
+DRIFT = "drift.json"              # folder audits with a reference: drift tests and drift_detected (ferreport.drift)
 REPORT_HTML = "report.html"
 REPORT_PDF = "report.pdf"
 

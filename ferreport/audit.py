@@ -64,8 +64,13 @@ from .classes import class_id
 from .config import ENGINES, FACES_MODES, AuditConfig  # noqa: F401  (ENGINES, FACES_MODES: defined with the settings)
 from .constants import CLASS_NAMES, FACE_SIZE
 from .detection import DetectorParams, primary_face
+from .drift import DriftSample, drift_tests, sample_from_folder, write_drift
+from .slices import slices_for_run
 from .errors import DatasetError, UsageError
+from .config import DriftConfig, SliceConfig
+from .embeddings import embedder_for, write_embeddings
 from .evaluation import PROBA_DECIMALS, predictions_frame
+from .facestats import FACE_STATS_COLUMNS, IMAGE_MEASURES, face_stats_frame, read_face_stats
 from .metrics import metrics_from_predictions
 from .preprocessing import crop_face, decode_image, pool_context
 from .progress import Stage, echo, stage
@@ -336,6 +341,7 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     resolved = resolve_model(model)
     run_dir = Path(out) if out else Path(reports_dir) / new_run_id()
     check_run_dir(run_dir)
+    reference = _reference(config.reference, resolved)  # a bad --reference is a usage error before any work
     from .adapters import open_model  # TensorFlow from here on (not before the checks: they stay fast)
 
     adapter = open_model(resolved.path, config.contract_options(), safe_mode=not unsafe_model)
@@ -356,6 +362,9 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     summary = _summarise(job, scan)
     write_json(run_dir / AUDIT_SUMMARY, summary)
     metrics = _score(job, scan.counts, adapter.contract.scored)
+    _slices(job, scan, adapter.contract.scored)
+    if reference is not None and scan.counts.faces:
+        _drift(job, reference)
     write_json(run_dir / artifacts.PROVENANCE, _provenance(job, summary, scan, started, adapter.record()))
     result = AuditResult(run_dir, summary, metrics)
     if formats:
@@ -477,6 +486,10 @@ class _Scan:
     unscored: frozenset[int] = frozenset()          # class ids the model cannot predict (labels not scored)
     seconds: float = 0.0
     cluster: dict[str, Any] | None = None           # the Ray cluster used (engine ray)
+    stats_fh: Any = None                            # face_stats.csv (being written), one row per face
+    pixels: bool = True                             # faces hold their pixels (not the Ray engine's placeholders)
+    embed: Callable[[np.ndarray], np.ndarray] | None = None  # penultimate-layer embeddings (Keras models)
+    embeddings: Any = None                          # _Reservoir of (row, embedding)
 
     def absorb(self, chunk: list[tuple[str, str]], results: list[tuple[list[ScanResult], np.ndarray]],
                predict: Callable[[np.ndarray], np.ndarray]) -> None:
@@ -543,22 +556,78 @@ class _Scan:
         frame[list(AUDIT_COLUMNS)].to_csv(self.pred_fh, header=False, index=False,
                                           float_format=f"%.{PROBA_DECIMALS}f")
         frame["row"] = np.arange(self.counts.faces, self.counts.faces + len(frame), dtype=np.int64)
+        if self.stats_fh is not None:
+            self._write_stats(rows, faces, box)
+        if self.embed is not None and self.embeddings is not None:
+            self.embeddings.offer(frame["row"].to_numpy(), self.embed, faces)
         self.pool.update(frame, faces)
         self.counts.add_faces(frame, np.asarray(rows.labels))
 
+    def _write_stats(self, rows: _FaceRows, faces: np.ndarray, box: np.ndarray) -> None:
+        """Append the chunk's face_stats.csv rows (a chunk holds every face of its images)."""
+        sources = pd.Series(rows.sources)
+        attributes = pd.DataFrame({
+            "box_side": np.minimum(box[:, 3] - box[:, 0], box[:, 2] - box[:, 1]).astype(np.float64),
+            "faces_in_image": sources.map(sources.value_counts()).to_numpy(np.float64)})
+        stats = face_stats_frame(faces, attributes, np.asarray(rows.found, dtype=object))
+        if not self.pixels:  # the Ray engine keeps no pixels on the driver: no pixel measures
+            stats.loc[:, ["grayscale", *IMAGE_MEASURES]] = np.nan
+        stats.to_csv(self.stats_fh, header=False, index=False)
+
+
+class _Reservoir:
+    """A seeded uniform sample of at most ``cap`` faces' embeddings, whatever the folder size (Algorithm R)."""
+
+    def __init__(self, cap: int, seed: int) -> None:
+        self.cap, self.rng, self.seen = cap, np.random.default_rng(seed), 0
+        self.rows: list[int] = []
+        self.vectors: list[np.ndarray] = []
+
+    def offer(self, rows: np.ndarray, embed: Callable[[np.ndarray], np.ndarray], faces: np.ndarray) -> None:
+        take: list[tuple[int, int]] = []  # (position in the chunk, slot: -1 appended)
+        for j, row in enumerate(rows):
+            if self.seen < self.cap:
+                take.append((j, -1))
+            else:
+                slot = int(self.rng.integers(0, self.seen + 1))
+                if slot < self.cap:
+                    take.append((j, slot))
+            self.seen += 1
+        if not take:
+            return
+        vectors = embed(np.asarray(faces[[j for j, _ in take]])).astype(np.float16)
+        for (j, slot), v in zip(take, vectors):
+            if slot < 0:
+                self.rows.append(int(rows[j]))
+                self.vectors.append(v)
+            else:
+                self.rows[slot], self.vectors[slot] = int(rows[j]), v
+
+    def write(self, path: Path, layer: str) -> None:
+        order = np.argsort(self.rows)
+        write_embeddings(path, np.asarray(self.rows, np.int64)[order],
+                         np.asarray(self.vectors)[order] if self.vectors else np.zeros((0, 0), np.float16), layer)
+
 
 def _scan_and_predict(job: _Job, adapter: Any) -> _Scan:
-    """Walk, decode, detect, predict and write predictions.csv, skipped.csv and faces_pool.npz."""
+    """Walk, decode, detect, predict and write predictions.csv, skipped.csv, face_stats.csv, embeddings.npz
+    and faces_pool.npz."""
     run_dir = job.run_dir
     total = _count_files(job.folder, run_dir) if job.progress else None
     t0 = time.perf_counter()
+    embedder = embedder_for(adapter) if job.engine == "local" else None
     with stage("audit", total=total, unit="files") as bar, \
-            atomic_open(run_dir / artifacts.PREDICTIONS) as pred_fh, atomic_open(run_dir / SKIPPED_CSV) as skip_fh:
+            atomic_open(run_dir / artifacts.PREDICTIONS) as pred_fh, atomic_open(run_dir / SKIPPED_CSV) as skip_fh, \
+            atomic_open(run_dir / artifacts.FACE_STATS) as stats_fh:
         skip_writer = csv.writer(skip_fh)
         skip_writer.writerow(["path", "reason"])
         pred_fh.write(",".join(AUDIT_COLUMNS) + "\n")
-        scan = _Scan(job.label_of, pred_fh, skip_writer)
+        stats_fh.write(",".join(FACE_STATS_COLUMNS) + "\n")
+        scan = _Scan(job.label_of, pred_fh, skip_writer, stats_fh=stats_fh, pixels=job.engine == "local")
         scan.unscored = job.unscored
+        if embedder is not None:
+            scan.embed = lambda faces: embedder(faces, job.batch_size)
+            scan.embeddings = _Reservoir(DriftConfig().max_embeddings, job.seed)
         files = walk_folder(job.folder, lambda rel, why: scan.counts.skip(rel, why, skip_writer), exclude=run_dir)
         if job.engine == "ray":
             listed = list(files)
@@ -570,6 +639,8 @@ def _scan_and_predict(job: _Job, adapter: Any) -> _Scan:
     if job.engine == "ray":
         _crop_pool_faces(scan.pool, face_paths, face_boxes)
     scan.pool.write(run_dir / artifacts.FACES_POOL)
+    if scan.embeddings is not None and embedder is not None:
+        scan.embeddings.write(run_dir / artifacts.EMBEDDINGS, embedder.layer_name)
     return scan
 
 
@@ -778,6 +849,57 @@ def _score(job: _Job, c: _Counts, scored: tuple[str, ...] = CLASS_NAMES) -> dict
     del frame
     write_json(job.run_dir / artifacts.METRICS, metrics)
     return metrics
+
+
+def _reference(given: Path | None, model: ResolvedModel) -> DriftSample | None:
+    """The drift reference: ``--reference``, else the model's run folder when it was evaluated, else none."""
+    if given is not None:
+        if not Path(given).is_dir():
+            raise UsageError(f"--reference {given}: not a folder; give an evaluated run folder or an audit folder")
+        return sample_from_folder(given)
+    run = model.run_dir
+    if run is not None and (run / artifacts.PREDICTIONS).is_file() and not (run / AUDIT_SUMMARY).is_file():
+        return sample_from_folder(run)
+    return None
+
+
+def _slices(job: _Job, scan: _Scan, scored: tuple[str, ...]) -> None:
+    """slices.json of a labelled audit (the face method among the slices), its weak slices' worst faces added to
+    the face pool (cropped again from their files)."""
+    if not scan.counts.labelled:
+        slices_for_run(job.run_dir, pd.DataFrame(), None)  # removes a stale slices.json
+        return
+    frame = pd.read_csv(job.run_dir / artifacts.PREDICTIONS, keep_default_na=False, na_values={"confidence": [""]},
+                        dtype={"source": str, "true_label": str, "pred_label": str, "found": str})
+    stats = read_face_stats(job.run_dir / artifacts.FACE_STATS, len(frame))
+    report = slices_for_run(job.run_dir, frame, stats, labels=scored, settings=SliceConfig(),
+                            n_resamples=job.n_resamples, seed=job.seed)
+    worst = sorted({r for s in (report.weakest if report is not None else ()) for r in s.worst_rows})
+    pool = scan.pool
+    have = set(pool.frame["row"].tolist()) if pool.frame is not None else set()
+    worst = [r for r in worst if r not in have]
+    if not worst:
+        return
+    faces = np.zeros((len(worst), FACE_SIZE, FACE_SIZE, 3), np.uint8)
+    for n, row in enumerate(worst):
+        img, _ = decode_image(job.folder / str(frame.at[row, "source"]))
+        if img is not None:
+            face, _ = crop_face(img, *(int(frame.at[row, c]) for c in BOX_COLUMNS), FACE_SIZE)
+            if face is not None:
+                faces[n] = face
+    extra = frame.iloc[worst][["true_label", "pred_label", "confidence", *artifacts.PROBA_COLUMNS]].copy()
+    extra.insert(0, "row", np.asarray(worst, np.int64))
+    pool.frame = pd.concat([pool.frame, extra], ignore_index=True) if pool.frame is not None else extra
+    pool.faces = np.concatenate([pool.faces[: len(pool.frame) - len(worst)], faces])
+    pool.write(job.run_dir / artifacts.FACES_POOL)
+
+
+def _drift(job: _Job, reference: DriftSample) -> None:
+    """drift.json: this folder against the reference."""
+    result = drift_tests(reference, sample_from_folder(job.run_dir, option="predict"), DriftConfig(), seed=job.seed)
+    write_drift(result, job.run_dir)
+    fired = [t.title for t in result.tests if t.fired]
+    echo(f"drift against {reference.name}: " + (f"detected ({'; '.join(fired)})" if fired else "none detected"))
 
 
 def _provenance(job: _Job, summary: dict[str, Any], scan: _Scan, started: str,

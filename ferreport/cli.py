@@ -470,6 +470,7 @@ def compare(run_a: Path, run_b: Path, out: Path | None, formats: tuple[str, ...]
 @setting_options(AuditConfig, "out", "faces")
 @setting_option(AuditConfig, "labels", metavar="subfolders|none|FILE.csv")
 @setting_options(AuditConfig, "formats", "batch_size", "chunk_size", "workers", "seed", *MODEL_SETTINGS, "engine")
+@setting_option(AuditConfig, "reference", metavar="RUN_DIR|AUDIT_DIR")
 @setting_option(AuditConfig, "ray_address", metavar="ADDRESS")
 @force_option
 @gate_options
@@ -485,6 +486,7 @@ def predict(folder: Path, model: Path, force: bool, **kw: Any) -> None:
     Examples:
       ferreport predict photos/ --model reports/expw
       ferreport predict faces/ --model emotion.onnx --faces whole --labels labels.csv
+      ferreport predict incoming/ --model reports/expw --fail-over drift_psi=0.2 --fail-over embedding_auc=0.7
     """
     from . import commands
 

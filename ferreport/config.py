@@ -234,6 +234,32 @@ class EvaluationConfig(_Settings):
 
 
 @dataclass(frozen=True)
+class SliceConfig(_Settings):
+    """Slices of an evaluation (:mod:`ferreport.slices`): where the model errs, with intervals."""
+
+    min_faces: int = setting(30, "Slices with fewer faces are listed but never called weak and never gated "
+                                 "(min_slice_accuracy): their intervals are too wide to mean much.", min=1)
+    worst_faces: int = setting(8, "Worst faces kept and shown per weak slice.", min=0)
+
+
+@dataclass(frozen=True)
+class DriftConfig(_Settings):
+    """Drift tests of an audit against a reference (:mod:`ferreport.drift`)."""
+
+    alpha: float = setting(0.01, "Significance level of each p-value test (class mix, confidence, image "
+                                 "statistics after Holm's correction, embeddings): 0.01 so that the four together "
+                                 "stay near 1 false alarm in 20.", kind=float, min=0.0, min_open=True, max=0.5)
+    psi_threshold: float = setting(0.2, "Population stability index of the predicted-class mix above which it "
+                                        "fires (0.1-0.25: moderate, above 0.25: major shift, by convention).",
+                                   kind=float, min=0.0, min_open=True)
+    psi_epsilon: float = setting(1e-4, "Share given to a class absent from one side before the PSI's logarithm.",
+                                 kind=float, min=0.0, min_open=True)
+    max_embeddings: int = setting(2000, "Faces whose penultimate-layer embedding an evaluation or audit keeps "
+                                        "(a seeded random sample beyond that).", min=20)
+    cv_folds: int = setting(5, "Folds of the domain classifier's cross-validated ROC AUC.", min=2)
+
+
+@dataclass(frozen=True)
 class ReportConfig(_Settings):
     formats: tuple[str, ...] = setting(FORMATS, "Report formats: html, pdf, html,pdf, or none (no report).",
                                        flag="--format", kind="formats", choices=FORMATS)
@@ -454,6 +480,9 @@ class AuditConfig(ModelConfig):
     ray_address: str | None = setting(None, "Join this Ray cluster (host:port, auto, ray://...); default: start a "
                                             "local Ray.", kind=str)
     detector: Any = field(default_factory=_default_detector)
+    reference: Path | None = setting(None, "Compare the folder with this reference (an evaluated run folder or "
+                                           "an earlier audit folder); default: the run's own test split when "
+                                           "--model is an evaluated run folder. Writes drift.json.", kind=Path)
 
     def __post_init__(self) -> None:
         validate(self)

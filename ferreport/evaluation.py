@@ -63,11 +63,13 @@ def read_predictions(path: Path) -> pd.DataFrame:
                        dtype={"source": str, "true_label": str, "pred_label": str})
 
 
-def write_face_pool(frame: pd.DataFrame, faces: np.ndarray, path: Path) -> int:
-    """Store the faces a report may show; returns how many."""
+def write_face_pool(frame: pd.DataFrame, faces: np.ndarray, path: Path, extra_rows: Any = ()) -> int:
+    """Store the faces a report may show (and ``extra_rows``: the weak slices' worst faces); returns how many."""
     from .report import select_pool_rows
 
     rows = np.asarray(select_pool_rows(frame), dtype=np.int64)
+    if len(extra_rows):
+        rows = np.union1d(rows, np.asarray(extra_rows, dtype=np.int64))
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, rows=rows, faces=np.asarray(faces[rows], dtype=np.uint8))
@@ -77,12 +79,15 @@ def write_face_pool(frame: pd.DataFrame, faces: np.ndarray, path: Path) -> int:
 def evaluate_faces(model: Any, faces: np.ndarray, table: pd.DataFrame, out_dir: Path, *,
                    batch_size: int = 256, n_resamples: int = 1000, seed: int = 0,
                    extra_metrics: dict[str, Any] | None = None, source: str | Path = "model",
-                   labels: tuple[str, ...] = CLASS_NAMES) -> EvaluationResult:
-    """Predict every face, then write predictions.csv, metrics.json and faces_pool.npz.
+                   labels: tuple[str, ...] = CLASS_NAMES, attributes: pd.DataFrame | None = None
+                   ) -> EvaluationResult:
+    """Predict every face, then write predictions.csv, metrics.json, faces_pool.npz and what the slices and
+    drift tests read: face_stats.csv, slices.json, embeddings.npz.
 
     NaN/inf probabilities (a numerically broken model) raise ModelError naming ``source``
     before anything is written. ``labels``: the classes scored (all seven unless the model
-    cannot predict some; their faces are already left out).
+    cannot predict some; their faces are already left out). ``attributes``: the faces' source
+    attributes (:func:`ferreport.facestats.source_attributes`, same rows), None when not known.
     """
     from .adapters import adapter_for
     from .metrics import metrics_from_predictions
@@ -98,6 +103,34 @@ def evaluate_faces(model: Any, faces: np.ndarray, table: pd.DataFrame, out_dir: 
     if extra_metrics:
         metrics.update(extra_metrics)
     write_predictions(frame, out_dir / artifacts.PREDICTIONS)
-    write_face_pool(frame, faces, out_dir / artifacts.FACES_POOL)
+    worst = keep_slices_and_embeddings(model, faces, frame, out_dir, attributes=attributes, labels=labels,
+                                       n_resamples=n_resamples, seed=seed, batch_size=batch_size, source=source)
+    write_face_pool(frame, faces, out_dir / artifacts.FACES_POOL, worst)
     write_json(out_dir / artifacts.METRICS, metrics)
     return EvaluationResult(frame, metrics, out_dir)
+
+
+def keep_slices_and_embeddings(model: Any, faces: np.ndarray, frame: pd.DataFrame, out_dir: Path, *,
+                               attributes: pd.DataFrame | None, labels: tuple[str, ...], n_resamples: int,
+                               seed: int, batch_size: int = 256, source: str | Path = "model") -> np.ndarray:
+    """face_stats.csv, slices.json and embeddings.npz of an evaluation; returns the weak slices' worst rows
+    (kept in the face pool, so the report can show them)."""
+    from .adapters import adapter_for
+    from .config import DriftConfig, SliceConfig
+    from .embeddings import embedder_for, sample_rows, write_embeddings
+    from .facestats import face_stats_frame, write_face_stats
+    from .slices import slices_for_run
+
+    stats = face_stats_frame(faces, attributes)
+    write_face_stats(stats, out_dir / artifacts.FACE_STATS)
+    report = slices_for_run(out_dir, frame, stats, labels=labels, settings=SliceConfig(), n_resamples=n_resamples,
+                            seed=seed)
+    embedder = embedder_for(adapter_for(model, source=str(source)))
+    emb_path = out_dir / artifacts.EMBEDDINGS
+    if embedder is not None:
+        rows = sample_rows(len(faces), DriftConfig().max_embeddings, seed)
+        write_embeddings(emb_path, rows, embedder(np.asarray(faces[rows]), batch_size), embedder.layer_name)
+    else:  # SavedModel, ONNX: no embeddings (a stale file would describe another model)
+        emb_path.unlink(missing_ok=True)
+    worst = [r for s in (report.weakest if report is not None else ()) for r in s.worst_rows]
+    return np.asarray(sorted(set(worst)), dtype=np.int64)

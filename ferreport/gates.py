@@ -8,7 +8,12 @@ A gate names a metric of ``metrics.json`` with a *key*:
   ``roc_auc.angry``, ``average_precision.neutral`` (``f1/fear`` and ``per_class.fear.f1``
   are accepted too);
 * ``calibration.ece``, ``calibration.mce``, ``calibration.brier``, ``calibration.log_loss``
-  (lower is better; ``ece`` etc. alone are accepted).
+  (lower is better; ``ece`` etc. alone are accepted);
+* ``min_slice_accuracy``: the lowest accuracy of a slice with at least ``SliceConfig.min_faces``
+  faces (slices.json, :mod:`ferreport.slices`);
+* ``drift_psi`` and ``embedding_auc`` (lower is better): the predicted-class mix's population
+  stability index and the embedding domain classifier's ROC AUC of an audit against its
+  reference (drift.json, :mod:`ferreport.drift`); they need no labels.
 
 Three kinds of gate, each given as ``KEY=VALUE`` (VALUE a number, or a percentage
 ``80%`` = 0.80):
@@ -47,6 +52,7 @@ __all__ = [
     "GateSpec",
     "evaluate_gates",
     "format_gate_lines",
+    "gate_inputs",
     "gates_document",
     "junit_xml",
     "load_baseline",
@@ -65,8 +71,11 @@ TOP_LEVEL_HIGHER = ("accuracy", "macro_f1", "weighted_f1", "macro_precision", "m
                     "weighted_precision", "weighted_recall")
 PER_CLASS_METRICS = ("precision", "recall", "f1", "roc_auc", "average_precision")
 CALIBRATION_METRICS = ("ece", "mce", "brier", "log_loss")
+#: Keys read from slices.json (higher is better) and drift.json (lower is better), not metrics.json.
+SLICE_KEYS = ("min_slice_accuracy",)
+DRIFT_KEYS = ("drift_psi", "embedding_auc")
 #: Keys whose values are not confined to 0..1.
-UNBOUNDED = frozenset({"n", "calibration.log_loss"})
+UNBOUNDED = frozenset({"n", "calibration.log_loss", "drift_psi"})
 #: Keys shown with their baseline deltas even without a --max-drop gate.
 SUMMARY_KEYS = ("accuracy", "macro_f1", "weighted_f1")
 
@@ -82,18 +91,19 @@ def valid_keys() -> tuple[str, ...]:
     keys = list(TOP_LEVEL_HIGHER) + ["n"]
     keys += [f"{m}.{c}" for m in PER_CLASS_METRICS for c in CLASS_NAMES]
     keys += [f"calibration.{m}" for m in CALIBRATION_METRICS]
-    return tuple(keys)
+    return tuple(keys) + SLICE_KEYS + DRIFT_KEYS
 
 
 def higher_is_better(key: str) -> bool:
-    return not key.startswith("calibration.")
+    return not key.startswith("calibration.") and key not in DRIFT_KEYS
 
 
 def _keys_hint() -> str:
     return ("valid keys: " + ", ".join(TOP_LEVEL_HIGHER) + ", n, "
             + "METRIC.CLASS with METRIC in " + "/".join(PER_CLASS_METRICS)
             + " and CLASS in " + "/".join(CLASS_NAMES)
-            + " (e.g. f1.fear), calibration." + "/".join(CALIBRATION_METRICS))
+            + " (e.g. f1.fear), calibration." + "/".join(CALIBRATION_METRICS)
+            + ", " + ", ".join(SLICE_KEYS + DRIFT_KEYS))
 
 
 def resolve_key(raw: str, option: str = "--fail-under", spec: str | None = None) -> str:
@@ -103,7 +113,7 @@ def resolve_key(raw: str, option: str = "--fail-under", spec: str | None = None)
     canonical: str | None = None
     if len(parts) == 1:
         name = parts[0]
-        if name in TOP_LEVEL_HIGHER or name == "n":
+        if name in TOP_LEVEL_HIGHER or name == "n" or name in SLICE_KEYS or name in DRIFT_KEYS:
             canonical = name
         elif name in CALIBRATION_METRICS:
             canonical = f"calibration.{name}"
@@ -140,9 +150,23 @@ def metric_value(metrics: Mapping[str, Any] | None, key: str) -> float | None:
         value = metrics.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
         return None
-    if key != "n" and not metrics.get("n"):
+    if key != "n" and key not in DRIFT_KEYS and not metrics.get("n"):
         return None  # no labelled faces: the scores are not defined
     return float(value)
+
+
+def gate_inputs(run_dir: str | Path, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``metrics`` with the slice and drift keys added from the run's slices.json and drift.json (when present)."""
+    out = dict(metrics)
+    for name, keys in ((artifacts.SLICES, {"min_slice_accuracy": "min_slice_accuracy"}),
+                       (artifacts.DRIFT, {"drift_psi": "drift_psi", "embedding_auc": "embedding_auc"})):
+        try:
+            doc = json.loads((Path(run_dir) / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict):
+            out.update({key: doc.get(field) for key, field in keys.items()})
+    return out
 
 
 # --------------------------------------------------------------------------- parsing
@@ -260,9 +284,12 @@ def _evaluate_one(spec: GateSpec, metrics: Mapping[str, Any], baseline: Mapping[
     name = _gate_name(spec)
     actual = metric_value(metrics, spec.key)
     if actual is None:
+        why = {"min_slice_accuracy": "no slices.json, or no slice of the minimum size",
+               "drift_psi": "no drift.json: give --reference, or --model an evaluated run folder",
+               "embedding_auc": "no drift.json, or the embedding test did not run (see drift.json)"}.get(
+            spec.key, "no labelled faces, or no face of that class")
         return GateResult(name, spec.kind, spec.key, spec.value, None, False, None,
-                          f"{spec.key} is not available in this run's metrics (no labelled faces, or no face of "
-                          "that class); the gate cannot pass")
+                          f"{spec.key} is not available in this run's metrics ({why}); the gate cannot pass")
     if spec.kind == "fail_under":
         margin = round_metric(actual - spec.value)
         passed = margin >= 0

@@ -40,6 +40,7 @@ from .gates import (
     evaluate_gates,
     failure_message,
     format_gate_lines,
+    gate_inputs,
     gates_document,
     junit_xml,
     load_baseline,
@@ -273,10 +274,11 @@ def finish(run_dir: Path, metrics: dict[str, Any], plan: GatePlan, *, command: s
     Never raises GateFailure itself.
     """
     run_dir = Path(run_dir)
-    results = plan.evaluate(metrics) if plan.has_gates else ()
+    results = plan.evaluate(gate_inputs(run_dir, metrics)) if plan.has_gates else ()
     outputs: dict[str, str] = {}
     for key, name in (("predictions", artifacts.PREDICTIONS), ("metrics", artifacts.METRICS),
-                      ("audit_summary", artifacts.AUDIT_SUMMARY), ("skipped", artifacts.SKIPPED)):
+                      ("audit_summary", artifacts.AUDIT_SUMMARY), ("skipped", artifacts.SKIPPED),
+                      ("slices", artifacts.SLICES), ("drift", artifacts.DRIFT)):
         if (run_dir / name).is_file():
             outputs[key] = str(run_dir / name)
     gates_path = run_dir / GATES_FILE

@@ -486,8 +486,12 @@ def _evaluate(adapter: Any, dataset: PreparedDataset, rows: np.ndarray, run_dir:
         log(f"note: {model_file}: output(s) {', '.join(contract.dropped)} are not ExpW classes: dropped, "
             f"probabilities renormalised over the {len(contract.scored)} scored classes")
     table = dataset.index.iloc[rows][["source", "face_id", "label"]].reset_index(drop=True)
+    from .facestats import source_attributes
+
+    attributes = source_attributes(dataset.index).iloc[rows].reset_index(drop=True)  # counted over every split
     result = evaluate_faces(adapter, np.asarray(dataset.faces[rows]), table, run_dir, n_resamples=n_resamples,
-                            seed=seed, extra_metrics=extra or None, source=model_file, labels=contract.scored)
+                            seed=seed, extra_metrics=extra or None, source=model_file, labels=contract.scored,
+                            attributes=attributes)
     prov_path = run_dir / artifacts.PROVENANCE
     record = json.loads(prov_path.read_text()) if prov_path.is_file() else provenance_record(
         seed=seed, data_fingerprint=dataset.fingerprint, model_sha256=None, started=started)
