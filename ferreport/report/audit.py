@@ -39,6 +39,9 @@ from . import words
 from .context import Notice, ReportContext, Section, ThumbnailLimits, numbered_sections
 from .inputs import RunArtifacts, ids_and_conf, order_asc, order_desc, read_json
 from .render import check_formats, render_html, write_pages
+from .slicing import drift_section, slices_section
+from ..drift import read_drift
+from ..slices import read_slices
 from .text import as_int, duration, fmt_pct
 
 __all__ = ["audit_notices", "build_audit_context", "is_audit_dir", "write_audit_report"]
@@ -386,6 +389,9 @@ def _audit_sections(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundl
     ]
     if art.gates:
         specs.append(("gates", "Quality gates", "sections/gates.html.j2", sec.gates_section(art.gates)))
+    drift = read_drift(folder.run)
+    if drift is not None:
+        specs.append(("drift", "Is this folder like the reference?", "sections/drift.html.j2", drift_section(drift)))
     specs += [
         ("scan", "Folder scan", "sections/audit_scan.html.j2", _scan_section(summary)),
         ("distribution", "Predicted classes", "sections/audit_distribution.html.j2",
@@ -393,6 +399,9 @@ def _audit_sections(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundl
         ("confidence", "Confidence", "sections/audit_confidence.html.j2", _confidence_section(summary, folder.n_rows)),
         ("faces", "Faces", "sections/audit_faces.html.j2", _faces_section(bundle, faces, LIMITS)),
     ]
+    if bundle.classification is not None:
+        specs.append(("slices", "Where the model errs", "sections/slices.html.j2",
+                      slices_section(read_slices(folder.run), faces)))
     if bundle.classification is not None:
         if art.history is not None:
             specs.append(("training", "Training curves", "sections/training.html.j2", sec.training_section(art)))

@@ -50,6 +50,8 @@ from . import sections as sec
 from .context import Headline, Notice, ReportContext, Section, ThumbnailLimits, numbered_sections
 from .inputs import RunArtifacts, ids_and_conf, load_run
 from .render import FORMATS, check_formats, render_html, write_pages
+from .slicing import slices_section
+from ..slices import read_slices
 from .text import as_text, dig, first_present
 
 __all__ = ["RunHeader", "build_report_context", "run_notices", "run_header", "write_report"]
@@ -128,6 +130,7 @@ def _sections(art: RunArtifacts, bundle: MetricsBundle, limits: ThumbnailLimits,
     specs = [
         ("overview", "Overview", sec.overview_section(bundle, facts)),
         *([("gates", "Quality gates", sec.gates_section(art.gates))] if art.gates else []),
+        ("slices", "Where the model errs", slices_section(read_slices(art.run_dir), faces)),
         ("data", "Data", sec.data_section(art.data_summary)),
         ("training", "Training curves", sec.training_section(art)),
         ("confusion", "Confusion matrix", sec.confusion_section(bundle)),

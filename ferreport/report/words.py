@@ -87,6 +87,22 @@ GLOSSARY: dict[str, tuple[str, str]] = {
     "mcnemar": ("McNemar's test", "Compares two models on the faces where exactly one of them is right; p is the "
                                   "chance of a split at least this uneven if both models had the same error rate "
                                   "(below 0.05: a significant difference)."),
+    "slice": ("Slice", "A part of the scored faces that share one trait (dark photos, small faces, grayscale "
+                       "sources ...). A slice is weak when it has enough faces and even the top of its accuracy "
+                       "interval lies below the overall accuracy."),
+    "psi": ("PSI", "Population stability index: Σ (incoming share − reference share) × ln(incoming / reference) "
+                   "over the predicted classes. Under 0.1 is read as no shift, 0.1–0.25 as moderate, above 0.25 as "
+                   "a major one."),
+    "ks": ("Kolmogorov–Smirnov test", "Compares two distributions of a number (e.g. confidence); D is the largest "
+                                      "gap between their cumulative shares, p the chance of a gap this large if "
+                                      "both came from the same distribution."),
+    "holm": ("Holm's correction", "Several tests at once raise the chance that one fires by luck; Holm's method "
+                                  "raises each p-value (the smallest times the number of tests, the next times one "
+                                  "fewer ...) so that the chance of any false alarm stays at the level chosen."),
+    "domain_classifier": ("Domain classifier", "A classifier trained to tell the folder's faces from the "
+                                               "reference's by the model's internal features (its penultimate "
+                                               "layer); its cross-validated ROC AUC is 0.5 when it cannot, 1 when it "
+                                               "always can."),
     "discordant": ("Discordant faces", "Faces that one run classifies correctly and the other does not; McNemar's "
                                        "test uses only these."),
 }
