@@ -1,0 +1,131 @@
+"""Slices (ferreport.slices, ferreport.facestats): a slice built to be worse is found and ranked first."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from ferreport import artifacts
+from ferreport.config import SliceConfig
+from ferreport.constants import CLASS_NAMES
+from ferreport.facestats import face_stats_frame, image_measures, source_attributes
+from ferreport.gates import gate_inputs, parse_gate_specs, evaluate_gates
+from ferreport.slices import compute_slices, read_slices, write_slices
+from tests.model_zoo import faces as zoo_faces
+
+
+def _frame(n: int, seed: int, wrong_share) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``n`` labelled predictions and face stats; ``wrong_share(stats)`` -> each face's chance of a mistake."""
+    rng = np.random.default_rng(seed)
+    stats = pd.DataFrame({
+        "box_side": rng.uniform(20, 300, n), "box_confidence": rng.uniform(0, 100, n),
+        "clipped": rng.integers(0, 2, n).astype(float), "faces_in_image": rng.integers(1, 4, n).astype(float),
+        "grayscale": rng.integers(0, 2, n), "brightness": rng.uniform(0, 255, n),
+        "contrast": rng.uniform(10, 80, n), "blur": rng.uniform(50, 900, n), "found": ""})
+    true = rng.integers(0, 7, n)
+    wrong = rng.random(n) < wrong_share(stats)
+    pred = np.where(wrong, (true + rng.integers(1, 7, n)) % 7, true)
+    names = np.asarray(CLASS_NAMES)
+    proba = np.full((n, 7), 0.05)
+    proba[np.arange(n), pred] = 0.7
+    frame = pd.DataFrame({"source": [f"img{i}.jpg" for i in range(n)], "face_id": 0, "true_label": names[true],
+                          "pred_label": names[pred], "confidence": 0.7})
+    for i, c in enumerate(artifacts.PROBA_COLUMNS):
+        frame[c] = proba[:, i]
+    return frame, stats
+
+
+def test_a_slice_built_worse_is_found_and_ranked_first():
+    # dark faces (the lowest third of brightness) err 70% of the time, small faces 40%, the rest 15%
+    frame, stats = _frame(1500, 0, lambda s: np.where(s["brightness"] < 85, 0.7,
+                                                      np.where(s["box_side"] < 48, 0.4, 0.15)))
+    report = compute_slices(frame, stats, n_resamples=300, seed=0)
+    weakest = report.weakest
+    assert weakest[0].attribute == "brightness" and weakest[0].name.startswith("dark")
+    assert weakest[0].rank == 1
+    assert weakest[0].accuracy_ci[1] < report.accuracy
+    assert any(s.attribute == "box_side" and s.name == "under 48 px" for s in weakest)
+    # slices with no built-in difference are not called weak
+    assert not any(s.attribute in ("grayscale", "clipped", "faces_in_image") and s.weak for s in report.slices)
+    # worst faces: mistakes of the slice, most confident first
+    dark = np.flatnonzero(stats["brightness"].to_numpy() < report.attributes[2].edges[0])
+    assert set(weakest[0].worst_rows) <= set(dark)
+    assert all(frame["true_label"][r] != frame["pred_label"][r] for r in weakest[0].worst_rows)
+    assert report.min_slice_accuracy == min(s.accuracy for s in report.slices if s.faces >= report.min_faces)
+
+
+def test_no_weak_slice_when_errors_are_even():
+    frame, stats = _frame(1200, 1, lambda s: np.full(len(s), 0.3))
+    report = compute_slices(frame, stats, n_resamples=300, seed=0)
+    assert len(report.weakest) <= 1  # at most a chance finding at 95%
+
+
+def test_small_slices_are_never_weak_and_not_gated():
+    frame, stats = _frame(400, 2, lambda s: np.where(s["box_side"] < 30, 0.95, 0.1))
+    settings = SliceConfig(min_faces=60)
+    report = compute_slices(frame, stats, settings=settings, n_resamples=200, seed=0)
+    small = [s for s in report.slices if s.faces < 60]
+    assert small and not any(s.weak for s in small)
+    assert report.min_slice_accuracy == min(s.accuracy for s in report.slices if s.faces >= 60)
+
+
+def test_intervals_are_seeded_and_recorded(tmp_path):
+    frame, stats = _frame(500, 3, lambda s: np.full(len(s), 0.3))
+    a = compute_slices(frame, stats, n_resamples=200, seed=5).to_dict()
+    b = compute_slices(frame, stats, n_resamples=200, seed=5).to_dict()
+    assert a == b and a["interval"]["seed"] == 5 and a["interval"]["n_resamples"] == 200
+    write_slices(compute_slices(frame, stats, n_resamples=200, seed=5), tmp_path)
+    assert read_slices(tmp_path) == json.loads(json.dumps(a))
+    assert not list(tmp_path.glob(".*part*"))  # written atomically: no temporary left
+
+
+def test_unlabelled_faces_have_no_slices_and_no_file(tmp_path):
+    frame, stats = _frame(100, 4, lambda s: np.full(len(s), 0.3))
+    frame["true_label"] = ""
+    assert compute_slices(frame, stats) is None
+    (tmp_path / artifacts.SLICES).write_text("{}")
+    write_slices(None, tmp_path)
+    assert not (tmp_path / artifacts.SLICES).exists()
+
+
+def test_min_slice_accuracy_gate(tmp_path):
+    frame, stats = _frame(900, 5, lambda s: np.where(s["brightness"] < 85, 0.8, 0.1))
+    report = compute_slices(frame, stats, n_resamples=200, seed=0)
+    write_slices(report, tmp_path)
+    specs = parse_gate_specs("fail_under", ["min_slice_accuracy=0.3"])
+    (result,) = evaluate_gates(gate_inputs(tmp_path, {"n": 900}), specs)
+    assert result.actual == pytest.approx(report.min_slice_accuracy, abs=1e-6) and not result.passed
+    (result,) = evaluate_gates(gate_inputs(tmp_path, {"n": 900}), parse_gate_specs("fail_under",
+                                                                                  ["min_slice_accuracy=0.1"]))
+    assert result.passed
+
+
+def test_image_measures_follow_what_was_done_to_the_face():
+    faces = zoo_faces(20, seed=1)
+    base = image_measures(faces)
+    dark = image_measures((faces * 0.6).astype(np.uint8))
+    blurred = image_measures(np.stack([cv2.GaussianBlur(f, (0, 0), 2.0) for f in faces]))
+    gray = np.repeat(np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in faces])[..., None], 3, axis=3)
+    assert (dark["brightness"] < base["brightness"]).all() and (dark["contrast"] < base["contrast"]).all()
+    assert (blurred["blur"] < base["blur"]).all()
+    assert not base["grayscale"].any() and image_measures(gray)["grayscale"].all()
+    # a grayscale photo saved as a colour JPEG (chroma noise) still counts as grayscale
+    ok, buf = cv2.imencode(".jpg", gray[0][..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+    jpeg = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+    assert image_measures(jpeg[None])["grayscale"].all()
+
+
+def test_source_attributes_from_the_index():
+    index = pd.DataFrame({"source": ["a.jpg", "a.jpg", "b.jpg", "c.jpg"], "top": [0, 10, 5, 0],
+                          "left": [0, 10, 5, 0], "right": [50, 200, 45, -1], "bottom": [40, 300, 105, -1],
+                          "confidence": [10.0, 50.0, 70.0, np.nan], "clipped": [False, True, False, False]})
+    attrs = source_attributes(index)
+    assert attrs["box_side"].tolist()[:3] == [40.0, 190.0, 40.0] and np.isnan(attrs["box_side"][3])
+    assert attrs["faces_in_image"].tolist() == [2.0, 2.0, 1.0, 1.0]
+    assert attrs["clipped"].tolist() == [0.0, 1.0, 0.0, 0.0]
+    frame = face_stats_frame(zoo_faces(4), attrs)
+    assert list(frame["box_confidence"][:3]) == [10.0, 50.0, 70.0]
