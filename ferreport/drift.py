@@ -146,7 +146,6 @@ def _model_sha(folder: Path) -> str | None:
 def sample_from_folder(folder: str | Path, *, option: str = "--reference") -> DriftSample:
     """A run or audit folder as one side of a drift comparison (UsageError when it holds no predictions)."""
     from .embeddings import read_embeddings
-    from .evaluation import read_predictions
     from .facestats import read_face_stats
 
     folder = Path(folder)
@@ -155,12 +154,11 @@ def sample_from_folder(folder: str | Path, *, option: str = "--reference") -> Dr
         hint = (f"evaluate it first (`ferreport evaluate {folder}`)" if (folder / artifacts.CONFIG).is_file()
                 else "give an evaluated run folder or an audit folder")
         raise UsageError(f"{option} {folder}: no {artifacts.PREDICTIONS}; {hint}")
-    try:
-        frame = read_predictions(pred_path)
+    try:  # every row, an audit's extra faces too: they are predictions like the others
+        frame = pd.read_csv(pred_path, keep_default_na=False, na_values={"confidence": [""]},
+                            usecols=["pred_label", "confidence"], dtype={"pred_label": str})
     except (OSError, ValueError) as exc:
         raise UsageError(f"{option} {pred_path}: cannot read it ({exc})") from exc
-    if "found" in frame.columns:  # an audit's extra faces are predictions like the others: kept
-        pass
     pred = pd.Categorical(frame["pred_label"], categories=CLASS_NAMES).codes.astype(np.int64)
     conf = pd.to_numeric(frame["confidence"], errors="coerce").to_numpy(np.float64)
     stats = read_face_stats(folder / artifacts.FACE_STATS, len(frame))

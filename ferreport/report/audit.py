@@ -399,9 +399,9 @@ def _audit_sections(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundl
         ("confidence", "Confidence", "sections/audit_confidence.html.j2", _confidence_section(summary, folder.n_rows)),
         ("faces", "Faces", "sections/audit_faces.html.j2", _faces_section(bundle, faces, LIMITS)),
     ]
-    if bundle.classification is not None:
-        specs.append(("slices", "Where the model errs", "sections/slices.html.j2",
-                      slices_section(read_slices(folder.run), faces)))
+    slices = read_slices(folder.run) if bundle.classification is not None else None
+    if slices:
+        specs.append(("slices", "Where the model errs", "sections/slices.html.j2", slices_section(slices, faces)))
     if bundle.classification is not None:
         if art.history is not None:
             specs.append(("training", "Training curves", "sections/training.html.j2", sec.training_section(art)))

@@ -127,10 +127,11 @@ def _sections(art: RunArtifacts, bundle: MetricsBundle, limits: ThumbnailLimits,
               facts: list[tuple[str, str]]) -> tuple[Section, ...]:
     t, p, _, conf = ids_and_conf(art.predictions)
     faces = sec.Faces(art, t, p, conf, limits)
+    slices = read_slices(art.run_dir)  # runs evaluated before slices existed have none: no section
     specs = [
         ("overview", "Overview", sec.overview_section(bundle, facts)),
         *([("gates", "Quality gates", sec.gates_section(art.gates))] if art.gates else []),
-        ("slices", "Where the model errs", slices_section(read_slices(art.run_dir), faces)),
+        *([("slices", "Where the model errs", slices_section(slices, faces))] if slices else []),
         ("data", "Data", sec.data_section(art.data_summary)),
         ("training", "Training curves", sec.training_section(art)),
         ("confusion", "Confusion matrix", sec.confusion_section(bundle)),
