@@ -193,3 +193,15 @@ def test_embeddings_are_the_classifiers_input(tmp_path):
     dense = keras.models.load_model(path).get_layer("scores")
     np.testing.assert_allclose(np.asarray(dense(emb)), predict_proba(adapter, faces), atol=1e-5)
     assert embedder.layer_name == "scores" and emb.shape == (6, 16)
+
+
+def test_history_index_shows_drift_over_time_per_source(audits):
+    from ferreport.report import update_index
+
+    runs = audits["ref"].parent
+    html = update_index(runs).read_text()
+    assert "Drift over time" in html
+    same, dark = audits["same"][0], audits["dark"][0]
+    assert same.name in html and dark.name in html
+    assert html.count('class="badge failed">drift<') == 1 and html.count('class="badge passed">none<') == 1
+    assert f"<code>{audits['ref'].name}</code>" not in html.split("Drift over time", 1)[1]  # no drift.json

@@ -129,3 +129,35 @@ def test_source_attributes_from_the_index():
     assert attrs["clipped"].tolist() == [0.0, 1.0, 0.0, 0.0]
     frame = face_stats_frame(zoo_faces(4), attrs)
     assert list(frame["box_confidence"][:3]) == [10.0, 50.0, 70.0]
+
+
+@pytest.mark.slow
+def test_evaluate_writes_slices_and_the_report_shows_them(tmp_path, sample_dataset):
+    """ferreport evaluate on ExpW-layout data: face_stats.csv with the box attributes, slices.json, and the
+    report's section (HTML and PDF) with slices.json's numbers."""
+    from click.testing import CliRunner
+    from pypdf import PdfReader
+
+    from ferreport.cli import main
+    from tests.model_zoo import keras_model
+
+    model = keras_model(tmp_path)
+    out = tmp_path / "runs" / "eval"
+    r = CliRunner().invoke(main, ["evaluate", "--model", str(model), "--data", str(sample_dataset), "--out", str(out),
+                                  "--no-progress", "--fail-under", "min_slice_accuracy=0"])
+    assert r.exit_code == 0, r.output
+    stats = pd.read_csv(out / artifacts.FACE_STATS)
+    preds = pd.read_csv(out / artifacts.PREDICTIONS)
+    assert len(stats) == len(preds) and stats["box_side"].notna().all() and stats["box_confidence"].notna().all()
+    doc = json.loads((out / artifacts.SLICES).read_text())
+    assert "box_side" in {a["key"] for a in doc["attributes"]}
+    assert (out / artifacts.EMBEDDINGS).is_file()
+    gates = json.loads((out / artifacts.GATES).read_text())
+    assert gates["gates"][0]["actual"] == doc["min_slice_accuracy"]
+    html = (out / artifacts.REPORT_HTML).read_text()
+    assert "Where the model errs" in html
+    for s in doc["slices"]:
+        assert f"{s['attribute_title']}: {s['name']}" in html
+        assert f"{100 * s['accuracy']:.1f}%" in html
+    text = " ".join(" ".join(p.extract_text() or "" for p in PdfReader(str(out / artifacts.REPORT_PDF)).pages).split())
+    assert "Where the model errs" in text and "Every slice" in text

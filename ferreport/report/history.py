@@ -5,7 +5,9 @@ config.json, data_summary.json and gates.json when present) and rewrites
 ``REPORTS/index.html``: a table of runs (date, model, dataset, key metrics, gate
 verdict, links to the report files) and a trend chart of accuracy and macro-F1 over
 time (inline SVG ``data:`` URI, no JavaScript, no network references). Comparison
-folders written by ``ferreport compare`` (``*/compare.json``) are listed below.
+folders written by ``ferreport compare`` (``*/compare.json``) are listed below, and audits with
+a ``drift.json`` by the folder they audited, with their drift over time
+(:mod:`ferreport.report.drift_history`).
 
 Safe to overlap: the scan and the write happen under an exclusive ``fcntl.flock`` on
 ``REPORTS/.index.lock``, and the page is written to a temporary name and renamed, so two
@@ -210,10 +212,12 @@ def render_index(reports_dir: Path, runs: list[RunEntry], comparisons: list[dict
         chart = plots.figure_to_data_uri(plots.trend_figure(
             [r.when for r in runs], {"accuracy": [r.accuracy for r in runs], "macro-F1": [r.macro_f1 for r in runs]}))
     latest = runs[-1] if runs else None
+    from .drift_history import drift_sources, scan_drift
+
     return render_template(
         "index.html.j2", title="ferreport runs", folder=str(Path(reports_dir).resolve().name),
         runs=list(reversed(runs)), comparisons=comparisons, skipped=skipped, chart=chart, latest=latest,
-        generator=f"ferreport {__version__}")
+        drift=drift_sources(scan_drift(Path(reports_dir))), generator=f"ferreport {__version__}")
 
 
 def update_index(reports_dir: str | os.PathLike[str]) -> Path:
