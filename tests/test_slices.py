@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -161,3 +162,36 @@ def test_evaluate_writes_slices_and_the_report_shows_them(tmp_path, sample_datas
         assert f"{100 * s['accuracy']:.1f}%" in html
     text = " ".join(" ".join(p.extract_text() or "" for p in PdfReader(str(out / artifacts.REPORT_PDF)).pages).split())
     assert "Where the model errs" in text and "Every slice" in text
+
+
+def test_labelled_audit_finds_the_worse_slice_and_shows_its_mistakes(tmp_path):
+    """A labelled folder whose dark half is labelled against the model: the dark slice is weak, first, and its
+    grid in the audit report shows only mistakes (faces cropped again from their files)."""
+    from click.testing import CliRunner
+
+    from ferreport.adapters import open_model
+    from ferreport.cli import main
+    from ferreport.prediction import predict_proba
+    from tests.model_zoo import keras_model
+
+    model = keras_model(tmp_path)
+    faces = zoo_faces(90, seed=7)
+    faces[:45] = (faces[:45] * 0.35).astype(np.uint8)
+    pred = predict_proba(open_model(model, {}), faces).argmax(axis=1)
+    labels = np.where(np.arange(90) < 45, (pred + 1) % 7, pred)  # dark faces: always wrong; the rest: right
+    folder = tmp_path / "photos"
+    for i, (face, lab) in enumerate(zip(faces, labels)):
+        path = folder / CLASS_NAMES[lab] / f"face_{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "runs" / "audit"
+    r = CliRunner().invoke(main, ["predict", str(folder), "--model", str(model), "--faces", "whole", "--out",
+                                  str(out), "--format", "html", "--workers", "1", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / artifacts.SLICES).read_text())
+    first = next(s for s in doc["slices"] if s["rank"] == 1)
+    assert first["attribute"] == "brightness" and first["name"].startswith("dark") and first["accuracy"] == 0.0
+    html = (out / artifacts.REPORT_HTML).read_text()
+    card = re.split(r'<div class="card|<h3>Every slice', html.split("Worst faces of weak slice 1:", 1)[1])[0]
+    assert card.count('class="thumb bad"') == len(first["worst_rows"]) > 0
+    assert 'class="thumb ok"' not in card

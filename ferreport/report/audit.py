@@ -401,7 +401,10 @@ def _audit_sections(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundl
     ]
     slices = read_slices(folder.run) if bundle.classification is not None else None
     if slices:
-        specs.append(("slices", "Where the model errs", "sections/slices.html.j2", slices_section(slices, faces)))
+        pooled = art.predictions["row"] if "row" in art.predictions else []
+        row_of = {int(r): i for i, r in enumerate(pooled)}  # predictions.csv row -> pooled face
+        specs.append(("slices", "Where the model errs", "sections/slices.html.j2",
+                      slices_section(slices, faces, row_of)))
     if bundle.classification is not None:
         if art.history is not None:
             specs.append(("training", "Training curves", "sections/training.html.j2", sec.training_section(art)))

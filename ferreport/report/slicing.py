@@ -57,12 +57,16 @@ def slices_figure(rows: Sequence[Mapping[str, Any]], overall: float, overall_ci:
                    matplotlib.lines.Line2D([], [], color=SMALL_COLOR, marker="o", lw=2,
                                            label=f"under {min_faces} faces"),
                    matplotlib.lines.Line2D([], [], color="#111827", ls="--", lw=1, label="overall")]
-        fig.legend(handles=handles, loc="outside upper right", ncols=4, fontsize=8)
+        fig.legend(handles=handles, loc="outside upper center", ncols=4, fontsize=8)
     return fig
 
 
-def slices_section(doc: Mapping[str, Any] | None, faces: Faces | None) -> dict[str, Any]:
-    """What the slices section shows: the weak slices (chart, table, worst faces) first, then every slice."""
+def slices_section(doc: Mapping[str, Any] | None, faces: Faces | None,
+                   row_of: Mapping[int, int] | None = None) -> dict[str, Any]:
+    """What the slices section shows: the weak slices (chart, table, worst faces) first, then every slice.
+
+    ``row_of`` maps predictions.csv rows to the rows of ``faces`` where they differ (the audit report
+    numbers its pooled faces 0..k-1)."""
     if not doc or not doc.get("slices"):
         return {"available": False}
     slices = [s for s in doc["slices"] if isinstance(s, Mapping)]
@@ -75,7 +79,10 @@ def slices_section(doc: Mapping[str, Any] | None, faces: Faces | None) -> dict[s
                                                     overall.get("accuracy_ci"), min_faces))
     grids = []
     for s in weak:
-        thumbs = faces.pick(s.get("worst_rows") or [], len(s.get("worst_rows") or [])) if faces is not None else []
+        worst = [int(r) for r in s.get("worst_rows") or []]
+        if row_of is not None:
+            worst = [row_of[r] for r in worst if r in row_of]
+        thumbs = faces.pick(worst, len(worst)) if faces is not None else []
         grids.append({"label": _label(s), "rank": s.get("rank"), "thumbs": thumbs})
     attributes = {a.get("key"): a for a in doc.get("attributes") or [] if isinstance(a, Mapping)}
     groups = []
