@@ -334,7 +334,9 @@ def _embeddings(ref: DriftSample, inc: DriftSample, s: DriftConfig, same_model: 
     fired = p < s.alpha
     verdict = (f"Differs: a classifier tells the folder's embeddings from the reference's (AUC {auc:.3f}, "
                f"p {_p(p)} < {s.alpha:g})." if fired else
-               f"Alike: a classifier cannot tell them apart better than chance allows (AUC {auc:.3f}, p {_p(p)}).")
+               f"Alike: a classifier cannot tell them apart better than chance allows (AUC {auc:.3f}, p {_p(p)})."
+               + (" An AUC well below 0.5 means the two sides share faces (the same images audited twice): "
+                  "each held-out face's twin was learnt with the other label." if auc < 0.4 else ""))
     parts = ({"faces_per_side": n, "dimensions": int(x.shape[1]), "folds": folds},)
     return DriftTest("embedding_auc", title, "ROC AUC", auc, p, threshold, fired, verdict, parts)
 

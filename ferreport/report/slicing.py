@@ -57,7 +57,7 @@ def slices_figure(rows: Sequence[Mapping[str, Any]], overall: float, overall_ci:
                    matplotlib.lines.Line2D([], [], color=SMALL_COLOR, marker="o", lw=2,
                                            label=f"under {min_faces} faces"),
                    matplotlib.lines.Line2D([], [], color="#111827", ls="--", lw=1, label="overall")]
-        fig.legend(handles=handles, loc="outside upper center", ncols=4, fontsize=8)
+        fig.legend(handles=handles, loc="outside upper right", ncols=2, fontsize=8)
     return fig
 
 
