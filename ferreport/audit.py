@@ -571,7 +571,8 @@ class _Scan:
             "faces_in_image": sources.map(sources.value_counts()).to_numpy(np.float64)})
         stats = face_stats_frame(faces, attributes, np.asarray(rows.found, dtype=object))
         if not self.pixels:  # the Ray engine keeps no pixels on the driver: no pixel measures
-            stats.loc[:, ["grayscale", *IMAGE_MEASURES]] = np.nan
+            for col in ("grayscale", *IMAGE_MEASURES):
+                stats[col] = np.nan
         stats.to_csv(self.stats_fh, header=False, index=False)
 
 

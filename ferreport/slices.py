@@ -38,7 +38,7 @@ from .constants import CLASS_NAMES
 from .metrics import predictions_arrays, round_metric, stats_from_cms
 
 __all__ = ["FACE_SIZE_EDGES", "SliceAttribute", "SliceReport", "SliceScore", "compute_slices", "read_slices",
-           "slices_for_run", "write_slices"]
+           "slices_for_run", "summary_line", "write_slices"]
 
 #: Fixed edges of the face-size slices (shorter box side, source pixels).
 FACE_SIZE_EDGES: tuple[float, ...] = (48.0, 96.0, 192.0)
@@ -245,6 +245,16 @@ def compute_slices(predictions: pd.DataFrame, stats: pd.DataFrame, *, labels: tu
                        int(n_resamples), int(seed), float(confidence))
 
 
+def summary_line(report: SliceReport) -> str:
+    """One console line: how many slices are weak, and the weakest."""
+    weak = report.weakest
+    if not weak:
+        return f"slices: none of {len(report.slices)} is weak (see slices.json)"
+    w = weak[0]
+    return (f"slices: {len(weak)} of {len(report.slices)} weak; weakest {w.label} ({w.faces} faces): accuracy "
+            f"{w.accuracy:.3f} [{w.accuracy_ci[0]:.3f}, {w.accuracy_ci[1]:.3f}] against {report.accuracy:.3f} overall")
+
+
 def write_slices(report: SliceReport | None, run_dir: Path) -> Path | None:
     """slices.json (atomically); a stale one is removed when there is nothing to slice."""
     path = Path(run_dir) / artifacts.SLICES
@@ -262,6 +272,10 @@ def slices_for_run(run_dir: Path, predictions: pd.DataFrame, stats: pd.DataFrame
     report = compute_slices(predictions, stats, labels=labels, settings=settings, n_resamples=n_resamples,
                             seed=seed) if stats is not None else None
     write_slices(report, run_dir)
+    if report is not None:
+        from .progress import echo
+
+        echo(summary_line(report))
     return report
 
 
