@@ -74,6 +74,7 @@ from .facestats import FACE_STATS_COLUMNS, IMAGE_MEASURES, face_stats_frame, rea
 from .metrics import metrics_from_predictions
 from .preprocessing import crop_face, decode_image, pool_context
 from .progress import Stage, echo, stage
+from .progress import mode as progress_mode
 from .provenance import model_fingerprint, now_iso, provenance_record
 from .report import select_pool_rows, write_audit_report
 from .stages import check_run_dir, new_run_id
@@ -900,7 +901,8 @@ def _drift(job: _Job, reference: DriftSample) -> None:
     result = drift_tests(reference, sample_from_folder(job.run_dir, option="predict"), DriftConfig(), seed=job.seed)
     write_drift(result, job.run_dir)
     fired = [t.title for t in result.tests if t.fired]
-    echo(f"drift against {reference.name}: " + (f"detected ({'; '.join(fired)})" if fired else "none detected"))
+    if progress_mode() != "off":  # a stage line: --no-progress silences it (drift.json and the report keep it)
+        echo(f"drift against {reference.name}: " + (f"detected ({'; '.join(fired)})" if fired else "none detected"))
 
 
 def _provenance(job: _Job, summary: dict[str, Any], scan: _Scan, started: str,

@@ -272,9 +272,9 @@ def slices_for_run(run_dir: Path, predictions: pd.DataFrame, stats: pd.DataFrame
     report = compute_slices(predictions, stats, labels=labels, settings=settings, n_resamples=n_resamples,
                             seed=seed) if stats is not None else None
     write_slices(report, run_dir)
-    if report is not None:
-        from .progress import echo
+    from .progress import echo, mode
 
+    if report is not None and mode() != "off":  # a stage line: --no-progress silences it
         echo(summary_line(report))
     return report
 

@@ -19,6 +19,15 @@ from ferreport.slices import compute_slices, read_slices, write_slices
 from tests.model_zoo import faces as zoo_faces
 
 
+@pytest.fixture(autouse=True)
+def _progress_mode_restored():
+    """The CLI calls here pass --no-progress, which sets a process-wide mode: give later tests the default back."""
+    from ferreport import progress
+
+    yield
+    progress.configure(None)
+
+
 def _frame(n: int, seed: int, wrong_share) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``n`` labelled predictions and face stats; ``wrong_share(stats)`` -> each face's chance of a mistake."""
     rng = np.random.default_rng(seed)
