@@ -57,8 +57,12 @@ def shift_faces(faces: np.ndarray, shift: str) -> np.ndarray:
 
 
 def train_run(data: Path, out: Path, epochs: int) -> Path:
+    """A default-recipe run trained for ``epochs`` (reused when ``out`` already holds one)."""
+    if (out / "model.keras").is_file() and (out / "splits.csv").is_file():
+        print(f"reusing the run trained in {out}")
+        return out
     cmd = [sys.executable, "-m", "ferreport", "train", "--data", str(data), "--out", str(out), "--epochs", str(epochs),
-           "--no-progress"]
+           "--no-progress", "--force"]
     subprocess.run(cmd, check=True, cwd=REPO)
     return out
 

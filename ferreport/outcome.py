@@ -264,7 +264,18 @@ class Outcome:
             "baseline": None if self.baseline_path is None else {"path": str(self.baseline_path),
                                                                  "deltas": self.baseline_deltas},
             "outputs": dict(self.outputs),
+            **self._drift(),
         }
+
+    def _drift(self) -> dict[str, Any]:
+        """``{"drift": {drift_detected, drift_psi, embedding_auc, fired}}`` of an audit with a reference, else {}."""
+        try:
+            doc = json.loads((Path(self.run_dir) / artifacts.DRIFT).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(doc, dict):
+            return {}
+        return {"drift": {k: doc.get(k) for k in ("drift_detected", "drift_psi", "embedding_auc", "fired")}}
 
 
 def finish(run_dir: Path, metrics: dict[str, Any], plan: GatePlan, *, command: str,

@@ -156,6 +156,15 @@ def test_audit_of_a_darkened_copy_reports_drift(audits):
     assert r.exit_code == (1 if doc["drift_psi"] > 0 else 0)
 
 
+def test_json_output_carries_the_drift_verdict(audits, tmp_path):
+    r = _predict(str(audits["photos"]), "--model", str(audits["model"]), "--reference", str(audits["ref"]),
+                 "--out", str(tmp_path / "out"), "--format", "none", "--json")
+    assert r.exit_code == 0, r.output
+    obj = json.loads(r.stdout)
+    assert obj["drift"]["drift_detected"] is False and obj["drift"]["drift_psi"] == 0.0
+    assert obj["outputs"]["drift"].endswith(artifacts.DRIFT)
+
+
 def test_a_bad_reference_is_a_usage_error_before_any_work(audits, tmp_path):
     r = _predict(str(audits["photos"]), "--model", str(audits["model"]), "--reference", str(tmp_path / "nope"),
                  "--out", str(tmp_path / "out"), "--format", "none")
