@@ -63,7 +63,7 @@ from .audit_ray import require_ray, scan_and_predict
 from .classes import class_id
 from .config import ENGINES, FACES_MODES, AuditConfig  # noqa: F401  (ENGINES, FACES_MODES: defined with the settings)
 from .constants import CLASS_NAMES, FACE_SIZE
-from .detection import DetectorParams, primary_face
+from .detection import DetectorParams, primary_face, resolve_detector
 from .errors import DatasetError, UsageError
 from .evaluation import PROBA_DECIMALS, predictions_frame
 from .metrics import metrics_from_predictions
@@ -311,6 +311,8 @@ class _Job:
                 "out": str(self.run_dir), "faces": self.faces, "labels": self.label_of.source or "none",
                 "formats": list(self.formats), "chunk_size": self.chunk_size, "batch_size": self.batch_size,
                 "workers": self.workers, "seed": self.seed, "n_resamples": self.n_resamples,
+                "detector": self.detector.name if self.faces != "whole" else None,
+                "align": bool(self.detector.align) if self.faces != "whole" else False,
                 "unsafe_model": bool(self.unsafe_model), "engine": self.engine, "ray_address": self.ray_address,
                 "model_contract": self.contract}
 
@@ -332,6 +334,10 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     started = now_iso()
     folder = Path(folder)
     _check_request(folder, engine)
+    if faces != "whole":  # --detector auto: BlazeFace when its weights are installed, else Haar (said here)
+        detector, notice = resolve_detector(config.face_detector, detector, align=config.align)
+        if notice:
+            echo(f"notice: {notice}")
     label_of = _resolve_labels(labels, folder)
     resolved = resolve_model(model)
     run_dir = Path(out) if out else Path(reports_dir) / new_run_id()
@@ -787,6 +793,7 @@ def _provenance(job: _Job, summary: dict[str, Any], scan: _Scan, started: str,
                              started=started, finished=now_iso(),
                              extra={"run_id": job.run_dir.name, "model": str(job.model.path),
                                     "model_contract": contract,
+                                    "detector": summary["detector"],
                                     "audit": {"folder": str(job.folder), "faces": job.faces,
                                               "labels": job.label_of.source or "none",
                                               "images_read": c.images_read, "faces_found": c.faces,
