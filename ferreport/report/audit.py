@@ -294,7 +294,7 @@ def _scan_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Faces found", f"{as_int(summary.get('faces_found')):,}"),
     ]
     if mode != "whole" and summary.get("detector") is not None:
-        facts.insert(2, ("Face detector", words.detector_text(summary.get("detector"))))
+        facts.insert(2, ("Face detector", words.detector_text(summary.get("detector"), short=True)))
     for key, label in (("detected", "Faces from a detected box"), ("whole", "Faces as the whole image"),
                        ("fallback", "Faces as the whole image after no detection (fallback)"),
                        ("extra", "Further faces in labelled images (listed, not scored)")):
