@@ -82,8 +82,11 @@ CASCADE_FILE = "haarcascade_frontalface_default.xml"
 @dataclass(frozen=True)
 class DetectorParams:
     """How faces are found: ``name`` picks the detector; the Haar fields tune the cascade, the
-    ``score_threshold``/``box_scale``/``box_shift``/``pad`` fields BlazeFace; ``align`` rotates
-    each BlazeFace crop so the eyes are level."""
+    ``score_threshold``/``box_scale``/``box_shift``/``blaze_pad``/``refine`` fields BlazeFace;
+    ``align`` rotates each BlazeFace crop so the eyes are level.
+
+    ``name`` defaults to ``haar`` so that :func:`detect_faces` called without parameters keeps
+    its meaning; audits take theirs from :func:`resolve_detector` (``--detector auto``: BlazeFace)."""
 
     name: str = "haar"
     score_threshold: float = 0.5
