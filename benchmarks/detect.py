@@ -216,7 +216,8 @@ def main() -> None:
     print(f"   {tflite_check()}")
     splits = _splits(args.model)
     if not splits:
-        raise SystemExit(f"{args.model}: no splits.csv; give --model a run trained on {args.real}")
+        raise SystemExit(f"{args.model}: no splits.csv; give --model a run trained on {args.real}, e.g. one made by "
+                         f"`ferreport train --data {args.real} --out RUN_DIR` (~10 min on 2 cores)")
     test = sorted(k for k, s in splits.items() if s == "test")
     train = sorted(k for k, s in splits.items() if s == "train")
     rng = np.random.default_rng(0)
