@@ -25,7 +25,7 @@ BlazeFace's crop rule (``detection.square_box``: side ``box_scale`` x max(w, h),
 mean IoU with the known boxes) and reported beside the constants in the code; the IoU figures
 are on the test-split scenes. The generated scenes paste a face crop of faces-real (the
 crop = the known box, ExpW-like: square, tight on the face) at a random place and size (80-200
-px) into ``sample._background``'s clutter.
+px) into ``sample.background``'s clutter.
 
 Targets (issue 25): found >= Haar's with at most half its false faces, >= 3x Haar's images/s,
 audit macro-F1 no lower. A check that OpenCV's DNN runs the .tflite files as TensorFlow Lite
@@ -71,11 +71,11 @@ def _splits(model_dir: Path | None) -> dict[str, str]:
 def _scene(face_bgr, rng, h=480, w=640):
     import cv2
 
-    from ferreport.sample import _background
+    from ferreport.sample import background
 
     side = int(rng.integers(80, 201))
     face = cv2.resize(face_bgr, (side, side), interpolation=cv2.INTER_AREA)
-    scene = _background(rng, h, w)
+    scene = background(rng, h, w)
     top, left = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
     scene[top:top + side, left:left + side] = face
     return scene, (top, left, left + side, top + side)
@@ -204,7 +204,7 @@ def main() -> None:
 
     from ferreport import blazeface
     from ferreport.detection import find_faces, resolve_detector, square_box
-    from ferreport.sample import SampleSpec, _background, generate_sample
+    from ferreport.sample import SampleSpec, background, generate_sample
 
     C.header("face detectors")
     haar, _ = resolve_detector("haar")
@@ -226,7 +226,7 @@ def main() -> None:
     work = args.work_dir
     fit_scenes = make_scenes(fit_keys, args.real, work / "scenes-train", 10_000)
     test_scenes = make_scenes(test_keys, args.real, work / "scenes-test", 20_000)
-    empty = [_background(np.random.default_rng(30_000 + i), 480, 640) for i in range(args.empty_scenes)]
+    empty = [background(np.random.default_rng(30_000 + i), 480, 640) for i in range(args.empty_scenes)]
 
     # ---- crop rule: fitted on the training-split scenes, from BlazeFace's raw boxes
     pairs = []

@@ -24,7 +24,7 @@ from ferreport.detection import (DEFAULT_PARAMS, aligned_crop, detect_faces, fin
                                  square_box)
 from ferreport.errors import UsageError
 from ferreport.preprocessing import crop_face
-from ferreport.sample import _background, draw_face
+from ferreport.sample import background, draw_face
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces-sample"
 BLAZE, _ = resolve_detector("blazeface")
@@ -45,7 +45,7 @@ def _iou(a, b) -> float:
 def _scene_with_face(seed: int = 4, side: int = 150, top: int = 120, left: int = 260):
     """A 480x640 generated scene (sample's clutter) with one drawn face at a known square box."""
     rng = np.random.default_rng(seed)
-    scene = _background(rng, 480, 640)
+    scene = background(rng, 480, 640)
     scene[top:top + side, left:left + side] = draw_face(rng, 3, side)
     return scene, (top, left, left + side, top + side)
 
@@ -91,7 +91,7 @@ def test_a_blank_image_and_a_texture_have_no_face():
     noise = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
     stripes = np.zeros((300, 300, 3), np.uint8)
     stripes[:, ::20] = 255
-    clutter = _background(np.random.default_rng(30_000), 480, 640)
+    clutter = background(np.random.default_rng(30_000), 480, 640)
     for img in (blank, noise, stripes, clutter):
         assert find_faces(img, BLAZE) == []
     assert find_faces(np.zeros((3, 5, 3), np.uint8), BLAZE) == []
