@@ -249,12 +249,13 @@ def _refined(gray: np.ndarray, box: Box, params: DetectorParams) -> Box | None:
     confirm it there.
 
     BlazeFace finds faces the cascade misses, but its box moves a little from face to face (median
-    IoU 0.79 with the known crops of benchmarks/detect.py's scenes, after :func:`square_box`); the
-    cascade's box, where it finds the face, sits on it as tightly as ExpW's crops (0.91). So the
+    IoU 0.81 with the known crops of benchmarks/detect.py's scenes, after :func:`square_box`); the
+    cascade's box, where it finds the face, sits on those crops more tightly (0.91). So the
     cascade searches only around the found face (the box plus 30 %, window sides 55-130 % of the
     box, histogram-equalised, 3 neighbours), which costs ~3 ms instead of the ~40 ms of a search
     of a whole 640x480 picture, and its box (the one overlapping ``box`` most, IoU > 0.4) is
-    the crop; the face found is BlazeFace's either way.
+    the crop; the face found is BlazeFace's either way. Measured: median IoU 0.88 refined against
+    0.81, audit macro-F1 on those scenes 0.426 against 0.362.
     """
     top, left, right, bottom = box
     side = right - left
