@@ -334,6 +334,8 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     started = now_iso()
     folder = Path(folder)
     _check_request(folder, engine)
+    if faces == "whole" and config.align:
+        raise UsageError("--align turns detected faces; it needs --faces auto or detect, not whole")
     if faces != "whole":  # --detector auto: BlazeFace when its weights are installed, else Haar (said here)
         detector, notice = resolve_detector(config.face_detector, detector, align=config.align)
         if notice:

@@ -216,9 +216,10 @@ def test_detector_haar_and_align_from_the_command_line(scene_folder, tiny_run, t
         assert res.exit_code == 0, res.output
         prov = json.loads((out / artifacts.PROVENANCE).read_text())
         assert prov["detector"]["name"] == name and prov["detector"]["align"] is align
-    res = CliRunner().invoke(main, ["predict", str(scene_folder), "--model", str(tiny_run), "--out",
-                                    str(tmp_path / "bad"), "--detector", "haar", "--align"])
-    assert res.exit_code != 0 and "--align" in res.output
+    for bad in (["--detector", "haar", "--align"], ["--faces", "whole", "--align"]):
+        res = CliRunner().invoke(main, ["predict", str(scene_folder), "--model", str(tiny_run), "--out",
+                                        str(tmp_path / "bad"), *bad])
+        assert res.exit_code == 2 and "--align" in res.output, res.output
 
 
 def test_without_the_package_auto_uses_the_cascade_and_says_so(scene_folder, tiny_run, tmp_path, monkeypatch,
