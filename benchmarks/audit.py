@@ -8,9 +8,11 @@ Generates (once, reused) ``--images`` photo-sized JPEG scenes under ``--work-dir
 ``sample.draw_face`` pasted in (side 80-200 px). The model is a freshly initialised
 seed CNN saved to a ``.keras`` file (speed does not depend on the weights).
 
-Baseline: for each file in sorted order, ``preprocessing.decode_image``, Haar detection
-(``detection.detect_faces``), crop + resize, ``model.predict`` of that image's faces:
-one image at a time. Project: ``audit.run_audit(folder, model, AuditConfig(formats=()))`` (chunks,
+Baseline: for each file in sorted order, ``preprocessing.decode_image``, detection with
+``--detector`` (default blazeface, the audits' default; ``haar`` the earlier figures'),
+crop + resize, ``model.predict`` of that image's faces: one image at a time. The ceiling
+printed beside it: decode + detect + crop timed alone on one core, times the cores.
+Project: ``audit.run_audit(folder, model, AuditConfig(formats=()))`` (chunks,
 process pool, batched prediction; reports are left out: they are timed by report.py).
 Target: >= 5x the baseline's images/s.
 
@@ -55,22 +57,49 @@ def make_folder(folder: Path, n: int, w: int, h: int) -> None:
             list(pool.map(_make_one, todo, chunksize=16))
 
 
-def baseline(folder: Path, model) -> tuple[int, int]:
-    from ferreport.detection import detect_faces
+def baseline(folder: Path, model, detector: str = "haar") -> tuple[int, int]:
+    from ferreport.detection import detect_faces, resolve_detector
     from ferreport.preprocessing import crop_face, decode_image
 
+    params, _ = resolve_detector(detector)
     images = faces = 0
     for path in sorted(folder.iterdir()):
         img, _ = decode_image(path)
         if img is None:
             continue
         images += 1
-        crops = [crop_face(img, *box)[0] for box in detect_faces(img)]
+        crops = [crop_face(img, *box)[0] for box in detect_faces(img, params)]
         crops = [c for c in crops if c is not None]
         if crops:
             model.predict(np.stack(crops).astype(np.float32) / 255.0, verbose=0)
             faces += len(crops)
     return images, faces
+
+
+def scan_ceiling(folder: Path, detector: str, n: int) -> float:
+    """Images/s of decode + detect + crop alone on one core (OpenCV's threads off): what each
+    scanning process can do at best."""
+    import time
+
+    import cv2
+
+    from ferreport.detection import find_faces, resolve_detector
+    from ferreport.preprocessing import crop_face, decode_image
+
+    params, _ = resolve_detector(detector)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    paths = sorted(folder.iterdir())[:n]
+    try:
+        find_faces(decode_image(paths[0])[0], params)  # load the detector first
+        start = time.perf_counter()
+        for path in paths:
+            img, _ = decode_image(path)
+            for f in find_faces(img, params):
+                crop_face(img, *f.box)
+        return len(paths) / (time.perf_counter() - start)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def main() -> None:
@@ -83,6 +112,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "ferreport-bench")
     ap.add_argument("--ray", action="store_true", help="also time --engine ray (needs ferreport[ray])")
+    ap.add_argument("--detector", default="blazeface", choices=("blazeface", "haar"),
+                    help="the detector of both arms (default: the audits' default, blazeface)")
+    ap.add_argument("--ceiling-images", type=int, default=200,
+                    help="images timed for the ceiling: decode + detect + crop alone, one core")
     ap.add_argument("--json")
     args = ap.parse_args()
 
@@ -109,12 +142,14 @@ def main() -> None:
             for p in sorted(folder.iterdir())[: args.baseline_images]:
                 os.symlink(p, sub / p.name)
         with C.timer() as tb:
-            n_base, f_base = baseline(sub, model)
-        print(f"   baseline: {n_base} images, {f_base} faces in {tb['s']:.1f} s")
+            n_base, f_base = baseline(sub, model, args.detector)
+        print(f"   baseline ({args.detector}): {n_base} images, {f_base} faces in {tb['s']:.1f} s")
+        ceiling = scan_ceiling(folder, args.detector, args.ceiling_images)
 
         with C.timer() as tp:
             result = run_audit(folder, model_path,
-                               AuditConfig(out=Path(tmp) / "run", formats=(), workers=args.workers))
+                               AuditConfig(out=Path(tmp) / "run", formats=(), workers=args.workers,
+                                           face_detector=args.detector))
         s = result.summary
         n_proj = int(s.get("images_read", args.images))
         print(f"   ferreport: {n_proj} images in {tp['s']:.1f} s (summary: {s.get('images_per_second', '?')} images/s "
@@ -127,9 +162,15 @@ def main() -> None:
             n_ray = int(ray_result.summary["images_read"])
             print(f"   ray engine: {n_ray} images in {tr['s']:.1f} s, start-up included "
                   f"(cluster {ray_result.summary['ray']})")
-    rows = [C.report(f"audit {args.images} JPEGs {args.width}x{args.height} (decode, detect, predict)",
-                     "one image at a time: read, detect, predict", n_base / tb["s"], n_proj / tp["s"], "images/s",
-                     target=5.0)]
+    cores = len(os.sched_getaffinity(0))
+    print(f"-- ceiling: decode + {args.detector} + crop take {1000 / ceiling:.1f} ms an image on one core, so "
+          f"{cores} cores scan at most {cores * ceiling:.1f} images/s (before any prediction): "
+          f"{cores * ceiling / (n_base / tb['s']):.2f}x the baseline")
+    rows = [C.report(f"audit {args.images} JPEGs {args.width}x{args.height} (decode, detect, predict), "
+                     f"detector {args.detector}",
+                     f"one image at a time: read, detect ({args.detector}), predict", n_base / tb["s"],
+                     n_proj / tp["s"], "images/s", target=5.0,
+                     note=f"ceiling {cores * ceiling:.1f} images/s = {cores * ceiling / (n_base / tb['s']):.2f}x")]
     if args.ray:
         rows.append(C.report(f"audit {args.images} JPEGs, --engine ray (local Ray)", "--engine local",
                              n_proj / tp["s"], n_ray / tr["s"], "images/s"))

@@ -63,7 +63,7 @@ from .audit_ray import require_ray, scan_and_predict
 from .classes import class_id
 from .config import ENGINES, FACES_MODES, AuditConfig  # noqa: F401  (ENGINES, FACES_MODES: defined with the settings)
 from .constants import CLASS_NAMES, FACE_SIZE
-from .detection import DetectorParams, primary_face
+from .detection import DetectorParams, aligned_crop, find_faces, primary_face, resolve_detector
 from .drift import DriftSample, drift_tests, sample_from_folder, write_drift
 from .slices import slices_for_run
 from .errors import DatasetError, UsageError
@@ -317,6 +317,8 @@ class _Job:
                 "out": str(self.run_dir), "faces": self.faces, "labels": self.label_of.source or "none",
                 "formats": list(self.formats), "chunk_size": self.chunk_size, "batch_size": self.batch_size,
                 "workers": self.workers, "seed": self.seed, "n_resamples": self.n_resamples,
+                "detector": self.detector.name if self.faces != "whole" else None,
+                "align": bool(self.detector.align) if self.faces != "whole" else False,
                 "unsafe_model": bool(self.unsafe_model), "engine": self.engine, "ray_address": self.ray_address,
                 "model_contract": self.contract}
 
@@ -338,6 +340,12 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     started = now_iso()
     folder = Path(folder)
     _check_request(folder, engine)
+    if faces == "whole" and config.align:
+        raise UsageError("--align turns detected faces; it needs --faces auto or detect, not whole")
+    if faces != "whole":  # --detector auto: BlazeFace when its weights are installed, else Haar (said here)
+        detector, notice = resolve_detector(config.face_detector, detector, align=config.align)
+        if notice:
+            echo(f"notice: {notice}")
     label_of = _resolve_labels(labels, folder)
     resolved = resolve_model(model)
     run_dir = Path(out) if out else Path(reports_dir) / new_run_id()
@@ -639,7 +647,7 @@ def _scan_and_predict(job: _Job, adapter: Any) -> _Scan:
         bar.summary = f"{_progress_note(scan.counts)} in {bar.seconds:.1f} s"
     scan.seconds = time.perf_counter() - t0
     if job.engine == "ray":
-        _crop_pool_faces(scan.pool, face_paths, face_boxes)
+        _crop_pool_faces(scan.pool, face_paths, face_boxes, job.detector)
     scan.pool.write(run_dir / artifacts.FACES_POOL)
     if scan.embeddings is not None and embedder is not None:
         scan.embeddings.write(run_dir / artifacts.EMBEDDINGS, embedder.layer_name)
@@ -762,10 +770,11 @@ def _absorb_ray(job: _Job, listed: list[tuple[str, str]], scan: _Scan) -> tuple[
     return [listed[int(i)][1] for i in pos[has_face]], box_cols[has_face]
 
 
-def _crop_pool_faces(pool: _Pool, paths: list[str], boxes: np.ndarray) -> None:
+def _crop_pool_faces(pool: _Pool, paths: list[str], boxes: np.ndarray, detector: DetectorParams) -> None:
     """Crop the face pool's faces again from their files (the Ray engine keeps no pixels on the driver).
 
-    ``paths[r]`` and ``boxes[r]`` are the file and box of face row ``r`` of predictions.csv.
+    ``paths[r]`` and ``boxes[r]`` are the file and box of face row ``r`` of predictions.csv. With
+    ``--align`` the face's angle is found again by the same detector (the same box, the same angle).
     """
     if pool.frame is None or not len(pool.frame):
         return
@@ -774,7 +783,12 @@ def _crop_pool_faces(pool: _Pool, paths: list[str], boxes: np.ndarray) -> None:
     for n, row in enumerate(rows):
         img, _ = decode_image(paths[row])
         if img is not None:
-            face, _ = crop_face(img, *map(int, boxes[row]), FACE_SIZE)
+            box = tuple(map(int, boxes[row]))
+            angle = next((f.angle for f in find_faces(img, detector) if f.box == box), None) if detector.align else None
+            if angle is not None:
+                faces[n] = aligned_crop(img, box, angle, FACE_SIZE)
+                continue
+            face, _ = crop_face(img, *box, FACE_SIZE)
             if face is not None:
                 faces[n] = face
     pool.faces = faces
@@ -912,6 +926,7 @@ def _provenance(job: _Job, summary: dict[str, Any], scan: _Scan, started: str,
                              started=started, finished=now_iso(),
                              extra={"run_id": job.run_dir.name, "model": str(job.model.path),
                                     "model_contract": contract,
+                                    "detector": summary["detector"],
                                     "audit": {"folder": str(job.folder), "faces": job.faces,
                                               "labels": job.label_of.source or "none",
                                               "images_read": c.images_read, "faces_found": c.faces,

@@ -467,7 +467,7 @@ def compare(run_a: Path, run_b: Path, out: Path | None, formats: tuple[str, ...]
 @click.option("--model", "model", type=PathType, required=True, metavar="RUN_DIR|FILE|FOLDER",
               help="A run directory (its model.keras; its training class distribution is shown beside the "
                    "predictions), a model file (.keras, .h5/.hdf5, .onnx) or a TensorFlow SavedModel folder.")
-@setting_options(AuditConfig, "out", "faces")
+@setting_options(AuditConfig, "out", "faces", "face_detector", "align")
 @setting_option(AuditConfig, "labels", metavar="subfolders|none|FILE.csv")
 @setting_options(AuditConfig, "formats", "batch_size", "chunk_size", "workers", "seed", *MODEL_SETTINGS, "engine")
 @setting_option(AuditConfig, "reference", metavar="RUN_DIR|AUDIT_DIR")
@@ -487,6 +487,7 @@ def predict(folder: Path, model: Path, force: bool, **kw: Any) -> None:
       ferreport predict photos/ --model reports/expw
       ferreport predict faces/ --model emotion.onnx --faces whole --labels labels.csv
       ferreport predict incoming/ --model reports/expw --fail-over drift_psi=0.2 --fail-over embedding_auc=0.7
+      ferreport predict photos/ --model reports/expw --detector haar
     """
     from . import commands
 

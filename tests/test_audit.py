@@ -442,7 +442,9 @@ def two_face_folder(tmp_path_factory) -> Path:
     rng = np.random.default_rng(3)
     _write(root / "happy" / "two.png", two_face_scene())
     _write(root / "sad" / "one.png", _scene(rng, 4))
-    _write(root / "sad" / "crop.png", draw_face(rng, 4, 64))          # no detection: fallback in auto
+    # a texture with no face (BlazeFace, the default detector, finds even a 64 px drawn face crop,
+    # which the cascade missed): no detection, so a fallback in auto
+    _write(root / "sad" / "crop.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     _write(root / "group.png", two_face_scene())                         # no label: every face kept
     return root
 
@@ -530,7 +532,9 @@ def test_faces_sample_with_two_face_composites_scores_each_labelled_photo_once(f
     assert len(detect_faces(canvas)) == 2
     _write(folder / "happy" / "zz_two_photos.png", canvas)
     _write(folder / "zz_unlabelled_two_photos.png", canvas)
-    result = run_audit(folder, tiny_model, AuditConfig(out=tmp_path / "out", n_resamples=20, formats=(), workers=2))
+    # the cascade finds both faces of the composite (checked above); BlazeFace the large one only
+    result = run_audit(folder, tiny_model, AuditConfig(out=tmp_path / "out", n_resamples=20, formats=(), workers=2,
+                                                       face_detector="haar"))
     pred = _sklearn_check(tmp_path / "out")
     labelled = pred[pred["true_label"] != ""]
     assert labelled["source"].is_unique

@@ -103,6 +103,18 @@ def test_ray_engine_scores_one_face_per_labelled_image_like_the_local_engine(loc
     assert a["n"] == b["n"] == 3 and a["confusion_matrix"] == b["confusion_matrix"]
 
 
+def test_ray_engine_uses_the_same_detector_and_alignment(local_ray, labelled_folder, tiny_model, tmp_path):
+    """--detector and --align reach Ray's scan tasks; the report faces cropped again on the driver are
+    turned by the same angle (the same pixels as the local engine's)."""
+    for name, align in (("blazeface", True), ("haar", False)):
+        opts = {**FAST, "formats": (), "face_detector": name, "align": align}
+        run_audit(labelled_folder, tiny_model, AuditConfig(out=tmp_path / f"local-{name}", **opts))
+        run_audit(labelled_folder, tiny_model, AuditConfig(out=tmp_path / f"ray-{name}", engine="ray", **opts))
+        _same_outputs(tmp_path / f"local-{name}", tmp_path / f"ray-{name}")
+        detector = json.loads((tmp_path / f"ray-{name}" / artifacts.PROVENANCE).read_text())["detector"]
+        assert detector["name"] == name and detector["align"] is align
+
+
 def test_ray_address_needs_the_ray_engine(labelled_folder, tiny_model, tmp_path):
     with pytest.raises(UsageError, match="--ray-address needs --engine ray"):
         run_audit(labelled_folder, tiny_model, AuditConfig(out=tmp_path / "x", ray_address="auto", **FAST))

@@ -51,11 +51,18 @@ READ_CHUNK = 65536
 LIMITS = ThumbnailLimits(per_class=8, misclassified=24, per_pair=6, least_confident=24)
 
 FACES_MODE_TEXT = {
-    "auto": "auto: faces found by OpenCV's Haar cascade; an image where none is found is predicted whole "
+    "auto": "auto: faces found by {detector}; an image where none is found is predicted whole "
             "(marked fallback)",
-    "detect": "detect: faces found by OpenCV's Haar cascade; images without a face get no prediction",
+    "detect": "detect: faces found by {detector}; images without a face get no prediction",
     "whole": "whole: every image is taken as one face crop (no detection)",
 }
+DETECTOR_NAMES = {"blazeface": "BlazeFace (MediaPipe)", "haar": "OpenCV's Haar cascade"}
+
+
+def _faces_text(mode: str, detector: Any) -> str:
+    """How faces were taken, naming the detector (audits before BlazeFace recorded none: the cascade)."""
+    name = detector.get("name", "haar") if isinstance(detector, Mapping) else "haar"
+    return FACES_MODE_TEXT.get(mode, mode or "—").replace("{detector}", DETECTOR_NAMES.get(str(name), str(name)))
 
 
 def is_audit_dir(run_dir: str | os.PathLike[str]) -> bool:
@@ -281,7 +288,7 @@ def _scan_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     found = summary.get("faces_by_method") if isinstance(summary.get("faces_by_method"), Mapping) else {}
     facts = [
         ("Folder", str(summary.get("folder", "—"))),
-        ("Faces taken from", FACES_MODE_TEXT.get(mode, mode or "—")),
+        ("Faces taken from", _faces_text(mode, summary.get("detector"))),
         ("True labels from", words.labels_source(summary.get("labels") or "none")),
         ("Files seen", f"{as_int(summary.get('files_seen')):,}"),
         ("Images read", f"{as_int(summary.get('images_read')):,}"),
@@ -289,6 +296,8 @@ def _scan_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("Images without a face", "—" if mode == "whole" else f"{as_int(summary.get('images_without_face')):,}"),
         ("Faces found", f"{as_int(summary.get('faces_found')):,}"),
     ]
+    if mode != "whole" and summary.get("detector") is not None:
+        facts.insert(2, ("Face detector", words.detector_text(summary.get("detector"), short=True)))
     for key, label in (("detected", "Faces from a detected box"), ("whole", "Faces as the whole image"),
                        ("fallback", "Faces as the whole image after no detection (fallback)"),
                        ("extra", "Further faces in labelled images (listed, not scored)")):

@@ -510,7 +510,48 @@ FIELDS: tuple[tuple[str, str, str, str, _Fmt, bool], ...] = (
 _NOT_CODE = ("default", "the generated", "none", "—")
 _SIZE = ("model_contract.height", "model_contract.width")
 #: Keys read by more than one field in different commands (an audit's batch size is the prediction batch).
+def detector_text(d: Any, *, short: bool = False) -> str:
+    """An audit's face detector (audit_summary.json / provenance.json ``detector``) in words;
+    ``short``: name, version and threshold only (the report's folder scan; provenance has it all)."""
+    if not isinstance(d, Mapping):
+        return "none (--faces whole)" if d is None else _text(d)
+    name = str(d.get("name", "haar"))
+    if short:
+        if name == "blazeface":
+            text = (f"BlazeFace (MediaPipe), {d.get('package', '?')} {d.get('version') or '?'}, score above "
+                    f"{_text(d.get('score_threshold'))}" + ("; boxes fitted by the Haar cascade" if d.get("refine")
+                                                            else ""))
+        else:
+            text = f"OpenCV's Haar cascade ({d.get('version') or 'OpenCV'})"
+        return text + ("; eyes levelled (--align)" if d.get("align") else "")
+    if name == "blazeface":
+        passes = d.get("passes") if isinstance(d.get("passes"), list) else []
+        searches = ", ".join(f"{p.get('network')}-range{' with a border' if p.get('border') else ''} "
+                             f"(score > {_text(p.get('score_threshold'))})" for p in passes if isinstance(p, Mapping))
+        text = (f"BlazeFace (MediaPipe's short- and full-range networks) from {d.get('package', '?')} "
+                f"{d.get('version') or '?'}, run by {d.get('runtime', 'OpenCV')}; "
+                + (f"searches: {searches}" if searches else f"faces scoring above {_text(d.get('score_threshold'))}")
+                + "; box: "
+                + ("the Haar cascade's where it confirms the face nearby, else " if d.get("refine") else "")
+                + f"{d.get('crop', '?')}")
+    else:
+        text = (f"OpenCV's Haar cascade {d.get('cascade', '')} ({d.get('version') or 'OpenCV'}); scale step "
+                f"{_text(d.get('scale_factor'))}, {_text(d.get('min_neighbors'))} neighbours")
+    return text + ("; faces turned so the eyes are level (--align)" if d.get("align") else "")
+
+
+def _detector_models(models: Any) -> str:
+    if not isinstance(models, Mapping):
+        return _text(models)
+    return "; ".join(f"{m.get('file', k)} sha256 {m.get('sha256', '?')}" if isinstance(m, Mapping) else f"{k} {m}"
+                     for k, m in models.items())
+
+
 _AUDIT_FIELDS: dict[tuple[str, str], tuple[str, str, _Fmt, bool]] = {
+    (P, "detector"): ("Evaluation", "Face detector", detector_text, False),
+    (P, "detector.models"): ("Evaluation", "Face detector weights", _detector_models, True),
+    (C, "detector"): ("Evaluation", "Face detector (--detector)", _text, False),
+    (C, "align"): ("Evaluation", "Faces turned so the eyes are level (--align)", lambda v: "yes" if v else "no", False),
     (C, "batch_size"): ("Evaluation", "Prediction batch size", lambda v: _count(v, "face"), False),
     (C, "workers"): ("Evaluation", "Worker processes", _workers, False),
     (C, "model_contract"): ("Model", "Contract as applied", _text, False),
