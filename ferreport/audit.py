@@ -781,17 +781,24 @@ def _crop_pool_faces(pool: _Pool, paths: list[str], boxes: np.ndarray, detector:
     rows = pool.frame["row"].to_numpy(dtype=np.int64)
     faces = np.zeros((len(rows), FACE_SIZE, FACE_SIZE, 3), np.uint8)
     for n, row in enumerate(rows):
-        img, _ = decode_image(paths[row])
-        if img is not None:
-            box = tuple(map(int, boxes[row]))
-            angle = next((f.angle for f in find_faces(img, detector) if f.box == box), None) if detector.align else None
-            if angle is not None:
-                faces[n] = aligned_crop(img, box, angle, FACE_SIZE)
-                continue
-            face, _ = crop_face(img, *box, FACE_SIZE)
-            if face is not None:
-                faces[n] = face
+        faces[n] = recrop_face(paths[row], tuple(map(int, boxes[row])), detector)
     pool.faces = faces
+
+
+def recrop_face(path: str | Path, box: tuple[int, ...], detector: DetectorParams) -> np.ndarray:
+    """The face at ``box`` of ``path`` cropped again as the scan cropped it (zeros when unreadable).
+
+    With ``--align`` the face's angle is found again by the same detector (the same box, the same angle).
+    """
+    out = np.zeros((FACE_SIZE, FACE_SIZE, 3), np.uint8)
+    img, _ = decode_image(str(path))
+    if img is None:
+        return out
+    angle = next((f.angle for f in find_faces(img, detector) if f.box == box), None) if detector.align else None
+    if angle is not None:
+        return aligned_crop(img, box, angle, FACE_SIZE)
+    face, _ = crop_face(img, *box, FACE_SIZE)
+    return out if face is None else face
 
 
 # --------------------------------------------------------------------------- summarise, score, write
@@ -898,11 +905,8 @@ def _slices(job: _Job, scan: _Scan, scored: tuple[str, ...]) -> None:
         return
     faces = np.zeros((len(worst), FACE_SIZE, FACE_SIZE, 3), np.uint8)
     for n, row in enumerate(worst):
-        img, _ = decode_image(job.folder / str(frame.at[row, "source"]))
-        if img is not None:
-            face, _ = crop_face(img, *(int(frame.at[row, c]) for c in BOX_COLUMNS), FACE_SIZE)
-            if face is not None:
-                faces[n] = face
+        box = tuple(int(frame.at[row, c]) for c in BOX_COLUMNS)
+        faces[n] = recrop_face(job.folder / str(frame.at[row, "source"]), box, job.detector)
     extra = frame.iloc[worst][["true_label", "pred_label", "confidence", *artifacts.PROBA_COLUMNS]].copy()
     extra.insert(0, "row", np.asarray(worst, np.int64))
     pool.frame = pd.concat([pool.frame, extra], ignore_index=True) if pool.frame is not None else extra
