@@ -24,6 +24,7 @@ from .config import (
     DEMO_SAMPLE_FACES,
     FORMATS,
     MODEL_SETTINGS,
+    SALIENCY_SETTINGS,
     RECIPES,
     AuditConfig,
     RunConfig,
@@ -339,7 +340,7 @@ def train(ctx: click.Context, recipe: str | None, force: bool, **kw: Any) -> Non
 @setting_option(RunConfig, "out", help="Output folder for --model (default reports/<run id>).")
 @setting_option(RunConfig, "formats")
 @setting_option(RunConfig, "seed", help="Seed of the test split for --model.")
-@setting_options(RunConfig, *MODEL_SETTINGS)
+@setting_options(RunConfig, *MODEL_SETTINGS, *SALIENCY_SETTINGS)
 @setting_options(RunConfig, "strict", "cache_dir")
 @force_option
 @gate_options
@@ -391,7 +392,7 @@ def report(run_dir: Path, formats: tuple[str, ...]) -> None:
 
 @main.command()
 @training_options("run")
-@setting_options(RunConfig, *MODEL_SETTINGS)
+@setting_options(RunConfig, *MODEL_SETTINGS, *SALIENCY_SETTINGS)
 @click.option("--full", is_flag=True, help="Same as --recipe seed: the seed notebook's recipe (hours on a CPU).")
 @setting_option(RunConfig, "formats")
 @force_option
@@ -469,7 +470,8 @@ def compare(run_a: Path, run_b: Path, out: Path | None, formats: tuple[str, ...]
                    "predictions), a model file (.keras, .h5/.hdf5, .onnx) or a TensorFlow SavedModel folder.")
 @setting_options(AuditConfig, "out", "faces")
 @setting_option(AuditConfig, "labels", metavar="subfolders|none|FILE.csv")
-@setting_options(AuditConfig, "formats", "batch_size", "chunk_size", "workers", "seed", *MODEL_SETTINGS, "engine")
+@setting_options(AuditConfig, "formats", "batch_size", "chunk_size", "workers", "seed", *MODEL_SETTINGS,
+                 *SALIENCY_SETTINGS, "engine")
 @setting_option(AuditConfig, "ray_address", metavar="ADDRESS")
 @force_option
 @gate_options

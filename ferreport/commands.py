@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from . import artifacts, stages
 from .atomic import FolderReplacement
-from .config import AuditConfig, RunConfig
+from .config import AuditConfig, ModelConfig, RunConfig
 from .errors import UsageError
 from .outcome import Console, GatePlan, Outcome, finish
 from .progress import stage
@@ -110,7 +110,8 @@ def run(config: RunConfig, plan: GatePlan, console: Console, *, progress: bool =
 
             if not worker_info()["chief"]:  # the chief evaluates and reports
                 return run_dir, None
-        return run_dir, stages.evaluate_run(run_dir, progress=progress)
+        explain = ModelConfig(saliency=config.saliency, saliency_layer=config.saliency_layer)
+        return run_dir, stages.evaluate_run(run_dir, model=explain, progress=progress)
 
     run_dir, metrics = _built(swap, work)
     run_dir = _final(run_dir, swap)

@@ -217,6 +217,12 @@ class ModelConfig(_Settings):
                                             "classes and outputs.", kind=Path)
     unsafe_model: bool = setting(False, "Allow models with Lambda layers or SavedModel graphs with file access "
                                         "(runs code from the file).")
+    saliency: bool = setting(True, "Skip the Grad-CAM saliency maps of the report's faces (computed at evaluation "
+                                   "for the pooled faces only; Keras models).",
+                             flag="--no-saliency", param="no_saliency", invert=True)
+    saliency_layer: str | None = setting(None, "Layer whose feature maps Grad-CAM reads (name, or outer/inner for "
+                                               "a nested model). [default: the last layer with a 4-D output]",
+                                         kind=str)
 
     def contract_options(self) -> dict[str, Any]:
         """The options :func:`ferreport.adapters.open_model` reads."""
@@ -226,6 +232,8 @@ class ModelConfig(_Settings):
 
 #: The model settings of ``evaluate`` and ``predict``, in --help order.
 MODEL_SETTINGS: tuple[str, ...] = ("input_range", "channel_order", "classes", "outputs", "model_spec", "unsafe_model")
+#: The saliency settings of the evaluating commands (``evaluate``, ``run``, ``predict``).
+SALIENCY_SETTINGS: tuple[str, ...] = ("saliency", "saliency_layer")
 
 
 @dataclass(frozen=True)
@@ -321,7 +329,7 @@ class RunConfig:
     #: Settings written to config.json only when they differ from the default (Python-API-only
     #: settings that config.json files have never carried).
     WRITTEN_WHEN_SET: ClassVar[frozenset[str]] = frozenset({"reduce_lr_patience", "init_from", "freeze_batchnorm",
-                                                            *MODEL_SETTINGS})
+                                                            *MODEL_SETTINGS, *SALIENCY_SETTINGS})
 
     def __post_init__(self) -> None:
         validate(self)

@@ -370,7 +370,7 @@ def evaluate_run(run_dir: Path, *, model_path: Path | None = None, model: ModelC
         log(f"warning: {run_dir}: training was interrupted after epoch {status['epochs_run']} of "
             f"{status['epochs']}; the model is evaluated as it stood (resume with `ferreport train --out {run_dir} "
             "--resume`)")
-    return _evaluate(adapter, dataset, rows, run_dir, config.seed, config.n_resamples, extra)
+    return _evaluate(adapter, dataset, rows, run_dir, config.seed, config.n_resamples, extra, explain=model)
 
 
 def evaluate_model(model_path: Path, config: RunConfig, *, progress: bool = False) -> tuple[Path, dict[str, Any]]:
@@ -399,7 +399,7 @@ def evaluate_model(model_path: Path, config: RunConfig, *, progress: bool = Fals
         split_table(dataset.index, split).to_csv(fh, index=False)
     write_json(run_dir / artifacts.DATA_SUMMARY, data_summary(PreparedSplit(dataset, split)))
     rows = np.flatnonzero(split.to_numpy() == "test")
-    return run_dir, _evaluate(adapter, dataset, rows, run_dir, config.seed, config.n_resamples)
+    return run_dir, _evaluate(adapter, dataset, rows, run_dir, config.seed, config.n_resamples, explain=config.model)
 
 
 def evaluate_on_split(model_path: Path, split_of: Path, config: RunConfig, *,
@@ -436,7 +436,7 @@ def evaluate_on_split(model_path: Path, split_of: Path, config: RunConfig, *,
     by_key = dict(zip(split["key"], split["split"]))
     split_series = pd.Series([by_key.get(k, "") for k in dataset.index["key"]])
     write_json(run_dir / artifacts.DATA_SUMMARY, data_summary(PreparedSplit(dataset, split_series)))
-    return run_dir, _evaluate(adapter, dataset, rows, run_dir, saved.seed, config.n_resamples)
+    return run_dir, _evaluate(adapter, dataset, rows, run_dir, saved.seed, config.n_resamples, explain=config.model)
 
 
 def training_status(run_dir: Path, epochs: int) -> dict[str, Any] | None:
@@ -466,8 +466,12 @@ def training_status(run_dir: Path, epochs: int) -> dict[str, Any] | None:
 
 
 def _evaluate(adapter: Any, dataset: PreparedDataset, rows: np.ndarray, run_dir: Path,
-              seed: int, n_resamples: int, extra_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+              seed: int, n_resamples: int, extra_metrics: dict[str, Any] | None = None, *,
+              explain: ModelConfig | None = None) -> dict[str, Any]:
+    """Score ``rows`` of ``dataset`` into ``run_dir``; ``explain``: its saliency settings (default: on)."""
     from .evaluation import evaluate_faces
+
+    explain = explain or ModelConfig()
 
     started = now_iso()
     model_file = adapter.path
@@ -487,7 +491,8 @@ def _evaluate(adapter: Any, dataset: PreparedDataset, rows: np.ndarray, run_dir:
             f"probabilities renormalised over the {len(contract.scored)} scored classes")
     table = dataset.index.iloc[rows][["source", "face_id", "label"]].reset_index(drop=True)
     result = evaluate_faces(adapter, np.asarray(dataset.faces[rows]), table, run_dir, n_resamples=n_resamples,
-                            seed=seed, extra_metrics=extra or None, source=model_file, labels=contract.scored)
+                            seed=seed, extra_metrics=extra or None, source=model_file, labels=contract.scored,
+                            saliency=explain.saliency, saliency_layer=explain.saliency_layer)
     prov_path = run_dir / artifacts.PROVENANCE
     record = json.loads(prov_path.read_text()) if prov_path.is_file() else provenance_record(
         seed=seed, data_fingerprint=dataset.fingerprint, model_sha256=None, started=started)
@@ -496,6 +501,10 @@ def _evaluate(adapter: Any, dataset: PreparedDataset, rows: np.ndarray, run_dir:
                             "data_fingerprint": dataset.fingerprint, "faces": int(len(rows)),
                             "started": started, "finished": now_iso()}
     record["model_contract"] = adapter.record()
+    if result.saliency is not None:
+        record["saliency"] = result.saliency
+    else:
+        record.pop("saliency", None)
     record["model_sha256"] = record.get("model_sha256") or fingerprint
     write_json(prov_path, record)
     return result.metrics

@@ -89,6 +89,16 @@ GLOSSARY: dict[str, tuple[str, str]] = {
                                   "(below 0.05: a significant difference)."),
     "discordant": ("Discordant faces", "Faces that one run classifies correctly and the other does not; McNemar's "
                                        "test uses only these."),
+    "grad_cam": ("Grad-CAM", "A saliency map: the feature maps of the model's last convolutional layer, each "
+                             "weighted by how much raising it would raise the predicted class's score, summed. It "
+                             "shows the regions that pushed the model towards its answer, at that layer's coarse "
+                             "resolution (8×8 cells for a 64×64 face); it does not prove the model understood them."),
+    "confident_learning": ("Confident learning", "Finding label errors from out-of-sample predicted probabilities: "
+                                                 "per class, the model's typical probability for faces labelled "
+                                                 "with it sets a threshold; a face whose probability for another "
+                                                 "class clears that class's threshold while its own label's does "
+                                                 "not is counted as probably mislabelled (cleanlab, Northcutt et "
+                                                 "al. 2021)."),
 }
 
 #: Labels written on the page (facts, table headers) that name a glossary term.
