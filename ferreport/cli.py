@@ -27,6 +27,7 @@ from .config import (
     SALIENCY_SETTINGS,
     RECIPES,
     AuditConfig,
+    LabelIssuesConfig,
     RunConfig,
     flag_of,
     from_options,
@@ -495,6 +496,37 @@ def predict(folder: Path, model: Path, force: bool, **kw: Any) -> None:
     with Console(plan.json_out) as console:
         outcome = commands.predict(folder, model, config, plan, console, progress=_progress(), force=force)
     console.conclude(outcome)
+
+
+@main.command("label-issues")
+@setting_options(LabelIssuesConfig, "data", "out", "model_kind", "folds", "epochs", "ranking", "seed", "strict",
+                 "cache_dir")
+@force_option
+@click.option("--json", "json_out", is_flag=True, help="Print the summary (counts, fold accuracy, noise per class, "
+                                                       "files written) as one JSON object on stdout.")
+@handle_errors
+def label_issues(force: bool, json_out: bool, **kw: Any) -> None:
+    """Find the faces of a dataset whose label is probably wrong (cleanlab on K-fold out-of-sample probabilities).
+
+    Writes to --out: label_issues.csv (most suspect first), a copy of label.lst with the suspect lines
+    commented out (ExpW layout) or moves.csv (class folders), and label_issues.json. --data is never modified.
+
+    \b
+    Examples:
+      ferreport label-issues --data data/ExpW --out reports/expw-labels
+      ferreport label-issues --data faces/ --out reports/faces-labels --model-kind cnn --epochs 5 --folds 3
+    """
+    from . import commands
+    from .label_audit import summary_json, summary_lines
+
+    result = commands.label_issues(LabelIssuesConfig(**from_options(LabelIssuesConfig, kw)), force=force)
+    if json_out:
+        click.echo(summary_json(result))
+        return
+    head, *paths = summary_lines(result)
+    click.echo(head, err=True)
+    for path in paths:
+        click.echo(path)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -469,6 +469,37 @@ class AuditConfig(ModelConfig):
             raise UsageError("--ray-address needs --engine ray")
 
 
+# --------------------------------------------------------------------------- suspect labels of a dataset
+
+
+#: Models of ``label-issues`` (:mod:`ferreport.label_audit`) and cleanlab's rankings (:mod:`ferreport.label_issues`).
+LABEL_MODEL_KINDS: tuple[str, ...] = ("hog-logreg", "cnn")
+LABEL_RANKINGS: tuple[str, ...] = ("self_confidence", "normalized_margin")
+
+
+@dataclass(frozen=True)
+class LabelIssuesConfig(_Settings):
+    """Settings of ``ferreport label-issues`` (:func:`ferreport.label_audit.label_audit`)."""
+
+    data: Path | None = setting(None, "Dataset to check: ExpW folder (label/label.lst + image/origin) or class "
+                                      "folders; never modified.", kind=Path)
+    out: Path | None = setting(None, "Output folder: label_issues.csv, label.lst with suspect lines commented out "
+                                     "(ExpW) or moves.csv (class folders), label_issues.json.", kind=Path)
+    model_kind: str = setting("hog-logreg", "Model giving the out-of-sample probabilities: hog-logreg (HOG + "
+                                            "logistic regression, about a minute for 4,000 faces) or cnn (the "
+                                            "compact CNN, --epochs per fold; slower, sharper).",
+                              choices=LABEL_MODEL_KINDS)
+    folds: int = setting(5, "Cross-validation folds (each face is scored by a model trained on the others; folds "
+                            "grouped by image/person).", min=2, max=20)
+    epochs: int = setting(5, "Epochs per fold of --model-kind cnn.", min=1)
+    ranking: str = setting("self_confidence", "cleanlab's ranking of the flagged faces: self_confidence "
+                                              "(probability of the given label) or normalized_margin.",
+                           choices=LABEL_RANKINGS)
+    seed: int = setting(0, "Seed of the folds and the models.")
+    strict: bool = setting(False, "Stop at the first unusable label line or image instead of skipping it.")
+    cache_dir: Path | None = setting(None, "Face cache folder.", envvar="FERREPORT_CACHE", kind=Path)
+
+
 # --------------------------------------------------------------------------- command-line values
 
 
