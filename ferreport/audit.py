@@ -356,7 +356,10 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     summary = _summarise(job, scan)
     write_json(run_dir / AUDIT_SUMMARY, summary)
     metrics = _score(job, scan.counts, adapter.contract.scored)
-    write_json(run_dir / artifacts.PROVENANCE, _provenance(job, summary, scan, started, adapter.record()))
+    record = _provenance(job, summary, scan, started, adapter.record())
+    if config.saliency:  # Grad-CAM of the pooled faces (ferreport.saliency), as an evaluation stores it
+        record["saliency"] = explain_pool_file(adapter, run_dir, config.saliency_layer)
+    write_json(run_dir / artifacts.PROVENANCE, record)
     result = AuditResult(run_dir, summary, metrics)
     if formats:
         result.reports = write_audit_report(run_dir, formats, n_resamples=n_resamples, seed=seed)
@@ -545,6 +548,19 @@ class _Scan:
         frame["row"] = np.arange(self.counts.faces, self.counts.faces + len(frame), dtype=np.int64)
         self.pool.update(frame, faces)
         self.counts.add_faces(frame, np.asarray(rows.labels))
+
+
+def explain_pool_file(adapter: Any, run_dir: Path, layer: str | None = None) -> dict[str, Any]:
+    """Grad-CAM of the faces in ``run_dir``'s faces_pool.npz into saliency.npz; returns what it recorded."""
+    from .saliency import SALIENCY_FILE, explain_pool
+
+    pool = run_dir / artifacts.FACES_POOL
+    with np.load(pool, allow_pickle=False) as npz:
+        rows, faces = np.asarray(npz["rows"], dtype=np.int64), np.asarray(npz["faces"])
+    with stage("saliency", total=len(rows), unit="faces") as bar:
+        info = explain_pool(adapter, faces, rows, run_dir / SALIENCY_FILE, layer)
+        bar.advance(len(rows))
+    return info
 
 
 def _scan_and_predict(job: _Job, adapter: Any) -> _Scan:

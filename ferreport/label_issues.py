@@ -24,6 +24,7 @@ NumPy and cleanlab only: no TensorFlow.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -115,14 +116,17 @@ def find_label_issues(labels: np.ndarray, proba: np.ndarray, *, scored: Sequence
     from cleanlab.filter import find_label_issues as cl_find
     from cleanlab.rank import get_label_quality_scores
 
-    flagged = np.asarray(cl_find(labels=y, pred_probs=p, return_indices_ranked_by=ranking, n_jobs=1), dtype=np.int64)
+    with warnings.catch_warnings():  # "may not flag all issues in class k: too few examples" - said by the counts
+        warnings.simplefilter("ignore", UserWarning)
+        flagged = np.asarray(cl_find(labels=y, pred_probs=p, return_indices_ranked_by=ranking, n_jobs=1),
+                             dtype=np.int64)
+        joint = np.asarray(estimate_joint(labels=y, pred_probs=p), dtype=np.float64)
     quality = get_label_quality_scores(y, p, method="self_confidence")
     others = p.copy()
     others[np.arange(len(y)), y] = -1.0
     suggested = others.argmax(axis=1)
     issues = tuple(LabelIssue(row=int(keep[i]), given=int(present[y[i]]), suggested=int(present[suggested[i]]),
                               score=float(quality[i])) for i in flagged)
-    joint = np.asarray(estimate_joint(labels=y, pred_probs=p), dtype=np.float64)
     noise = []
     for k, cid in enumerate(present):
         n_given = int(np.sum(y == k))

@@ -33,9 +33,11 @@ from .. import artifacts as files
 from ..constants import CLASS_NAMES
 from ..errors import DatasetError, UsageError
 from ..metrics import MetricsBundle, metrics_from_predictions
+from ..saliency import SALIENCY_FILE, SaliencyMaps, read_saliency
 from . import plots
 from . import sections as sec
 from . import words
+from .explain import saliency_summary
 from .context import Notice, ReportContext, Section, ThumbnailLimits, numbered_sections
 from .inputs import RunArtifacts, ids_and_conf, order_asc, order_desc, read_json
 from .render import check_formats, render_html, write_pages
@@ -202,7 +204,19 @@ def _pool_as_run(folder: AuditFolder, problems: list[str]) -> RunArtifacts:
     return RunArtifacts(
         run_dir=run, predictions=pool_frame, metrics=metrics, provenance=provenance, config=config,
         pool_rows=np.arange(len(pool_frame), dtype=np.int64), pool_faces=faces_arr, problems=shown_problems,
-        gates=read_json(run / files.GATES, problems), history=_model_history(folder.summary))
+        gates=read_json(run / files.GATES, problems), history=_model_history(folder.summary),
+        saliency=_pool_saliency(run, pool_frame, folder.n_rows, problems))
+
+
+def _pool_saliency(run: Path, pool_frame: pd.DataFrame, n_rows: int, problems: list[str]) -> SaliencyMaps | None:
+    """saliency.npz with its rows (of predictions.csv) turned into positions in the pool frame."""
+    sal = read_saliency(run / SALIENCY_FILE, n_rows, problems)
+    if sal is None or not sal.available or "row" not in pool_frame.columns:
+        return sal
+    position = {int(r): i for i, r in enumerate(pool_frame["row"])}
+    keep = [i for i, r in enumerate(sal.rows) if int(r) in position]
+    return SaliencyMaps(np.array([position[int(sal.rows[i])] for i in keep], dtype=np.int64),
+                        sal.maps[keep], sal.info)
 
 
 def _pool_faces(art: RunArtifacts) -> sec.Faces:
@@ -391,7 +405,8 @@ def _audit_sections(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundl
         ("distribution", "Predicted classes", "sections/audit_distribution.html.j2",
          _distribution_section(summary, folder.pred_counts, _true_counts(bundle))),
         ("confidence", "Confidence", "sections/audit_confidence.html.j2", _confidence_section(summary, folder.n_rows)),
-        ("faces", "Faces", "sections/audit_faces.html.j2", _faces_section(bundle, faces, LIMITS)),
+        ("faces", "Faces", "sections/audit_faces.html.j2",
+         {**_faces_section(bundle, faces, LIMITS), "saliency": saliency_summary(art)}),
     ]
     if bundle.classification is not None:
         if art.history is not None:
@@ -400,7 +415,7 @@ def _audit_sections(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundl
             ("confusion", "Confusion matrix", "sections/confusion.html.j2", sec.confusion_section(bundle)),
             ("per-class", "Per-class metrics", "sections/per_class.html.j2", sec.per_class_section(bundle)),
             ("confused-pairs", "Most-confused pairs", "sections/confused_pairs.html.j2",
-             sec.pairs_section(bundle, faces, LIMITS)),
+             {**sec.pairs_section(bundle, faces, LIMITS), "saliency": saliency_summary(art)}),
             ("calibration", "Calibration", "sections/calibration.html.j2", sec.calibration_section(bundle)),
         ]
     specs.append(("provenance", "Provenance", "sections/provenance.html.j2", sec.provenance_section(art)))
