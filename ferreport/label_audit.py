@@ -192,7 +192,7 @@ def label_audit(data: Path, out: Path, *, model_kind: str = "hog-logreg", folds:
         **({"epochs": int(epochs)} if model_kind == "cnn" else {"C": HOG_C}),
         "ranking": found.ranking, "fold_accuracy": [round(a, 4) for a in accuracy],
         "noise": {c.name: {"faces": c.n_given, "estimated_wrong": round(c.n_wrong, 1),
-                           "rate": round(c.noise_rate, 4), "likely_true": c.likely_true} for c in found.noise},
+                           "rate": round(c.noise_rate, 4), "most_often_suggested": c.likely_true} for c in found.noise},
         "seconds": round(time.perf_counter() - started, 1),
     }
     outputs["summary"] = out / SUMMARY_FILE

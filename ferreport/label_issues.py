@@ -14,7 +14,11 @@ the model gives the label 2 %.
 
 The per-class noise table is ``cleanlab.count.estimate_joint``: the estimated joint
 distribution of given and true labels, read row by row (of the faces given class k,
-which share is estimated to truly be another class, and which class most often).
+which share is estimated to truly be another class); the class named beside it is the
+label most often suggested for that class's flagged faces. (The joint's own off-diagonal
+argmax was shown first: on faces-real it named "fear", a class of 7 test faces, for five
+of seven classes - its low per-class threshold lets many faces clear it - which no user
+could act on.)
 
 Only probabilities the model did not learn the faces from make sense here: a test
 split's, an audit's, or K-fold cross-validation's (``ferreport label-issues``).
@@ -66,7 +70,7 @@ class ClassNoise:
     n_given: int
     noise_rate: float            # share estimated to truly belong to another class
     n_wrong: float               # n_given * noise_rate
-    likely_true: str | None      # the other class they most often truly are
+    likely_true: str | None      # the label most often suggested for its flagged faces (None: none flagged)
 
 
 @dataclass(frozen=True)
@@ -132,9 +136,9 @@ def find_label_issues(labels: np.ndarray, proba: np.ndarray, *, scored: Sequence
         n_given = int(np.sum(y == k))
         row = joint[k]
         rate = float(1.0 - row[k] / row.sum()) if row.sum() > 0 else 0.0
-        off = row.copy()
-        off[k] = -1.0
-        likely = CLASS_NAMES[present[int(off.argmax())]] if rate > 0 and len(present) > 1 else None
+        suggested_here = [i.suggested for i in issues if i.given == cid]
+        likely = CLASS_NAMES[max(set(suggested_here), key=lambda c: (suggested_here.count(c), -c))] \
+            if suggested_here else None
         noise.append(ClassNoise(CLASS_NAMES[cid], n_given, rate, n_given * rate, likely))
     return LabelIssues(issues, int(keep.size), tuple(CLASS_NAMES[i] for i in present), ranking, tuple(noise))
 

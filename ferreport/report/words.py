@@ -496,6 +496,18 @@ FIELDS: tuple[tuple[str, str, str, str, _Fmt, bool], ...] = (
     (C, "ray_address", "Evaluation", "Ray cluster address", lambda v: "none (local)" if v is None else _text(v),
      True),
     (C, "chunk_size", "Evaluation", "Images per chunk", _number, False),
+    (P, "saliency.available", "Evaluation", "Saliency maps (Grad-CAM)", _yes_no, False),
+    (P, "saliency.method", "Evaluation", "Saliency method", _text, False),
+    (P, "saliency.reason", "Evaluation", "Why no saliency maps", _text, False),
+    (P, "saliency.layer", "Evaluation", "Grad-CAM layer", _text, True),
+    (P, "saliency.target", "Evaluation", "Grad-CAM target", _text, False),
+    (P, "saliency.map_size", "Evaluation", "Grad-CAM map cells", lambda v: " × ".join(map(_text, v))
+     if isinstance(v, (list, tuple)) else _text(v), False),
+    (P, "saliency.faces", "Evaluation", "Faces with a saliency map", _number, False),
+    (P, "saliency.seconds", "Evaluation", "Grad-CAM time (s)", _text, False),
+    (P, "saliency.model_input", "Evaluation", "Grad-CAM fed the model", _text, False),
+    (C, "saliency", "Evaluation", "Saliency maps asked for", _yes_no, False),
+    (C, "saliency_layer", "Evaluation", "Grad-CAM layer (as given)", _text, True),
     # software
     (P, "platform", "Software", "Platform", _text, False),
     (P, "packages.python", "Software", "Python", _text, False),
