@@ -341,6 +341,10 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     adapter = open_model(resolved.path, config.contract_options(), safe_mode=not unsafe_model)
     if progress or not adapter.is_ferreport_contract():
         echo(f"{resolved.path}: {adapter.describe()}")
+    if config.saliency and config.saliency_layer and adapter.keras_model is not None:
+        from .saliency import target_layer
+
+        target_layer(adapter.keras_model, config.saliency_layer)  # a wrong --saliency-layer stops before the scan
     model_sha = model_fingerprint(resolved.path)
     run_dir.mkdir(parents=True, exist_ok=True)
     job = _Job(folder=folder, run_dir=run_dir, faces=faces, label_of=label_of, model=resolved, model_sha=model_sha,

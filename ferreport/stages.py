@@ -472,6 +472,10 @@ def _evaluate(adapter: Any, dataset: PreparedDataset, rows: np.ndarray, run_dir:
     from .evaluation import evaluate_faces
 
     explain = explain or ModelConfig()
+    if explain.saliency and explain.saliency_layer and getattr(adapter, "keras_model", None) is not None:
+        from .saliency import target_layer
+
+        target_layer(adapter.keras_model, explain.saliency_layer)  # a wrong --saliency-layer stops before scoring
 
     started = now_iso()
     model_file = adapter.path

@@ -186,3 +186,25 @@ def test_a_folder_audit_draws_the_maps_beside_its_faces_too(tmp_path):
                                     "angry,disgust", "--out", str(tmp_path / "off"), "--format", "html",
                                     "--no-saliency"])
     assert off.exit_code == 0 and not (tmp_path / "off" / SALIENCY_FILE).exists()
+
+
+def test_a_wrong_saliency_layer_stops_evaluate_before_anything_is_scored(tmp_path, tiny_expw):
+    from click.testing import CliRunner
+
+    from ferreport.cli import main
+
+    model = tmp_path / "m.keras"
+    bright_square_model().save(model)
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(main, ["evaluate", "--model", str(model), "--data", str(tiny_expw), "--classes",
+                                    "angry,disgust", "--out", str(out), "--saliency-layer", "nope", "--format", "none"])
+    assert res.exit_code == 2, res.output
+    assert "--saliency-layer 'nope'" in res.stderr and "cells" in res.stderr
+    assert not (out / "predictions.csv").exists()
+    ok = CliRunner().invoke(main, ["evaluate", "--model", str(model), "--data", str(tiny_expw), "--classes",
+                                   "angry,disgust", "--out", str(tmp_path / "ok"), "--saliency-layer", "detect",
+                                   "--format", "none"])
+    assert ok.exit_code == 0, ok.output
+    import json
+
+    assert json.loads((tmp_path / "ok" / "provenance.json").read_text())["saliency"]["layer"] == "detect"
