@@ -360,6 +360,8 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     summary = _summarise(job, scan)
     write_json(run_dir / AUDIT_SUMMARY, summary)
     metrics = _score(job, scan.counts, adapter.contract.scored)
+    if scan.counts.labelled:  # labelled faces: the ones whose label is probably wrong (ferreport.label_issues)
+        _write_label_issues(run_dir, adapter.contract.scored)
     record = _provenance(job, summary, scan, started, adapter.record())
     if config.saliency:  # Grad-CAM of the pooled faces (ferreport.saliency), as an evaluation stores it
         record["saliency"] = explain_pool_file(adapter, run_dir, config.saliency_layer)
@@ -552,6 +554,18 @@ class _Scan:
         frame["row"] = np.arange(self.counts.faces, self.counts.faces + len(frame), dtype=np.int64)
         self.pool.update(frame, faces)
         self.counts.add_faces(frame, np.asarray(rows.labels))
+
+
+def _write_label_issues(run_dir: Path, scored: tuple[str, ...]) -> None:
+    """label_issues.csv of an audit's labelled faces (every row's label and probabilities, read once)."""
+    from .label_issues import LABEL_ISSUES_FILE, issues_of_predictions, write_label_issues
+
+    frame = pd.read_csv(run_dir / artifacts.PREDICTIONS, keep_default_na=False,
+                        usecols=["source", "face_id", "true_label", *artifacts.PROBA_COLUMNS],
+                        dtype={"source": str, "face_id": str, "true_label": str})
+    found, rows = issues_of_predictions(frame, scored)
+    if found.available:
+        write_label_issues(rows, run_dir / LABEL_ISSUES_FILE)
 
 
 def explain_pool_file(adapter: Any, run_dir: Path, layer: str | None = None) -> dict[str, Any]:

@@ -208,3 +208,38 @@ def test_a_wrong_saliency_layer_stops_evaluate_before_anything_is_scored(tmp_pat
     import json
 
     assert json.loads((tmp_path / "ok" / "provenance.json").read_text())["saliency"]["layer"] == "detect"
+
+
+def test_a_labelled_audit_lists_its_labels_to_check_as_its_csv_does(tmp_path):
+    """Class-named sub-folders give labels: label_issues.csv is written and its first rows are the grid."""
+    import cv2
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from ferreport.cli import main
+    from ferreport.label_issues import LABEL_ISSUES_FILE
+    from ferreport.report import build_audit_context
+
+    folder = tmp_path / "photos"
+    rng = np.random.default_rng(3)
+    faces = square_faces([list(CORNERS)[i % 4] for i in range(40)])
+    faces[::2] = rng.integers(0, 80, faces[::2].shape, dtype=np.uint8)  # no square: angry
+    for i, face in enumerate(faces):
+        label = "angry" if i % 2 == 0 else "disgust"
+        if i in (1, 3, 4):  # mislabelled on purpose
+            label = "disgust" if label == "angry" else "angry"
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / label / f"p{i:02d}.png"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+    model = tmp_path / "m.keras"
+    bright_square_model().save(model)
+    out = tmp_path / "audit"
+    res = CliRunner().invoke(main, ["predict", str(folder), "--model", str(model), "--faces", "whole",
+                                    "--classes", "angry,disgust", "--out", str(out), "--format", "html"])
+    assert res.exit_code == 0, res.output
+    csv = pd.read_csv(out / LABEL_ISSUES_FILE, dtype=str, keep_default_na=False)
+    assert set(csv["source"]) == {"angry/p01.png", "angry/p03.png", "disgust/p04.png"}  # exactly the planted ones
+    ctx = build_audit_context(out, n_resamples=20)
+    d = next(s for s in ctx.sections if s.id == "label-issues").data
+    assert [(g["source"], g["given"], g["suggested"]) for g in d["grid"]] == \
+        [tuple(r) for r in csv[["source", "given", "suggested"]].head(len(d["grid"])).itertuples(index=False)]
+    assert all(g["thumb"] is not None for g in d["grid"][:3])

@@ -37,7 +37,8 @@ from ..saliency import SALIENCY_FILE, SaliencyMaps, read_saliency
 from . import plots
 from . import sections as sec
 from . import words
-from .explain import saliency_summary
+from ..label_issues import LabelIssues, issues_of_predictions
+from .explain import labels_section, saliency_summary
 from .context import Notice, ReportContext, Section, ThumbnailLimits, numbered_sections
 from .inputs import RunArtifacts, ids_and_conf, order_asc, order_desc, read_json
 from .render import check_formats, render_html, write_pages
@@ -391,7 +392,7 @@ def _faces_section(bundle: MetricsBundle, faces: sec.Faces, limits: ThumbnailLim
 
 
 def _audit_sections(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundle,
-                    facts: list[tuple[str, str]]) -> tuple[Section, ...]:
+                    facts: list[tuple[str, str]], found: LabelIssues | None = None) -> tuple[Section, ...]:
     """The audit's own sections, then (labelled folders) the evaluation report's score sections."""
     summary = folder.summary
     faces = _pool_faces(art)
@@ -418,6 +419,11 @@ def _audit_sections(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundl
              {**sec.pairs_section(bundle, faces, LIMITS), "saliency": saliency_summary(art)}),
             ("calibration", "Calibration", "sections/calibration.html.j2", sec.calibration_section(bundle)),
         ]
+        if found is not None:
+            position = {int(r): i for i, r in enumerate(art.predictions["row"])} if "row" in art.predictions else {}
+            specs.append(("label-issues", "Labels to check", "sections/label_issues.html.j2",
+                          {**labels_section(art, faces, LIMITS, sec.scored_labels(art), found=found,
+                                            pool_position=position), "saliency": saliency_summary(art)}))
     specs.append(("provenance", "Provenance", "sections/provenance.html.j2", sec.provenance_section(art)))
     return numbered_sections(specs)
 
@@ -464,6 +470,8 @@ def build_audit_context(run_dir: str | os.PathLike[str], *, n_resamples: int = 1
     art = _pool_as_run(folder, problems)
     bundle = _audit_metrics(folder, scores, n_resamples=n_resamples, seed=seed, confidence=confidence,
                             labels=sec.scored_labels(art))
+    # confident learning over every labelled face (scores' positions are predictions.csv rows)
+    found = issues_of_predictions(scores, sec.scored_labels(art))[0] if scores is not None else None
     del scores  # every face's scoring columns: not kept while the page is built
     header = _audit_header(folder, art)
     summary, m = folder.summary, bundle.classification
@@ -476,7 +484,7 @@ def build_audit_context(run_dir: str | os.PathLike[str], *, n_resamples: int = 1
         n=m.n if m is not None else 0, n_rows=folder.n_rows, n_unlabelled=bundle.n_unlabelled,
         n_resamples=int(n_resamples), seed=int(seed), confidence=float(confidence),
         warnings=tuple(_audit_warnings(folder, art, bundle)),
-        sections=_audit_sections(folder, art, bundle, _overview_facts(folder, header, bundle, art)),
+        sections=_audit_sections(folder, art, bundle, _overview_facts(folder, header, bundle, art), found),
         kind="audit",
     )
 

@@ -11,10 +11,14 @@ Builders only: plain dicts for the templates; nothing here imports TensorFlow.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ..constants import CLASS_NAMES
-from ..label_issues import LABEL_ISSUES_FILE, issues_of_predictions
+from ..label_issues import LABEL_ISSUES_FILE, LabelIssues, issues_of_predictions, label_issues_frame
 from .context import ThumbnailLimits
 from .inputs import RunArtifacts
 from .sections import Faces
@@ -45,15 +49,27 @@ def saliency_summary(art: RunArtifacts) -> dict[str, Any]:
 
 
 def labels_section(art: RunArtifacts, faces: Faces, limits: ThumbnailLimits,
-                   scored: tuple[str, ...] = CLASS_NAMES) -> dict[str, Any]:
-    """Faces whose label is probably wrong (the first rows of label_issues.csv) and the per-class noise."""
-    found, frame = issues_of_predictions(art.predictions, scored=scored)
+                   scored: tuple[str, ...] = CLASS_NAMES, *, found: LabelIssues | None = None,
+                   pool_position: Mapping[int, int] | None = None) -> dict[str, Any]:
+    """Faces whose label is probably wrong (the first rows of label_issues.csv) and the per-class noise.
+
+    An evaluation computes them from ``art.predictions``; an audit passes ``found`` (computed
+    from every face's scores, rows = predictions.csv rows), ``pool_position`` (row -> position
+    of its face in ``faces``) and takes sources from label_issues.csv, written at audit time.
+    """
+    if found is None:
+        found, frame = issues_of_predictions(art.predictions, scored)
+    else:
+        frame = _read_issues_csv(art.run_dir / LABEL_ISSUES_FILE)
+        if frame is None or len(frame) != len(found.issues):
+            frame = label_issues_frame(found, _Blank(), _Blank())
     if not found.available:
         return {"available": False, "reason": found.reason}
     grid = []
     for issue, (_, row) in zip(found.issues[:limits.label_issues], frame.iterrows()):
-        grid.append({"thumb": faces.thumb(issue.row) if faces.has(issue.row) else None,
-                     "source": row["source"], "face_id": row["face_id"], "given": row["given"],
+        at = issue.row if pool_position is None else pool_position.get(issue.row)
+        grid.append({"thumb": faces.thumb(at) if at is not None and faces.has(at) else None,
+                     "source": str(row["source"]), "face_id": str(row["face_id"]), "given": row["given"],
                      "suggested": row["suggested"], "score": float(row["score"])})
     noise = [{"name": c.name, "n_given": c.n_given, "rate": c.noise_rate, "n_wrong": c.n_wrong,
               "likely_true": c.likely_true} for c in found.noise]
@@ -71,3 +87,20 @@ def labels_section(art: RunArtifacts, faces: Faces, limits: ThumbnailLimits,
         "csv": LABEL_ISSUES_FILE if (art.run_dir / LABEL_ISSUES_FILE).is_file() else None,
         "classes_left_out": missing_classes,
     }
+
+
+class _Blank:
+    """Empty text for any row (an audit's label_issues.csv missing: sources unknown)."""
+
+    def __getitem__(self, i: int) -> str:
+        return ""
+
+
+def _read_issues_csv(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path, dtype={"source": str, "face_id": str, "given": str, "suggested": str},
+                           keep_default_na=False)
+    except (OSError, ValueError):
+        return None
