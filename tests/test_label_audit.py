@@ -85,3 +85,14 @@ def test_class_folders_get_a_moves_list_and_out_is_guarded(tmp_path):
     one = CliRunner().invoke(main, ["label-issues", "--data", str(data), "--out", str(tmp_path / "o2"),
                                     "--folds", "1"])
     assert one.exit_code == 2 and "--folds" in one.stderr
+
+
+@pytest.mark.slow
+def test_the_compact_cnn_gives_the_out_of_sample_probabilities_too(expw_sample, tmp_path):
+    out = tmp_path / "cnn"
+    res = CliRunner().invoke(main, ["label-issues", "--data", str(expw_sample), "--out", str(out), "--model-kind",
+                                    "cnn", "--epochs", "1", "--folds", "2", "--json"])
+    assert res.exit_code == 0, res.output + str(res.exception)
+    summary = json.loads(res.stdout)
+    assert summary["model_kind"] == "cnn" and summary["epochs"] == 1 and len(summary["fold_accuracy"]) == 2
+    assert (out / "label.lst").is_file() and (out / "label_issues.csv").is_file()
