@@ -18,6 +18,8 @@ Written to ``--out`` (the dataset is never touched):
   commented out (``# ferreport label-issues: given X, suggested Y, score S: <line>``), so
   ``--data`` pointed at a copy with it trains without them; class folders have no label
   file: ``moves.csv`` lists path, from, to, score - the moves a user may make;
+* ``label_issues.html`` - one offline page: what was run, the 24 most suspect faces (given ->
+  suggested, score) and the per-class noise table;
 * ``label_issues.json`` - settings, counts, per-fold accuracy, per-class noise, timing.
 """
 
@@ -44,6 +46,7 @@ MODEL_KINDS: tuple[str, ...] = ("hog-logreg", "cnn")
 SUMMARY_FILE = "label_issues.json"
 MOVES_FILE = "moves.csv"
 LABEL_COPY = "label.lst"
+REPORT_FILE = "label_issues.html"
 #: Logistic regression's inverse regularisation on standardised HOG features.
 HOG_C = 1e-3
 
@@ -195,10 +198,57 @@ def label_audit(data: Path, out: Path, *, model_kind: str = "hog-logreg", folds:
                            "rate": round(c.noise_rate, 4), "most_often_suggested": c.likely_true} for c in found.noise},
         "seconds": round(time.perf_counter() - started, 1),
     }
+    outputs["report"] = out / REPORT_FILE
+    write_text(outputs["report"], label_audit_page(out, dataset.faces, index, proba, found, summary))
     outputs["summary"] = out / SUMMARY_FILE
     summary["outputs"] = {k: str(v) for k, v in outputs.items()}
     write_json(outputs["summary"], summary)
     return LabelAuditResult(found, frame, proba, accuracy, outputs, summary)
+
+
+def label_audit_page(out: Path, faces: np.ndarray, index: pd.DataFrame, proba: np.ndarray, found: LabelIssues,
+                     summary: dict[str, Any]) -> str:
+    """label_issues.html: what was run, the grid of the most suspect faces and the noise table (one offline file)."""
+    from .artifacts import PROBA_COLUMNS
+    from .report.context import Headline, ReportContext, ThumbnailLimits, numbered_sections
+    from .report.explain import labels_section
+    from .report.inputs import RunArtifacts, ids_and_conf
+    from .report.render import render_html
+    from .report.sections import Faces
+
+    limits = ThumbnailLimits()
+    names = np.asarray(CLASS_NAMES, dtype=object)
+    frame = pd.DataFrame({"source": index["source"].astype(str), "face_id": index["face_id"].astype(str),
+                          "true_label": names[index["label"].to_numpy(dtype=np.int64)],
+                          "pred_label": names[proba.argmax(axis=1)], "confidence": proba.max(axis=1)})
+    for i, col in enumerate(PROBA_COLUMNS):
+        frame[col] = proba[:, i]
+    rows = np.array(sorted({i.row for i in found.issues[:limits.label_issues]}), dtype=np.int64)
+    art = RunArtifacts(run_dir=out, predictions=frame, pool_rows=rows,
+                       pool_faces=np.asarray(faces[rows]) if rows.size else None)
+    t, p, _, conf = ids_and_conf(frame)
+    grid = labels_section(art, Faces(art, t, p, conf, limits), limits, found=found)
+    grid["saliency"] = {"state": "absent"}
+    acc = summary["fold_accuracy"]
+    facts = [("Dataset", summary["data"]), ("Data fingerprint", summary["data_fingerprint"]),
+             ("Faces", f"{summary['faces']:,}"),
+             ("Model", "HOG + logistic regression (C=1e-3, balanced class weights)" if summary["model_kind"] ==
+              "hog-logreg" else f"compact CNN, {summary.get('epochs')} epochs per fold"),
+             ("Folds", str(summary["folds"])),
+             ("Fold accuracy (against the given labels)", ", ".join(f"{a:.1%}" for a in acc)),
+             ("Ranking", found.ranking.replace("_", "-")), ("Seed", str(summary["seed"])),
+             ("Time", f"{summary['seconds']:.0f} s")]
+    sections = numbered_sections([
+        ("overview", "What was run", "sections/label_audit.html.j2", {"facts": facts, "folds": summary["folds"]}),
+        ("label-issues", "Labels to check", "sections/label_issues.html.j2", grid),
+    ])
+    ctx = ReportContext(
+        title="Labels to check", run_id=out.name, model_name=summary["model_kind"], model_sha256=None,
+        dataset_name=summary["data"], dataset_fingerprint=summary["data_fingerprint"], created=None,
+        headline=(Headline("flagged", "Faces flagged", len(found.issues), kind="int"),),
+        n=found.n_checked, n_rows=found.n_checked, n_unlabelled=0, n_resamples=0, seed=int(summary["seed"]),
+        confidence=0.95, warnings=(), sections=sections, kind="label-issues")
+    return render_html(ctx)
 
 
 def summary_lines(result: LabelAuditResult) -> list[str]:

@@ -47,6 +47,8 @@ def test_expw_label_file_copy_comments_out_exactly_the_flagged_lines(expw_sample
     assert len(copy) == len(original)
     commented = [i for i, line in enumerate(copy) if line.startswith("# ferreport label-issues:")]
     assert len(commented) == len(csv)
+    page = (out / "label_issues.html").read_text()
+    assert page.count('class="thumb check') == min(24, len(csv)) and "<script" not in page
     for i in commented:
         assert copy[i].endswith(": " + original[i])
     flagged = {(s, str(int(f))) for s, f in zip(csv["source"], csv["face_id"])}
@@ -72,7 +74,10 @@ def test_class_folders_get_a_moves_list_and_out_is_guarded(tmp_path):
     out = tmp_path / "out"
     res = CliRunner().invoke(main, ["label-issues", "--data", str(data), "--out", str(out), "--folds", "2"])
     assert res.exit_code == 0, res.output
-    assert res.stdout.split() == [str(out / "label_issues.csv"), str(out / "moves.csv"), str(out / "label_issues.json")]
+    assert res.stdout.split() == [str(out / "label_issues.csv"), str(out / "moves.csv"), str(out / "label_issues.html"),
+                                  str(out / "label_issues.json")]
+    page = (out / "label_issues.html").read_text()
+    assert "<script" not in page and "Labels to check" in page and "What was run" in page
     moves = pd.read_csv(out / "moves.csv")
     assert list(moves.columns) == ["path", "from", "to", "score"]
     again = CliRunner().invoke(main, ["label-issues", "--data", str(data), "--out", str(out), "--folds", "2"])
