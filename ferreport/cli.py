@@ -509,7 +509,8 @@ def label_issues(force: bool, json_out: bool, **kw: Any) -> None:
     """Find the faces of a dataset whose label is probably wrong (cleanlab on K-fold out-of-sample probabilities).
 
     Writes to --out: label_issues.csv (most suspect first), a copy of label.lst with the suspect lines
-    commented out (ExpW layout) or moves.csv (class folders), and label_issues.json. --data is never modified.
+    commented out (ExpW layout) or moves.csv (class folders), label_issues.html (the most suspect faces) and
+    label_issues.json. --data is never modified. Exit codes as for every command (2 usage, 3 data, 5 output).
 
     \b
     Examples:

@@ -484,7 +484,8 @@ class LabelIssuesConfig(_Settings):
     data: Path | None = setting(None, "Dataset to check: ExpW folder (label/label.lst + image/origin) or class "
                                       "folders; never modified.", kind=Path)
     out: Path | None = setting(None, "Output folder: label_issues.csv, label.lst with suspect lines commented out "
-                                     "(ExpW) or moves.csv (class folders), label_issues.json.", kind=Path)
+                                     "(ExpW) or moves.csv (class folders), label_issues.html, label_issues.json.",
+                               kind=Path)
     model_kind: str = setting("hog-logreg", "Model giving the out-of-sample probabilities: hog-logreg (HOG + "
                                             "logistic regression, about a minute for 4,000 faces) or cnn (the "
                                             "compact CNN, --epochs per fold; slower, sharper).",

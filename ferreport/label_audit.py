@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_open, write_json, write_text
+from .config import LABEL_MODEL_KINDS
 from .constants import CLASS_NAMES
 from .errors import DatasetError, UsageError
 from .label_issues import LABEL_ISSUES_FILE, LabelIssues, find_label_issues, label_issues_frame, write_label_issues
@@ -42,7 +43,7 @@ from .progress import stage
 
 __all__ = ["MODEL_KINDS", "LabelAuditResult", "hog_features", "label_audit", "out_of_sample_proba"]
 
-MODEL_KINDS: tuple[str, ...] = ("hog-logreg", "cnn")
+MODEL_KINDS: tuple[str, ...] = LABEL_MODEL_KINDS
 SUMMARY_FILE = "label_issues.json"
 MOVES_FILE = "moves.csv"
 LABEL_COPY = "label.lst"

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_open
+from .config import LABEL_RANKINGS
 from .constants import CLASS_NAMES
 
 __all__ = ["DEFAULT_RANKING", "LABEL_ISSUES_COLUMNS", "LABEL_ISSUES_FILE", "RANKINGS", "ClassNoise", "LabelIssue",
@@ -45,8 +46,9 @@ __all__ = ["DEFAULT_RANKING", "LABEL_ISSUES_COLUMNS", "LABEL_ISSUES_FILE", "RANK
 LABEL_ISSUES_FILE = "label_issues.csv"
 #: Columns of label_issues.csv, most suspect row first.
 LABEL_ISSUES_COLUMNS: tuple[str, ...] = ("source", "face_id", "given", "suggested", "score")
-#: cleanlab's rankings offered; the first is the default (module docstring says why).
-RANKINGS: tuple[str, ...] = ("self_confidence", "normalized_margin")
+#: cleanlab's rankings offered (``--ranking``, declared with the settings); the first is the default
+#: (module docstring says why).
+RANKINGS: tuple[str, ...] = LABEL_RANKINGS
 DEFAULT_RANKING = RANKINGS[0]
 #: Fewest labelled faces cleanlab is asked about (its per-class thresholds need a few per class).
 MIN_FACES = 10
