@@ -336,6 +336,12 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     resolved = resolve_model(model)
     run_dir = Path(out) if out else Path(reports_dir) / new_run_id()
     check_run_dir(run_dir)
+    if config.saliency:  # before TensorFlow is imported: Grad-CAM's gradients must not crash oneDNN
+        from .saliency import prepare_onednn
+
+        note = prepare_onednn(resolved.path)
+        if note:
+            echo(note)
     from .adapters import open_model  # TensorFlow from here on (not before the checks: they stay fast)
 
     adapter = open_model(resolved.path, config.contract_options(), safe_mode=not unsafe_model)

