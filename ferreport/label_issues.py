@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import artifacts
 from .atomic import atomic_open
 from .config import LABEL_RANKINGS
 from .constants import CLASS_NAMES
@@ -43,7 +44,7 @@ __all__ = ["DEFAULT_RANKING", "LABEL_ISSUES_COLUMNS", "LABEL_ISSUES_FILE", "RANK
            "LabelIssues", "find_label_issues", "issues_of_predictions", "label_issues_frame",
            "write_label_issues"]
 
-LABEL_ISSUES_FILE = "label_issues.csv"
+LABEL_ISSUES_FILE = artifacts.LABEL_ISSUES
 #: Columns of label_issues.csv, most suspect row first.
 LABEL_ISSUES_COLUMNS: tuple[str, ...] = ("source", "face_id", "given", "suggested", "score")
 #: cleanlab's rankings offered (``--ranking``, declared with the settings); the first is the default
@@ -165,8 +166,7 @@ def write_label_issues(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Non
 def issues_of_predictions(df: pd.DataFrame, scored: Sequence[str] = CLASS_NAMES,
                           ranking: str = DEFAULT_RANKING) -> tuple[LabelIssues, pd.DataFrame]:
     """:func:`find_label_issues` on predictions.csv's true labels and probabilities, and its CSV rows."""
-    from .artifacts import PROBA_COLUMNS
-
+    PROBA_COLUMNS = artifacts.PROBA_COLUMNS  # noqa: N806
     names = {n: i for i, n in enumerate(CLASS_NAMES)}
     labels = np.array([names.get(str(v), -1) for v in df["true_label"]], dtype=np.int64) if len(df) else \
         np.zeros(0, np.int64)

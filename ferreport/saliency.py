@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from . import artifacts
 from .atomic import atomic_path
 from .constants import CLASS_NAMES
 from .errors import UsageError
@@ -40,7 +41,7 @@ from .errors import UsageError
 __all__ = ["SALIENCY_FILE", "SaliencyMaps", "explain_pool", "grad_cam", "not_available_reason", "prepare_onednn",
            "read_saliency", "target_layer", "write_saliency"]
 
-SALIENCY_FILE = "saliency.npz"
+SALIENCY_FILE = artifacts.SALIENCY
 #: Faces per Grad-CAM batch (one forward and one backward pass each).
 BATCH = 64
 
