@@ -190,7 +190,7 @@ def grad_cam(adapter: Any, faces: np.ndarray, layer: str | None = None, *,
     contract = adapter.contract
     path = target_layer(model, layer)
     split = _split_model(model, path)
-    kind = adapter.reader.kind or ("probabilities" if contract.outputs == "auto" else contract.outputs)
+    kind = adapter.reader.kind
     columns = np.array([contract.classes.index(c) if c in contract.classes else -1 for c in CLASS_NAMES])
     started = time.perf_counter()
     maps: list[np.ndarray] = []
@@ -201,6 +201,7 @@ def grad_cam(adapter: Any, faces: np.ndarray, layer: str | None = None, *,
             feats, out = split(x, training=False)
             out = tf.cast(out, tf.float32)
             proba = adapter.reader(out.numpy())  # (n, 7) ExpW order: the class the report shows
+            kind = adapter.reader.kind  # settled by the reader on its first batch when "auto"
             pred = np.asarray(columns[proba.argmax(axis=1)], dtype=np.int32)
             score = tf.gather(out, pred, axis=1, batch_dims=1)
             if kind == "probabilities":

@@ -263,3 +263,16 @@ def test_a_model_whose_gradient_crashes_onednn_gets_a_reason_not_a_segfault(monk
     assert reason is not None and "shortcut" in reason and "TF_ENABLE_ONEDNN_OPTS=0" in reason
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
     assert not_available_reason(adapter) is None
+
+
+def test_a_logits_model_is_explained_through_its_logit():
+    from ferreport.adapters import adapter_for
+    from ferreport.contract import ModelContract
+    from ferreport.saliency import grad_cam
+
+    model = bright_square_model()
+    model.get_layer("probabilities").activation = __import__("keras").activations.linear
+    adapter = adapter_for(model, ModelContract(classes=("angry", "disgust")))
+    maps, info = grad_cam(adapter, square_faces(["bottom-left", "top-right"]))
+    assert info["target"] == "logit of the predicted class"
+    assert [peak_corner(m) for m in maps] == [CORNERS["bottom-left"], CORNERS["top-right"]]
