@@ -350,12 +350,22 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     resolved = resolve_model(model)
     run_dir = Path(out) if out else Path(reports_dir) / new_run_id()
     check_run_dir(run_dir)
+    if config.saliency:  # before TensorFlow is imported: Grad-CAM's gradients must not crash oneDNN
+        from .saliency import prepare_onednn
+
+        note = prepare_onednn(resolved.path)
+        if note:
+            echo(note)
     reference = _reference(config.reference, resolved)  # a bad --reference is a usage error before any work
     from .adapters import open_model  # TensorFlow from here on (not before the checks: they stay fast)
 
     adapter = open_model(resolved.path, config.contract_options(), safe_mode=not unsafe_model)
     if progress or not adapter.is_ferreport_contract():
         echo(f"{resolved.path}: {adapter.describe()}")
+    if config.saliency and config.saliency_layer and adapter.keras_model is not None:
+        from .saliency import target_layer
+
+        target_layer(adapter.keras_model, config.saliency_layer)  # a wrong --saliency-layer stops before the scan
     model_sha = model_fingerprint(resolved.path)
     run_dir.mkdir(parents=True, exist_ok=True)
     job = _Job(folder=folder, run_dir=run_dir, faces=faces, label_of=label_of, model=resolved, model_sha=model_sha,
@@ -374,7 +384,12 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     _slices(job, scan, adapter.contract.scored)
     if reference is not None and scan.counts.faces:
         _drift(job, reference)
-    write_json(run_dir / artifacts.PROVENANCE, _provenance(job, summary, scan, started, adapter.record()))
+    if scan.counts.labelled:  # labelled faces: the ones whose label is probably wrong (ferreport.label_issues)
+        _write_label_issues(run_dir, adapter.contract.scored)
+    record = _provenance(job, summary, scan, started, adapter.record())
+    if config.saliency:  # Grad-CAM of the pooled faces (ferreport.saliency), as an evaluation stores it
+        record["saliency"] = explain_pool_file(adapter, run_dir, config.saliency_layer)
+    write_json(run_dir / artifacts.PROVENANCE, record)
     result = AuditResult(run_dir, summary, metrics)
     if formats:
         result.reports = write_audit_report(run_dir, formats, n_resamples=n_resamples, seed=seed)
@@ -617,6 +632,31 @@ class _Reservoir:
         order = np.argsort(self.rows)
         write_embeddings(path, np.asarray(self.rows, np.int64)[order],
                          np.asarray(self.vectors)[order] if self.vectors else np.zeros((0, 0), np.float16), layer)
+
+
+def _write_label_issues(run_dir: Path, scored: tuple[str, ...]) -> None:
+    """label_issues.csv of an audit's labelled faces (every row's label and probabilities, read once)."""
+    from .label_issues import LABEL_ISSUES_FILE, issues_of_predictions, write_label_issues
+
+    frame = pd.read_csv(run_dir / artifacts.PREDICTIONS, keep_default_na=False,
+                        usecols=["source", "face_id", "true_label", *artifacts.PROBA_COLUMNS],
+                        dtype={"source": str, "face_id": str, "true_label": str})
+    found, rows = issues_of_predictions(frame, scored)
+    if found.available:
+        write_label_issues(rows, run_dir / LABEL_ISSUES_FILE)
+
+
+def explain_pool_file(adapter: Any, run_dir: Path, layer: str | None = None) -> dict[str, Any]:
+    """Grad-CAM of the faces in ``run_dir``'s faces_pool.npz into saliency.npz; returns what it recorded."""
+    from .saliency import SALIENCY_FILE, explain_pool
+
+    pool = run_dir / artifacts.FACES_POOL
+    with np.load(pool, allow_pickle=False) as npz:
+        rows, faces = np.asarray(npz["rows"], dtype=np.int64), np.asarray(npz["faces"])
+    with stage("saliency", total=len(rows), unit="faces") as bar:
+        info = explain_pool(adapter, faces, rows, run_dir / SALIENCY_FILE, layer)
+        bar.advance(len(rows))
+    return info
 
 
 def _scan_and_predict(job: _Job, adapter: Any) -> _Scan:

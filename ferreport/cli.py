@@ -24,8 +24,10 @@ from .config import (
     DEMO_SAMPLE_FACES,
     FORMATS,
     MODEL_SETTINGS,
+    SALIENCY_SETTINGS,
     RECIPES,
     AuditConfig,
+    LabelIssuesConfig,
     RunConfig,
     flag_of,
     from_options,
@@ -339,7 +341,7 @@ def train(ctx: click.Context, recipe: str | None, force: bool, **kw: Any) -> Non
 @setting_option(RunConfig, "out", help="Output folder for --model (default reports/<run id>).")
 @setting_option(RunConfig, "formats")
 @setting_option(RunConfig, "seed", help="Seed of the test split for --model.")
-@setting_options(RunConfig, *MODEL_SETTINGS)
+@setting_options(RunConfig, *MODEL_SETTINGS, *SALIENCY_SETTINGS)
 @setting_options(RunConfig, "strict", "cache_dir")
 @force_option
 @gate_options
@@ -391,7 +393,7 @@ def report(run_dir: Path, formats: tuple[str, ...]) -> None:
 
 @main.command()
 @training_options("run")
-@setting_options(RunConfig, *MODEL_SETTINGS)
+@setting_options(RunConfig, *MODEL_SETTINGS, *SALIENCY_SETTINGS)
 @click.option("--full", is_flag=True, help="Same as --recipe seed: the seed notebook's recipe (hours on a CPU).")
 @setting_option(RunConfig, "formats")
 @force_option
@@ -469,7 +471,8 @@ def compare(run_a: Path, run_b: Path, out: Path | None, formats: tuple[str, ...]
                    "predictions), a model file (.keras, .h5/.hdf5, .onnx) or a TensorFlow SavedModel folder.")
 @setting_options(AuditConfig, "out", "faces", "face_detector", "align")
 @setting_option(AuditConfig, "labels", metavar="subfolders|none|FILE.csv")
-@setting_options(AuditConfig, "formats", "batch_size", "chunk_size", "workers", "seed", *MODEL_SETTINGS, "engine")
+@setting_options(AuditConfig, "formats", "batch_size", "chunk_size", "workers", "seed", *MODEL_SETTINGS,
+                 *SALIENCY_SETTINGS, "engine")
 @setting_option(AuditConfig, "reference", metavar="RUN_DIR|AUDIT_DIR")
 @setting_option(AuditConfig, "ray_address", metavar="ADDRESS")
 @force_option
@@ -496,6 +499,38 @@ def predict(folder: Path, model: Path, force: bool, **kw: Any) -> None:
     with Console(plan.json_out) as console:
         outcome = commands.predict(folder, model, config, plan, console, progress=_progress(), force=force)
     console.conclude(outcome)
+
+
+@main.command("label-issues")
+@setting_options(LabelIssuesConfig, "data", "out", "model_kind", "folds", "epochs", "ranking", "seed", "strict",
+                 "cache_dir")
+@force_option
+@click.option("--json", "json_out", is_flag=True, help="Print the summary (counts, fold accuracy, noise per class, "
+                                                       "files written) as one JSON object on stdout.")
+@handle_errors
+def label_issues(force: bool, json_out: bool, **kw: Any) -> None:
+    """Find the faces of a dataset whose label is probably wrong (cleanlab on K-fold out-of-sample probabilities).
+
+    Writes to --out: label_issues.csv (most suspect first), a copy of label.lst with the suspect lines
+    commented out (ExpW layout) or moves.csv (class folders), label_issues.html (the most suspect faces) and
+    label_issues.json. --data is never modified. Exit codes as for every command (2 usage, 3 data, 5 output).
+
+    \b
+    Examples:
+      ferreport label-issues --data data/ExpW --out reports/expw-labels
+      ferreport label-issues --data faces/ --out reports/faces-labels --model-kind cnn --epochs 5 --folds 3
+    """
+    from . import commands
+    from .label_audit import summary_json, summary_lines
+
+    result = commands.label_issues(LabelIssuesConfig(**from_options(LabelIssuesConfig, kw)), force=force)
+    if json_out:
+        click.echo(summary_json(result))
+        return
+    head, *paths = summary_lines(result)
+    click.echo(head, err=True)
+    for path in paths:
+        click.echo(path)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from . import artifacts, stages
 from .atomic import FolderReplacement
-from .config import AuditConfig, RunConfig
+from .config import AuditConfig, LabelIssuesConfig, ModelConfig, RunConfig
 from .errors import UsageError
 from .outcome import Console, GatePlan, Outcome, finish
 from .progress import stage
@@ -110,7 +110,8 @@ def run(config: RunConfig, plan: GatePlan, console: Console, *, progress: bool =
 
             if not worker_info()["chief"]:  # the chief evaluates and reports
                 return run_dir, None
-        return run_dir, stages.evaluate_run(run_dir, progress=progress)
+        explain = ModelConfig(saliency=config.saliency, saliency_layer=config.saliency_layer)
+        return run_dir, stages.evaluate_run(run_dir, model=explain, progress=progress)
 
     run_dir, metrics = _built(swap, work)
     run_dir = _final(run_dir, swap)
@@ -190,3 +191,32 @@ def compare(run_a: Path, run_b: Path, console: Console, *, out: Path | None, for
     return {"status": "passed", "exit_code": 0, "command": "compare", "out_dir": str(result.out_dir),
             "outputs": {k: str(v) for k, v in result.files.items()}, "a": doc["a"], "b": doc["b"], "n": doc["n"],
             "deltas": doc["deltas"], "mcnemar": doc["mcnemar"], "flips": doc["flips"]}
+
+
+def label_issues(config: LabelIssuesConfig, *, force: bool = False) -> Any:
+    """K-fold out-of-sample probabilities of every face of ``config.data`` -> the suspect labels
+    (:func:`ferreport.label_audit.label_audit`); ``--force`` replaces a non-empty ``--out`` when done."""
+    from .label_audit import label_audit
+    from .loading import check_dataset_root
+
+    if config.data is None:
+        raise UsageError("label-issues needs --data DIR (ExpW layout or class folders)")
+    if config.out is None:
+        raise UsageError("label-issues needs --out DIR (the dataset itself is never written to)")
+    check_dataset_root(config.data)
+    if Path(config.out).resolve() == Path(config.data).resolve() or \
+            Path(config.data).resolve() in Path(config.out).resolve().parents:
+        raise UsageError(f"--out {config.out} is inside --data {config.data}; write the results elsewhere")
+    swap = replacement(config.out, force)
+    if swap is None:
+        stages.check_run_dir(Path(config.out))
+    out = swap.staged if swap is not None else Path(config.out)
+    result = _built(swap, lambda: label_audit(
+        config.data, out, model_kind=config.model_kind, folds=config.folds, seed=config.seed, epochs=config.epochs,
+        ranking=config.ranking, strict=config.strict, cache_dir=config.cache_dir))
+    if swap is not None:  # the files now live in the final folder
+        final = swap.final
+        result = replace(result, outputs={k: final / p.name for k, p in result.outputs.items()},
+                         summary={**result.summary, "outputs": {k: str(final / p.name)
+                                                                for k, p in result.outputs.items()}})
+    return result

@@ -219,6 +219,12 @@ class ModelConfig(_Settings):
                                             "classes and outputs.", kind=Path)
     unsafe_model: bool = setting(False, "Allow models with Lambda layers or SavedModel graphs with file access "
                                         "(runs code from the file).")
+    saliency: bool = setting(True, "Skip the Grad-CAM saliency maps of the report's faces (computed at evaluation "
+                                   "for the pooled faces only; Keras models).",
+                             flag="--no-saliency", param="no_saliency", invert=True)
+    saliency_layer: str | None = setting(None, "Layer whose feature maps Grad-CAM reads (name, or outer/inner for "
+                                               "a nested model). [default: the last layer with a 4-D output]",
+                                         kind=str)
 
     def contract_options(self) -> dict[str, Any]:
         """The options :func:`ferreport.adapters.open_model` reads."""
@@ -228,6 +234,8 @@ class ModelConfig(_Settings):
 
 #: The model settings of ``evaluate`` and ``predict``, in --help order.
 MODEL_SETTINGS: tuple[str, ...] = ("input_range", "channel_order", "classes", "outputs", "model_spec", "unsafe_model")
+#: The saliency settings of the evaluating commands (``evaluate``, ``run``, ``predict``).
+SALIENCY_SETTINGS: tuple[str, ...] = ("saliency", "saliency_layer")
 
 
 @dataclass(frozen=True)
@@ -349,7 +357,7 @@ class RunConfig:
     #: Settings written to config.json only when they differ from the default (Python-API-only
     #: settings that config.json files have never carried).
     WRITTEN_WHEN_SET: ClassVar[frozenset[str]] = frozenset({"reduce_lr_patience", "init_from", "freeze_batchnorm",
-                                                            *MODEL_SETTINGS})
+                                                            *MODEL_SETTINGS, *SALIENCY_SETTINGS})
 
     def __post_init__(self) -> None:
         validate(self)
@@ -496,6 +504,38 @@ class AuditConfig(ModelConfig):
         validate(self)
         if self.ray_address and self.engine != "ray":
             raise UsageError("--ray-address needs --engine ray")
+
+
+# --------------------------------------------------------------------------- suspect labels of a dataset
+
+
+#: Models of ``label-issues`` (:mod:`ferreport.label_audit`) and cleanlab's rankings (:mod:`ferreport.label_issues`).
+LABEL_MODEL_KINDS: tuple[str, ...] = ("hog-logreg", "cnn")
+LABEL_RANKINGS: tuple[str, ...] = ("self_confidence", "normalized_margin")
+
+
+@dataclass(frozen=True)
+class LabelIssuesConfig(_Settings):
+    """Settings of ``ferreport label-issues`` (:func:`ferreport.label_audit.label_audit`)."""
+
+    data: Path | None = setting(None, "Dataset to check: ExpW folder (label/label.lst + image/origin) or class "
+                                      "folders; never modified.", kind=Path)
+    out: Path | None = setting(None, "Output folder: label_issues.csv, label.lst with suspect lines commented out "
+                                     "(ExpW) or moves.csv (class folders), label_issues.html, label_issues.json.",
+                               kind=Path)
+    model_kind: str = setting("hog-logreg", "Model giving the out-of-sample probabilities: hog-logreg (HOG + "
+                                            "logistic regression, about a minute for 4,000 faces) or cnn (the "
+                                            "compact CNN, --epochs per fold; slower, sharper).",
+                              choices=LABEL_MODEL_KINDS)
+    folds: int = setting(5, "Cross-validation folds (each face is scored by a model trained on the others; folds "
+                            "grouped by image/person).", min=2, max=20)
+    epochs: int = setting(5, "Epochs per fold of --model-kind cnn.", min=1)
+    ranking: str = setting("self_confidence", "cleanlab's ranking of the flagged faces: self_confidence "
+                                              "(probability of the given label) or normalized_margin.",
+                           choices=LABEL_RANKINGS)
+    seed: int = setting(0, "Seed of the folds and the models.")
+    strict: bool = setting(False, "Stop at the first unusable label line or image instead of skipping it.")
+    cache_dir: Path | None = setting(None, "Face cache folder.", envvar="FERREPORT_CACHE", kind=Path)
 
 
 # --------------------------------------------------------------------------- command-line values

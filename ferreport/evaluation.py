@@ -27,6 +27,7 @@ class EvaluationResult:
     predictions: pd.DataFrame
     metrics: dict[str, Any]
     out_dir: Path
+    saliency: dict[str, Any] | None = None   # what saliency.npz holds (``info``), None when turned off
 
 
 def predictions_frame(proba: np.ndarray, table: pd.DataFrame) -> pd.DataFrame:
@@ -63,24 +64,39 @@ def read_predictions(path: Path) -> pd.DataFrame:
                        dtype={"source": str, "true_label": str, "pred_label": str})
 
 
-def write_face_pool(frame: pd.DataFrame, faces: np.ndarray, path: Path, extra_rows: Any = ()) -> int:
-    """Store the faces a report may show (and ``extra_rows``: the weak slices' worst faces); returns how many."""
+def write_face_pool(frame: pd.DataFrame, faces: np.ndarray, path: Path,
+                    extra_rows: np.ndarray | None = None) -> np.ndarray:
+    """Store the faces a report may show (plus ``extra_rows``: the labels to check, the weak slices'
+    worst faces); returns their rows."""
     from .report import select_pool_rows
 
     rows = np.asarray(select_pool_rows(frame), dtype=np.int64)
-    if len(extra_rows):
+    if extra_rows is not None and len(extra_rows):
         rows = np.union1d(rows, np.asarray(extra_rows, dtype=np.int64))
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, rows=rows, faces=np.asarray(faces[rows], dtype=np.uint8))
-    return int(rows.size)
+    return rows
+
+
+def write_label_issue_rows(frame: pd.DataFrame, out_dir: Path, labels: tuple[str, ...] = CLASS_NAMES) -> np.ndarray:
+    """label_issues.csv of scored faces with a true label (cleanlab, :mod:`ferreport.label_issues`);
+    returns the rows of predictions.csv the report's "Labels to check" grid shows."""
+    from .label_issues import LABEL_ISSUES_FILE, issues_of_predictions, write_label_issues
+    from .report.context import ThumbnailLimits
+
+    found, rows = issues_of_predictions(frame, scored=labels)
+    if not found.available:
+        return np.zeros(0, np.int64)
+    write_label_issues(rows, out_dir / LABEL_ISSUES_FILE)
+    return np.array([i.row for i in found.issues[:ThumbnailLimits().label_issues]], dtype=np.int64)
 
 
 def evaluate_faces(model: Any, faces: np.ndarray, table: pd.DataFrame, out_dir: Path, *,
                    batch_size: int = 256, n_resamples: int = 1000, seed: int = 0,
                    extra_metrics: dict[str, Any] | None = None, source: str | Path = "model",
-                   labels: tuple[str, ...] = CLASS_NAMES, attributes: pd.DataFrame | None = None
-                   ) -> EvaluationResult:
+                   labels: tuple[str, ...] = CLASS_NAMES, attributes: pd.DataFrame | None = None,
+                   saliency: bool = True, saliency_layer: str | None = None) -> EvaluationResult:
     """Predict every face, then write predictions.csv, metrics.json, faces_pool.npz and what the slices and
     drift tests read: face_stats.csv, slices.json, embeddings.npz.
 
@@ -88,6 +104,9 @@ def evaluate_faces(model: Any, faces: np.ndarray, table: pd.DataFrame, out_dir: 
     before anything is written. ``labels``: the classes scored (all seven unless the model
     cannot predict some; their faces are already left out). ``attributes``: the faces' source
     attributes (:func:`ferreport.facestats.source_attributes`, same rows), None when not known.
+    With labels, the faces whose label is probably wrong go to label_issues.csv; ``saliency``:
+    Grad-CAM of the pooled faces into saliency.npz (``saliency_layer``: the layer to read,
+    default the last 4-D one).
     """
     from .adapters import adapter_for
     from .metrics import metrics_from_predictions
@@ -105,9 +124,18 @@ def evaluate_faces(model: Any, faces: np.ndarray, table: pd.DataFrame, out_dir: 
     write_predictions(frame, out_dir / artifacts.PREDICTIONS)
     worst = keep_slices_and_embeddings(model, faces, frame, out_dir, attributes=attributes, labels=labels,
                                        n_resamples=n_resamples, seed=seed, batch_size=batch_size, source=source)
-    write_face_pool(frame, faces, out_dir / artifacts.FACES_POOL, worst)
+    to_check = write_label_issue_rows(frame, out_dir, labels)
+    pool = write_face_pool(frame, faces, out_dir / artifacts.FACES_POOL, extra_rows=np.union1d(worst, to_check))
+    saliency_info = None
+    if saliency:
+        from .saliency import SALIENCY_FILE, explain_pool
+
+        with stage("saliency", total=len(pool), unit="faces") as bar:
+            saliency_info = explain_pool(adapter_for(model, source=str(source)), np.asarray(faces[pool]), pool,
+                                         out_dir / SALIENCY_FILE, saliency_layer)
+            bar.advance(len(pool))
     write_json(out_dir / artifacts.METRICS, metrics)
-    return EvaluationResult(frame, metrics, out_dir)
+    return EvaluationResult(frame, metrics, out_dir, saliency_info)
 
 
 def keep_slices_and_embeddings(model: Any, faces: np.ndarray, frame: pd.DataFrame, out_dir: Path, *,

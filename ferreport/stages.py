@@ -299,6 +299,12 @@ def open_evaluated_model(model_path: Path, model: ModelConfig, *, progress: bool
 
     Says what the model takes on stderr when it is not ferreport's own contract (or on a terminal).
     """
+    if model.saliency:  # before TensorFlow is imported (ferreport.saliency.prepare_onednn)
+        from .saliency import prepare_onednn
+
+        note = prepare_onednn(model_path)
+        if note:
+            log(note)
     from .adapters import open_model
 
     adapter = open_model(model_path, model.contract_options(), safe_mode=not model.unsafe_model)
@@ -370,7 +376,7 @@ def evaluate_run(run_dir: Path, *, model_path: Path | None = None, model: ModelC
         log(f"warning: {run_dir}: training was interrupted after epoch {status['epochs_run']} of "
             f"{status['epochs']}; the model is evaluated as it stood (resume with `ferreport train --out {run_dir} "
             "--resume`)")
-    return _evaluate(adapter, dataset, rows, run_dir, config.seed, config.n_resamples, extra)
+    return _evaluate(adapter, dataset, rows, run_dir, config.seed, config.n_resamples, extra, explain=model)
 
 
 def evaluate_model(model_path: Path, config: RunConfig, *, progress: bool = False) -> tuple[Path, dict[str, Any]]:
@@ -399,7 +405,7 @@ def evaluate_model(model_path: Path, config: RunConfig, *, progress: bool = Fals
         split_table(dataset.index, split).to_csv(fh, index=False)
     write_json(run_dir / artifacts.DATA_SUMMARY, data_summary(PreparedSplit(dataset, split)))
     rows = np.flatnonzero(split.to_numpy() == "test")
-    return run_dir, _evaluate(adapter, dataset, rows, run_dir, config.seed, config.n_resamples)
+    return run_dir, _evaluate(adapter, dataset, rows, run_dir, config.seed, config.n_resamples, explain=config.model)
 
 
 def evaluate_on_split(model_path: Path, split_of: Path, config: RunConfig, *,
@@ -436,7 +442,7 @@ def evaluate_on_split(model_path: Path, split_of: Path, config: RunConfig, *,
     by_key = dict(zip(split["key"], split["split"]))
     split_series = pd.Series([by_key.get(k, "") for k in dataset.index["key"]])
     write_json(run_dir / artifacts.DATA_SUMMARY, data_summary(PreparedSplit(dataset, split_series)))
-    return run_dir, _evaluate(adapter, dataset, rows, run_dir, saved.seed, config.n_resamples)
+    return run_dir, _evaluate(adapter, dataset, rows, run_dir, saved.seed, config.n_resamples, explain=config.model)
 
 
 def training_status(run_dir: Path, epochs: int) -> dict[str, Any] | None:
@@ -466,8 +472,16 @@ def training_status(run_dir: Path, epochs: int) -> dict[str, Any] | None:
 
 
 def _evaluate(adapter: Any, dataset: PreparedDataset, rows: np.ndarray, run_dir: Path,
-              seed: int, n_resamples: int, extra_metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+              seed: int, n_resamples: int, extra_metrics: dict[str, Any] | None = None, *,
+              explain: ModelConfig | None = None) -> dict[str, Any]:
+    """Score ``rows`` of ``dataset`` into ``run_dir``; ``explain``: its saliency settings (default: on)."""
     from .evaluation import evaluate_faces
+
+    explain = explain or ModelConfig()
+    if explain.saliency and explain.saliency_layer and getattr(adapter, "keras_model", None) is not None:
+        from .saliency import target_layer
+
+        target_layer(adapter.keras_model, explain.saliency_layer)  # a wrong --saliency-layer stops before scoring
 
     started = now_iso()
     model_file = adapter.path
@@ -491,7 +505,8 @@ def _evaluate(adapter: Any, dataset: PreparedDataset, rows: np.ndarray, run_dir:
     attributes = source_attributes(dataset.index).iloc[rows].reset_index(drop=True)  # counted over every split
     result = evaluate_faces(adapter, np.asarray(dataset.faces[rows]), table, run_dir, n_resamples=n_resamples,
                             seed=seed, extra_metrics=extra or None, source=model_file, labels=contract.scored,
-                            attributes=attributes)
+                            attributes=attributes, saliency=explain.saliency,
+                            saliency_layer=explain.saliency_layer)
     prov_path = run_dir / artifacts.PROVENANCE
     record = json.loads(prov_path.read_text()) if prov_path.is_file() else provenance_record(
         seed=seed, data_fingerprint=dataset.fingerprint, model_sha256=None, started=started)
@@ -500,6 +515,10 @@ def _evaluate(adapter: Any, dataset: PreparedDataset, rows: np.ndarray, run_dir:
                             "data_fingerprint": dataset.fingerprint, "faces": int(len(rows)),
                             "started": started, "finished": now_iso()}
     record["model_contract"] = adapter.record()
+    if result.saliency is not None:
+        record["saliency"] = result.saliency
+    else:
+        record.pop("saliency", None)
     record["model_sha256"] = record.get("model_sha256") or fingerprint
     write_json(prov_path, record)
     return result.metrics

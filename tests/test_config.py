@@ -15,6 +15,7 @@ from ferreport.cli import main
 from ferreport.config import (
     COMMAND_RECIPES,
     MODEL_SETTINGS,
+    SALIENCY_SETTINGS,
     FORMATS,
     AuditConfig,
     RunConfig,
@@ -75,12 +76,18 @@ def test_evaluate_and_predict_expose_every_model_setting():
         assert set(MODEL_SETTINGS) <= set(params), (command, set(MODEL_SETTINGS) - set(params))
 
 
+def test_the_evaluating_commands_expose_the_saliency_settings():
+    for command, owner in (("evaluate", RunConfig), ("run", RunConfig), ("predict", AuditConfig)):
+        params = _setting_params(main.commands[command], owner)
+        assert set(SALIENCY_SETTINGS) <= set(params), (command, set(SALIENCY_SETTINGS) - set(params))
+
+
 def test_train_and_run_expose_every_training_setting():
     exposed = RunConfig.names()
     for command in ("train", "run"):
         params = _setting_params(main.commands[command], RunConfig)
         missing = (set(exposed) - set(params) - NOT_ON_THE_COMMAND_LINE - set(MODEL_SETTINGS)  # evaluate/predict's
-                   - ({"formats"} if command == "train" else set()))
+                   - ({"formats", *SALIENCY_SETTINGS} if command == "train" else set()))  # train scores nothing
         assert not missing, (command, missing)
 
 

@@ -33,9 +33,12 @@ from .. import artifacts as files
 from ..constants import CLASS_NAMES
 from ..errors import DatasetError, UsageError
 from ..metrics import MetricsBundle, metrics_from_predictions
+from ..saliency import SALIENCY_FILE, SaliencyMaps, read_saliency
 from . import plots
 from . import sections as sec
 from . import words
+from ..label_issues import LabelIssues, issues_of_predictions
+from .explain import labels_section, saliency_summary
 from .context import Notice, ReportContext, Section, ThumbnailLimits, numbered_sections
 from .inputs import RunArtifacts, ids_and_conf, order_asc, order_desc, read_json
 from .render import check_formats, render_html, write_pages
@@ -212,7 +215,19 @@ def _pool_as_run(folder: AuditFolder, problems: list[str]) -> RunArtifacts:
     return RunArtifacts(
         run_dir=run, predictions=pool_frame, metrics=metrics, provenance=provenance, config=config,
         pool_rows=np.arange(len(pool_frame), dtype=np.int64), pool_faces=faces_arr, problems=shown_problems,
-        gates=read_json(run / files.GATES, problems), history=_model_history(folder.summary))
+        gates=read_json(run / files.GATES, problems), history=_model_history(folder.summary),
+        saliency=_pool_saliency(run, pool_frame, folder.n_rows, problems))
+
+
+def _pool_saliency(run: Path, pool_frame: pd.DataFrame, n_rows: int, problems: list[str]) -> SaliencyMaps | None:
+    """saliency.npz with its rows (of predictions.csv) turned into positions in the pool frame."""
+    sal = read_saliency(run / SALIENCY_FILE, n_rows, problems)
+    if sal is None or not sal.available or "row" not in pool_frame.columns:
+        return sal
+    position = {int(r): i for i, r in enumerate(pool_frame["row"])}
+    keep = [i for i, r in enumerate(sal.rows) if int(r) in position]
+    return SaliencyMaps(np.array([position[int(sal.rows[i])] for i in keep], dtype=np.int64),
+                        sal.maps[keep], sal.info)
 
 
 def _pool_faces(art: RunArtifacts) -> sec.Faces:
@@ -389,7 +404,7 @@ def _faces_section(bundle: MetricsBundle, faces: sec.Faces, limits: ThumbnailLim
 
 
 def _audit_sections(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundle,
-                    facts: list[tuple[str, str]]) -> tuple[Section, ...]:
+                    facts: list[tuple[str, str]], found: LabelIssues | None = None) -> tuple[Section, ...]:
     """The audit's own sections, then (labelled folders) the evaluation report's score sections."""
     summary = folder.summary
     faces = _pool_faces(art)
@@ -406,7 +421,8 @@ def _audit_sections(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundl
         ("distribution", "Predicted classes", "sections/audit_distribution.html.j2",
          _distribution_section(summary, folder.pred_counts, _true_counts(bundle))),
         ("confidence", "Confidence", "sections/audit_confidence.html.j2", _confidence_section(summary, folder.n_rows)),
-        ("faces", "Faces", "sections/audit_faces.html.j2", _faces_section(bundle, faces, LIMITS)),
+        ("faces", "Faces", "sections/audit_faces.html.j2",
+         {**_faces_section(bundle, faces, LIMITS), "saliency": saliency_summary(art)}),
     ]
     slices = read_slices(folder.run) if bundle.classification is not None else None
     if slices:
@@ -421,9 +437,14 @@ def _audit_sections(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundl
             ("confusion", "Confusion matrix", "sections/confusion.html.j2", sec.confusion_section(bundle)),
             ("per-class", "Per-class metrics", "sections/per_class.html.j2", sec.per_class_section(bundle)),
             ("confused-pairs", "Most-confused pairs", "sections/confused_pairs.html.j2",
-             sec.pairs_section(bundle, faces, LIMITS)),
+             {**sec.pairs_section(bundle, faces, LIMITS), "saliency": saliency_summary(art)}),
             ("calibration", "Calibration", "sections/calibration.html.j2", sec.calibration_section(bundle)),
         ]
+        if found is not None:
+            position = {int(r): i for i, r in enumerate(art.predictions["row"])} if "row" in art.predictions else {}
+            specs.append(("label-issues", "Labels to check", "sections/label_issues.html.j2",
+                          {**labels_section(art, faces, LIMITS, sec.scored_labels(art), found=found,
+                                            pool_position=position), "saliency": saliency_summary(art)}))
     specs.append(("provenance", "Provenance", "sections/provenance.html.j2", sec.provenance_section(art)))
     return numbered_sections(specs)
 
@@ -470,6 +491,8 @@ def build_audit_context(run_dir: str | os.PathLike[str], *, n_resamples: int = 1
     art = _pool_as_run(folder, problems)
     bundle = _audit_metrics(folder, scores, n_resamples=n_resamples, seed=seed, confidence=confidence,
                             labels=sec.scored_labels(art))
+    # confident learning over every labelled face (scores' positions are predictions.csv rows)
+    found = issues_of_predictions(scores, sec.scored_labels(art))[0] if scores is not None else None
     del scores  # every face's scoring columns: not kept while the page is built
     header = _audit_header(folder, art)
     summary, m = folder.summary, bundle.classification
@@ -482,7 +505,7 @@ def build_audit_context(run_dir: str | os.PathLike[str], *, n_resamples: int = 1
         n=m.n if m is not None else 0, n_rows=folder.n_rows, n_unlabelled=bundle.n_unlabelled,
         n_resamples=int(n_resamples), seed=int(seed), confidence=float(confidence),
         warnings=tuple(_audit_warnings(folder, art, bundle)),
-        sections=_audit_sections(folder, art, bundle, _overview_facts(folder, header, bundle, art)),
+        sections=_audit_sections(folder, art, bundle, _overview_facts(folder, header, bundle, art), found),
         kind="audit",
     )
 

@@ -22,8 +22,13 @@ class ThumbnailLimits:
     misclassified: int = 24     # most confident mistakes overall
     per_pair: int = 6           # most confident mistakes per confused pair
     least_confident: int = 12   # least confident faces overall
+    label_issues: int = 24      # faces in "Labels to check" (the first rows of label_issues.csv)
     size: int = 112             # pixels (square)
     quality: int = 80           # JPEG quality
+    saliency_quality: int = 70  # JPEG quality of a Grad-CAM overlay (same size as the face)
+    #: Largest data URI of one thumbnail (face or overlay), bytes: a 112 px JPEG is ~3-5 KB;
+    #: one above this (a noisy face at high quality) is re-encoded at lower quality.
+    max_uri_bytes: int = 12_000
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class Thumb:
     correct: bool | None
     #: Short file name for the caption (full ``source`` goes in the tooltip).
     short_source: str
+    #: Grad-CAM of the predicted class over the face (JPEG data URI), None without one.
+    saliency_uri: str | None = None
 
 
 @dataclass(frozen=True)

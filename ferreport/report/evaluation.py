@@ -46,6 +46,7 @@ from pathlib import Path
 
 from .. import artifacts as files
 from ..metrics import MetricsBundle, metrics_from_predictions
+from . import explain
 from . import sections as sec
 from .context import Headline, Notice, ReportContext, Section, ThumbnailLimits, numbered_sections
 from .inputs import RunArtifacts, ids_and_conf, load_run
@@ -128,6 +129,7 @@ def _sections(art: RunArtifacts, bundle: MetricsBundle, limits: ThumbnailLimits,
     t, p, _, conf = ids_and_conf(art.predictions)
     faces = sec.Faces(art, t, p, conf, limits)
     slices = read_slices(art.run_dir)  # runs evaluated before slices existed have none: no section
+    saliency = explain.saliency_summary(art)
     specs = [
         ("overview", "Overview", sec.overview_section(bundle, facts)),
         *([("gates", "Quality gates", sec.gates_section(art.gates))] if art.gates else []),
@@ -136,9 +138,11 @@ def _sections(art: RunArtifacts, bundle: MetricsBundle, limits: ThumbnailLimits,
         ("training", "Training curves", sec.training_section(art)),
         ("confusion", "Confusion matrix", sec.confusion_section(bundle)),
         ("per-class", "Per-class metrics", sec.per_class_section(bundle)),
-        ("confused-pairs", "Most-confused pairs", sec.pairs_section(bundle, faces, limits)),
+        ("confused-pairs", "Most-confused pairs", {**sec.pairs_section(bundle, faces, limits), "saliency": saliency}),
         ("calibration", "Calibration", sec.calibration_section(bundle)),
-        ("faces", "Example faces", sec.gallery_section(bundle, faces, limits)),
+        ("faces", "Example faces", {**sec.gallery_section(bundle, faces, limits), "saliency": saliency}),
+        ("label-issues", "Labels to check", {**explain.labels_section(art, faces, limits, sec.scored_labels(art)),
+                                             "saliency": saliency}),
         ("provenance", "Provenance", sec.provenance_section(art)),
     ]
     return numbered_sections([(sid, title, f"sections/{sid.replace('-', '_')}.html.j2", data)

@@ -10,6 +10,7 @@ Optional artefacts and what the report does without them:
   without a training history;
 * ``data_summary.json`` - the data section says the summary is unavailable;
 * ``faces_pool.npz`` - image grids are empty (a face not in the pool is not shown);
+* ``saliency.npz`` - faces are shown without Grad-CAM overlays;
 * ``metrics.json`` - only read for warnings (``warnings`` list, ``collapse`` entry)
   and ``best_epoch``; all numbers are recomputed from predictions.csv;
 * ``provenance.json`` / ``config.json`` - shown key by key when present.
@@ -31,6 +32,7 @@ from .. import artifacts as files
 from ..constants import CLASS_NAMES
 from ..errors import DatasetError, UsageError
 from ..metrics import labels_to_ids
+from ..saliency import SALIENCY_FILE, SaliencyMaps, read_saliency
 
 __all__ = [
     "POOL_EXTRA",
@@ -69,6 +71,8 @@ class RunArtifacts:
     problems: tuple[str, ...] = ()
     #: Quality-gate verdicts (``gates.json``, see :mod:`ferreport.gates`); None without gates.
     gates: Mapping[str, Any] | None = None
+    #: Grad-CAM maps of pooled faces (``saliency.npz``, :mod:`ferreport.saliency`); None without the file.
+    saliency: SaliencyMaps | None = None
 
 
 # =========================================================================== reading
@@ -155,6 +159,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunArtifacts:
         run_dir=run, predictions=predictions, metrics=metrics, history=history, data_summary=data_summary,
         provenance=provenance, config=config, pool_rows=pool_rows, pool_faces=pool_faces,
         problems=shown_problems, gates=read_json(run / files.GATES, problems),
+        saliency=read_saliency(run / SALIENCY_FILE, len(predictions), problems),
     )
 
 

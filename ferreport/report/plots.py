@@ -36,6 +36,7 @@ __all__ = [
     "figure_to_data_uri",
     "per_class_figure",
     "reliability_figure",
+    "saliency_overlay_data_uri",
     "thumbnail_data_uri",
     "training_curves_figure",
     "trend_figure",
@@ -142,8 +143,50 @@ def _release(fig: Figure) -> None:
     fig.clear()
 
 
-def thumbnail_data_uri(face_rgb_uint8: np.ndarray, size: int = 112, quality: int = 80) -> str:
-    """JPEG ``data:`` URI of an RGB face, upscaled (bicubic) to ``size`` x ``size``."""
+def _jpeg_uri(rgb: np.ndarray, quality: int, max_bytes: int | None) -> str:
+    """JPEG data URI of an RGB image; quality lowered by steps of 10 (down to 30) until within ``max_bytes``."""
+    import cv2
+
+    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+    q = int(quality)
+    while True:
+        ok, enc = cv2.imencode(".jpg", bgr, [int(cv2.IMWRITE_JPEG_QUALITY), q])
+        if not ok:  # pragma: no cover - OpenCV failure
+            raise ValueError("could not encode thumbnail as JPEG")
+        uri = "data:image/jpeg;base64," + base64.b64encode(enc.tobytes()).decode("ascii")
+        if max_bytes is None or len(uri) <= max_bytes or q <= 30:
+            return uri
+        q -= 10
+
+
+def saliency_overlay_data_uri(face_rgb_uint8: np.ndarray, heat_uint8: np.ndarray, size: int = 112,
+                              quality: int = 70, max_bytes: int | None = None) -> str:
+    """JPEG ``data:`` URI of a face with a Grad-CAM map over it (jet colours, opacity growing with the map).
+
+    ``heat_uint8``: (h, w) 0-255 at the layer's resolution, stretched over the face
+    (bilinear); where the map is 0 the face shows unchanged, where it is 255 the colour
+    covers 60 % of it.
+    """
+    import cv2
+
+    face = np.asarray(face_rgb_uint8)
+    heat = np.asarray(heat_uint8)
+    if face.dtype != np.uint8 or face.ndim != 3 or face.shape[2] != 3:
+        raise ValueError(f"face must be (h, w, 3) uint8, got {face.shape} {face.dtype}")
+    if heat.dtype != np.uint8 or heat.ndim != 2:
+        raise ValueError(f"saliency map must be (h, w) uint8, got {heat.shape} {heat.dtype}")
+    interp = cv2.INTER_CUBIC if size >= max(face.shape[:2]) else cv2.INTER_AREA
+    base = cv2.resize(np.ascontiguousarray(face), (int(size), int(size)), interpolation=interp).astype(np.float32)
+    h = cv2.resize(np.ascontiguousarray(heat), (int(size), int(size)), interpolation=cv2.INTER_LINEAR)
+    colour = cv2.cvtColor(cv2.applyColorMap(h, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB).astype(np.float32)
+    alpha = (h.astype(np.float32) / 255.0 * 0.6)[:, :, None]
+    out = np.clip(base * (1.0 - alpha) + colour * alpha, 0, 255).astype(np.uint8)
+    return _jpeg_uri(out, quality, max_bytes)
+
+
+def thumbnail_data_uri(face_rgb_uint8: np.ndarray, size: int = 112, quality: int = 80,
+                       max_bytes: int | None = None) -> str:
+    """JPEG ``data:`` URI of an RGB face, upscaled (bicubic) to ``size`` x ``size`` (within ``max_bytes``)."""
     import cv2
 
     face = np.asarray(face_rgb_uint8)
@@ -156,11 +199,7 @@ def thumbnail_data_uri(face_rgb_uint8: np.ndarray, size: int = 112, quality: int
     face = np.ascontiguousarray(face[:, :, :3])
     interp = cv2.INTER_CUBIC if size >= max(face.shape[:2]) else cv2.INTER_AREA
     resized = cv2.resize(face, (int(size), int(size)), interpolation=interp)
-    bgr = cv2.cvtColor(resized, cv2.COLOR_RGB2BGR)
-    ok, enc = cv2.imencode(".jpg", bgr, [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
-    if not ok:  # pragma: no cover - OpenCV failure
-        raise ValueError("could not encode thumbnail as JPEG")
-    return "data:image/jpeg;base64," + base64.b64encode(enc.tobytes()).decode("ascii")
+    return _jpeg_uri(resized, quality, max_bytes)
 
 
 # --------------------------------------------------------------------------- figures

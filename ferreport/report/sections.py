@@ -59,6 +59,7 @@ class Faces:
         self.sources = df["source"].astype(str).tolist() if "source" in df.columns else [""] * len(df)
         self.face_ids = df["face_id"].astype(str).tolist() if "face_id" in df.columns else [""] * len(df)
         self.t, self.p, self.conf, self.limits = t, p, conf, limits
+        self.saliency = art.saliency.by_row() if art.saliency is not None and art.saliency.available else {}
         self._cache: dict[int, Thumb] = {}
 
     def has(self, row: int) -> bool:
@@ -72,15 +73,25 @@ class Faces:
         if i is None or self.faces is None:
             return None
         try:
-            uri = plots.thumbnail_data_uri(self.faces[i], size=self.limits.size, quality=self.limits.quality)
+            uri = plots.thumbnail_data_uri(self.faces[i], size=self.limits.size, quality=self.limits.quality,
+                                           max_bytes=self.limits.max_uri_bytes)
         except ValueError:
             return None
+        heat = self.saliency.get(row)
+        overlay = None
+        if heat is not None:
+            try:
+                overlay = plots.saliency_overlay_data_uri(self.faces[i], heat, size=self.limits.size,
+                                                          quality=self.limits.saliency_quality,
+                                                          max_bytes=self.limits.max_uri_bytes)
+            except ValueError:
+                overlay = None
         t = int(self.t[row])
         thumb = Thumb(
             uri=uri, row=row, source=self.sources[row], face_id=self.face_ids[row],
             true=CLASS_NAMES[t] if t >= 0 else None, pred=CLASS_NAMES[int(self.p[row])],
             confidence=float(self.conf[row]), correct=(t == int(self.p[row])) if t >= 0 else None,
-            short_source=short(self.sources[row]),
+            short_source=short(self.sources[row]), saliency_uri=overlay,
         )
         self._cache[row] = thumb
         return thumb

@@ -105,6 +105,16 @@ GLOSSARY: dict[str, tuple[str, str]] = {
                                                "always can."),
     "discordant": ("Discordant faces", "Faces that one run classifies correctly and the other does not; McNemar's "
                                        "test uses only these."),
+    "grad_cam": ("Grad-CAM", "A saliency map: the feature maps of the model's last convolutional layer, each "
+                             "weighted by how much raising it would raise the predicted class's score, summed. It "
+                             "shows the regions that pushed the model towards its answer, at that layer's coarse "
+                             "resolution (8×8 cells for a 64×64 face); it does not prove the model understood them."),
+    "confident_learning": ("Confident learning", "Finding label errors from out-of-sample predicted probabilities: "
+                                                 "per class, the model's typical probability for faces labelled "
+                                                 "with it sets a threshold; a face whose probability for another "
+                                                 "class clears that class's threshold while its own label's does "
+                                                 "not is counted as probably mislabelled (cleanlab, Northcutt et "
+                                                 "al. 2021)."),
 }
 
 #: Labels written on the page (facts, table headers) that name a glossary term.
@@ -502,6 +512,18 @@ FIELDS: tuple[tuple[str, str, str, str, _Fmt, bool], ...] = (
     (C, "ray_address", "Evaluation", "Ray cluster address", lambda v: "none (local)" if v is None else _text(v),
      True),
     (C, "chunk_size", "Evaluation", "Images per chunk", _number, False),
+    (P, "saliency.available", "Evaluation", "Saliency maps (Grad-CAM)", _yes_no, False),
+    (P, "saliency.method", "Evaluation", "Saliency method", _text, False),
+    (P, "saliency.reason", "Evaluation", "Why no saliency maps", _text, False),
+    (P, "saliency.layer", "Evaluation", "Grad-CAM layer", _text, True),
+    (P, "saliency.target", "Evaluation", "Grad-CAM target", _text, False),
+    (P, "saliency.map_size", "Evaluation", "Grad-CAM map cells", lambda v: " × ".join(map(_text, v))
+     if isinstance(v, (list, tuple)) else _text(v), False),
+    (P, "saliency.faces", "Evaluation", "Faces with a saliency map", _number, False),
+    (P, "saliency.seconds", "Evaluation", "Grad-CAM time (s)", _text, False),
+    (P, "saliency.model_input", "Evaluation", "Grad-CAM fed the model", _text, False),
+    (C, "saliency", "Evaluation", "Saliency maps asked for", _yes_no, False),
+    (C, "saliency_layer", "Evaluation", "Grad-CAM layer (as given)", _text, True),
     # software
     (P, "platform", "Software", "Platform", _text, False),
     (P, "packages.python", "Software", "Python", _text, False),

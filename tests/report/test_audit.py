@@ -39,8 +39,9 @@ def test_labelled_audit_shows_the_scores_and_the_models_training_curves(tmp_path
     ctx = build_audit_context(run, n_resamples=50)
     assert ctx.kind == "audit" and ctx.n == 120 and ctx.n_rows == 120
     assert [s.id for s in ctx.sections] == ["overview", "scan", "distribution", "confidence", "faces", "training",
-                                            "confusion", "per-class", "confused-pairs", "calibration", "provenance"]
-    assert [s.number for s in ctx.sections] == list(range(1, 12))
+                                            "confusion", "per-class", "confused-pairs", "calibration", "label-issues",
+                                            "provenance"]
+    assert [s.number for s in ctx.sections] == list(range(1, 13))
     assert {h.key for h in ctx.headline} == {"accuracy", "macro_f1", "weighted_f1", "n"}
     titles = [w.title for w in ctx.warnings]
     assert "Images without a detected face" in titles and "Files skipped" in titles

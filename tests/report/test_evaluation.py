@@ -243,7 +243,7 @@ def test_headline_numbers_match_metrics(tmp_path):
     assert head["accuracy"].value == pytest.approx(bundle.classification.accuracy)
     assert head["macro_f1"].low == pytest.approx(bundle.ci["macro_f1"].low)
     assert head["n"].value == 150
-    assert [s.number for s in ctx.sections] == list(range(1, 10))
+    assert [s.number for s in ctx.sections] == list(range(1, 11))
 
 
 def test_usage_errors(tmp_path):
