@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model-kind", default="hog-logreg", choices=("hog-logreg", "cnn"))
+    ap.add_argument("--epochs", type=int, default=5, help="epochs per fold of --model-kind cnn")
     ap.add_argument("--shares", default="0.05,0.10,0.20")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = ap.parse_args()
@@ -73,7 +74,7 @@ def main() -> None:
         k = len(flipped_rows)
         t0 = time.perf_counter()
         proba, acc = out_of_sample_proba(dataset.faces, noisy, groups, model_kind=args.model_kind, folds=args.folds,
-                                         seed=args.seed)
+                                         seed=args.seed, epochs=args.epochs)
         t_proba = time.perf_counter() - t0
         p_given = proba[np.arange(len(noisy)), noisy]
         others = proba.copy()

@@ -524,8 +524,9 @@ class LabelIssuesConfig(_Settings):
                                      "(ExpW) or moves.csv (class folders), label_issues.html, label_issues.json.",
                                kind=Path)
     model_kind: str = setting("hog-logreg", "Model giving the out-of-sample probabilities: hog-logreg (HOG + "
-                                            "logistic regression, about a minute for 4,000 faces) or cnn (the "
-                                            "compact CNN, --epochs per fold; slower, sharper).",
+                                            "logistic regression, under a minute for 4,000 faces) or cnn (the "
+                                            "compact-std CNN, --epochs per fold; slower, and at few epochs less "
+                                            "precise).",
                               choices=LABEL_MODEL_KINDS)
     folds: int = setting(5, "Cross-validation folds (each face is scored by a model trained on the others; folds "
                             "grouped by image/person).", min=2, max=20)
