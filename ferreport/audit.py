@@ -958,9 +958,8 @@ def _drift(job: _Job, reference: DriftSample) -> None:
     """drift.json: this folder against the reference."""
     result = drift_tests(reference, sample_from_folder(job.run_dir, option="predict"), DriftConfig(), seed=job.seed)
     write_drift(result, job.run_dir)
-    fired = [t.title for t in result.tests if t.fired]
-    if progress_mode() != "off":  # a stage line: --no-progress silences it (drift.json and the report keep it)
-        echo(f"drift against {reference.name}: " + (f"detected ({'; '.join(fired)})" if fired else "none detected"))
+    if progress_mode() != "off" and not result.drift_detected:  # a stage line: --no-progress silences it
+        echo(f"drift against {reference.name}: none detected")  # detected drift: a report notice, always printed
 
 
 def _provenance(job: _Job, summary: dict[str, Any], scan: _Scan, started: str,

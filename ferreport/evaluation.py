@@ -86,7 +86,8 @@ def write_label_issue_rows(frame: pd.DataFrame, out_dir: Path, labels: tuple[str
     from .report.context import ThumbnailLimits
 
     found, rows = issues_of_predictions(frame, scored=labels)
-    if not found.available:
+    if not found.available:  # a stale file from an earlier evaluation of this run would describe other faces
+        (out_dir / LABEL_ISSUES_FILE).unlink(missing_ok=True)
         return np.zeros(0, np.int64)
     write_label_issues(rows, out_dir / LABEL_ISSUES_FILE)
     return np.array([i.row for i in found.issues[:ThumbnailLimits().label_issues]], dtype=np.int64)

@@ -289,7 +289,8 @@ def finish(run_dir: Path, metrics: dict[str, Any], plan: GatePlan, *, command: s
     outputs: dict[str, str] = {}
     for key, name in (("predictions", artifacts.PREDICTIONS), ("metrics", artifacts.METRICS),
                       ("audit_summary", artifacts.AUDIT_SUMMARY), ("skipped", artifacts.SKIPPED),
-                      ("slices", artifacts.SLICES), ("drift", artifacts.DRIFT)):
+                      ("slices", artifacts.SLICES), ("drift", artifacts.DRIFT),
+                      ("label_issues", artifacts.LABEL_ISSUES)):
         if (run_dir / name).is_file():
             outputs[key] = str(run_dir / name)
     gates_path = run_dir / GATES_FILE

@@ -520,6 +520,8 @@ def _evaluate(adapter: Any, dataset: PreparedDataset, rows: np.ndarray, run_dir:
     else:
         record.pop("saliency", None)
     record["model_sha256"] = record.get("model_sha256") or fingerprint
+    if not record.get("finished"):  # an evaluation-only run folder finishes with its evaluation
+        record["finished"] = record["evaluation"]["finished"]
     write_json(prov_path, record)
     return result.metrics
 

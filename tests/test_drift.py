@@ -150,6 +150,9 @@ def test_audit_of_a_darkened_copy_reports_drift(audits):
     doc = json.loads((out / artifacts.DRIFT).read_text())
     assert doc["drift_detected"] is True
     assert "image_stats" in doc["fired"]
+    # a verdict, not progress: printed even under --no-progress (a cron job's log must say it)
+    assert "warning: Drift detected" in r.stderr and str(audits["ref"]) in r.stderr
+    assert "Drift detected" not in audits["same"][1].stderr
     gates = json.loads((out / artifacts.GATES).read_text())
     psi_gate = gates["gates"][0]
     assert psi_gate["key"] == "drift_psi" and psi_gate["actual"] == doc["drift_psi"]

@@ -477,6 +477,13 @@ def _audit_warnings(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundl
                                "read in the folder."))
     if not folder.found and not folder.n_rows:
         warnings.append(Notice("No face", "No face was predicted: the report has nothing to show."))
+    drift = read_drift(folder.run)
+    if drift is not None and drift.get("drift_detected"):
+        fired = [t.get("title", t.get("key", "?")) for t in drift.get("tests", []) if t.get("fired")]
+        warnings.append(Notice("Drift detected",
+                               f"This folder does not look like the reference ({drift.get('reference', '?')}): "
+                               f"{'; '.join(fired)} fired (see 'Is this folder like the reference?').",
+                               kind="drift"))
     return warnings
 
 
