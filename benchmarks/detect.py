@@ -45,19 +45,13 @@ from pathlib import Path
 import _common as C
 import numpy as np
 
+from ferreport.detection import box_iou
+
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
-def _iou(a, b) -> float:
-    """IoU of two (top, left, right, bottom) boxes."""
-    ih = min(a[3], b[3]) - max(a[0], b[0])
-    iw = min(a[2], b[2]) - max(a[1], b[1])
-    if ih <= 0 or iw <= 0:
-        return 0.0
-    inter = ih * iw
-    return inter / ((a[3] - a[0]) * (a[2] - a[1]) + (b[3] - b[0]) * (b[2] - b[1]) - inter)
 
 
 def _splits(model_dir: Path | None) -> dict[str, str]:
@@ -108,7 +102,7 @@ def fit_crop_rule(pairs, params) -> tuple[float, float, float]:
             ious = []
             for (x0, y0, x1, y1), known, w, h in pairs:
                 box = square_box(x0, y0, x1, y1, w, h, float(scale), float(shift))
-                ious.append(_iou(box, known) if box else 0.0)
+                ious.append(box_iou(box, known) if box else 0.0)
             best = max(best, (float(np.mean(ious)), round(float(scale), 2), round(float(shift), 2)))
     return best
 
@@ -129,7 +123,7 @@ def detect_stats(name: str, images: list, params, known: list | None = None) -> 
         seconds += time.perf_counter() - t
         found += bool(faces)
         if known is not None:
-            hits = [_iou(f.box, known[i]) for f in faces]
+            hits = [box_iou(f.box, known[i]) for f in faces]
             extra += sum(v < 0.3 for v in hits)
             ious.append(max(hits, default=0.0))
         else:
@@ -234,10 +228,10 @@ def main() -> None:
         img = cv2.imread(path)
         faces = blazeface.detect(img, blaze.score_threshold)
         if faces:
-            best = max(faces, key=lambda f: _iou((f.box[1], f.box[0], f.box[2], f.box[3]), known))
+            best = max(faces, key=lambda f: box_iou((f.box[1], f.box[0], f.box[2], f.box[3]), known))
             pairs.append((best.box, known, img.shape[1], img.shape[0]))
     miou, scale, shift = fit_crop_rule(pairs, blaze)
-    raw_iou = np.mean([_iou(square_box(*b, w, h, 1.0, 0.0) or (0, 0, 0, 0), k) for b, k, w, h in pairs])
+    raw_iou = np.mean([box_iou(square_box(*b, w, h, 1.0, 0.0) or (0, 0, 0, 0), k) for b, k, w, h in pairs])
     print(f"-- crop rule fitted on {len(pairs)} training-split scenes: scale {scale}, shift {shift} "
           f"(mean IoU {miou:.3f}; the detector's own square box, scale 1 shift 0: {raw_iou:.3f}); "
           f"in the code: scale {blaze.box_scale}, shift {blaze.box_shift}")

@@ -67,7 +67,7 @@ import numpy as np
 from . import blazeface
 from .errors import FerreportError, UsageError
 
-__all__ = ["Box", "DEFAULT_PARAMS", "DETECTORS", "DetectorParams", "Face", "aligned_crop", "cascade",
+__all__ = ["Box", "DEFAULT_PARAMS", "DETECTORS", "DetectorParams", "Face", "aligned_crop", "box_iou", "cascade",
            "cascade_path", "detect_faces", "find_faces", "primary_face", "resolve_detector", "square_box"]
 
 #: The detectors by name; ``auto`` (the command line's default) is the first one available.
@@ -244,6 +244,16 @@ def _blazeface_faces(img: np.ndarray, params: DetectorParams) -> list[Face]:
     return [faces[b] for b in _drop_nested(list(faces), params.overlap)]
 
 
+def box_iou(a: Box | tuple[int, ...], b: Box | tuple[int, ...]) -> float:
+    """Intersection over union of two ``(top, left, right, bottom)`` boxes (0 when they do not overlap)."""
+    ih = min(a[3], b[3]) - max(a[0], b[0])
+    iw = min(a[2], b[2]) - max(a[1], b[1])
+    if ih <= 0 or iw <= 0:
+        return 0.0
+    inter = ih * iw
+    return inter / ((a[3] - a[0]) * (a[2] - a[1]) + (b[3] - b[0]) * (b[2] - b[1]) - inter)
+
+
 def _refined(gray: np.ndarray, box: Box, params: DetectorParams) -> Box | None:
     """The cascade's box for the face BlazeFace found in ``box``, or None when the cascade does not
     confirm it there.
@@ -270,10 +280,7 @@ def _refined(gray: np.ndarray, box: Box, params: DetectorParams) -> Box | None:
     best, best_iou = None, 0.4
     for x, y, bw, bh in (found if len(found) else ()):
         cand = (t + int(y), l + int(x), l + int(x + bw), t + int(y + bh))
-        ih = min(cand[3], bottom) - max(cand[0], top)
-        iw = min(cand[2], right) - max(cand[1], left)
-        inter = max(0, ih) * max(0, iw)
-        iou = inter / (bw * bh + side * (bottom - top) - inter)
+        iou = box_iou(cand, box)
         if iou > best_iou:
             best, best_iou = cand, iou
     return best

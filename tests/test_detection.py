@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ferreport.detection import DEFAULT_PARAMS, DetectorParams, cascade, cascade_path, detect_faces
+from ferreport.detection import DEFAULT_PARAMS, DetectorParams, box_iou, cascade, cascade_path, detect_faces
 from ferreport.sample import draw_face
 
 
@@ -18,13 +18,6 @@ def _scene(seed: int, h: int, w: int, face: int, top: int, left: int) -> np.ndar
     return img
 
 
-def _iou(a, b) -> float:
-    ih = min(a[3], b[3]) - max(a[0], b[0])
-    iw = min(a[2], b[2]) - max(a[1], b[1])
-    if ih <= 0 or iw <= 0:
-        return 0.0
-    inter = ih * iw
-    return inter / ((a[3] - a[0]) * (a[2] - a[1]) + (b[3] - b[0]) * (b[2] - b[1]) - inter)
 
 
 def test_the_cascade_ships_with_opencv_and_loads_once():
@@ -52,7 +45,7 @@ def test_drawn_faces_in_scenes_are_found_where_they_are():
         truth = (top, left, left + side, top + side)
         for t, l, r, b in boxes:
             assert 0 <= t < b <= 360 and 0 <= l < r <= 520  # clipped to the image
-            assert _iou((t, l, r, b), truth) > 0.3          # no box on the plain background
+            assert box_iou((t, l, r, b), truth) > 0.3          # no box on the plain background
         hits += bool(boxes)
     # the generator draws cartoon faces; the cascade (trained on photographs) finds about half
     assert hits >= 3, hits
@@ -63,7 +56,7 @@ def test_large_images_are_searched_downscaled_and_boxes_come_back_in_full_resolu
     big = cv2.resize(small, None, fx=6, fy=6, interpolation=cv2.INTER_LINEAR)  # 2160 x 3120
     a, b = detect_faces(small), detect_faces(big)
     assert a and b
-    assert _iou(tuple(6 * v for v in a[0]), b[0]) > 0.6
+    assert box_iou(tuple(6 * v for v in a[0]), b[0]) > 0.6
 
 
 def test_no_face_in_a_plain_or_tiny_image_and_other_channel_layouts_work():

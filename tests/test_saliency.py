@@ -51,6 +51,22 @@ def peak_corner(cam: np.ndarray) -> tuple[int, int]:
     return int(y >= cam.shape[0] / 2), int(x >= cam.shape[1] / 2)
 
 
+
+def _audit_with_square_model(folder, tmp_path):
+    """Audit ``folder`` (whole images) with the bright-square model saved as m.keras; (model path, audit folder)."""
+    from click.testing import CliRunner
+
+    from ferreport.cli import main
+
+    model = tmp_path / "m.keras"
+    bright_square_model().save(model)
+    out = tmp_path / "audit"
+    res = CliRunner().invoke(main, ["predict", str(folder), "--model", str(model), "--faces", "whole",
+                                    "--classes", "angry,disgust", "--out", str(out), "--format", "html"])
+    assert res.exit_code == 0, res.output
+    return model, out
+
+
 def test_grad_cam_peaks_in_the_corner_whose_square_decides_the_class():
     from ferreport.adapters import adapter_for
     from ferreport.contract import ModelContract
@@ -173,12 +189,7 @@ def test_a_folder_audit_draws_the_maps_beside_its_faces_too(tmp_path):
     corners = [list(CORNERS)[i % 4] for i in range(12)]
     for i, face in enumerate(square_faces(corners)):
         cv2.imwrite(str(folder / f"p{i:02d}.png"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
-    model = tmp_path / "m.keras"
-    bright_square_model().save(model)
-    out = tmp_path / "audit"
-    res = CliRunner().invoke(main, ["predict", str(folder), "--model", str(model), "--faces", "whole",
-                                    "--classes", "angry,disgust", "--out", str(out), "--format", "html"])
-    assert res.exit_code == 0, res.output
+    model, out = _audit_with_square_model(folder, tmp_path)
     assert (out / SALIENCY_FILE).is_file()
     html = (out / "report.html").read_text()
     assert html.count('class="sal"') >= 12 and "layer <code>cells</code>" in html
@@ -230,12 +241,7 @@ def test_a_labelled_audit_lists_its_labels_to_check_as_its_csv_does(tmp_path):
             label = "disgust" if label == "angry" else "angry"
         (folder / label).mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(folder / label / f"p{i:02d}.png"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
-    model = tmp_path / "m.keras"
-    bright_square_model().save(model)
-    out = tmp_path / "audit"
-    res = CliRunner().invoke(main, ["predict", str(folder), "--model", str(model), "--faces", "whole",
-                                    "--classes", "angry,disgust", "--out", str(out), "--format", "html"])
-    assert res.exit_code == 0, res.output
+    model, out = _audit_with_square_model(folder, tmp_path)
     csv = pd.read_csv(out / LABEL_ISSUES_FILE, dtype=str, keep_default_na=False)
     assert set(csv["source"]) == {"angry/p01.png", "angry/p03.png", "disgust/p04.png"}  # exactly the planted ones
     ctx = build_audit_context(out, n_resamples=20)
