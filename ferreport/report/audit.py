@@ -480,10 +480,10 @@ def _audit_warnings(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundl
     drift = read_drift(folder.run)
     if drift is not None and drift.get("drift_detected"):
         fired = [t.get("title", t.get("key", "?")) for t in drift.get("tests", []) if t.get("fired")]
-        warnings.append(Notice("Drift detected",
-                               f"This folder does not look like the reference ({drift.get('reference', '?')}): "
-                               f"{'; '.join(fired)} fired (see 'Is this folder like the reference?').",
-                               kind="drift"))
+        warnings.insert(0, Notice("Drift detected",
+                                  f"This folder does not look like the reference ({drift.get('reference', '?')}): "
+                                  f"{'; '.join(fired)} fired (see 'Is this folder like the reference?').",
+                                  kind="drift"))
     return warnings
 
 
