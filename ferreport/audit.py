@@ -49,7 +49,7 @@ import json
 import os
 import posixpath
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -385,7 +385,7 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     if reference is not None and scan.counts.faces:
         _drift(job, reference)
     if scan.counts.labelled:  # labelled faces: the ones whose label is probably wrong (ferreport.label_issues)
-        _write_label_issues(run_dir, adapter.contract.scored)
+        _add_to_pool(job, scan, _write_label_issues(run_dir, adapter.contract.scored))
     record = _provenance(job, summary, scan, started, adapter.record())
     if config.saliency:  # Grad-CAM of the pooled faces (ferreport.saliency), as an evaluation stores it
         record["saliency"] = explain_pool_file(adapter, run_dir, config.saliency_layer)
@@ -634,16 +634,20 @@ class _Reservoir:
                          np.asarray(self.vectors)[order] if self.vectors else np.zeros((0, 0), np.float16), layer)
 
 
-def _write_label_issues(run_dir: Path, scored: tuple[str, ...]) -> None:
-    """label_issues.csv of an audit's labelled faces (every row's label and probabilities, read once)."""
+def _write_label_issues(run_dir: Path, scored: tuple[str, ...]) -> list[int]:
+    """label_issues.csv of an audit's labelled faces (every row's label and probabilities, read once); returns
+    the predictions.csv rows of the faces the report's "Labels to check" grid shows."""
     from .label_issues import LABEL_ISSUES_FILE, issues_of_predictions, write_label_issues
+    from .report.context import ThumbnailLimits
 
     frame = pd.read_csv(run_dir / artifacts.PREDICTIONS, keep_default_na=False,
                         usecols=["source", "face_id", "true_label", *artifacts.PROBA_COLUMNS],
                         dtype={"source": str, "face_id": str, "true_label": str})
     found, rows = issues_of_predictions(frame, scored)
-    if found.available:
-        write_label_issues(rows, run_dir / LABEL_ISSUES_FILE)
+    if not found.available:
+        return []
+    write_label_issues(rows, run_dir / LABEL_ISSUES_FILE)
+    return [int(i.row) for i in found.issues[:ThumbnailLimits().label_issues]]
 
 
 def explain_pool_file(adapter: Any, run_dir: Path, layer: str | None = None) -> dict[str, Any]:
@@ -937,20 +941,28 @@ def _slices(job: _Job, scan: _Scan, scored: tuple[str, ...]) -> None:
     stats = read_face_stats(job.run_dir / artifacts.FACE_STATS, len(frame))
     report = slices_for_run(job.run_dir, frame, stats, labels=scored, settings=SliceConfig(),
                             n_resamples=job.n_resamples, seed=job.seed)
-    worst = sorted({r for s in (report.weakest if report is not None else ()) for r in s.worst_rows})
+    _add_to_pool(job, scan, {r for s in (report.weakest if report is not None else ()) for r in s.worst_rows}, frame)
+
+
+def _add_to_pool(job: _Job, scan: _Scan, rows: Iterable[int], frame: pd.DataFrame | None = None) -> None:
+    """Add the faces of predictions.csv ``rows`` a report section shows (a weak slice's worst faces, the labels
+    to check) to the face pool, cropped again from their files as the scan cropped them."""
     pool = scan.pool
     have = set(pool.frame["row"].tolist()) if pool.frame is not None else set()
-    worst = [r for r in worst if r not in have]
-    if not worst:
+    rows = sorted(int(r) for r in set(rows) - have)
+    if not rows:
         return
-    faces = np.zeros((len(worst), FACE_SIZE, FACE_SIZE, 3), np.uint8)
-    for n, row in enumerate(worst):
+    if frame is None:
+        frame = pd.read_csv(job.run_dir / artifacts.PREDICTIONS, keep_default_na=False,
+                            na_values={"confidence": [""]}, dtype={"source": str, "true_label": str, "pred_label": str})
+    faces = np.zeros((len(rows), FACE_SIZE, FACE_SIZE, 3), np.uint8)
+    for n, row in enumerate(rows):
         box = tuple(int(frame.at[row, c]) for c in BOX_COLUMNS)
         faces[n] = recrop_face(job.folder / str(frame.at[row, "source"]), box, job.detector)
-    extra = frame.iloc[worst][["true_label", "pred_label", "confidence", *artifacts.PROBA_COLUMNS]].copy()
-    extra.insert(0, "row", np.asarray(worst, np.int64))
+    extra = frame.iloc[rows][["true_label", "pred_label", "confidence", *artifacts.PROBA_COLUMNS]].copy()
+    extra.insert(0, "row", np.asarray(rows, np.int64))
     pool.frame = pd.concat([pool.frame, extra], ignore_index=True) if pool.frame is not None else extra
-    pool.faces = np.concatenate([pool.faces[: len(pool.frame) - len(worst)], faces])
+    pool.faces = np.concatenate([pool.faces[: len(pool.frame) - len(rows)], faces])
     pool.write(job.run_dir / artifacts.FACES_POOL)
 
 
