@@ -69,7 +69,7 @@ from .slices import slices_for_run
 from .errors import DatasetError, UsageError
 from .config import DriftConfig, SliceConfig
 from .embeddings import embedder_for, write_embeddings
-from .evaluation import PROBA_DECIMALS, predictions_frame
+from .evaluation import PROBA_DECIMALS, predictions_frame, read_predictions, write_label_issue_rows
 from .facestats import FACE_STATS_COLUMNS, IMAGE_MEASURES, face_stats_frame, read_face_stats
 from .metrics import metrics_from_predictions
 from .preprocessing import crop_face, decode_image, pool_context
@@ -381,11 +381,14 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     summary = _summarise(job, scan)
     write_json(run_dir / AUDIT_SUMMARY, summary)
     metrics = _score(job, scan.counts, adapter.contract.scored)
-    _slices(job, scan, adapter.contract.scored)
+    if scan.counts.labelled:  # slices, and the faces whose label is probably wrong (ferreport.label_issues)
+        frame = read_predictions(run_dir / artifacts.PREDICTIONS)
+        shown = _slices(job, frame, adapter.contract.scored)
+        shown |= set(write_label_issue_rows(frame, run_dir, adapter.contract.scored).tolist())
+        _add_to_pool(job, scan, shown, frame)
+        del frame
     if reference is not None and scan.counts.faces:
         _drift(job, reference)
-    if scan.counts.labelled:  # labelled faces: the ones whose label is probably wrong (ferreport.label_issues)
-        _add_to_pool(job, scan, _write_label_issues(run_dir, adapter.contract.scored))
     record = _provenance(job, summary, scan, started, adapter.record())
     if config.saliency:  # Grad-CAM of the pooled faces (ferreport.saliency), as an evaluation stores it
         record["saliency"] = explain_pool_file(adapter, run_dir, config.saliency_layer)
@@ -632,22 +635,6 @@ class _Reservoir:
         order = np.argsort(self.rows)
         write_embeddings(path, np.asarray(self.rows, np.int64)[order],
                          np.asarray(self.vectors)[order] if self.vectors else np.zeros((0, 0), np.float16), layer)
-
-
-def _write_label_issues(run_dir: Path, scored: tuple[str, ...]) -> list[int]:
-    """label_issues.csv of an audit's labelled faces (every row's label and probabilities, read once); returns
-    the predictions.csv rows of the faces the report's "Labels to check" grid shows."""
-    from .label_issues import LABEL_ISSUES_FILE, issues_of_predictions, write_label_issues
-    from .report.context import ThumbnailLimits
-
-    frame = pd.read_csv(run_dir / artifacts.PREDICTIONS, keep_default_na=False,
-                        usecols=["source", "face_id", "true_label", *artifacts.PROBA_COLUMNS],
-                        dtype={"source": str, "face_id": str, "true_label": str})
-    found, rows = issues_of_predictions(frame, scored)
-    if not found.available:
-        return []
-    write_label_issues(rows, run_dir / LABEL_ISSUES_FILE)
-    return [int(i.row) for i in found.issues[:ThumbnailLimits().label_issues]]
 
 
 def explain_pool_file(adapter: Any, run_dir: Path, layer: str | None = None) -> dict[str, Any]:
@@ -930,21 +917,16 @@ def _reference(given: Path | None, model: ResolvedModel) -> DriftSample | None:
     return None
 
 
-def _slices(job: _Job, scan: _Scan, scored: tuple[str, ...]) -> None:
-    """slices.json of a labelled audit (the face method among the slices), its weak slices' worst faces added to
-    the face pool (cropped again from their files)."""
-    if not scan.counts.labelled:
-        slices_for_run(job.run_dir, pd.DataFrame(), None)  # removes a stale slices.json
-        return
-    frame = pd.read_csv(job.run_dir / artifacts.PREDICTIONS, keep_default_na=False, na_values={"confidence": [""]},
-                        dtype={"source": str, "true_label": str, "pred_label": str, "found": str})
+def _slices(job: _Job, frame: pd.DataFrame, scored: tuple[str, ...]) -> set[int]:
+    """slices.json of a labelled audit (the face method among the slices); returns the rows of its weak slices'
+    worst faces (for the face pool)."""
     stats = read_face_stats(job.run_dir / artifacts.FACE_STATS, len(frame))
     report = slices_for_run(job.run_dir, frame, stats, labels=scored, settings=SliceConfig(),
                             n_resamples=job.n_resamples, seed=job.seed)
-    _add_to_pool(job, scan, {r for s in (report.weakest if report is not None else ()) for r in s.worst_rows}, frame)
+    return {int(r) for s in (report.weakest if report is not None else ()) for r in s.worst_rows}
 
 
-def _add_to_pool(job: _Job, scan: _Scan, rows: Iterable[int], frame: pd.DataFrame | None = None) -> None:
+def _add_to_pool(job: _Job, scan: _Scan, rows: Iterable[int], frame: pd.DataFrame) -> None:
     """Add the faces of predictions.csv ``rows`` a report section shows (a weak slice's worst faces, the labels
     to check) to the face pool, cropped again from their files as the scan cropped them."""
     pool = scan.pool
@@ -952,9 +934,6 @@ def _add_to_pool(job: _Job, scan: _Scan, rows: Iterable[int], frame: pd.DataFram
     rows = sorted(int(r) for r in set(rows) - have)
     if not rows:
         return
-    if frame is None:
-        frame = pd.read_csv(job.run_dir / artifacts.PREDICTIONS, keep_default_na=False,
-                            na_values={"confidence": [""]}, dtype={"source": str, "true_label": str, "pred_label": str})
     faces = np.zeros((len(rows), FACE_SIZE, FACE_SIZE, 3), np.uint8)
     for n, row in enumerate(rows):
         box = tuple(int(frame.at[row, c]) for c in BOX_COLUMNS)
