@@ -157,15 +157,14 @@ def metric_value(metrics: Mapping[str, Any] | None, key: str) -> float | None:
 
 def gate_inputs(run_dir: str | Path, metrics: Mapping[str, Any]) -> dict[str, Any]:
     """``metrics`` with the slice and drift keys added from the run's slices.json and drift.json (when present)."""
+    from .drift import read_drift
+    from .slices import read_slices
+
     out = dict(metrics)
-    for name, keys in ((artifacts.SLICES, {"min_slice_accuracy": "min_slice_accuracy"}),
-                       (artifacts.DRIFT, {"drift_psi": "drift_psi", "embedding_auc": "embedding_auc"})):
-        try:
-            doc = json.loads((Path(run_dir) / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(doc, dict):
-            out.update({key: doc.get(field) for key, field in keys.items()})
+    for doc, keys in ((read_slices(Path(run_dir)), SLICE_KEYS),
+                      (read_drift(Path(run_dir)), DRIFT_KEYS)):
+        if doc is not None:
+            out.update({key: doc.get(key) for key in keys})
     return out
 
 

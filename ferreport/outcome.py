@@ -269,11 +269,10 @@ class Outcome:
 
     def _drift(self) -> dict[str, Any]:
         """``{"drift": {drift_detected, drift_psi, embedding_auc, fired}}`` of an audit with a reference, else {}."""
-        try:
-            doc = json.loads((Path(self.run_dir) / artifacts.DRIFT).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(doc, dict):
+        from .drift import read_drift
+
+        doc = read_drift(Path(self.run_dir))
+        if doc is None:
             return {}
         return {"drift": {k: doc.get(k) for k in ("drift_detected", "drift_psi", "embedding_auc", "fired")}}
 
