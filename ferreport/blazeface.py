@@ -35,7 +35,6 @@ right and left ear tragion), in input pixels.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -44,6 +43,8 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
+
+from .provenance import sha256_file
 
 __all__ = ["PACKAGE", "BlazeFace", "FaceFound", "NETWORKS", "available", "detect", "model_dir", "model_files",
            "package_version"]
@@ -104,8 +105,7 @@ def model_files() -> dict[str, dict[str, str]]:
         return {}
     out = {}
     for key, (name, *_rest) in NETWORKS.items():
-        with open(os.path.join(folder, name), "rb") as fh:
-            out[key] = {"file": name, "sha256": hashlib.sha256(fh.read()).hexdigest()}
+        out[key] = {"file": name, "sha256": sha256_file(os.path.join(folder, name))}
     return out
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .constants import ARCH_NAMES, MONITORS
+from .constants import ARCH_NAMES, DETECTORS, MONITORS
 from .contract import CHANNEL_ORDERS, INPUT_RANGES, OUTPUT_KINDS
 from .errors import UsageError
 
@@ -44,7 +44,7 @@ STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multiworker")
 #: How ``predict`` finds faces, and where it runs.
 FACES_MODES: tuple[str, ...] = ("auto", "detect", "whole")
 #: Face detectors of ``predict --detector`` (ferreport.detection.DETECTORS, plus auto = the best installed).
-DETECTOR_CHOICES: tuple[str, ...] = ("auto", "blazeface", "haar")
+DETECTOR_CHOICES: tuple[str, ...] = ("auto", *DETECTORS)
 ENGINES: tuple[str, ...] = ("local", "ray")
 #: Epochs of the CPU demo (`ferreport run` without --full): a few minutes on 2 cores.
 DEMO_EPOCHS = 12

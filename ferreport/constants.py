@@ -20,3 +20,6 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
 #: name added with ``ferreport.architectures.register_architecture``.
 ARCH_NAMES: tuple[str, ...] = ("compact-std", "compact", "seed")
 MONITORS: dict[str, str] = {"val_loss": "min", "val_macro_f1": "max"}
+
+#: The face detectors by name, best first; ``auto`` (the command line's default) is the first one available.
+DETECTORS: tuple[str, ...] = ("blazeface", "haar")

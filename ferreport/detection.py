@@ -65,13 +65,12 @@ import cv2
 import numpy as np
 
 from . import blazeface
+from .constants import DETECTORS
 from .errors import FerreportError, UsageError
 
 __all__ = ["Box", "DEFAULT_PARAMS", "DETECTORS", "DetectorParams", "Face", "aligned_crop", "box_iou", "cascade",
            "cascade_path", "detect_faces", "find_faces", "primary_face", "resolve_detector", "square_box"]
 
-#: The detectors by name; ``auto`` (the command line's default) is the first one available.
-DETECTORS: tuple[str, ...] = ("blazeface", "haar")
 
 #: ``(top, left, right, bottom)`` in pixels; a face is ``img[top:bottom, left:right]``.
 Box = tuple[int, int, int, int]

@@ -531,7 +531,8 @@ FIELDS: tuple[tuple[str, str, str, str, _Fmt, bool], ...] = (
 )
 _NOT_CODE = ("default", "the generated", "none", "—")
 _SIZE = ("model_contract.height", "model_contract.width")
-#: Keys read by more than one field in different commands (an audit's batch size is the prediction batch).
+
+
 def detector_text(d: Any, *, short: bool = False) -> str:
     """An audit's face detector (audit_summary.json / provenance.json ``detector``) in words;
     ``short``: name, version and threshold only (the report's folder scan; provenance has it all)."""
@@ -569,11 +570,12 @@ def _detector_models(models: Any) -> str:
                      for k, m in models.items())
 
 
+#: Keys read by more than one field in different commands (an audit's batch size is the prediction batch).
 _AUDIT_FIELDS: dict[tuple[str, str], tuple[str, str, _Fmt, bool]] = {
     (P, "detector"): ("Evaluation", "Face detector", detector_text, False),
     (P, "detector.models"): ("Evaluation", "Face detector weights", _detector_models, True),
     (C, "detector"): ("Evaluation", "Face detector (--detector)", _text, False),
-    (C, "align"): ("Evaluation", "Faces turned so the eyes are level (--align)", lambda v: "yes" if v else "no", False),
+    (C, "align"): ("Evaluation", "Faces turned so the eyes are level (--align)", _yes_no, False),
     (C, "batch_size"): ("Evaluation", "Prediction batch size", lambda v: _count(v, "face"), False),
     (C, "workers"): ("Evaluation", "Worker processes", _workers, False),
     (C, "model_contract"): ("Model", "Contract as applied", _text, False),
