@@ -26,7 +26,7 @@ from typing import Any
 
 from .errors import ModelError
 
-__all__ = ["ENV", "crashing_layers", "enabled", "guard_model", "prepare_training"]
+__all__ = ["ENV", "crashing_layers", "enabled", "guard_model", "model_crashing_layers", "prepare_training"]
 
 ENV = "TF_ENABLE_ONEDNN_OPTS"
 _CONVS = frozenset({"Conv2D", "SeparableConv2D", "DepthwiseConv2D", "Convolution2D"})
@@ -103,12 +103,26 @@ def prepare_training(model_path: str | os.PathLike[str] | None) -> str | None:
             "oneDNN path crashes on")
 
 
+def model_crashing_layers(model: Any) -> list[str]:
+    """Names of a built Keras model's layers, nested models' included, whose gradient oneDNN crashes on."""
+    found: list[str] = []
+
+    def visit(node: Any) -> None:
+        for layer in getattr(node, "layers", None) or []:
+            config = layer.get_config() if hasattr(layer, "get_config") else {}
+            if _risky(type(layer).__name__, config):
+                found.append(layer.name)
+            visit(layer)
+
+    visit(model)
+    return found
+
+
 def guard_model(model: Any, source: str | os.PathLike[str] = "model") -> None:
     """Refuse (ModelError) to train ``model`` in a process whose TensorFlow runs oneDNN when it would crash."""
     if not enabled():
         return
-    layers = [layer.name for layer in getattr(model, "layers", [])
-              if _risky(type(layer).__name__, layer.get_config() if hasattr(layer, "get_config") else {})]
+    layers = model_crashing_layers(model)
     if layers:
         raise ModelError(f"{source}: layer(s) {', '.join(layers[:3])} are 1x1 convolutions with stride > 1, whose "
                          f"gradient crashes TensorFlow's oneDNN path (a segfault); set {ENV}=0 before TensorFlow is "

@@ -67,14 +67,12 @@ def not_available_reason(adapter: Any) -> str | None:
     fmt = getattr(adapter, "format", "")
     model = getattr(adapter, "keras_model", None)
     if model is not None:
-        from .errors import ModelError
-        from .onednn import ENV, guard_model
+        from .onednn import ENV, enabled, model_crashing_layers
 
-        try:
-            guard_model(model, getattr(adapter, "path", "model"))
-        except ModelError as exc:  # computing the gradient would kill the process (SIGSEGV)
-            return (f"{str(exc).split(': ', 1)[-1].split('; set')[0]}; rerun with {ENV}=0 in the environment to get "
-                    "the maps")
+        layers = model_crashing_layers(model) if enabled() else []
+        if layers:  # computing the gradient would kill the process (SIGSEGV)
+            return (f"layer(s) {', '.join(layers[:3])} are 1x1 convolutions with stride > 1, whose gradient crashes "
+                    f"TensorFlow's oneDNN path (a segfault); rerun with {ENV}=0 in the environment to get the maps")
         return None
     if fmt == "onnx":
         return ("the model is an ONNX file, run by onnxruntime, which computes outputs but no gradients; "

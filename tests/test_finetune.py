@@ -19,7 +19,7 @@ from ferreport.config import TrainConfig
 from ferreport.constants import CLASS_NAMES
 from ferreport.errors import ModelError
 from ferreport.finetune import initial_model, open_source
-from ferreport.onednn import crashing_layers, guard_model
+from ferreport.onednn import crashing_layers, guard_model, model_crashing_layers
 from ferreport.prediction import predict_proba
 from ferreport.training import train_model
 from tests import model_zoo as zoo
@@ -103,6 +103,19 @@ def test_onednn_crash_is_detected_from_the_file_and_refused_in_process(tmp_path)
     if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0":  # this process runs oneDNN: refused, not crashed
         with pytest.raises(ModelError, match="shortcut are 1x1 convolutions with stride > 1"):
             guard_model(model, path)
+
+
+def test_onednn_guard_sees_a_crashing_layer_inside_a_nested_model(tmp_path):
+    """A model that wraps the block as a sub-model crashes the same way; the in-process check looks inside."""
+    import keras
+
+    block = keras.saving.load_model(_xception_block(tmp_path / "block.h5"), compile=False)
+    inputs = keras.Input(block.input_shape[1:])
+    wrapper = keras.Model(inputs, block(keras.layers.Rescaling(1.0)(inputs)), name="wrapper")
+    assert model_crashing_layers(wrapper) == ["shortcut"]
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0":
+        with pytest.raises(ModelError, match="shortcut are 1x1 convolutions"):
+            guard_model(wrapper, "wrapper.keras")
 
 
 @pytest.mark.slow
