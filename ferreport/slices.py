@@ -35,7 +35,7 @@ from . import artifacts
 from .atomic import write_json
 from .config import SliceConfig
 from .constants import CLASS_NAMES
-from .metrics import predictions_arrays, round_metric, stats_from_cms
+from .metrics import predictions_arrays, resampled_stats, round_metric, stats_from_cms
 
 __all__ = ["FACE_SIZE_EDGES", "SliceAttribute", "SliceReport", "SliceScore", "compute_slices", "read_slices",
            "slices_for_run", "summary_line", "write_slices"]
@@ -181,13 +181,12 @@ def _bins(key: str, binning: str, names: tuple[str, ...], values: pd.Series
 
 def _scores(t: np.ndarray, p: np.ndarray, k: int, n_resamples: int, rng: np.random.Generator,
             confidence: float) -> tuple[float, tuple[float, float], float, tuple[float, float]]:
-    """Accuracy and macro-F1 (over the classes present in ``t``) with percentile bootstrap intervals."""
+    """Accuracy and macro-F1 (over the classes present in ``t``) with percentile bootstrap intervals,
+    drawn as :func:`ferreport.metrics.bootstrap_ci` draws them."""
     cells = np.bincount(t * k + p, minlength=k * k).astype(np.float64)
-    n = t.size
     present = np.bincount(t, minlength=k) > 0
     point = stats_from_cms(cells.reshape(1, k, k))
-    draws = rng.multinomial(n, cells / n, size=n_resamples).reshape(n_resamples, k, k)
-    stats = stats_from_cms(draws)
+    stats = resampled_stats(t, p, k, n_resamples, rng)
     alpha = (1.0 - confidence) / 2.0
     q = [100 * alpha, 100 * (1 - alpha)]
     acc_lo, acc_hi = np.percentile(stats["accuracy"], q)
@@ -215,7 +214,8 @@ def compute_slices(predictions: pd.DataFrame, stats: pd.DataFrame, *, labels: tu
     conf = pd.to_numeric(predictions["confidence"], errors="coerce").to_numpy(np.float64)[known]
     part = stats.iloc[rows].reset_index(drop=True)
     k = len(labels)
-    acc, acc_ci, f1, f1_ci = _scores(t, p, k, n_resamples, np.random.default_rng([seed, 0]), confidence)
+    # the whole, drawn with metrics.json's generator: its intervals are metrics.json's (all classes present)
+    acc, acc_ci, f1, f1_ci = _scores(t, p, k, n_resamples, np.random.default_rng(seed), confidence)
     attributes: list[SliceAttribute] = []
     raw: list[tuple[str, str, str, np.ndarray]] = []
     for key, title, binning, names in _ATTRIBUTES:

@@ -93,6 +93,19 @@ def test_intervals_are_seeded_and_recorded(tmp_path):
     assert not list(tmp_path.glob(".*part*"))  # written atomically: no temporary left
 
 
+def test_the_whole_has_the_intervals_of_metrics_json():
+    """The overall row a slice is measured against carries the same intervals as metrics.json (same draws)."""
+    from ferreport.metrics import bootstrap_ci
+
+    frame, stats = _frame(600, 4, lambda s: np.full(len(s), 0.4))
+    report = compute_slices(frame, stats, n_resamples=300, seed=7)
+    names = list(CLASS_NAMES)
+    ci = bootstrap_ci(frame["true_label"].map(names.index).to_numpy(), frame["pred_label"].map(names.index).to_numpy(),
+                      n_resamples=300, seed=7)
+    assert report.accuracy_ci == pytest.approx((ci["accuracy"].low, ci["accuracy"].high), abs=1e-12)
+    assert report.macro_f1_ci == pytest.approx((ci["macro_f1"].low, ci["macro_f1"].high), abs=1e-12)
+
+
 def test_unlabelled_faces_have_no_slices_and_no_file(tmp_path):
     frame, stats = _frame(100, 4, lambda s: np.full(len(s), 0.3))
     frame["true_label"] = ""
