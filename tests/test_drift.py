@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import re
 
 import cv2
 import numpy as np
-import pandas as pd
 import pytest
 from click.testing import CliRunner
 

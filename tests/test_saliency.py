@@ -225,9 +225,7 @@ def test_a_labelled_audit_lists_its_labels_to_check_as_its_csv_does(tmp_path):
     """Class-named sub-folders give labels: label_issues.csv is written and its first rows are the grid."""
     import cv2
     import pandas as pd
-    from click.testing import CliRunner
 
-    from ferreport.cli import main
     from ferreport.label_issues import LABEL_ISSUES_FILE
     from ferreport.report import build_audit_context
 

@@ -11,7 +11,7 @@ import pytest
 
 from ferreport import artifacts
 from ferreport.errors import DatasetError, UsageError
-from ferreport.model import keras, load_model
+from ferreport.model import load_model
 from ferreport.training import (
     HISTORY_COLUMNS,
     TrainConfig,
