@@ -119,15 +119,17 @@ def find_label_issues(labels: np.ndarray, proba: np.ndarray, *, scored: Sequence
     mass = p.sum(axis=1, keepdims=True)
     p = np.divide(p, mass, out=np.full_like(p, 1.0 / len(present)), where=mass > 0)
     y = np.searchsorted(present, labels[keep])
-    from cleanlab.count import estimate_joint
+    from cleanlab.count import compute_confident_joint, estimate_joint
     from cleanlab.filter import find_label_issues as cl_find
     from cleanlab.rank import get_label_quality_scores
 
     with warnings.catch_warnings():  # "may not flag all issues in class k: too few examples" - said by the counts
         warnings.simplefilter("ignore", UserWarning)
-        flagged = np.asarray(cl_find(labels=y, pred_probs=p, return_indices_ranked_by=ranking, n_jobs=1),
-                             dtype=np.int64)
-        joint = np.asarray(estimate_joint(labels=y, pred_probs=p), dtype=np.float64)
+        # the calibrated confident joint, counted once: the filter prunes by it, the noise table is it normalised
+        confident = compute_confident_joint(labels=y, pred_probs=p)
+        flagged = np.asarray(cl_find(labels=y, pred_probs=p, return_indices_ranked_by=ranking, n_jobs=1,
+                                     confident_joint=confident), dtype=np.int64)
+        joint = np.asarray(estimate_joint(labels=y, pred_probs=p, confident_joint=confident), dtype=np.float64)
     quality = get_label_quality_scores(y, p, method="self_confidence")
     others = p.copy()
     others[np.arange(len(y)), y] = -1.0
