@@ -204,6 +204,36 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
         config = config.resumed_from(json.loads(saved_path.read_text()), where=saved_path)
     if config.data is not None:
         check_dataset_root(config.data)
+    start = _start_from(config)  # a bad --init-from fails here: before a face is decoded or a file written
+    fresh = chief and not config.resume and not run_dir.exists()
+    empty = chief and not config.resume and not fresh  # check_run_dir let it through: an empty folder
+    try:
+        return _train_into(run_dir, config, start, chief=chief, started=started, progress=progress)
+    except BaseException:
+        if (fresh or empty) and not (run_dir / artifacts.CHECKPOINT_DIR / artifacts.CHECKPOINT_STATE).is_file():
+            _discard(run_dir, keep_folder=empty)  # no epoch committed: nothing to resume, nothing to keep
+        raise
+
+
+def _discard(run_dir: Path, *, keep_folder: bool) -> None:
+    """Remove what a training run that failed before its first epoch wrote (config, splits, summary)."""
+    import shutil
+
+    if not run_dir.is_dir():
+        return
+    if not keep_folder:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for child in run_dir.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _train_into(run_dir: Path, config: RunConfig, start: _Start | None, *, chief: bool, started: str,
+                progress: bool | None) -> Path:
+    """The body of :func:`train` once the output folder, the dataset and the starting model are checked."""
     data = prepare(config, progress=bool(progress))
     config = config.with_values(data=data.dataset.root, out=run_dir)
     if chief:
@@ -226,7 +256,6 @@ def train(config: RunConfig, *, progress: bool | None = None) -> Path:
 
     from .training import train_model
 
-    start = _start_from(config)
     with stage("train", total=config.epochs, unit="epochs") as bar:
         result = train_model(balanced.x, balanced.y, np.asarray(faces[val_rows]), labels[val_rows], config.training,
                              run_dir, class_weight=balanced.class_weight, resume=config.resume, progress=progress,

@@ -340,3 +340,37 @@ def test_stale_part_files_of_a_killed_writer_are_removed_by_the_next_run(tmp_pat
     assert left == sorted([live.name, young_legacy.name, keep.name])
     err = capsys.readouterr().err
     assert "removed 2 temporary file(s) left by an interrupted run" in err and err.count("\n") == 1
+
+
+def _tiny_class_folders(root: Path, per_class: int = 2) -> Path:
+    for c, name in enumerate(("angry", "happy")):
+        for i in range(per_class):
+            write_image(root / name / f"{i}.jpg", 64, 64, seed=10 * c + i)
+    return root
+
+
+@pytest.mark.parametrize("pre_made", [False, True])
+def test_training_that_fails_before_its_first_epoch_leaves_no_run_folder(tmp_path, pre_made):
+    """Too few faces to split is found after config.json and splits.csv are written: they are removed (an
+    empty folder the user made stays, empty), so the same command works again without --force."""
+    data = _tiny_class_folders(tmp_path / "tiny")
+    out = tmp_path / "run"
+    if pre_made:
+        out.mkdir()
+    args = ["train", "--data", str(data), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 3 and "too few faces" in r.output, r.output
+    assert (out.is_dir() and not any(out.iterdir())) if pre_made else not out.exists()
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 3 and "already holds files" not in again.output, again.output
+
+
+def test_a_corrupt_init_from_model_is_refused_before_any_file_is_written(tmp_path, sample_dataset):
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--data", str(sample_dataset), "--init-from", str(bad), "--out", str(out),
+                                  "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    assert r.exit_code == 4 and "bad.keras: not a valid .keras archive" in r.output, r.output
+    assert not out.exists()
+    assert "prepare:" not in r.output  # refused before a face was decoded
