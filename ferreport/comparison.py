@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from . import artifacts
 from .constants import CLASS_NAMES
 from .errors import DatasetError
 from .metrics import (
@@ -99,12 +100,14 @@ def pair_runs(a: RunArtifacts, b: RunArtifacts) -> Pairing:
         only_b = [k for k in kb if k not in sa]
         parts = []
         if only_a:
-            parts.append(f"{len(only_a)} faces only in {a.run_dir.name} (first: {only_a[0]})")
+            parts.append(f"{len(only_a)} faces only in A (first: {only_a[0]})")
         if only_b:
-            parts.append(f"{len(only_b)} only in {b.run_dir.name} (first: {only_b[0]})")
-        raise DatasetError(f"{a.run_dir} and {b.run_dir} were not evaluated on the same test set: {'; '.join(parts)}. "
-                           "A paired comparison needs the same faces: evaluate both models on one dataset "
-                           "(ferreport evaluate --model M.keras --data DIR)")
+            parts.append(f"{len(only_b)} only in B (first: {only_b[0]})")
+        model_b = b.run_dir / artifacts.MODEL if (b.run_dir / artifacts.MODEL).is_file() else "B_MODEL_FILE"
+        raise DatasetError(f"A ({a.run_dir}) and B ({b.run_dir}) were not evaluated on the same test set: "
+                           f"{'; '.join(parts)}. A paired comparison needs the same faces: score B's model on A's "
+                           f"test faces (ferreport evaluate --model {model_b} --split-of {a.run_dir} --out B-ON-A), "
+                           "then compare A with that")
     pos_b = pd.Index(kb).get_indexer(ka)
     ta = labels_to_ids(da["true_label"].tolist(), column="true_label")
     tb = labels_to_ids(db["true_label"].tolist(), column="true_label")[pos_b]

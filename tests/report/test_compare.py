@@ -101,6 +101,8 @@ def test_different_test_sets_are_refused_with_exit_3(tmp_path):
     result = CliRunner().invoke(main, ["compare", str(a), str(b), "--format", "none"])
     assert result.exit_code == 3
     assert "not evaluated on the same test set" in result.stderr and "5 faces only in A" in result.stderr
+    assert f"A ({a}) and B ({b})" in result.stderr  # two runs both named "scratch" stay told apart
+    assert f"--split-of {a}" in result.stderr  # the fix: score B's model on A's test faces
     assert len(result.stderr.strip().splitlines()) == 1
 
     df = _read(a)
