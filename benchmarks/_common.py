@@ -196,3 +196,22 @@ def seed_image_data_generator() -> Any | None:
     return ImageDataGenerator(rotation_range=a["rotation_degrees"], width_shift_range=a["translation"],
                               height_shift_range=a["translation"], shear_range=a["shear"], zoom_range=a["zoom"],
                               horizontal_flip=True, fill_mode="nearest")
+
+
+def read_splits(run: Path) -> Any:
+    """A run folder's splits.csv (key, source, face_id, label, group, split) as a DataFrame, keys as text."""
+    import pandas as pd
+
+    from ferreport import artifacts
+
+    return pd.read_csv(Path(run) / artifacts.SPLITS, keep_default_na=False, dtype={"key": str})
+
+
+def split_rows(keys: Any, run: Path) -> dict[str, Any]:
+    """Row numbers of ``keys`` (a prepared dataset's ``index["key"]``) in each split of ``run``."""
+    import numpy as np
+
+    split = read_splits(run)
+    by_key = dict(zip(split["key"], split["split"]))
+    names = np.array([by_key.get(k, "") for k in keys])
+    return {s: np.flatnonzero(names == s) for s in ("train", "val", "test")}

@@ -35,7 +35,6 @@ does (max |difference| of the raw outputs) is printed when ``tf.lite`` is import
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import tempfile
 import time
@@ -55,11 +54,10 @@ CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
 def _splits(model_dir: Path | None) -> dict[str, str]:
-    path = model_dir / "splits.csv" if model_dir else None
-    if not path or not path.is_file():
+    if not model_dir or not (model_dir / "splits.csv").is_file():
         return {}
-    with open(path, newline="") as fh:
-        return {r["key"]: r["split"] for r in csv.DictReader(fh)}
+    split = C.read_splits(model_dir)
+    return dict(zip(split["key"], split["split"]))
 
 
 def _scene(face_bgr, rng, h=480, w=640):

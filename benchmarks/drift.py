@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import REPO, header, save_json  # noqa: E402
+from _common import REPO, header, read_splits, save_json  # noqa: E402
 
 TESTS = ("class_mix_chi2", "class_mix_psi", "confidence_ks", "image_stats", "embedding_auc")
 SHIFTS = ("darken 10%", "darken 20%", "darken 40%", "blur sigma 1", "blur sigma 2", "happy x2", "grayscale")
@@ -96,7 +96,7 @@ def main() -> None:
     adapter = open_model(run / artifacts.MODEL, {})
     embed = embedder_for(adapter)
     dataset = prepare_dataset(args.data)
-    splits = pd.read_csv(run / artifacts.SPLITS, keep_default_na=False, dtype={"key": str})
+    splits = read_splits(run)
     held = set(splits.loc[splits["split"] != "train", "key"])
     rows = np.flatnonzero(dataset.index["key"].isin(held).to_numpy())
     faces_all = np.asarray(dataset.faces[rows])
