@@ -18,6 +18,12 @@ in one run:
                     --input-range -1,1`` (``--recipe finetune``), then evaluated;
 * each ``--variant NAME="--flag value ..."``: the fine-tuning run with extra ``train`` flags
   (how the recipe was chosen: on the validation macro-F1, never on the test split).
+* each ``--train-fraction F``: a learning curve. A copy of the class folders holding the faces
+  of a seeded random fraction F of the people in that split's train and validation parts (never
+  a test face) is trained on from scratch and fine-tuned, both with the same seed (ferreport
+  splits the copy 70/15/15 itself), and both are scored on the full split's test faces
+  (``evaluate --model RUN/model.keras --split-of SCRATCH``) and compared face by face: how the
+  gain of fine-tuning grows as a user's own faces get fewer.
 
 Everything ferreport does goes through its command line (``python -m ferreport``); the
 CPU time of each arm is the user + system time of its processes. It prints test accuracy and
@@ -44,7 +50,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, header, load_average, save_json  # noqa: E402
+from _common import REPO, header, load_average, read_splits, save_json, split_rows  # noqa: E402
 from peers import locate_fer_model  # noqa: E402
 from quality import N_RESAMPLES, hog_baseline, hog_features  # noqa: E402
 
@@ -108,16 +114,11 @@ def _compare(a: Path, b: Path, out: Path) -> dict[str, Any]:
 
 def _baselines(data: Path, split_run: Path, seed: int) -> dict[str, dict[str, Any]]:
     """majority and HOG + logistic regression on exactly the split of ``split_run``."""
-    import pandas as pd
-
     from ferreport.metrics import bootstrap_ci, classification_metrics
     from ferreport.preprocessing import prepare_dataset
 
     ds = prepare_dataset(data)
-    split = pd.read_csv(split_run / "splits.csv", keep_default_na=False, dtype={"key": str})
-    by_key = dict(zip(split["key"], split["split"]))
-    names = np.array([by_key.get(k, "") for k in ds.index["key"]])
-    rows = {s: np.flatnonzero(names == s) for s in ("train", "val", "test")}
+    rows = split_rows(ds.index["key"], split_run)
     y = np.asarray(ds.labels)
     faces = np.asarray(ds.faces)
     out = {}
@@ -137,6 +138,55 @@ def _val_f1(run: Path) -> float:
 
     history = pd.read_csv(run / "history.csv")
     return float(history["val_macro_f1"].max())
+
+
+def subset_data(data: Path, split_run: Path, fraction: float, seed: int, dest: Path) -> int:
+    """Copy into ``dest`` the class-folder images of a seeded random ``fraction`` of the people (split
+    groups) in ``split_run``'s train and validation parts: never a test face, no person split across
+    the copy and the test faces. Returns the number of images copied."""
+    if not any((data / name).is_dir() for name in ("angry", "happy", "neutral")):
+        raise SystemExit(f"--train-fraction needs a class-folder dataset; {data} is not one")
+    split = read_splits(split_run)
+    pool = split[split["split"].isin(["train", "val"])]
+    groups = sorted(pool["group"].unique())
+    rng = np.random.default_rng(seed)
+    chosen = set(rng.choice(groups, size=max(1, round(fraction * len(groups))), replace=False))
+    keys = sorted(set(pool.loc[pool["group"].isin(chosen), "source"]))
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for key in keys:
+        (tmp / key).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(data / key, tmp / key)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return len(keys)
+
+
+def _train_faces(run: Path) -> int:
+    return int((read_splits(run)["split"] == "train").sum())
+
+
+def learning_curve(seed: int, fraction: float, args: argparse.Namespace, fer: Path, scratch: Path) -> dict[str, Any]:
+    """Scratch and fine-tuned trained on a fraction of the people, scored on ``scratch``'s test faces."""
+    work = args.work_dir / f"seed{seed}" / f"fraction-{fraction:g}"
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "data"
+    if not (args.reuse and data.is_dir()):
+        subset_data(args.data, scratch, fraction, seed, data)
+    out: dict[str, Any] = {"fraction": fraction}
+    evaluated = {}
+    for name, extra in (("scratch", []), ("finetune", ["--init-from", fer, *FER_FLAGS])):
+        run = work / name
+        cpu = _train(run, data, seed, extra, args.reuse)
+        scored = work / f"{name}-on-test"
+        shutil.rmtree(scored, ignore_errors=True)
+        _, ecpu = ferreport("evaluate", "--model", run / "model.keras", "--split-of", scratch, "--out", scored,
+                            "--format", "none")
+        evaluated[name] = scored
+        out[name] = {**_metrics(scored), "cpu_s": cpu + ecpu, "val_macro_f1": _val_f1(run),
+                     "train_faces": _train_faces(run)}
+    out["finetune"]["vs_scratch"] = _compare(evaluated["scratch"], evaluated["finetune"], work / "compare")
+    return out
 
 
 def one_seed(seed: int, args: argparse.Namespace, fer: Path, variants: dict[str, list[str]]) -> dict[str, Any]:
@@ -164,7 +214,9 @@ def one_seed(seed: int, args: argparse.Namespace, fer: Path, variants: dict[str,
     base = _baselines(args.data, scratch, seed)
     for name in base:
         base[name]["cpu_s"] = time.process_time() - t0
-    return {"seed": seed, "arms": {**base, **arms}}
+    curve = [learning_curve(seed, f, args, fer, scratch) for f in args.train_fraction]
+    return {"seed": seed, "arms": {**base, **arms}, "curve": curve,
+            "train_faces": _train_faces(scratch)}
 
 
 def _ci(a: dict[str, Any], key: str) -> str:
@@ -205,6 +257,33 @@ def print_tables(results: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def print_curve(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The learning curve: test macro-F1 of scratch and fine-tuned per training-set size, and their paired gap."""
+    rows = []
+    fractions = [c["fraction"] for c in results[0]["curve"]] + [1.0]
+    print("\nlearning curve (test faces of the full split; fine-tuned − scratch paired by ferreport compare):")
+    print(f"   {'fraction':>8} {'train faces':>12} {'scratch':>9} {'fine-tuned':>11} {'Δ (mean)':>9}   per seed Δ [95% CI]")
+    for f in fractions:
+        sc, ft, deltas, n = [], [], [], []
+        for r in results:
+            if f == 1.0:
+                a, b = r["arms"]["scratch"], r["arms"]["finetune"]
+                d, faces = b["vs_scratch"], r["train_faces"]
+            else:
+                c = next(c for c in r["curve"] if c["fraction"] == f)
+                a, b, d, faces = c["scratch"], c["finetune"], c["finetune"]["vs_scratch"], c["finetune"]["train_faces"]
+            sc.append(a["macro_f1"])
+            ft.append(b["macro_f1"])
+            deltas.append(d)
+            n.append(faces)
+        per_seed = "; ".join(f"{d['delta']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" for d in deltas)
+        print(f"   {f:>8g} {np.mean(n):>12.0f} {np.mean(sc):>9.3f} {np.mean(ft):>11.3f} "
+              f"{np.mean([d['delta'] for d in deltas]):>+9.3f}   {per_seed}")
+        rows.append({"fraction": f, "train_faces": float(np.mean(n)), "scratch": float(np.mean(sc)),
+                     "finetune": float(np.mean(ft)), "delta": float(np.mean([d["delta"] for d in deltas]))})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -212,11 +291,16 @@ def main() -> None:
     ap.add_argument("--work-dir", type=Path, default=DEFAULT_WORK)
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
                     help='an extra fine-tuning arm, e.g. --variant "frozen-bn=--freeze-batchnorm"')
+    ap.add_argument("--train-fraction", type=float, action="append", default=[], metavar="F",
+                    help="also train both ways on this fraction (0-1) of the people in the train and validation "
+                         "parts, scored on the same test faces (a learning curve; repeatable)")
     ap.add_argument("--reuse", action="store_true", help="keep finished training runs found in --work-dir")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"{args.data}: no such dataset folder")
+    if any(not 0 < f < 1 for f in args.train_fraction):
+        raise SystemExit("--train-fraction: each fraction must lie strictly between 0 and 1")
     variants = {}
     for spec in args.variant:
         name, _, flags = spec.partition("=")
@@ -227,6 +311,8 @@ def main() -> None:
     t0 = time.time()
     results = [one_seed(seed, args, Path(fer["path"]), variants) for seed in args.seeds]
     summary = print_tables(results)
+    if args.train_fraction:
+        summary["learning_curve"] = print_curve(results)
     print(f"   wall time {time.time() - t0:.0f} s; load average: {load_average()}")
     save_json(args.json, TITLE, results, summary=summary, fer=fer)
 

