@@ -120,8 +120,11 @@ def pair_runs(a: RunArtifacts, b: RunArtifacts) -> Pairing:
                            "they were not evaluated on the same test set")
     pa_all = labels_to_ids(da["pred_label"].tolist(), column="pred_label")
     pb_all = labels_to_ids(db["pred_label"].tolist(), column="pred_label")
-    if (pa_all < 0).any() or (pb_all < 0).any():
-        raise DatasetError("predictions.csv: empty pred_label in some rows; cannot compare")
+    for run, pred in ((a, pa_all), (b, pb_all)):
+        if (pred < 0).any():
+            row = int(np.flatnonzero(pred < 0)[0]) + 1
+            raise DatasetError(f"{run.run_dir}/predictions.csv row {row}: empty pred_label; cannot compare (the "
+                               "file is truncated or was edited: evaluate again to rewrite it)")
     keep = np.flatnonzero(ta >= 0)
     if keep.size == 0:
         raise DatasetError(f"{a.run_dir}: no face has a true label; there is nothing to compare "

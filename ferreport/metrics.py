@@ -562,7 +562,10 @@ def predictions_arrays(
     t = labels_to_ids(df["true_label"].tolist(), labels, column="true_label")
     p = labels_to_ids(df["pred_label"].tolist(), labels, column="pred_label")
     if np.any(p < 0):
-        raise DatasetError("predictions.csv: empty pred_label in some rows")
+        bad = np.flatnonzero(p < 0)
+        more = f" (and {bad.size - 1} more rows)" if bad.size > 1 else ""
+        raise DatasetError(f"predictions.csv row {int(bad[0]) + 1}: empty pred_label{more}; the file is truncated or "
+                           "was edited: evaluate again to rewrite it")
     cols = [f"p_{name}" for name in labels]
     if all(c in df.columns for c in cols):
         proba = df[cols].to_numpy(dtype=np.float64)

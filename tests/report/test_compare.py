@@ -154,3 +154,15 @@ def test_flipped_faces_come_from_the_dataset_when_no_pool_has_them(tiny_expw, tm
     ctx = build_compare_context(*runs, n_resamples=100, use_dataset=False)
     flips = next(s for s in ctx.sections if s.id == "flips").data
     assert not flips["worse"] and flips["missing_worse"] == flips["n_worse"]
+
+
+def test_a_truncated_predictions_file_is_named_with_its_row(tmp_path):
+    """A predictions.csv cut mid-row (a copy interrupted): report and compare say which file and row."""
+    a, b = make_pair(tmp_path)
+    df = _read(b)
+    df.loc[df.index[3], "pred_label"] = ""
+    df.to_csv(b / artifacts.PREDICTIONS, index=False)
+    r = CliRunner().invoke(main, ["compare", str(a), str(b), "--format", "none"])
+    assert r.exit_code == 3 and f"{b}/predictions.csv row 4: empty pred_label" in r.stderr, r.stderr
+    r = CliRunner().invoke(main, ["report", str(b), "--format", "html"])
+    assert r.exit_code == 3 and "predictions.csv row 4: empty pred_label" in r.stderr, r.stderr
