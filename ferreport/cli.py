@@ -403,8 +403,8 @@ def report(run_dir: Path, formats: tuple[str, ...]) -> None:
 def run(ctx: click.Context, recipe: str | None, full: bool, force: bool, **kw: Any) -> None:
     """The main command: (sample ->) prepare -> train -> evaluate -> report.
 
-    Without --recipe it trains the short CPU demo recipe (config.DEMO_PROFILE: compact CNN,
-    12 epochs, warm-up + cosine) for every option left at its default; --recipe default is
+    Without --recipe it trains the short CPU demo recipe (config.DEMO_PROFILE: compact CNN
+    behind per-image standardisation, 12 epochs, warm-up + cosine) for every option left at its default; --recipe default is
     train's recipe, --recipe seed (or --full) the seed notebook's (seed CNN, 50 epochs,
     batch 32, SMOTE).
 

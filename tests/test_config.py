@@ -139,7 +139,7 @@ def test_resume_restores_the_saved_config_except_the_named_settings():
     del saved["monitor"]  # an older config.json without it: this command line's value stays
     now = RunConfig.build(out=Path("o"), epochs=30, arch="seed", strategy="mirrored", resume=True, monitor="val_loss")
     resumed = now.resumed_from(saved)
-    assert (resumed.epochs, resumed.arch, resumed.balance, resumed.augment) == (7, "compact", "none", False)
+    assert (resumed.epochs, resumed.arch, resumed.balance, resumed.augment) == (7, "compact-std", "none", False)
     assert (resumed.out, resumed.strategy, resumed.resume, resumed.monitor) == (Path("o"), "mirrored", True, "val_loss")
 
 

@@ -73,7 +73,7 @@ def test_run_is_the_demo_recipe_end_to_end(sample_dataset, tmp_path):
     assert result.exit_code == 0, result.output
     config = json.loads((run_dir / artifacts.CONFIG).read_text())
     assert (config["arch"], config["balance"], config["augment"], config["label_smoothing"], config["epochs"]) == (
-        "compact", "none", False, 0.0, 1)
+        "compact-std", "none", False, 0.0, 1)
     assert (run_dir / artifacts.METRICS).is_file() and (run_dir / artifacts.PREDICTIONS).is_file()
     html = (run_dir / "report.html").read_text(encoding="utf-8")
     assert 'id="confusion"' in html and str(run_dir / "report.html") in result.output
