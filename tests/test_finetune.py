@@ -140,6 +140,7 @@ def test_grayscale_source_trains_and_evaluates_end_to_end(tmp_path, sample_datas
                                        FER_PLUS, "--input-range", "-1,1", "--epochs", "2", "--out", str(run)])
     assert result.exit_code == 0, result.output
     assert "head re-mapped by class name (head rebuilt): 7 classes kept; contempt dropped" in result.stderr
+    assert "too few to train from scratch" not in result.stderr  # fine-tuning already: no hint
     config = json.loads((run / artifacts.CONFIG).read_text())
     assert config["init_from"] == str(path) and config["learning_rate"] == 1e-3  # --recipe finetune by default
     contract = json.loads((run / artifacts.MODEL_CONTRACT).read_text())
@@ -176,3 +177,18 @@ def test_resumed_finetuning_repeats_the_uninterrupted_run(tmp_path):
     assert resumed.resumed_from_epoch == 1
     np.testing.assert_allclose(resumed.history["loss"], full.history["loss"], rtol=1e-4)
     np.testing.assert_allclose(resumed.history["val_loss"], full.history["val_loss"], rtol=1e-4)
+
+
+def test_few_training_faces_from_scratch_get_the_fine_tuning_hint(tmp_path, sample_dataset):
+    """The hint names the measured gain and the flag; it is off at FEW_TRAINING_FACES and when fine-tuning."""
+    from ferreport.config import FEW_TRAINING_FACES
+    from ferreport.stages import few_faces_hint
+
+    assert "--init-from MODEL" in few_faces_hint(570, False) and "+0.11 macro-F1" in few_faces_hint(570, False)
+    assert few_faces_hint(FEW_TRAINING_FACES, False) is None and few_faces_hint(10, True) is None
+    result = CliRunner().invoke(main, ["train", "--data", str(sample_dataset), "--epochs", "1", "--out",
+                                       str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    n_train = sum(json.loads((tmp_path / "run" / artifacts.DATA_SUMMARY).read_text())["splits"]["train"].values())
+    assert n_train < FEW_TRAINING_FACES
+    assert f"note: {n_train} training faces: too few to train from scratch" in result.stderr
