@@ -49,7 +49,7 @@ import json
 import os
 import posixpath
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,8 +340,6 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     started = now_iso()
     folder = Path(folder)
     _check_request(folder, engine)
-    if faces == "whole" and config.align:
-        raise UsageError("--align turns detected faces; it needs --faces auto or detect, not whole")
     if faces != "whole":  # --detector auto: BlazeFace when its weights are installed, else Haar (said here)
         detector, notice = resolve_detector(config.face_detector, detector, align=config.align)
         if notice:
@@ -810,26 +808,34 @@ def _crop_pool_faces(pool: _Pool, paths: list[str], boxes: np.ndarray, detector:
     if pool.frame is None or not len(pool.frame):
         return
     rows = pool.frame["row"].to_numpy(dtype=np.int64)
-    faces = np.zeros((len(rows), FACE_SIZE, FACE_SIZE, 3), np.uint8)
-    for n, row in enumerate(rows):
-        faces[n] = recrop_face(paths[row], tuple(map(int, boxes[row])), detector)
-    pool.faces = faces
+    pool.faces = recrop_faces([(paths[row], tuple(map(int, boxes[row]))) for row in rows], detector)
 
 
-def recrop_face(path: str | Path, box: tuple[int, ...], detector: DetectorParams) -> np.ndarray:
-    """The face at ``box`` of ``path`` cropped again as the scan cropped it (zeros when unreadable).
+def recrop_faces(items: Sequence[tuple[str | Path, tuple[int, ...]]], detector: DetectorParams) -> np.ndarray:
+    """The faces at ``(path, box)`` cropped again as the scan cropped them (zeros when unreadable), in order.
 
-    With ``--align`` the face's angle is found again by the same detector (the same box, the same angle).
+    Each file is decoded once, and with ``--align`` its faces are found once by the same detector: the same
+    box gets the same angle as in the scan.
     """
-    out = np.zeros((FACE_SIZE, FACE_SIZE, 3), np.uint8)
-    img, _ = decode_image(str(path))
-    if img is None:
-        return out
-    angle = next((f.angle for f in find_faces(img, detector) if f.box == box), None) if detector.align else None
-    if angle is not None:
-        return aligned_crop(img, box, angle, FACE_SIZE)
-    face, _ = crop_face(img, *box, FACE_SIZE)
-    return out if face is None else face
+    faces = np.zeros((len(items), FACE_SIZE, FACE_SIZE, 3), np.uint8)
+    by_path: dict[str, list[int]] = {}
+    for n, (path, _) in enumerate(items):
+        by_path.setdefault(str(path), []).append(n)
+    for path, positions in by_path.items():
+        img, _ = decode_image(path)
+        if img is None:
+            continue
+        angles = {f.box: f.angle for f in find_faces(img, detector)} if detector.align else {}
+        for n in positions:
+            box = items[n][1]
+            angle = angles.get(box)
+            if angle is not None:
+                faces[n] = aligned_crop(img, box, angle, FACE_SIZE)
+            else:
+                face, _ = crop_face(img, *box, FACE_SIZE)
+                if face is not None:
+                    faces[n] = face
+    return faces
 
 
 # --------------------------------------------------------------------------- summarise, score, write
@@ -934,10 +940,9 @@ def _add_to_pool(job: _Job, scan: _Scan, rows: Iterable[int], frame: pd.DataFram
     rows = sorted(int(r) for r in set(rows) - have)
     if not rows:
         return
-    faces = np.zeros((len(rows), FACE_SIZE, FACE_SIZE, 3), np.uint8)
-    for n, row in enumerate(rows):
-        box = tuple(int(frame.at[row, c]) for c in BOX_COLUMNS)
-        faces[n] = recrop_face(job.folder / str(frame.at[row, "source"]), box, job.detector)
+    items = [(job.folder / str(frame.at[row, "source"]), tuple(int(frame.at[row, c]) for c in BOX_COLUMNS))
+             for row in rows]
+    faces = recrop_faces(items, job.detector)
     extra = frame.iloc[rows][["true_label", "pred_label", "confidence", *artifacts.PROBA_COLUMNS]].copy()
     extra.insert(0, "row", np.asarray(rows, np.int64))
     pool.frame = pd.concat([pool.frame, extra], ignore_index=True) if pool.frame is not None else extra
