@@ -512,6 +512,8 @@ class AuditConfig(ModelConfig):
         validate(self)
         if self.ray_address and self.engine != "ray":
             raise UsageError("--ray-address needs --engine ray")
+        if self.faces == "whole" and self.align:
+            raise UsageError("--align turns detected faces; it needs --faces auto or detect, not whole")
 
 
 # --------------------------------------------------------------------------- suspect labels of a dataset
