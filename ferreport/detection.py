@@ -67,6 +67,7 @@ import numpy as np
 from . import blazeface
 from .constants import DETECTORS
 from .errors import FerreportError, UsageError
+from .preprocessing import crop_face
 
 __all__ = ["Box", "DEFAULT_PARAMS", "DETECTORS", "DetectorParams", "Face", "aligned_crop", "box_iou", "cascade",
            "cascade_path", "detect_faces", "find_faces", "primary_face", "resolve_detector", "square_box"]
@@ -296,8 +297,7 @@ def aligned_crop(image_bgr: np.ndarray, box: Box, angle: float, size: int) -> np
     m[0, 2] += side_w / 2 - cx
     m[1, 2] += side_h / 2 - cy
     turned = cv2.warpAffine(image_bgr, m, (side_w, side_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    face = cv2.resize(turned, (size, size), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(face, cv2.COLOR_BGR2RGB)
+    return crop_face(turned, 0, 0, side_w, side_h, size)[0]
 
 
 def resolve_detector(requested: str, params: DetectorParams = DEFAULT_PARAMS, *, align: bool = False,
@@ -328,9 +328,8 @@ def resolve_detector(requested: str, params: DetectorParams = DEFAULT_PARAMS, *,
 
 
 def _haar_boxes(img: np.ndarray, params: DetectorParams) -> list[Box]:
-    """The cascade's boxes (see the module docstring), clipped to the image, largest first."""
-    if img.ndim not in (2, 3) or img.size == 0:
-        raise ValueError(f"expected an (H, W[, 3]) image, got shape {img.shape}")
+    """The cascade's boxes (see the module docstring), clipped to the image, largest first (``img`` checked by
+    :func:`find_faces`)."""
     h, w = img.shape[:2]
     if img.ndim == 3:
         gray = cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY if img.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
