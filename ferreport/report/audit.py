@@ -424,10 +424,10 @@ def _audit_sections(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundl
         ("faces", "Faces", "sections/audit_faces.html.j2",
          {**_faces_section(bundle, faces, LIMITS), "saliency": saliency_summary(art)}),
     ]
+    pooled = art.predictions["row"] if "row" in art.predictions else []
+    row_of = {int(r): i for i, r in enumerate(pooled)}  # predictions.csv row -> pooled face
     slices = read_slices(folder.run) if bundle.classification is not None else None
     if slices:
-        pooled = art.predictions["row"] if "row" in art.predictions else []
-        row_of = {int(r): i for i, r in enumerate(pooled)}  # predictions.csv row -> pooled face
         specs.append(("slices", "Where the model errs", "sections/slices.html.j2",
                       slices_section(slices, faces, row_of)))
     if bundle.classification is not None:
@@ -441,10 +441,9 @@ def _audit_sections(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundl
             ("calibration", "Calibration", "sections/calibration.html.j2", sec.calibration_section(bundle)),
         ]
         if found is not None:
-            position = {int(r): i for i, r in enumerate(art.predictions["row"])} if "row" in art.predictions else {}
             specs.append(("label-issues", "Labels to check", "sections/label_issues.html.j2",
                           {**labels_section(art, faces, LIMITS, sec.scored_labels(art), found=found,
-                                            pool_position=position), "saliency": saliency_summary(art)}))
+                                            pool_position=row_of), "saliency": saliency_summary(art)}))
     specs.append(("provenance", "Provenance", "sections/provenance.html.j2", sec.provenance_section(art)))
     return numbered_sections(specs)
 
