@@ -114,16 +114,16 @@ def evaluate_faces(model: Any, faces: np.ndarray, table: pd.DataFrame, out_dir: 
     from .prediction import predict_proba
 
     out_dir = Path(out_dir)
+    adapter = adapter_for(model, source=str(source))  # one adapter: prediction, embeddings and Grad-CAM
     with stage("evaluate", total=len(faces), unit="faces") as bar:
-        proba = predict_proba(adapter_for(model, source=str(source)), faces, batch_size=batch_size,
-                              on_batch=bar.advance)
+        proba = predict_proba(adapter, faces, batch_size=batch_size, on_batch=bar.advance)
     frame = predictions_frame(proba, table)
     bundle = metrics_from_predictions(frame, n_resamples=n_resamples, seed=seed, labels=labels)
     metrics = bundle.to_dict()
     if extra_metrics:
         metrics.update(extra_metrics)
     write_predictions(frame, out_dir / artifacts.PREDICTIONS)
-    worst = keep_slices_and_embeddings(model, faces, frame, out_dir, attributes=attributes, labels=labels,
+    worst = keep_slices_and_embeddings(adapter, faces, frame, out_dir, attributes=attributes, labels=labels,
                                        n_resamples=n_resamples, seed=seed, batch_size=batch_size, source=source)
     to_check = write_label_issue_rows(frame, out_dir, labels)
     pool = write_face_pool(frame, faces, out_dir / artifacts.FACES_POOL, extra_rows=np.union1d(worst, to_check))
@@ -132,8 +132,8 @@ def evaluate_faces(model: Any, faces: np.ndarray, table: pd.DataFrame, out_dir: 
         from .saliency import SALIENCY_FILE, explain_pool
 
         with stage("saliency", total=len(pool), unit="faces") as bar:
-            saliency_info = explain_pool(adapter_for(model, source=str(source)), np.asarray(faces[pool]), pool,
-                                         out_dir / SALIENCY_FILE, saliency_layer)
+            saliency_info = explain_pool(adapter, np.asarray(faces[pool]), pool, out_dir / SALIENCY_FILE,
+                                         saliency_layer)
             bar.advance(len(pool))
     write_json(out_dir / artifacts.METRICS, metrics)
     return EvaluationResult(frame, metrics, out_dir, saliency_info)
