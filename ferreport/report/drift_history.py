@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import artifacts
 from . import plots
+from .history import as_number, parse_time
 from .inputs import read_json
 
 __all__ = ["DriftEntry", "drift_figure", "drift_sources", "scan_drift"]
@@ -39,18 +40,10 @@ class DriftEntry:
 
 def _when(run: Path, prov: dict[str, Any]) -> _dt.datetime:
     for key in ("finished", "started"):
-        text = prov.get(key)
-        if isinstance(text, str):
-            try:
-                value = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-                return value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
-            except ValueError:
-                pass
+        value = parse_time(prov.get(key))
+        if value is not None:
+            return value
     return _dt.datetime.fromtimestamp((run / artifacts.DRIFT).stat().st_mtime, _dt.timezone.utc)
-
-
-def _num(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
 def scan_drift(reports_dir: Path) -> list[DriftEntry]:
@@ -75,7 +68,7 @@ def scan_drift(reports_dir: Path) -> list[DriftEntry]:
             run_id=child.name, href=urllib.parse.quote(child.name), source=str(summary.get("folder") or "?"),
             when=when, date=when.astimezone(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             reference=str(doc.get("reference") or "?"), detected=bool(doc.get("drift_detected")),
-            psi=_num(doc.get("drift_psi")), auc=_num(doc.get("embedding_auc")),
+            psi=as_number(doc.get("drift_psi")), auc=as_number(doc.get("embedding_auc")),
             fired=tuple(str(tests.get(k, k)) for k in doc.get("fired") or [])))
     entries.sort(key=lambda e: (e.when, e.run_id))
     return entries

@@ -42,7 +42,7 @@ try:  # POSIX; elsewhere the index is rewritten without a lock (still atomically
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["INDEX_HTML", "LOCK_FILE", "RunEntry", "index_lock", "scan_runs", "update_index"]
+__all__ = ["INDEX_HTML", "LOCK_FILE", "RunEntry", "as_number", "index_lock", "parse_time", "scan_runs", "update_index"]
 
 INDEX_HTML = "index.html"
 LOCK_FILE = ".index.lock"
@@ -102,7 +102,8 @@ class RunEntry:
     links: tuple[tuple[str, str], ...]
 
 
-def _parse_time(text: Any) -> _dt.datetime | None:
+def parse_time(text: Any) -> _dt.datetime | None:
+    """An ISO time from provenance.json (UTC when it names no zone); None when absent or unreadable."""
     if not isinstance(text, str) or not text:
         return None
     try:
@@ -112,7 +113,8 @@ def _parse_time(text: Any) -> _dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
 
 
-def _num(x: Any) -> float | None:
+def as_number(x: Any) -> float | None:
+    """``x`` as a float when it is a JSON number (not a bool), else None."""
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
@@ -123,7 +125,7 @@ def _run_entry(run: Path, metrics: dict[str, Any]) -> RunEntry:
     gates = read_json(run / GATES_JSON, [])
     when = None
     for candidate in (dig(prov, "evaluation.finished"), prov.get("finished"), prov.get("started")):
-        when = _parse_time(candidate)
+        when = parse_time(candidate)
         if when is not None:
             break
     if when is None:
@@ -155,10 +157,10 @@ def _run_entry(run: Path, metrics: dict[str, Any]) -> RunEntry:
         model_sha=(prov.get("model_sha256") or dig(prov, "evaluation.model_sha256") or None),
         dataset=dataset, data_fingerprint=dig(prov, "evaluation.data_fingerprint") or prov.get("data_fingerprint"),
         n=int(metrics["n"]) if isinstance(metrics.get("n"), int) else None,
-        accuracy=_num(metrics.get("accuracy")), macro_f1=_num(metrics.get("macro_f1")),
-        weighted_f1=_num(metrics.get("weighted_f1")),
+        accuracy=as_number(metrics.get("accuracy")), macro_f1=as_number(metrics.get("macro_f1")),
+        weighted_f1=as_number(metrics.get("weighted_f1")),
         accuracy_ci=(float(ci[0]), float(ci[1])) if isinstance(ci, list) and len(ci) == 2
-        and all(_num(v) is not None for v in ci) else None,
+        and all(as_number(v) is not None for v in ci) else None,
         gates=gate_state, gates_detail=gate_detail, links=links,
     )
 
@@ -191,9 +193,9 @@ def scan_runs(reports_dir: Path) -> tuple[list[RunEntry], list[dict[str, Any]], 
             comparisons.append({
                 "name": child.name,
                 "a": str(dig(comp, "a.run_id") or "?"), "b": str(dig(comp, "b.run_id") or "?"),
-                "accuracy_delta": _num(dig(comp, "deltas.accuracy.delta")),
-                "macro_f1_delta": _num(dig(comp, "deltas.macro_f1.delta")),
-                "p_value": _num(dig(comp, "mcnemar.p_value")),
+                "accuracy_delta": as_number(dig(comp, "deltas.accuracy.delta")),
+                "macro_f1_delta": as_number(dig(comp, "deltas.macro_f1.delta")),
+                "p_value": as_number(dig(comp, "mcnemar.p_value")),
                 "links": [(label, f"{href}/{name}") for label, name in (("comparison", COMPARE_HTML),
                                                                        ("PDF", COMPARE_PDF))
                           if (child / name).is_file()],
