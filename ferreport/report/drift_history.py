@@ -16,8 +16,7 @@ from typing import Any
 
 from .. import artifacts
 from . import plots
-from .history import as_number, parse_time
-from .inputs import read_json
+from .inputs import as_number, parse_time, read_json
 
 __all__ = ["DriftEntry", "drift_figure", "drift_sources", "scan_drift"]
 

@@ -33,7 +33,7 @@ from ..atomic import write_text
 from ..errors import OutputError
 from . import plots
 from .compare import COMPARE_HTML, COMPARE_JSON, COMPARE_PDF
-from .inputs import read_json
+from .inputs import as_number, parse_time, read_json
 from .render import render_template
 from .text import dig
 
@@ -42,7 +42,7 @@ try:  # POSIX; elsewhere the index is rewritten without a lock (still atomically
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["INDEX_HTML", "LOCK_FILE", "RunEntry", "as_number", "index_lock", "parse_time", "scan_runs", "update_index"]
+__all__ = ["INDEX_HTML", "LOCK_FILE", "RunEntry", "index_lock", "scan_runs", "update_index"]
 
 INDEX_HTML = "index.html"
 LOCK_FILE = ".index.lock"
@@ -100,22 +100,6 @@ class RunEntry:
     gates: str | None              # "passed", "failed" or None (no gates)
     gates_detail: str | None
     links: tuple[tuple[str, str], ...]
-
-
-def parse_time(text: Any) -> _dt.datetime | None:
-    """An ISO time from provenance.json (UTC when it names no zone); None when absent or unreadable."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        value = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
-
-
-def as_number(x: Any) -> float | None:
-    """``x`` as a float when it is a JSON number (not a bool), else None."""
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
 def _run_entry(run: Path, metrics: dict[str, Any]) -> RunEntry:

@@ -18,6 +18,7 @@ Optional artefacts and what the report does without them:
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 from collections.abc import Mapping
@@ -35,6 +36,8 @@ from ..metrics import labels_to_ids
 from ..saliency import SALIENCY_FILE, SaliencyMaps, read_saliency
 
 __all__ = [
+    "as_number",
+    "parse_time",
     "POOL_EXTRA",
     "RunArtifacts",
     "confidence",
@@ -230,3 +233,19 @@ def select_pool_rows(pred_df: pd.DataFrame, per_cell: int = 8) -> np.ndarray:
     wrong = order[(t[order] >= 0) & (t[order] != p[order])]
     chosen.append(wrong[:POOL_EXTRA])
     return np.unique(np.concatenate(chosen)).astype(np.int64)
+
+
+def parse_time(text: Any) -> _dt.datetime | None:
+    """An ISO time from provenance.json (UTC when it names no zone); None when absent or unreadable."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        value = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
+
+
+def as_number(x: Any) -> float | None:
+    """``x`` as a float when it is a JSON number (not a bool), else None."""
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
