@@ -191,7 +191,7 @@ def seed_image_data_generator() -> Any | None:
     except ImportError as exc:
         print(f"-- ImageDataGenerator baseline skipped: {exc} (pip install -r benchmarks/requirements.txt)")
         return None
-    from ferreport.architectures import AUGMENTATION as a
+    from ferreport.models.architectures import AUGMENTATION as a
 
     return ImageDataGenerator(rotation_range=a["rotation_degrees"], width_shift_range=a["translation"],
                               height_shift_range=a["translation"], shear_range=a["shear"], zoom_range=a["zoom"],
@@ -202,7 +202,7 @@ def read_splits(run: Path) -> Any:
     """A run folder's splits.csv (key, source, face_id, label, group, split) as a DataFrame, keys as text."""
     import pandas as pd
 
-    from ferreport import artifacts
+    from ferreport.runs import folder as artifacts
 
     return pd.read_csv(Path(run) / artifacts.SPLITS, keep_default_na=False, dtype={"key": str})
 

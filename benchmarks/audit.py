@@ -35,7 +35,7 @@ import numpy as np
 def _make_one(args: tuple[str, int, int, int]) -> None:
     import cv2
 
-    from ferreport.sample import _background, draw_face
+    from ferreport.datasets.sample import _background, draw_face
 
     path, seed, w, h = args
     rng = np.random.default_rng(seed)
@@ -58,8 +58,8 @@ def make_folder(folder: Path, n: int, w: int, h: int) -> None:
 
 
 def baseline(folder: Path, model, detector: str = "haar") -> tuple[int, int]:
-    from ferreport.detection import detect_faces, resolve_detector
-    from ferreport.preprocessing import crop_face, decode_image
+    from ferreport.audit.detection import detect_faces, resolve_detector
+    from ferreport.datasets.preprocessing import crop_face, decode_image
 
     params, _ = resolve_detector(detector)
     images = faces = 0
@@ -83,8 +83,8 @@ def scan_ceiling(folder: Path, detector: str, n: int) -> float:
 
     import cv2
 
-    from ferreport.detection import find_faces, resolve_detector
-    from ferreport.preprocessing import crop_face, decode_image
+    from ferreport.audit.detection import find_faces, resolve_detector
+    from ferreport.datasets.preprocessing import crop_face, decode_image
 
     params, _ = resolve_detector(detector)
     threads = cv2.getNumThreads()
@@ -125,9 +125,9 @@ def main() -> None:
         make_folder(folder, args.images, args.width, args.height)
     print(f"   folder: {args.images} JPEGs {args.width}x{args.height} at {folder} ({t['s']:.1f} s)")
 
-    from ferreport.audit import run_audit
+    from ferreport.audit.predict import run_audit
     from ferreport.config import AuditConfig
-    from ferreport.model import build_model
+    from ferreport.models.model_file import build_model
 
     with tempfile.TemporaryDirectory(prefix="ferreport-audit-") as tmp:
         model_path = Path(tmp) / "model.keras"

@@ -44,7 +44,7 @@ from pathlib import Path
 import _common as C
 import numpy as np
 
-from ferreport.detection import box_iou
+from ferreport.audit.detection import box_iou
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
@@ -63,7 +63,7 @@ def _splits(model_dir: Path | None) -> dict[str, str]:
 def _scene(face_bgr, rng, h=480, w=640):
     import cv2
 
-    from ferreport.sample import background
+    from ferreport.datasets.sample import background
 
     side = int(rng.integers(80, 201))
     face = cv2.resize(face_bgr, (side, side), interpolation=cv2.INTER_AREA)
@@ -92,7 +92,7 @@ def make_scenes(keys: list[str], real: Path, folder: Path, seed: int) -> list[tu
 
 def fit_crop_rule(pairs, params) -> tuple[float, float, float]:
     """The (scale, shift) of square_box with the best mean IoU on ``pairs`` [(raw box, known box, w, h)]."""
-    from ferreport.detection import square_box
+    from ferreport.audit.detection import square_box
 
     best = (0.0, 1.0, 0.0)
     for scale in np.arange(1.0, 1.41, 0.05):
@@ -109,7 +109,7 @@ def detect_stats(name: str, images: list, params, known: list | None = None) -> 
     """found / extra / IoU / ms on ``images`` [(path or array)] (one face each)."""
     import cv2
 
-    from ferreport.detection import find_faces
+    from ferreport.audit.detection import find_faces
 
     found = extra = boxes = 0
     ious: list[float] = []
@@ -137,9 +137,9 @@ def detect_stats(name: str, images: list, params, known: list | None = None) -> 
 
 
 def audit_f1(folder: Path, model: Path, detector: str, align: bool, refine: bool, out: Path) -> dict:
-    from ferreport.audit import run_audit
+    from ferreport.audit.predict import run_audit
     from ferreport.config import AuditConfig
-    from ferreport.detection import DEFAULT_PARAMS
+    from ferreport.audit.detection import DEFAULT_PARAMS
 
     params = replace(DEFAULT_PARAMS, refine=refine)
     res = run_audit(folder, model, AuditConfig(out=out, formats=(), face_detector=detector, align=align,
@@ -159,7 +159,7 @@ def tflite_check(n: int = 12) -> str:
         interp_cls = tf.lite.Interpreter
     except (ImportError, AttributeError) as exc:
         return f"skipped ({exc})"
-    from ferreport import blazeface
+    from ferreport.audit import blazeface
 
     files = sorted((DATA / "faces-sample").glob("*/*.jpg"))[:n]
     worst = 0.0
@@ -195,9 +195,9 @@ def main() -> None:
 
     import cv2
 
-    from ferreport import blazeface
-    from ferreport.detection import find_faces, resolve_detector, square_box
-    from ferreport.sample import SampleSpec, background, generate_sample
+    from ferreport.audit import blazeface
+    from ferreport.audit.detection import find_faces, resolve_detector, square_box
+    from ferreport.datasets.sample import SampleSpec, background, generate_sample
 
     C.header("face detectors")
     haar, _ = resolve_detector("haar")

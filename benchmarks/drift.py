@@ -17,10 +17,10 @@ random into a reference (half) and an incoming folder (``--incoming`` faces of t
     detects in at least 80 % of trials.
 
 The same code path as ``ferreport predict --reference``: faces are predicted and embedded
-through the model's adapter (:func:`ferreport.prediction.predict_proba`,
-:func:`ferreport.embeddings.embedder_for`), measured by :func:`ferreport.facestats.face_stats_frame`,
+through the model's adapter (:func:`ferreport.evaluation.prediction.predict_proba`,
+:func:`ferreport.evaluation.embeddings.embedder_for`), measured by :func:`ferreport.evaluation.facestats.face_stats_frame`,
 probabilities rounded as predictions.csv keeps them, and compared by
-:func:`ferreport.drift.drift_tests` with the default :class:`ferreport.config.DriftConfig`.
+:func:`ferreport.evaluation.drift.drift_tests` with the default :class:`ferreport.config.DriftConfig`.
 Only the face detection of a folder audit is skipped (the faces are the dataset's crops).
 """
 
@@ -81,15 +81,15 @@ def main() -> None:
 
     import pandas as pd
 
-    from ferreport import artifacts
-    from ferreport.adapters import open_model
+    from ferreport.runs import folder as artifacts
+    from ferreport.models.adapters import open_model
     from ferreport.config import DriftConfig
-    from ferreport.drift import drift_tests, sample_from_arrays
-    from ferreport.embeddings import embedder_for
-    from ferreport.evaluation import PROBA_DECIMALS
-    from ferreport.facestats import face_stats_frame
-    from ferreport.prediction import predict_proba
-    from ferreport.preprocessing import prepare_dataset
+    from ferreport.evaluation.drift import drift_tests, sample_from_arrays
+    from ferreport.evaluation.embeddings import embedder_for
+    from ferreport.evaluation.evaluate import PROBA_DECIMALS
+    from ferreport.evaluation.facestats import face_stats_frame
+    from ferreport.evaluation.prediction import predict_proba
+    from ferreport.datasets.preprocessing import prepare_dataset
 
     header("drift tests: false alarms and power")
     run = args.model or train_run(args.data, Path("/tmp/ferreport-bench/drift/run"), args.train_epochs)

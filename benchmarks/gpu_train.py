@@ -3,12 +3,12 @@
 
     KERAS_BACKEND=jax python benchmarks/gpu_train.py [--faces 170072] [--budget-s 420] [--json F]
 
-Builds the project's own networks (:mod:`ferreport.architectures`, Keras only) and
+Builds the project's own networks (:mod:`ferreport.models.architectures`, Keras only) and
 trains each configuration for one full epoch of ``--faces`` random uint8 faces (default
 170,072: the SMOTE-balanced training split of ExpW, see ``smote.py``) with
 ``model.fit``. The faces enter as uint8 and are scaled, and augmented where the row
 says so, on the device by Keras layers in front of the network (``Rescaling`` and the
-tool's five augmentation layers, :func:`ferreport.architectures.augmentation_layers`),
+tool's five augmentation layers, :func:`ferreport.models.architectures.augmentation_layers`),
 so the host only slices batches. Each row is timed after a warm-up fit that compiles
 the step; where a full epoch would outrun ``--max-epoch-s`` the row times part of the
 epoch and says so. Mixed precision is Keras' ``mixed_float16`` policy (float16
@@ -83,7 +83,7 @@ def device_info(keras) -> dict[str, str]:
 
 def training_model(keras, arch: str, augment: bool, seed: int):
     """uint8 faces -> Rescaling(1/255) -> [augmentation] -> the architecture, compiled like the tool's."""
-    from ferreport.architectures import ARCHITECTURES, augmentation_layers, compile_model
+    from ferreport.models.architectures import ARCHITECTURES, augmentation_layers, compile_model
     from ferreport.constants import FACE_SHAPE, NUM_CLASSES
 
     keras.utils.set_random_seed(seed)

@@ -55,8 +55,8 @@ def main() -> None:
     args = ap.parse_args()
 
     C.header("ingest (prepare)")
-    from ferreport.preprocessing import prepare_dataset
-    from ferreport.sample import SampleSpec, generate_sample
+    from ferreport.datasets.preprocessing import prepare_dataset
+    from ferreport.datasets.sample import SampleSpec, generate_sample
 
     root = args.data or args.work_dir / f"expw-{args.faces}"
     if args.data is None:

@@ -44,7 +44,7 @@ print("trained one step")
 STEP = """
 import sys, time, numpy as np
 sys.path.insert(0, {repo!r})
-from ferreport.model import build_model
+from ferreport.models.model_file import build_model
 m = build_model({arch!r}, learning_rate=1e-3)
 x = np.random.default_rng(0).random((32 * {steps}, 64, 64, 3), dtype=np.float32)
 y = np.eye(7, dtype=np.float32)[np.random.default_rng(1).integers(0, 7, len(x))]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Batch prediction: ``ferreport.prediction.predict_proba`` vs ``model.predict(x)`` with defaults.
+"""Batch prediction: ``ferreport.evaluation.prediction.predict_proba`` vs ``model.predict(x)`` with defaults.
 
     python benchmarks/predict.py [--faces 5000] [--arch seed] [--model M.keras] [--repeats 2]
 
@@ -44,8 +44,8 @@ def main() -> None:
     args = ap.parse_args()
 
     C.header("batch prediction")
-    from ferreport.model import build_model, load_model
-    from ferreport.prediction import predict_proba
+    from ferreport.models.model_file import build_model, load_model
+    from ferreport.evaluation.prediction import predict_proba
 
     model = load_model(args.model) if args.model else build_model(args.arch)
     rng = np.random.default_rng(0)

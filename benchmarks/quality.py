@@ -25,9 +25,9 @@ as NAME+tK), so repeated runs measure how much a result moves with the training'
 randomness alone.
 
 It prints test accuracy and macro-F1 with 95% percentile bootstrap intervals
-(``ferreport.metrics.bootstrap_ci``, 1000 resamples, bootstrap seed = the run seed),
+(``ferreport.evaluation.metrics.bootstrap_ci``, 1000 resamples, bootstrap seed = the run seed),
 per seed, then the mean over seeds, whether any run collapsed
-(``ferreport.training.detect_collapse``), and the CPU training time. ``--json PATH``
+(``ferreport.models.training.detect_collapse``), and the CPU training time. ``--json PATH``
 also writes every number. The seed is used for the split, the balancing, the weight
 initialisation, the data order and augmentation, exactly as ``ferreport train --seed``.
 """
@@ -105,8 +105,8 @@ DEFAULT_RECIPES = ("seed-literal", "default")
 
 
 def balance(x: np.ndarray, y: np.ndarray, method: str, seed: int):
-    """``ferreport.balancing.balance_training_set`` (the tool's own balancing)."""
-    from ferreport import balancing
+    """``ferreport.datasets.balancing.balance_training_set`` (the tool's own balancing)."""
+    from ferreport.datasets import balancing
 
     return balancing.balance_training_set(x, y, method, seed=seed)
 
@@ -119,7 +119,7 @@ def _log(msg: str) -> None:
 
 
 def _scores(y_true: np.ndarray, y_pred: np.ndarray, seed: int) -> dict[str, Any]:
-    from ferreport.metrics import bootstrap_ci, classification_metrics
+    from ferreport.evaluation.metrics import bootstrap_ci, classification_metrics
 
     m = classification_metrics(y_true, y_pred)
     ci = bootstrap_ci(y_true, y_pred, n_resamples=N_RESAMPLES, seed=seed)
@@ -167,8 +167,8 @@ def hog_baseline(feats: np.ndarray, y: np.ndarray, rows: dict[str, np.ndarray], 
 def _test_f1_callback():
     import keras
 
-    from ferreport.metrics import classification_metrics
-    from ferreport.prediction import predict_proba
+    from ferreport.evaluation.metrics import classification_metrics
+    from ferreport.evaluation.prediction import predict_proba
 
     class TestF1ByEpoch(keras.callbacks.Callback):
         """Test macro-F1 after every epoch, for the JSON's diagnostics (never used to choose anything)."""
@@ -186,9 +186,9 @@ def _test_f1_callback():
 
 def train_recipe(name: str, recipe: Recipe, faces: np.ndarray, y: np.ndarray, rows: dict[str, np.ndarray],
                  seed: int, work: Path, progress: bool) -> tuple[np.ndarray, dict[str, Any]]:
-    from ferreport.model import load_model
-    from ferreport.prediction import predict_proba
-    from ferreport.training import TrainConfig, train_model
+    from ferreport.models.model_file import load_model
+    from ferreport.evaluation.prediction import predict_proba
+    from ferreport.models.training import TrainConfig, train_model
 
     TestF1ByEpoch = _test_f1_callback()
     t0 = time.perf_counter()
@@ -302,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     if offset:
         recipes = {f"{n}+t{offset}": r for n, r in recipes.items()}
 
-    from ferreport.preprocessing import prepare_dataset
-    from ferreport.splitting import split_faces
+    from ferreport.datasets.preprocessing import prepare_dataset
+    from ferreport.datasets.splitting import split_faces
 
     started = time.perf_counter()
     data = prepare_dataset(dataset)

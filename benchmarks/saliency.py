@@ -24,11 +24,11 @@ import numpy as np
 
 from _common import best_of, header, save_json
 
-from ferreport.adapters import open_model
+from ferreport.models.adapters import open_model
 from ferreport.config import RunConfig
 from ferreport.report import write_report
-from ferreport.saliency import SALIENCY_FILE, grad_cam
-from ferreport.stages import evaluate_on_split
+from ferreport.evaluation.saliency import SALIENCY_FILE, grad_cam
+from ferreport.cli.stages import evaluate_on_split
 
 BENCH = Path("/tmp/ferreport-bench/finetune/seed0/scratch")
 

@@ -28,8 +28,8 @@ def main() -> None:
     args = ap.parse_args()
 
     C.header("SMOTE memory")
-    from ferreport.balancing import balance_training_set
-    from ferreport.sample import EXPW_CLASS_SHARES, allocate_counts
+    from ferreport.datasets.balancing import balance_training_set
+    from ferreport.datasets.sample import EXPW_CLASS_SHARES, allocate_counts
 
     counts = allocate_counts(args.faces, EXPW_CLASS_SHARES)
     y = np.repeat(np.arange(len(counts)), counts)

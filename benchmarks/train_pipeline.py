@@ -38,8 +38,8 @@ def main() -> None:
 
     C.header("training input pipeline")
     from ferreport.constants import NUM_CLASSES
-    from ferreport.model import build_model
-    from ferreport.input_pipeline import make_dataset
+    from ferreport.models.model_file import build_model
+    from ferreport.models.input_pipeline import make_dataset
 
     rng = np.random.default_rng(0)
     n, bs = args.faces, args.batch_size

@@ -1,5 +1,5 @@
 """``python -m ferreport``: the same command line as ``ferreport``."""
 
-from .cli import main
+from ferreport.cli.main import main
 
 main(prog_name="ferreport")

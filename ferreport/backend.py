@@ -9,7 +9,7 @@ Every other module imports TensorFlow and Keras from here (``from .backend impor
 keras, tf``), never directly, so the filter always applies.
 
 The tool runs on TensorFlow (``tf.data`` pipelines, ``tf.distribute``). The network
-definitions alone (:mod:`ferreport.architectures`) need only Keras, so with
+definitions alone (:mod:`ferreport.models.architectures`) need only Keras, so with
 ``KERAS_BACKEND=jax`` or ``torch`` they build without TensorFlow installed (the GPU
 benchmark, ``benchmarks/gpu_train.py``, runs them that way); ``tf`` is then ``None``.
 """
@@ -25,7 +25,7 @@ from types import ModuleType
 __all__ = ["BACKEND", "keras", "tf"]
 
 #: The backend named by the environment. Unset, TensorFlow is imported; Keras may still
-#: pick another one from ~/.keras/keras.json, which :mod:`ferreport.model` refuses.
+#: pick another one from ~/.keras/keras.json, which :mod:`ferreport.models.model_file` refuses.
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 
 #: Lines TensorFlow/XLA/absl print to fd 2 while starting up that carry no information

@@ -1,7 +1,7 @@
 """Every setting of every command, defined once: name, default, allowed values and help.
 
 Each stage has a frozen dataclass of its settings - :class:`DataConfig` (read, split,
-balance), :class:`TrainConfig` (what :func:`ferreport.training.train_model` reads),
+balance), :class:`TrainConfig` (what :func:`ferreport.models.training.train_model` reads),
 :class:`EvaluationConfig`, :class:`ReportConfig` - and :class:`RunConfig` composes them
 into the run's configuration, written flat to ``config.json`` (one key per setting, the
 keys runs have always had). A folder audit (``predict``) has :class:`AuditConfig`.
@@ -11,7 +11,7 @@ live in the field's metadata. From that one declaration
 
 * :func:`validate` checks every section when it is built (``__post_init__``), whoever
   builds it (CLI, job file, saved ``config.json``, Python);
-* :mod:`ferreport.cli` builds each command's Click options (flag, type, default, help)
+* :mod:`ferreport.cli.main` builds each command's Click options (flag, type, default, help)
   and maps the parsed options back onto the fields by name (:func:`from_options`);
 * :func:`resolve_recipe` fills every setting the user left alone from the command's
   recipe - the one place recipes are applied.
@@ -29,21 +29,21 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .constants import ARCH_NAMES, DETECTORS, MONITORS
-from .contract import CHANNEL_ORDERS, INPUT_RANGES, OUTPUT_KINDS
-from .errors import UsageError
+from ferreport.constants import ARCH_NAMES, DETECTORS, MONITORS
+from ferreport.models.contract import CHANNEL_ORDERS, INPUT_RANGES, OUTPUT_KINDS
+from ferreport.errors import UsageError
 
 #: Output formats of a report.
 FORMATS: tuple[str, ...] = ("html", "pdf")
-#: Balancing methods (:func:`ferreport.balancing.balance_training_set`).
+#: Balancing methods (:func:`ferreport.datasets.balancing.balance_training_set`).
 BALANCE_METHODS: tuple[str, ...] = ("smote", "oversample", "class-weight", "class-weight-sqrt", "none")
-#: Per-step learning-rate schedules (see ferreport.training).
+#: Per-step learning-rate schedules (see ferreport.models.training).
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 #: Distribution strategies; ``default`` (TensorFlow's default strategy) is for the Python API only.
 STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multiworker")
 #: How ``predict`` finds faces, and where it runs.
 FACES_MODES: tuple[str, ...] = ("auto", "detect", "whole")
-#: Face detectors of ``predict --detector`` (ferreport.detection.DETECTORS, plus auto = the best installed).
+#: Face detectors of ``predict --detector`` (ferreport.audit.detection.DETECTORS, plus auto = the best installed).
 DETECTOR_CHOICES: tuple[str, ...] = ("auto", *DETECTORS)
 ENGINES: tuple[str, ...] = ("local", "ray")
 #: Epochs of the CPU demo (`ferreport run` without --full): a few minutes on 2 cores.
@@ -153,7 +153,7 @@ class DataConfig(_Settings):
 
 @dataclass(frozen=True)
 class TrainConfig(_Settings):
-    """What :func:`ferreport.training.train_model` reads. The defaults are the recipe chosen on
+    """What :func:`ferreport.models.training.train_model` reads. The defaults are the recipe chosen on
     real faces (benchmarks/README.md); ``from_recipe("seed")`` is the seed notebook's."""
 
     epochs: int = setting(25, "Training epochs (passes over the training split).", min=1)
@@ -196,7 +196,7 @@ class TrainConfig(_Settings):
 
 @dataclass(frozen=True)
 class ModelConfig(_Settings):
-    """How a model from anywhere is read: what it cannot say about itself (:mod:`ferreport.contract`).
+    """How a model from anywhere is read: what it cannot say about itself (:mod:`ferreport.models.contract`).
 
     Unset (None), each comes from the contract file next to the model, else the
     ``--model-spec`` file, else ferreport's own contract (0,1 / rgb / ExpW order / auto).
@@ -227,7 +227,7 @@ class ModelConfig(_Settings):
                                          kind=str)
 
     def contract_options(self) -> dict[str, Any]:
-        """The options :func:`ferreport.adapters.open_model` reads."""
+        """The options :func:`ferreport.models.adapters.open_model` reads."""
         return {"input_range": self.input_range, "channel_order": self.channel_order, "classes": self.classes,
                 "outputs": self.outputs, "model_spec": self.model_spec}
 
@@ -245,7 +245,7 @@ class EvaluationConfig(_Settings):
 
 @dataclass(frozen=True)
 class SliceConfig(_Settings):
-    """Slices of an evaluation (:mod:`ferreport.slices`): where the model errs, with intervals."""
+    """Slices of an evaluation (:mod:`ferreport.evaluation.slices`): where the model errs, with intervals."""
 
     min_faces: int = setting(30, "Slices with fewer faces are listed but never called weak and never gated "
                                  "(min_slice_accuracy): their intervals are too wide to mean much.", min=1)
@@ -254,7 +254,7 @@ class SliceConfig(_Settings):
 
 @dataclass(frozen=True)
 class DriftConfig(_Settings):
-    """Drift tests of an audit against a reference (:mod:`ferreport.drift`)."""
+    """Drift tests of an audit against a reference (:mod:`ferreport.evaluation.drift`)."""
 
     alpha: float = setting(0.01, "Significance level of each p-value test (class mix, confidence, image "
                                  "statistics after Holm's correction, embeddings): 0.01 so that the four together "
@@ -467,14 +467,14 @@ class RunConfig:
 
 
 def _default_detector() -> Any:
-    from .detection import DEFAULT_PARAMS  # OpenCV: imported only when an audit is configured
+    from ferreport.audit.detection import DEFAULT_PARAMS  # OpenCV: imported only when an audit is configured
 
     return DEFAULT_PARAMS
 
 
 @dataclass(frozen=True)
 class AuditConfig(ModelConfig):
-    """Settings of a folder audit (``ferreport predict``, :func:`ferreport.audit.run_audit`); the model's
+    """Settings of a folder audit (``ferreport predict``, :func:`ferreport.audit.predict.run_audit`); the model's
     settings are :class:`ModelConfig`'s."""
 
     out: Path | None = setting(None, "Output folder (default reports/<run id>).", kind=Path)
@@ -519,14 +519,14 @@ class AuditConfig(ModelConfig):
 # --------------------------------------------------------------------------- suspect labels of a dataset
 
 
-#: Models of ``label-issues`` (:mod:`ferreport.label_audit`) and cleanlab's rankings (:mod:`ferreport.label_issues`).
+#: Models of ``label-issues`` (:mod:`ferreport.evaluation.label_issues`) and cleanlab's rankings (:mod:`ferreport.evaluation.label_noise`).
 LABEL_MODEL_KINDS: tuple[str, ...] = ("hog-logreg", "cnn")
 LABEL_RANKINGS: tuple[str, ...] = ("self_confidence", "normalized_margin")
 
 
 @dataclass(frozen=True)
 class LabelIssuesConfig(_Settings):
-    """Settings of ``ferreport label-issues`` (:func:`ferreport.label_audit.label_audit`)."""
+    """Settings of ``ferreport label-issues`` (:func:`ferreport.evaluation.label_issues.label_audit`)."""
 
     data: Path | None = setting(None, "Dataset to check: ExpW folder (label/label.lst + image/origin) or class "
                                       "folders; never modified.", kind=Path)

@@ -17,7 +17,7 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
 #: better; the metric that matters with imbalanced classes, and not blurred by label
 #: smoothing or class weights the way the loss is).
 #: The architectures the command line offers (``--arch``), in --help order; the Python API also takes any
-#: name added with ``ferreport.architectures.register_architecture``.
+#: name added with ``ferreport.models.architectures.register_architecture``.
 ARCH_NAMES: tuple[str, ...] = ("compact-std", "compact", "seed")
 MONITORS: dict[str, str] = {"val_loss": "min", "val_macro_f1": "max"}
 

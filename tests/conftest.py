@@ -62,7 +62,7 @@ def tiny_expw(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def sample_dataset(tmp_path_factory) -> Path:
     """The generated ExpW-layout sample, small (shared across tests; read-only use)."""
-    from ferreport.sample import SampleSpec, generate_sample
+    from ferreport.datasets.sample import SampleSpec, generate_sample
 
     out = tmp_path_factory.mktemp("sample") / "expw"
     generate_sample(out, SampleSpec(n_faces=300, seed=3))

@@ -10,8 +10,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from ferreport import commands
-from ferreport.cli import main
+from ferreport.cli import commands
+from ferreport.cli.main import main
 from ferreport.config import (
     COMMAND_RECIPES,
     MODEL_SETTINGS,
@@ -181,7 +181,7 @@ def test_a_bad_format_is_refused_while_the_command_line_is_read(command, monkeyp
 
 
 def test_arch_is_checked_by_the_command_line_and_names_what_training_builds():
-    from ferreport.architectures import ARCHITECTURES
+    from ferreport.models.architectures import ARCHITECTURES
     from ferreport.constants import ARCH_NAMES
 
     assert set(ARCH_NAMES) <= set(ARCHITECTURES)

@@ -20,14 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from ferreport import loading
-from ferreport.atomic import write_text
-from ferreport.cli import main
+from ferreport.datasets import loading
+from ferreport.runs.atomic import write_text
+from ferreport.cli.main import main
 from ferreport.errors import OutputError
-from ferreport.loading import read_label_file
-from ferreport.preprocessing import decode_image, prepare_dataset
+from ferreport.datasets.loading import read_label_file
+from ferreport.datasets.preprocessing import decode_image, prepare_dataset
 
-from .conftest import make_expw, write_image
+from tests.conftest import make_expw, write_image
 
 
 def _jpeg_bytes(arr: np.ndarray) -> bytes:
@@ -212,7 +212,7 @@ def _session_members(sid: int) -> list[int]:
 @pytest.mark.slow
 def test_sigkill_during_prepare_leaves_no_half_cache_and_rerun_completes(sample_dataset, tmp_path):
     cache = tmp_path / "cache"
-    cmd = [sys.executable, "-m", "ferreport.cli", "prepare", "--data", str(sample_dataset), "--cache-dir", str(cache)]
+    cmd = [sys.executable, "-m", "ferreport.cli.main", "prepare", "--data", str(sample_dataset), "--cache-dir", str(cache)]
     _kill_when(cmd, tmp_path, lambda: any(cache.glob(".*.tmp-*/all.npy")))
     finished = [p for p in cache.glob("*") if not p.name.startswith(".")] if cache.exists() else []
     for entry in finished:  # anything under a final name is complete
@@ -225,7 +225,7 @@ def test_sigkill_during_prepare_leaves_no_half_cache_and_rerun_completes(sample_
 
 def test_atomic_write_never_exposes_a_partial_file(tmp_path):
     target = tmp_path / "out.txt"
-    code = ("import sys; from ferreport.atomic import atomic_open\n"
+    code = ("import sys; from ferreport.runs.atomic import atomic_open\n"
             "with atomic_open(sys.argv[1]) as fh:\n"
             "    fh.write('x' * 1000); fh.flush(); print('writing', flush=True)\n"
             "    import time; time.sleep(60)\n")
@@ -313,10 +313,10 @@ def test_cli_strict_stops_at_a_box_outside_the_image_and_at_a_partial_jpeg(tmp_p
 def test_stale_part_files_of_a_killed_writer_are_removed_by_the_next_run(tmp_path, capsys):
     """Issue 20, 5a: a writer killed mid-write leaves `.NAME.PID.*.part*`; the next command into the folder removes
     it (its pid is dead), keeps a live process's temporary, and removes pid-less ones only when old."""
-    from ferreport.atomic import STALE_PART_AGE_S
-    from ferreport.stages import clean_run_dir
+    from ferreport.runs.atomic import STALE_PART_AGE_S
+    from ferreport.cli.stages import clean_run_dir
 
-    code = ("import sys, time; from ferreport.atomic import atomic_open\n"
+    code = ("import sys, time; from ferreport.runs.atomic import atomic_open\n"
             "with atomic_open(sys.argv[1]) as fh:\n"
             "    fh.write('x' * 1000); fh.flush(); print('ready', flush=True); time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "report.html")], stdout=subprocess.PIPE,

@@ -1,7 +1,7 @@
 """Reports: what to show of computed numbers, rendered as self-contained HTML and PDF.
 
-Three layers (computing stays outside, in :mod:`ferreport.metrics` and
-:mod:`ferreport.comparison`):
+Three layers (computing stays outside, in :mod:`ferreport.evaluation.metrics` and
+:mod:`ferreport.runs.comparison`):
 
 * the **rendering core** - :mod:`~ferreport.report.render` (templates, Jinja environment,
   HTML -> PDF, writing files), :mod:`~ferreport.report.text` (number formats and other
@@ -20,14 +20,14 @@ overrides the folder).
 
 from __future__ import annotations
 
-from .audit import audit_notices, build_audit_context, is_audit_dir, write_audit_report
-from .compare import compare_runs
-from .context import ReportContext, Section, ThumbnailLimits
-from .evaluation import build_report_context, run_notices, write_report
-from .history import update_index
-from .inputs import RunArtifacts, load_run, read_predictions_csv, select_pool_rows
-from .render import FORMATS, URLRefused, data_only_url_fetcher, render_html, render_pdf, templates_dir
-from .words import notice_lines
+from ferreport.report.audit import audit_notices, build_audit_context, is_audit_dir, write_audit_report
+from ferreport.report.compare import compare_runs
+from ferreport.report.context import ReportContext, Section, ThumbnailLimits
+from ferreport.report.evaluation import build_report_context, run_notices, write_report
+from ferreport.report.history import update_index
+from ferreport.report.inputs import RunArtifacts, load_run, read_predictions_csv, select_pool_rows
+from ferreport.report.render import FORMATS, URLRefused, data_only_url_fetcher, render_html, render_pdf, templates_dir
+from ferreport.report.words import notice_lines
 
 __all__ = [
     "FORMATS",

@@ -29,23 +29,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import artifacts as files
-from ..constants import CLASS_NAMES
-from ..errors import DatasetError, UsageError
-from ..metrics import MetricsBundle, metrics_from_predictions
-from ..saliency import SALIENCY_FILE, SaliencyMaps, read_saliency
-from . import plots
-from . import sections as sec
-from . import words
-from ..label_issues import LabelIssues, issues_of_predictions
-from .explain import labels_section, saliency_summary
-from .context import Notice, ReportContext, Section, ThumbnailLimits, numbered_sections
-from .inputs import RunArtifacts, ids_and_conf, order_asc, order_desc, read_json
-from .render import check_formats, render_html, write_pages
-from .slicing import drift_section, slices_section
-from ..drift import read_drift
-from ..slices import read_slices
-from .text import as_int, duration, fmt_pct
+from ferreport.runs import folder as files
+from ferreport.constants import CLASS_NAMES
+from ferreport.errors import DatasetError, UsageError
+from ferreport.evaluation.metrics import MetricsBundle, metrics_from_predictions
+from ferreport.evaluation.saliency import SALIENCY_FILE, SaliencyMaps, read_saliency
+from ferreport.report import plots
+from ferreport.report import sections as sec
+from ferreport.report import words
+from ferreport.evaluation.label_noise import LabelIssues, issues_of_predictions
+from ferreport.report.explain import labels_section, saliency_summary
+from ferreport.report.context import Notice, ReportContext, Section, ThumbnailLimits, numbered_sections
+from ferreport.report.inputs import RunArtifacts, ids_and_conf, order_asc, order_desc, read_json
+from ferreport.report.render import check_formats, render_html, write_pages
+from ferreport.report.slicing import drift_section, slices_section
+from ferreport.evaluation.drift import read_drift
+from ferreport.evaluation.slices import read_slices
+from ferreport.report.text import as_int, duration, fmt_pct
 
 __all__ = ["audit_notices", "build_audit_context", "is_audit_dir", "write_audit_report"]
 

@@ -1,7 +1,7 @@
 """The comparison page of ``ferreport compare RUN_A RUN_B``: compare.json, compare.html, compare.pdf.
 
 The numbers (pairing by face, paired bootstrap, McNemar's test) come from
-:mod:`ferreport.comparison`; this module decides what the page shows and writes it.
+:mod:`ferreport.runs.comparison`; this module decides what the page shows and writes it.
 
 Faces for the flip grids come from either run's ``faces_pool.npz`` when it holds them,
 else from the dataset recorded in the runs' ``config.json`` (or ``--data``) through
@@ -23,17 +23,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import __version__
-from ..atomic import write_json
-from ..comparison import OVERALL, Pairing, compare_document, pair_runs
-from ..constants import CLASS_NAMES
-from ..errors import FerreportError, UsageError
-from . import plots
-from .context import Section, numbered_sections
-from .inputs import RunArtifacts, ids_and_conf, load_run
-from ..config import check_formats as check_known_formats
-from .render import environment, write_pages
-from .text import fmt_p, fmt_signed, short
+from ferreport import __version__
+from ferreport.runs.atomic import write_json
+from ferreport.runs.comparison import OVERALL, Pairing, compare_document, pair_runs
+from ferreport.constants import CLASS_NAMES
+from ferreport.errors import FerreportError, UsageError
+from ferreport.report import plots
+from ferreport.report.context import Section, numbered_sections
+from ferreport.report.inputs import RunArtifacts, ids_and_conf, load_run
+from ferreport.config import check_formats as check_known_formats
+from ferreport.report.render import environment, write_pages
+from ferreport.report.text import fmt_p, fmt_signed, short
 
 __all__ = [
     "COMPARE_HTML",
@@ -104,7 +104,7 @@ class FaceFinder:
 
     def _load_dataset(self) -> None:
         self._dataset_tried = True
-        from ..preprocessing import prepare_dataset  # only when a flipped face is in neither face pool
+        from ferreport.datasets.preprocessing import prepare_dataset  # only when a flipped face is in neither face pool
 
         tried = []
         for root, cache in self._dataset_candidates():

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .. import __version__
+from ferreport import __version__
 
 __all__ = ["Headline", "Notice", "ReportContext", "Section", "Thumb", "ThumbnailLimits", "numbered_sections"]
 

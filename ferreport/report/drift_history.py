@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import artifacts
-from . import plots
-from .inputs import as_number, parse_time, read_json
+from ferreport.runs import folder as artifacts
+from ferreport.report import plots
+from ferreport.report.inputs import as_number, parse_time, read_json
 
 __all__ = ["DriftEntry", "drift_figure", "drift_sources", "scan_drift"]
 

@@ -1,7 +1,7 @@
 """The evaluation report: a run directory -> numbers -> sections -> HTML (and PDF).
 
 1. **read** - :func:`~ferreport.report.inputs.load_run` reads the run directory and
-   :mod:`ferreport.metrics` turns predictions.csv into numbers;
+   :mod:`ferreport.evaluation.metrics` turns predictions.csv into numbers;
 2. **decide** - :func:`build_report_context` chooses what to show and returns one
    :class:`~ferreport.report.context.ReportContext` (sections built by
    :mod:`ferreport.report.sections`);
@@ -44,16 +44,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import artifacts as files
-from ..metrics import MetricsBundle, metrics_from_predictions
-from . import explain
-from . import sections as sec
-from .context import Headline, Notice, ReportContext, Section, ThumbnailLimits, numbered_sections
-from .inputs import RunArtifacts, ids_and_conf, load_run
-from .render import FORMATS, check_formats, render_html, write_pages
-from .slicing import slices_section
-from ..slices import read_slices
-from .text import as_text, dig, first_present
+from ferreport.runs import folder as files
+from ferreport.evaluation.metrics import MetricsBundle, metrics_from_predictions
+from ferreport.report import explain
+from ferreport.report import sections as sec
+from ferreport.report.context import Headline, Notice, ReportContext, Section, ThumbnailLimits, numbered_sections
+from ferreport.report.inputs import RunArtifacts, ids_and_conf, load_run
+from ferreport.report.render import FORMATS, check_formats, render_html, write_pages
+from ferreport.report.slicing import slices_section
+from ferreport.evaluation.slices import read_slices
+from ferreport.report.text import as_text, dig, first_present
 
 __all__ = ["RunHeader", "build_report_context", "run_notices", "run_header", "write_report"]
 

@@ -3,7 +3,7 @@
 * :func:`saliency_summary` - what ``saliency.npz`` says (shown, not available and why,
   or absent), for the sentence above every face grid;
 * :func:`labels_section` - the faces whose given label is probably wrong
-  (:mod:`ferreport.label_issues`, cleanlab), as a grid of the first rows of
+  (:mod:`ferreport.evaluation.label_noise`, cleanlab), as a grid of the first rows of
   label_issues.csv, plus the per-class estimated noise table.
 
 Builders only: plain dicts for the templates; nothing here imports TensorFlow.
@@ -17,11 +17,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..constants import CLASS_NAMES
-from ..label_issues import LABEL_ISSUES_FILE, LabelIssues, issues_of_predictions, label_issues_frame
-from .context import ThumbnailLimits
-from .inputs import RunArtifacts
-from .sections import Faces
+from ferreport.constants import CLASS_NAMES
+from ferreport.evaluation.label_noise import LABEL_ISSUES_FILE, LabelIssues, issues_of_predictions, label_issues_frame
+from ferreport.report.context import ThumbnailLimits
+from ferreport.report.inputs import RunArtifacts
+from ferreport.report.sections import Faces
 
 __all__ = ["RANKING_WORDS", "labels_section", "saliency_summary"]
 

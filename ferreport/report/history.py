@@ -28,14 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, artifacts
-from ..atomic import write_text
-from ..errors import OutputError
-from . import plots
-from .compare import COMPARE_HTML, COMPARE_JSON, COMPARE_PDF
-from .inputs import as_number, parse_time, read_json
-from .render import render_template
-from .text import dig
+from ferreport import __version__
+from ferreport.runs import folder as artifacts
+from ferreport.runs.atomic import write_text
+from ferreport.errors import OutputError
+from ferreport.report import plots
+from ferreport.report.compare import COMPARE_HTML, COMPARE_JSON, COMPARE_PDF
+from ferreport.report.inputs import as_number, parse_time, read_json
+from ferreport.report.render import render_template
+from ferreport.report.text import dig
 
 try:  # POSIX; elsewhere the index is rewritten without a lock (still atomically)
     import fcntl
@@ -198,7 +199,7 @@ def render_index(reports_dir: Path, runs: list[RunEntry], comparisons: list[dict
         chart = plots.figure_to_data_uri(plots.trend_figure(
             [r.when for r in runs], {"accuracy": [r.accuracy for r in runs], "macro-F1": [r.macro_f1 for r in runs]}))
     latest = runs[-1] if runs else None
-    from .drift_history import drift_sources, scan_drift
+    from ferreport.report.drift_history import drift_sources, scan_drift
 
     return render_template(
         "index.html.j2", title="ferreport runs", folder=str(Path(reports_dir).resolve().name),

@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import artifacts as files
-from ..constants import CLASS_NAMES
-from ..errors import DatasetError, UsageError
-from ..metrics import labels_to_ids
-from ..saliency import SALIENCY_FILE, SaliencyMaps, read_saliency
+from ferreport.runs import folder as files
+from ferreport.constants import CLASS_NAMES
+from ferreport.errors import DatasetError, UsageError
+from ferreport.evaluation.metrics import labels_to_ids
+from ferreport.evaluation.saliency import SALIENCY_FILE, SaliencyMaps, read_saliency
 
 __all__ = [
     "as_number",
@@ -72,9 +72,9 @@ class RunArtifacts:
     pool_faces: np.ndarray | None = None
     #: Non-fatal problems met while loading (shown as warnings).
     problems: tuple[str, ...] = ()
-    #: Quality-gate verdicts (``gates.json``, see :mod:`ferreport.gates`); None without gates.
+    #: Quality-gate verdicts (``gates.json``, see :mod:`ferreport.runs.gates`); None without gates.
     gates: Mapping[str, Any] | None = None
-    #: Grad-CAM maps of pooled faces (``saliency.npz``, :mod:`ferreport.saliency`); None without the file.
+    #: Grad-CAM maps of pooled faces (``saliency.npz``, :mod:`ferreport.evaluation.saliency`); None without the file.
     saliency: SaliencyMaps | None = None
 
 

@@ -1,6 +1,6 @@
 """Figures for the report: each function takes computed numbers and returns a Figure.
 
-Drawing only (the numbers come from :mod:`ferreport.metrics`). Figures are plain
+Drawing only (the numbers come from :mod:`ferreport.evaluation.metrics`). Figures are plain
 :class:`matplotlib.figure.Figure` objects on the Agg/SVG canvases, never pyplot
 state, so they are safe to build in a headless batch job and are garbage-collected
 when dropped. :func:`figure_to_data_uri` encodes a figure for a self-contained
@@ -24,8 +24,8 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from ..constants import CLASS_NAMES  # noqa: E402
-from ..metrics import CalibrationMetrics, ClassificationMetrics, Interval, ci_key  # noqa: E402
+from ferreport.constants import CLASS_NAMES  # noqa: E402
+from ferreport.evaluation.metrics import CalibrationMetrics, ClassificationMetrics, Interval, ci_key  # noqa: E402
 
 __all__ = [
     "STYLE",

@@ -21,12 +21,12 @@ from typing import Any
 
 import jinja2
 
-from .. import config
-from ..atomic import atomic_path, write_error
-from ..errors import FerreportError, UsageError
-from .context import ReportContext
-from .text import fmt_conf, fmt_int, fmt_num, fmt_pct
-from .words import Terms
+from ferreport import config
+from ferreport.runs.atomic import atomic_path, write_error
+from ferreport.errors import FerreportError, UsageError
+from ferreport.report.context import ReportContext
+from ferreport.report.text import fmt_conf, fmt_int, fmt_num, fmt_pct
+from ferreport.report.words import Terms
 
 __all__ = [
     "FORMATS",

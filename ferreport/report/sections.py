@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import artifacts as files
-from ..constants import CLASS_NAMES, MONITORS
-from ..metrics import MetricsBundle, ci_key, confused_pairs
-from . import plots, words
-from .context import Headline, Notice, Thumb, ThumbnailLimits
-from .inputs import RunArtifacts, order_asc, order_desc
-from .text import as_int, as_text, duration, first_present, short
+from ferreport.runs import folder as files
+from ferreport.constants import CLASS_NAMES, MONITORS
+from ferreport.evaluation.metrics import MetricsBundle, ci_key, confused_pairs
+from ferreport.report import plots, words
+from ferreport.report.context import Headline, Notice, Thumb, ThumbnailLimits
+from ferreport.report.inputs import RunArtifacts, order_asc, order_desc
+from ferreport.report.text import as_int, as_text, duration, first_present, short
 
 __all__ = [
     "Faces",

@@ -1,6 +1,6 @@
 """The sections "Where the model errs" (slices.json) and "Is this folder like the reference?" (drift.json).
 
-Both read the JSON their computation wrote (:mod:`ferreport.slices`, :mod:`ferreport.drift`), so
+Both read the JSON their computation wrote (:mod:`ferreport.evaluation.slices`, :mod:`ferreport.evaluation.drift`), so
 the page shows exactly the numbers of the file, and ``ferreport report`` re-renders them without
 the dataset or TensorFlow. Builders return plain dicts for ``sections/slices.html.j2`` and
 ``sections/drift.html.j2``.
@@ -14,8 +14,8 @@ from typing import Any
 import matplotlib
 import numpy as np
 
-from . import plots
-from .sections import Faces
+from ferreport.report import plots
+from ferreport.report.sections import Faces
 
 __all__ = ["drift_section", "slices_figure", "slices_section"]
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from ..constants import CLASS_NAMES
-from .text import as_int
+from ferreport.constants import CLASS_NAMES
+from ferreport.report.text import as_int
 
 __all__ = [
     "GLOSSARY",
@@ -290,7 +290,7 @@ def _class_weights(v: Any) -> str:
 
 def data_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The Data section's facts, in words; keys this module does not know keep their own name."""
-    from .text import flatten
+    from ferreport.report.text import flatten
 
     facts: list[tuple[str, str]] = []
     if summary.get("dataset") is not None:

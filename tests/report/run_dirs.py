@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ferreport import artifacts
+from ferreport.runs import folder as artifacts
 from ferreport.constants import CLASS_NAMES
 from ferreport.report.inputs import select_pool_rows
 
@@ -24,7 +24,7 @@ def _faces(rng: np.random.Generator, labels: np.ndarray, drawn: bool = True) -> 
             raise ImportError
         import cv2
 
-        from ferreport.sample import draw_face
+        from ferreport.datasets.sample import draw_face
 
         return np.stack([cv2.cvtColor(draw_face(rng, int(max(lab, 0)), 64), cv2.COLOR_BGR2RGB) for lab in labels])
     except ImportError:
@@ -71,7 +71,7 @@ def synthetic_predictions(n: int, seed: int = 0, *, labelled: bool = True) -> pd
 def make_run_dir(root: Path, n: int = 300, seed: int = 0, *, history: bool = True, summary: bool = True,
                  labelled: bool = True, metrics_extra: dict | None = None, drawn: bool = False) -> Path:
     """A complete run directory as the pipeline writes it, without TensorFlow."""
-    from ferreport.metrics import metrics_from_predictions
+    from ferreport.evaluation.metrics import metrics_from_predictions
 
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed + 1)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from ferreport import artifacts
+from ferreport.runs import folder as artifacts
 from ferreport.errors import UsageError
 from ferreport.report.audit import build_audit_context, is_audit_dir, write_audit_report
 from ferreport.report.render import render_html
 
-from .run_dirs import make_run_dir
+from tests.report.run_dirs import make_run_dir
 
 
 def make_audit_dir(root: Path, *, labelled: bool, mode: str = "auto") -> Path:

@@ -13,12 +13,12 @@ from click.testing import CliRunner
 from scipy.stats import binomtest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from ferreport import artifacts
-from ferreport.cli import main
+from ferreport.runs import folder as artifacts
+from ferreport.cli.main import main
 from ferreport.report.compare import build_compare_context, compare_runs
 from ferreport.constants import CLASS_NAMES
 
-from .run_dirs import make_run_dir
+from tests.report.run_dirs import make_run_dir
 
 
 def _read(run: Path) -> pd.DataFrame:
@@ -127,7 +127,7 @@ def test_compare_cli_json_and_index(tmp_path):
 
 
 def test_flipped_faces_come_from_the_dataset_when_no_pool_has_them(tiny_expw, tmp_path):
-    from ferreport.preprocessing import prepare_dataset
+    from ferreport.datasets.preprocessing import prepare_dataset
 
     ds = prepare_dataset(tiny_expw)
     idx = ds.index

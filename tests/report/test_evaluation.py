@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ferreport import artifacts
+from ferreport.runs import folder as artifacts
 from ferreport.errors import UsageError
 
-from .run_dirs import make_run_dir
+from tests.report.run_dirs import make_run_dir
 
 # --------------------------------------------------------------------------- HTML inspection
 
@@ -232,7 +232,7 @@ def test_rendering_is_deterministic(tmp_path):
 
 
 def test_headline_numbers_match_metrics(tmp_path):
-    from ferreport.metrics import metrics_from_predictions
+    from ferreport.evaluation.metrics import metrics_from_predictions
     from ferreport.report import build_report_context, load_run
 
     run = make_run_dir(tmp_path / "run", n=150)

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ferreport import artifacts
-from ferreport.label_issues import LABEL_ISSUES_FILE
+from ferreport.runs import folder as artifacts
+from ferreport.evaluation.label_noise import LABEL_ISSUES_FILE
 from ferreport.report import build_report_context, load_run, render_html
 from ferreport.report.context import ThumbnailLimits
-from ferreport.saliency import SALIENCY_FILE, write_saliency
+from ferreport.evaluation.saliency import SALIENCY_FILE, write_saliency
 from tests.report.run_dirs import make_run_dir
 
 #: What a report with saliency and labels to check may weigh (the synthetic run's 300 faces fill every grid).
@@ -36,7 +36,7 @@ def section(ctx, sid):
 
 
 def test_the_csv_rows_are_what_the_report_shows(tmp_path):
-    from ferreport.evaluation import write_label_issue_rows
+    from ferreport.evaluation.evaluate import write_label_issue_rows
     from ferreport.report.inputs import read_predictions_csv
 
     run = make_run_dir(tmp_path / "run", n=400)
@@ -75,7 +75,7 @@ def test_size_limits_hold_for_every_thumbnail_and_the_page(tmp_path):
     """Every face and overlay data URI <= ThumbnailLimits.max_uri_bytes; the page <= MAX_HTML_BYTES."""
     limits = ThumbnailLimits()
     run = with_saliency(make_run_dir(tmp_path / "run", n=300, drawn=True))
-    from ferreport.evaluation import write_label_issue_rows
+    from ferreport.evaluation.evaluate import write_label_issue_rows
     from ferreport.report.inputs import read_predictions_csv
 
     write_label_issue_rows(read_predictions_csv(run / artifacts.PREDICTIONS), run)

@@ -11,10 +11,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from ferreport import artifacts
+from ferreport.runs import folder as artifacts
 from ferreport.report.history import INDEX_HTML, LOCK_FILE, index_lock, scan_runs, update_index
 
-from .run_dirs import make_run_dir
+from tests.report.run_dirs import make_run_dir
 
 
 class _Links(HTMLParser):
@@ -95,7 +95,7 @@ def test_two_concurrent_report_jobs_both_finish_and_both_are_indexed(tmp_path):
     """Two processes re-render reports in one reports/ folder at once; the index lists both."""
     reports = tmp_path / "reports"
     runs = [make_run_dir(reports / f"run{i}", n=80, seed=i) for i in range(2)]
-    code = "import sys; from ferreport.cli import main; main()"
+    code = "import sys; from ferreport.cli.main import main; main()"
     procs = [subprocess.Popen([sys.executable, "-c", code, "report", str(r), "--format", "html"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in runs]
     for p in procs:

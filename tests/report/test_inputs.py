@@ -8,7 +8,7 @@ import pytest
 from ferreport.errors import UsageError
 from ferreport.report.inputs import load_run, select_pool_rows
 
-from .run_dirs import synthetic_predictions
+from tests.report.run_dirs import synthetic_predictions
 
 
 def test_select_pool_rows_keeps_top_of_every_cell_and_least_confident():

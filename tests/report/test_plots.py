@@ -11,7 +11,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from ferreport.constants import CLASS_NAMES
-from ferreport.metrics import bootstrap_ci, calibration, classification_metrics
+from ferreport.evaluation.metrics import bootstrap_ci, calibration, classification_metrics
 from ferreport.report.plots import (
     class_distribution_figure,
     confusion_matrix_figure,

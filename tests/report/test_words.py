@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from ferreport import artifacts
+from ferreport.runs import folder as artifacts
 from ferreport.report import build_report_context, load_run, render_html
 from ferreport.report.words import GLOSSARY, Terms, data_facts, provenance_groups
 
-from .run_dirs import make_run_dir
+from tests.report.run_dirs import make_run_dir
 
 #: data_summary.json, provenance.json and config.json as `ferreport run` writes them today.
 SUMMARY_EXTRA = {
@@ -184,7 +184,7 @@ def test_terms_unknown_keys_stay_plain_escaped_text():
 def test_comparison_page_explains_mcnemar_and_paired_intervals(tmp_path):
     from ferreport.report.compare import build_compare_context, render_compare_html
 
-    from .test_compare import make_pair
+    from tests.report.test_compare import make_pair
 
     a, b = make_pair(tmp_path / "reports", n=120)
     html = render_compare_html(build_compare_context(a, b, n_resamples=50))

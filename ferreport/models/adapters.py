@@ -1,0 +1,416 @@
+"""Any facial-expression model behind one interface: Keras, legacy HDF5, SavedModel, ONNX.
+
+:func:`open_model` looks at what a model path really is (never trusting its name), loads
+it with the matching adapter, reads the input contract the model states (size,
+channels, layout), fills in what it cannot state (pixel scaling, channel order, class
+order, probabilities or logits) from, in rising order, the defaults, the contract file
+next to the model, a ``--model-spec`` file and the command line, then runs a small probe
+batch so that broken outputs (NaN/inf) are refused and ``--outputs auto`` is settled
+before any face is scored.
+
+Every adapter predicts the same way (:meth:`ModelAdapter.predict`): uint8 faces ->
+:func:`ferreport.models.contract.to_model_input` -> the model -> :class:`ferreport.models.contract.OutputReader`
+-> probabilities ``(N, 7)`` in ExpW order.
+
+========================  ======================================================
+``.keras``                Keras 3 archive (safe mode; zip limits checked first)
+``.h5`` / ``.hdf5``       legacy Keras HDF5 (Keras 3 reads them)
+folder with saved_model.pb  TensorFlow SavedModel, via ``keras.layers.TFSMLayer``
+``.onnx``                 ONNX, via onnxruntime (``pip install 'ferreport[onnx]'``)
+========================  ======================================================
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferreport.constants import FACE_SIZE, NUM_CLASSES
+from ferreport.models.contract import (
+    SHAPE_KEYS,
+    SPEC_KEYS,
+    ModelContract,
+    OutputReader,
+    contract_path,
+    read_spec,
+    to_model_input,
+)
+from ferreport.errors import ModelError, UsageError
+from ferreport.models.model_file import check_model_path, keras, load_model, sniff_model_file, tf
+
+__all__ = ["MODEL_FORMATS", "ModelAdapter", "adapter_for", "open_model", "probe_faces", "resolve_contract"]
+
+#: The formats :func:`open_model` reads, as shown in messages.
+MODEL_FORMATS = ".keras, .h5/.hdf5, .onnx or a SavedModel folder"
+#: Faces in the probe batch run when a model is opened.
+PROBE_FACES = 8
+#: Operations a SavedModel's serving graph must not contain: they read or write files or
+#: run Python, which a model that classifies faces has no need for.
+UNSAFE_GRAPH_OPS = frozenset({
+    "ReadFile", "WriteFile", "MatchingFiles", "PyFunc", "PyFuncStateless", "EagerPyFunc", "Save", "SaveV2",
+    "SaveSlices", "MergeV2Checkpoints", "ShardedFilename", "ImmutableConst", "DeleteFile", "RecursiveCreateDir",
+    "PrintV2", "DebugIdentity", "DebugIdentityV2", "DebugIdentityV3",
+})
+
+
+def probe_faces(n: int = PROBE_FACES) -> np.ndarray:
+    """A fixed batch of synthetic uint8 faces (noise, flat greys, gradients): the same on every machine."""
+    rng = np.random.default_rng(20261130)
+    faces = rng.integers(0, 256, size=(n, FACE_SIZE, FACE_SIZE, 3), dtype=np.uint8)
+    ramp = np.linspace(0, 255, FACE_SIZE).astype(np.uint8)
+    faces[1] = 128
+    faces[2] = ramp[None, :, None]
+    faces[3] = ramp[::-1, None, None] // 2 + 64
+    return faces
+
+
+class ModelAdapter:
+    """One opened model: its file, format, contract and output reader; subclasses run it."""
+
+    format: str = "keras"
+
+    def __init__(self, path: Path, contract: ModelContract) -> None:
+        self.path = Path(path)
+        self.contract = contract
+        self.reader = OutputReader(contract, self.path)
+
+    # the one method a format implements
+    def raw_predict(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def keras_model(self) -> Any:
+        """The Keras model behind this adapter (None for SavedModel and ONNX)."""
+        return None
+
+    def predict(self, faces: np.ndarray, batch_size: int = 256,
+                on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """Probabilities ``(N, 7)`` float32 in ExpW order for uint8 RGB faces ``(N, 64, 64, 3)``.
+
+        Converts the next batch in a background thread while the model runs this one, so
+        only two batches are ever in float32 (``faces`` may be a memory map of any size).
+        ``on_batch(n)`` is called after each batch of ``n`` faces (a progress bar).
+        """
+        n = len(faces)
+        out = np.empty((n, NUM_CLASSES), np.float32)
+        if n == 0:
+            return out
+        bs = int(batch_size)
+        starts = list(range(0, n, bs))
+
+        def convert(start: int) -> np.ndarray:
+            return to_model_input(np.ascontiguousarray(faces[start:start + bs]), self.contract)
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(convert, starts[0])
+            for i, start in enumerate(starts):
+                x = pending.result()
+                if i + 1 < len(starts):
+                    pending = pool.submit(convert, starts[i + 1])
+                out[start:start + len(x)] = self.reader(self.raw_predict(x))
+                if on_batch is not None:
+                    on_batch(len(x))
+        return out
+
+    def probe(self) -> None:
+        """Run the probe batch: NaN/inf outputs refused, ``--outputs auto`` settled."""
+        faces = probe_faces()
+        self.reader.decide(self.raw_predict(to_model_input(faces, self.contract)),
+                           f"a probe of {len(faces)} synthetic faces")
+
+    def resolved_contract(self) -> ModelContract:
+        """The contract with ``auto`` replaced by what was detected (for workers that must not re-decide)."""
+        kind = self.reader.kind
+        return replace(self.contract, outputs=kind) if kind and self.contract.outputs == "auto" else self.contract
+
+    def describe(self) -> str:
+        return self.contract.describe(self.reader.kind)
+
+    def is_ferreport_contract(self) -> bool:
+        """Whether the model takes and gives what ferreport's own models do (64x64 RGB [0, 1], softmax, ExpW order)."""
+        own = ModelContract(recipe=self.contract.recipe, outputs="probabilities")
+        return self.resolved_contract() == own
+
+    def record(self) -> dict[str, Any]:
+        """The model's contract as provenance.json keeps it."""
+        return {**self.contract.to_dict(), "format": self.format, **self.reader.record(), "summary": self.describe()}
+
+
+# --------------------------------------------------------------------------- Keras
+
+
+class KerasAdapter(ModelAdapter):
+    def __init__(self, path: Path, contract: ModelContract, model: Any, fmt: str = "keras") -> None:
+        super().__init__(path, contract)
+        self.model = model
+        self.format = fmt
+        spec = tf.TensorSpec((None, *contract.input_shape), tf.float32)
+        run = model  # the traced function holds the model; the adapter holds both
+
+        @tf.function(input_signature=[spec], reduce_retracing=True)
+        def infer(x: tf.Tensor) -> tf.Tensor:
+            return tf.cast(run(x, training=False), tf.float32)
+
+        self._infer = infer
+
+    @property
+    def keras_model(self) -> Any:
+        return self.model
+
+    def raw_predict(self, x: np.ndarray) -> np.ndarray:
+        return self._infer(tf.convert_to_tensor(x)).numpy()
+
+
+def _keras_io(model: Any, p: Path) -> tuple[tuple, int | None]:
+    inputs = getattr(model, "inputs", None) or []
+    outputs = getattr(model, "outputs", None) or []
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelError(f"{p}: the model has {len(inputs)} inputs and {len(outputs)} outputs; ferreport feeds one "
+                         "image input and reads one class-score output")
+    out_shape = tuple(outputs[0].shape)
+    if len(out_shape) != 2:
+        raise ModelError(f"{p}: the model's output shape is {out_shape}; expected (N, classes)")
+    return tuple(inputs[0].shape), out_shape[1]
+
+
+def _keras_adapter(p: Path, safe_mode: bool) -> tuple[Any, tuple, int | None]:
+    model = load_model(p, safe_mode=safe_mode, check_shapes=False)
+    in_shape, width = _keras_io(model, p)
+    return model, in_shape, width
+
+
+# --------------------------------------------------------------------------- SavedModel
+
+
+class SavedModelAdapter(ModelAdapter):
+    format = "savedmodel"
+
+    def __init__(self, path: Path, contract: ModelContract, layer: Any, output_key: str | None) -> None:
+        super().__init__(path, contract)
+        self.layer = layer
+        self.output_key = output_key
+
+    def raw_predict(self, x: np.ndarray) -> np.ndarray:
+        out = self.layer(tf.convert_to_tensor(x))
+        if isinstance(out, Mapping):
+            out = out[self.output_key] if self.output_key in out else next(iter(out.values()))
+        return np.asarray(tf.cast(out, tf.float32))
+
+
+def _graph_ops(fn: Any) -> set[str]:
+    graph = fn.graph.as_graph_def()
+    ops = {node.op for node in graph.node}
+    for f in graph.library.function:
+        ops.update(node.op for node in f.node_def)
+    return ops
+
+
+def _savedmodel(p: Path, safe_mode: bool) -> tuple[Any, tuple, int | None, str | None]:
+    if not (p / "saved_model.pb").is_file():
+        raise ModelError(f"{p}: is a folder without saved_model.pb; pass a model file ({MODEL_FORMATS})")
+    try:
+        layer = keras.layers.TFSMLayer(str(p), call_endpoint="serving_default")
+    except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types for a bad SavedModel
+        raise ModelError(f"{p}: cannot load the SavedModel's serving_default signature "
+                         f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
+                         "export it with model.export(folder)") from exc
+    fn = layer.call_endpoint_fn
+    unsafe = sorted(_graph_ops(fn) & UNSAFE_GRAPH_OPS) if hasattr(fn, "graph") else []
+    if unsafe and safe_mode:
+        raise ModelError(f"{p}: the SavedModel's graph contains {', '.join(unsafe)} (file access or Python calls); "
+                         "pass --unsafe-model to allow it if you trust the file")
+    args, kwargs = fn.structured_input_signature
+    specs = [s for s in (*tf.nest.flatten(args), *tf.nest.flatten(kwargs)) if isinstance(s, tf.TensorSpec)]
+    outputs = fn.structured_outputs
+    flat_out = tf.nest.flatten(outputs)
+    if len(specs) != 1 or len(flat_out) != 1:
+        raise ModelError(f"{p}: the SavedModel's serving_default takes {len(specs)} inputs and gives "
+                         f"{len(flat_out)} outputs; ferreport feeds one image input and reads one output")
+    key = next(iter(outputs)) if isinstance(outputs, Mapping) else None
+    out_shape = tuple(flat_out[0].shape)
+    if len(out_shape) != 2:
+        raise ModelError(f"{p}: the SavedModel's output shape is {out_shape}; expected (N, classes)")
+    return layer, tuple(specs[0].shape), out_shape[1], key
+
+
+# --------------------------------------------------------------------------- ONNX
+
+
+class OnnxAdapter(ModelAdapter):
+    format = "onnx"
+
+    def __init__(self, path: Path, contract: ModelContract, session: Any, input_name: str, dtype: Any) -> None:
+        super().__init__(path, contract)
+        self.session = session
+        self.input_name = input_name
+        self.dtype = dtype
+
+    def raw_predict(self, x: np.ndarray) -> np.ndarray:
+        if self.dtype is not np.float32:
+            x = np.clip(np.rint(x), 0, 255).astype(np.uint8) if self.dtype is np.uint8 else x.astype(self.dtype)
+        try:
+            (out,) = self.session.run(None, {self.input_name: x})
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors are its own types
+            raise ModelError(f"{self.path}: onnxruntime failed to run the model "
+                             f"({str(exc).strip().splitlines()[0][:300]})") from exc
+        return np.asarray(out, dtype=np.float32)
+
+
+_ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+               "tensor(uint8)": np.uint8}
+
+
+def _onnx(p: Path, kind: str) -> tuple[Any, tuple, int | None, str, Any]:
+    if kind != "other":
+        raise ModelError(f"{p}: is a{' zip' if kind == 'zip' else 'n HDF5'} file named .onnx; rename it to "
+                         f"{'.keras' if kind == 'zip' else '.h5'}")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UsageError(f"{p}: ONNX models need onnxruntime; install it with: pip install 'ferreport[onnx]'") \
+            from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(p), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{p}: not a loadable ONNX model ({first}); re-export or re-download it") from exc
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelError(f"{p}: the ONNX model has {len(inputs)} inputs and {len(outputs)} outputs "
+                         f"({', '.join(o.name for o in outputs)}); ferreport feeds one image input and reads one "
+                         "output")
+    dtype = _ONNX_TYPES.get(inputs[0].type)
+    if dtype is None:
+        raise ModelError(f"{p}: the ONNX model takes {inputs[0].type} input; ferreport feeds float or uint8 images")
+    shape = tuple(d if isinstance(d, int) and d > 0 else None for d in inputs[0].shape)
+    out_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in outputs[0].shape)
+    if len(out_shape) != 2:
+        raise ModelError(f"{p}: the ONNX model's output shape is {outputs[0].shape}; expected (N, classes)")
+    return session, shape, out_shape[1], inputs[0].name, dtype
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+def _shape_facts(p: Path, in_shape: tuple) -> dict[str, Any]:
+    """height/width/channels/layout the model states (None where it leaves them open)."""
+    if len(in_shape) != 4:
+        raise ModelError(f"{p}: the model's input shape is {_text(in_shape)}; ferreport feeds image batches "
+                         "(N, height, width, channels) or (N, channels, height, width)")
+    _, a, b, c = in_shape
+    if c in (1, 3):
+        return {"height": a, "width": b, "channels": c, "layout": "nhwc"}
+    if a in (1, 3):
+        return {"height": b, "width": c, "channels": a, "layout": "nchw"}
+    if c is None and a is None:
+        return {"height": b, "width": c, "channels": None, "layout": None}
+    raise ModelError(f"{p}: the model's input shape is {_text(in_shape)}: neither its last nor its second "
+                     "dimension is 1 or 3 channels; ferreport feeds grayscale or colour images")
+
+
+def _text(shape: tuple) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def _layers(p: Path, options: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The contract's sources, lowest precedence first: contract file, --model-spec, command line."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    saved = contract_path(p)
+    if saved.is_file():
+        layers.append((str(saved), read_spec(saved)))
+    spec = options.get("model_spec")
+    if spec:
+        layers.append((str(spec), read_spec(spec)))
+    flags = {k: options.get(k) for k in SPEC_KEYS if options.get(k) not in (None, "", ())}
+    if flags:
+        layers.append(("the command line", flags))
+    return layers
+
+
+def resolve_contract(p: Path, in_shape: tuple, width: int | None, options: Mapping[str, Any]) -> ModelContract:
+    """The model's contract: what it states, then its sources (see :func:`_layers`)."""
+    facts = _shape_facts(p, in_shape)
+    values: dict[str, Any] = {}
+    for where, layer in _layers(p, options):
+        for key in SHAPE_KEYS:
+            if layer.get(key) is None:
+                continue
+            if facts.get(key) is not None and facts[key] != layer[key]:
+                raise ModelError(f"{where} says {key} {layer[key]!r}, but the model {p} takes {key} {facts[key]!r}; "
+                                 "fix the spec or pass the model it describes")
+            values[key] = layer[key]
+        values.update({k: layer[k] for k in SPEC_KEYS if layer.get(k) not in (None, "", ())})
+        if "recipe" in layer:
+            values["recipe"] = layer["recipe"]
+    for key, default in (("height", FACE_SIZE), ("width", FACE_SIZE), ("channels", 3), ("layout", "nhwc")):
+        values.setdefault(key, facts.get(key) if facts.get(key) is not None else default)
+    if width is None:
+        raise ModelError(f"{p}: the model does not state how many classes it outputs; ferreport needs a fixed "
+                         "(N, classes) output")
+    if "classes" not in values:
+        if width != NUM_CLASSES:
+            raise ModelError(f"{p}: the model has {width} outputs; pass --classes with its {width} class names in "
+                             "output order (e.g. FER+: neutral,happiness,surprise,sadness,anger,disgust,fear,"
+                             "contempt)")
+    contract = ModelContract(**values)
+    if len(contract.classes) != width:
+        raise UsageError(f"--classes names {len(contract.classes)} classes ({','.join(contract.classes)}), but the "
+                         f"model {p} has {width} outputs; name one class per output, in output order")
+    return contract
+
+
+def open_model(path: str | os.PathLike[str], options: Mapping[str, Any] | None = None, *, safe_mode: bool = True,
+               contract: ModelContract | None = None, probe: bool = True) -> ModelAdapter:
+    """Open the model at ``path`` (file or SavedModel folder) with its contract settled.
+
+    ``options``: the contract options (``input_range``, ``channel_order``, ``classes``,
+    ``outputs``, ``model_spec``); ``contract``: use exactly this contract instead (a
+    worker given the driver's). ModelError (exit 4) for anything wrong with the model,
+    UsageError (exit 2) for options that contradict it.
+    """
+    p = Path(path)
+    mode = check_model_path(p)
+    suffix = p.suffix.lower()
+    if stat.S_ISDIR(mode):
+        layer, in_shape, width, key = _savedmodel(p, safe_mode)
+        build = lambda c: SavedModelAdapter(p, c, layer, key)  # noqa: E731
+    elif suffix == ".onnx":
+        session, in_shape, width, name, dtype = _onnx(p, sniff_model_file(p))
+        build = lambda c: OnnxAdapter(p, c, session, name, dtype)  # noqa: E731
+    elif suffix in (".keras", ".h5", ".hdf5"):
+        fmt = "keras" if suffix == ".keras" else "hdf5"
+        model, in_shape, width = _keras_adapter(p, safe_mode)
+        build = lambda c: KerasAdapter(p, c, model, fmt)  # noqa: E731
+    else:
+        kind = sniff_model_file(p)  # an HTML page or LFS pointer says so whatever its name
+        raise ModelError(f"{p}: unsupported model format {suffix or '(no suffix)'!r}"
+                         f"{' (the file is a zip archive: a .keras model?)' if kind == 'zip' else ''}"
+                         f"{' (the file is HDF5: a .h5 model?)' if kind == 'hdf5' else ''}; expected {MODEL_FORMATS}")
+    if contract is None:
+        contract = resolve_contract(p, in_shape, width, options or {})
+    else:
+        facts = _shape_facts(p, in_shape)
+        for key in SHAPE_KEYS:
+            if facts.get(key) is not None and facts[key] != getattr(contract, key):
+                raise ModelError(f"{p}: the model takes {key} {facts[key]!r}, the contract given says "
+                                 f"{getattr(contract, key)!r}")
+    adapter = build(contract)
+    if probe:
+        adapter.probe()
+    return adapter
+
+
+def adapter_for(model: Any, contract: ModelContract | None = None, source: str = "model") -> ModelAdapter:
+    """A :class:`KerasAdapter` around an in-memory Keras model (ferreport's own contract by default)."""
+    if isinstance(model, ModelAdapter):
+        return model
+    return KerasAdapter(Path(source), contract or ModelContract(), model)
