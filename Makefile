@@ -18,7 +18,9 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/ferreport run
 
+# Lint first (ruff, configured in pyproject.toml), then the suite.
 test: setup
+	$(VENV)/bin/ruff check ferreport tests
 	$(PY) -m pytest -q
 
 clean:

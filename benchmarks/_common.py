@@ -14,9 +14,10 @@ import resource
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without installing
@@ -114,7 +115,7 @@ class RssSampler:
             self.peak_mb = max(self.peak_mb, rss_mb())
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self.peak_mb = rss_mb()
         self._thread.start()
         return self

@@ -8,7 +8,7 @@ Generates (once, reused) ``--images`` photo-sized JPEG scenes under ``--work-dir
 ``sample.draw_face`` pasted in (side 80-200 px). The model is a freshly initialised
 seed CNN saved to a ``.keras`` file (speed does not depend on the weights).
 
-Baseline: for each file in sorted order, ``preprocessing.decode_image``, detection with
+Baseline: for each file in sorted order, ``datasets.decode.decode_image``, detection with
 ``--detector`` (default blazeface, the audits' default; ``haar`` the earlier figures'),
 crop + resize, ``model.predict`` of that image's faces: one image at a time. The ceiling
 printed beside it: decode + detect + crop timed alone on one core, times the cores.
@@ -28,14 +28,16 @@ import os
 import tempfile
 from pathlib import Path
 
-import _common as C
 import numpy as np
+
+import _common as C
 
 
 def _make_one(args: tuple[str, int, int, int]) -> None:
     import cv2
 
-    from ferreport.datasets.sample import _background, draw_face
+    from ferreport.datasets.sample import background as _background
+    from ferreport.datasets.sample import draw_face
 
     path, seed, w, h = args
     rng = np.random.default_rng(seed)
@@ -59,7 +61,8 @@ def make_folder(folder: Path, n: int, w: int, h: int) -> None:
 
 def baseline(folder: Path, model, detector: str = "haar") -> tuple[int, int]:
     from ferreport.audit.detection import detect_faces, resolve_detector
-    from ferreport.datasets.preprocessing import crop_face, decode_image
+    from ferreport.datasets.crop import crop_face
+    from ferreport.datasets.decode import decode_image
 
     params, _ = resolve_detector(detector)
     images = faces = 0
@@ -84,7 +87,8 @@ def scan_ceiling(folder: Path, detector: str, n: int) -> float:
     import cv2
 
     from ferreport.audit.detection import find_faces, resolve_detector
-    from ferreport.datasets.preprocessing import crop_face, decode_image
+    from ferreport.datasets.crop import crop_face
+    from ferreport.datasets.decode import decode_image
 
     params, _ = resolve_detector(detector)
     threads = cv2.getNumThreads()

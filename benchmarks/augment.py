@@ -37,8 +37,8 @@ def main() -> None:
 
     C.header("training augmentation alone")
     from ferreport.constants import NUM_CLASSES
-    from ferreport.models.model_file import tf
     from ferreport.models.input_pipeline import derive_seed, make_dataset, seeded_augmentation_layers
+    from ferreport.models.model_file import tf
 
     cores = os.cpu_count() or 1
     threads = args.threads or sorted({min(2**k, cores) for k in range(cores.bit_length() + 1)})

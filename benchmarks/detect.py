@@ -41,9 +41,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import _common as C
 import numpy as np
 
+import _common as C
 from ferreport.audit.detection import box_iou
 
 HERE = Path(__file__).resolve().parent
@@ -137,9 +137,9 @@ def detect_stats(name: str, images: list, params, known: list | None = None) -> 
 
 
 def audit_f1(folder: Path, model: Path, detector: str, align: bool, refine: bool, out: Path) -> dict:
+    from ferreport.audit.detection import DEFAULT_PARAMS
     from ferreport.audit.predict import run_audit
     from ferreport.config import AuditConfig
-    from ferreport.audit.detection import DEFAULT_PARAMS
 
     params = replace(DEFAULT_PARAMS, refine=refine)
     res = run_audit(folder, model, AuditConfig(out=out, formats=(), face_detector=detector, align=align,

@@ -17,7 +17,7 @@ random into a reference (half) and an incoming folder (``--incoming`` faces of t
     detects in at least 80 % of trials.
 
 The same code path as ``ferreport predict --reference``: faces are predicted and embedded
-through the model's adapter (:func:`ferreport.evaluation.prediction.predict_proba`,
+through the model's adapter (:func:`ferreport.models.prediction.predict_proba`,
 :func:`ferreport.evaluation.embeddings.embedder_for`), measured by :func:`ferreport.evaluation.facestats.face_stats_frame`,
 probabilities rounded as predictions.csv keeps them, and compared by
 :func:`ferreport.evaluation.drift.drift_tests` with the default :class:`ferreport.config.DriftConfig`.
@@ -81,15 +81,15 @@ def main() -> None:
 
     import pandas as pd
 
-    from ferreport.runs import folder as artifacts
-    from ferreport.models.adapters import open_model
     from ferreport.config import DriftConfig
+    from ferreport.datasets.face_cache import prepare_dataset
     from ferreport.evaluation.drift import drift_tests, sample_from_arrays
     from ferreport.evaluation.embeddings import embedder_for
     from ferreport.evaluation.evaluate import PROBA_DECIMALS
     from ferreport.evaluation.facestats import face_stats_frame
-    from ferreport.evaluation.prediction import predict_proba
-    from ferreport.datasets.preprocessing import prepare_dataset
+    from ferreport.models.adapters import open_model
+    from ferreport.models.prediction import predict_proba
+    from ferreport.runs import folder as artifacts
 
     header("drift tests: false alarms and power")
     run = args.model or train_run(args.data, Path("/tmp/ferreport-bench/drift/run"), args.train_epochs)

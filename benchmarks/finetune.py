@@ -114,8 +114,8 @@ def _compare(a: Path, b: Path, out: Path) -> dict[str, Any]:
 
 def _baselines(data: Path, split_run: Path, seed: int) -> dict[str, dict[str, Any]]:
     """majority and HOG + logistic regression on exactly the split of ``split_run``."""
+    from ferreport.datasets.face_cache import prepare_dataset
     from ferreport.evaluation.metrics import bootstrap_ci, classification_metrics
-    from ferreport.datasets.preprocessing import prepare_dataset
 
     ds = prepare_dataset(data)
     rows = split_rows(ds.index["key"], split_run)

@@ -30,8 +30,9 @@ import os
 import sys
 import time
 
-import _common as C
 import numpy as np
+
+import _common as C
 
 #: (name, arch, batch, augment, policy, steps_per_execution), most important first: rows
 #: that do not fit in --budget-s are skipped and said so.
@@ -83,8 +84,8 @@ def device_info(keras) -> dict[str, str]:
 
 def training_model(keras, arch: str, augment: bool, seed: int):
     """uint8 faces -> Rescaling(1/255) -> [augmentation] -> the architecture, compiled like the tool's."""
-    from ferreport.models.architectures import ARCHITECTURES, augmentation_layers, compile_model
     from ferreport.constants import FACE_SHAPE, NUM_CLASSES
+    from ferreport.models.architectures import ARCHITECTURES, augmentation_layers, compile_model
 
     keras.utils.set_random_seed(seed)
     body = ARCHITECTURES[arch](FACE_SHAPE, NUM_CLASSES)

@@ -18,9 +18,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import _common as C
 import cv2
 import numpy as np
+
+import _common as C
 
 
 def baseline_loop(root: Path) -> int:
@@ -55,7 +56,7 @@ def main() -> None:
     args = ap.parse_args()
 
     C.header("ingest (prepare)")
-    from ferreport.datasets.preprocessing import prepare_dataset
+    from ferreport.datasets.face_cache import prepare_dataset
     from ferreport.datasets.sample import SampleSpec, generate_sample
 
     root = args.data or args.work_dir / f"expw-{args.faces}"

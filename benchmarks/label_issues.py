@@ -29,11 +29,10 @@ import time
 import numpy as np
 
 from _common import header, save_json
-
 from ferreport.constants import CLASS_NAMES
+from ferreport.datasets.face_cache import prepare_dataset
 from ferreport.evaluation.label_issues import out_of_sample_proba
 from ferreport.evaluation.label_noise import find_label_issues
-from ferreport.datasets.preprocessing import prepare_dataset
 
 
 def flip(labels: np.ndarray, share: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

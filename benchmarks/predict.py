@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Batch prediction: ``ferreport.evaluation.prediction.predict_proba`` vs ``model.predict(x)`` with defaults.
+"""Batch prediction: ``ferreport.models.prediction.predict_proba`` vs ``model.predict(x)`` with defaults.
 
     python benchmarks/predict.py [--faces 5000] [--arch seed] [--model M.keras] [--repeats 2]
 
@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-import _common as C
 import numpy as np
+
+import _common as C
 
 
 def forward_flops(model) -> float:
@@ -45,7 +46,7 @@ def main() -> None:
 
     C.header("batch prediction")
     from ferreport.models.model_file import build_model, load_model
-    from ferreport.evaluation.prediction import predict_proba
+    from ferreport.models.prediction import predict_proba
 
     model = load_model(args.model) if args.model else build_model(args.arch)
     rng = np.random.default_rng(0)

@@ -27,7 +27,7 @@ randomness alone.
 It prints test accuracy and macro-F1 with 95% percentile bootstrap intervals
 (``ferreport.evaluation.metrics.bootstrap_ci``, 1000 resamples, bootstrap seed = the run seed),
 per seed, then the mean over seeds, whether any run collapsed
-(``ferreport.models.training.detect_collapse``), and the CPU training time. ``--json PATH``
+(``ferreport.models.collapse.detect_collapse``), and the CPU training time. ``--json PATH``
 also writes every number. The seed is used for the split, the balancing, the weight
 initialisation, the data order and augmentation, exactly as ``ferreport train --seed``.
 """
@@ -168,7 +168,7 @@ def _test_f1_callback():
     import keras
 
     from ferreport.evaluation.metrics import classification_metrics
-    from ferreport.evaluation.prediction import predict_proba
+    from ferreport.models.prediction import predict_proba
 
     class TestF1ByEpoch(keras.callbacks.Callback):
         """Test macro-F1 after every epoch, for the JSON's diagnostics (never used to choose anything)."""
@@ -187,7 +187,7 @@ def _test_f1_callback():
 def train_recipe(name: str, recipe: Recipe, faces: np.ndarray, y: np.ndarray, rows: dict[str, np.ndarray],
                  seed: int, work: Path, progress: bool) -> tuple[np.ndarray, dict[str, Any]]:
     from ferreport.models.model_file import load_model
-    from ferreport.evaluation.prediction import predict_proba
+    from ferreport.models.prediction import predict_proba
     from ferreport.models.training import TrainConfig, train_model
 
     TestF1ByEpoch = _test_f1_callback()
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     if offset:
         recipes = {f"{n}+t{offset}": r for n, r in recipes.items()}
 
-    from ferreport.datasets.preprocessing import prepare_dataset
+    from ferreport.datasets.face_cache import prepare_dataset
     from ferreport.datasets.splitting import split_faces
 
     started = time.perf_counter()

@@ -16,18 +16,19 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import _common as C
 import numpy as np
 import pandas as pd
 
+import _common as C
+
 
 def build_run(run: Path, n: int, epochs: int, seed: int = 0) -> None:
-    from ferreport.runs import folder as artifacts
-    from ferreport.runs.atomic import write_json
     from ferreport.constants import NUM_CLASSES
+    from ferreport.datasets.sample import EXPW_CLASS_SHARES, allocate_counts, draw_face
     from ferreport.evaluation.evaluate import predictions_frame, write_face_pool, write_predictions
     from ferreport.evaluation.metrics import metrics_from_predictions
-    from ferreport.datasets.sample import EXPW_CLASS_SHARES, allocate_counts, draw_face
+    from ferreport.runs import folder as artifacts
+    from ferreport.runs.atomic import write_json
 
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(NUM_CLASSES), allocate_counts(n, EXPW_CLASS_SHARES))

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from _common import best_of, header, save_json
-
-from ferreport.models.adapters import open_model
 from ferreport.config import RunConfig
+from ferreport.evaluation.evaluate_stage import evaluate_on_split
+from ferreport.evaluation.saliency import grad_cam
+from ferreport.models.adapters import open_model
 from ferreport.report import write_report
-from ferreport.evaluation.saliency import SALIENCY_FILE, grad_cam
-from ferreport.cli.stages import evaluate_on_split
+from ferreport.runs.folder import SALIENCY as SALIENCY_FILE
 
 BENCH = Path("/tmp/ferreport-bench/finetune/seed0/scratch")
 
@@ -58,7 +58,7 @@ def main() -> None:
         shutil.copytree(run, bare)
         (bare / SALIENCY_FILE).unlink()
         for name, folder in (("report with saliency", run), ("report without saliency", bare)):
-            t, _ = best_of(lambda f=folder: write_report(f, n_resamples=1000, seed=0), 1)
+            t, _ = best_of(lambda f=folder: write_report(f), 1)
             rows.append({"what": name, "seconds": t, "html_bytes": (folder / "report.html").stat().st_size,
                          "pdf_bytes": (folder / "report.pdf").stat().st_size})
         print(f"model {args.model}; {n} pooled faces (of {sum(1 for _ in open(run / 'predictions.csv')) - 1} "

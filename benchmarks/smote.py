@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 
-import _common as C
 import numpy as np
+
+import _common as C
 
 
 def main() -> None:

@@ -23,8 +23,9 @@ from __future__ import annotations
 import argparse
 import math
 
-import _common as C
 import numpy as np
+
+import _common as C
 
 
 def main() -> None:
@@ -38,8 +39,8 @@ def main() -> None:
 
     C.header("training input pipeline")
     from ferreport.constants import NUM_CLASSES
-    from ferreport.models.model_file import build_model
     from ferreport.models.input_pipeline import make_dataset
+    from ferreport.models.model_file import build_model
 
     rng = np.random.default_rng(0)
     n, bs = args.faces, args.batch_size

@@ -125,8 +125,8 @@ def main() -> None:
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
 
+    from ferreport.datasets.face_cache import prepare_dataset
     from ferreport.evaluation.metrics import bootstrap_ci, classification_metrics
-    from ferreport.datasets.preprocessing import prepare_dataset
 
     fer = locate_fer_model()
     ds = prepare_dataset(args.data.resolve())

@@ -16,6 +16,7 @@ benchmark, ``benchmarks/gpu_train.py``, runs them that way); ``tf`` is then ``No
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -49,7 +50,7 @@ def _import_tensorflow_quietly() -> None:
     try:
         sys.stderr.flush()
         saved = os.dup(2)
-        capture = tempfile.TemporaryFile()
+        capture = tempfile.TemporaryFile()  # noqa: SIM115 - open across the dup2 swap, closed in the finally below
     except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded, pytest capsys ...)
         import keras  # noqa: F401
         import tensorflow  # noqa: F401
@@ -58,17 +59,15 @@ def _import_tensorflow_quietly() -> None:
     os.dup2(capture.fileno(), 2)
     try:
         import keras  # noqa: F401
-        import tensorflow as tf_
+        import tensorflow as tf_  # the quiet import itself (fd 2 captured above)
 
         tf_.config.list_physical_devices("GPU")  # device probing prints cuInit noise once, here
     except BaseException:
         failed = True
         raise
     finally:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
         os.dup2(saved, 2)
         os.close(saved)
         capture.seek(0)
@@ -83,10 +82,10 @@ def _import_backend() -> tuple[ModuleType, ModuleType | None]:
     """``(keras, tensorflow)``; TensorFlow first and quietly, because Keras imports it too."""
     if BACKEND == "tensorflow":
         _import_tensorflow_quietly()
-        import tensorflow as tf_
+        import tensorflow as tf_  # the backend named by KERAS_BACKEND
     else:  # the architectures on another backend (GPU benchmark); the tool itself needs TensorFlow
         tf_ = None
-    import keras as keras_
+    import keras as keras_  # after TensorFlow, so its noise is filtered
 
     return keras_, tf_
 

@@ -24,20 +24,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ferreport.constants import ARCH_NAMES, DETECTORS, MONITORS
-from ferreport.models.contract import CHANNEL_ORDERS, INPUT_RANGES, OUTPUT_KINDS
+from ferreport.constants import ARCH_NAMES, CHANNEL_ORDERS, DETECTORS, INPUT_RANGES, MONITORS, OUTPUT_KINDS
 from ferreport.errors import UsageError
 
 #: Output formats of a report.
 FORMATS: tuple[str, ...] = ("html", "pdf")
 #: Balancing methods (:func:`ferreport.datasets.balancing.balance_training_set`).
 BALANCE_METHODS: tuple[str, ...] = ("smote", "oversample", "class-weight", "class-weight-sqrt", "none")
-#: Per-step learning-rate schedules (see ferreport.models.training).
+#: Per-step learning-rate schedules (see ferreport.models.schedule).
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 #: Distribution strategies; ``default`` (TensorFlow's default strategy) is for the Python API only.
 STRATEGIES: tuple[str, ...] = ("auto", "default", "mirrored", "multiworker")
@@ -131,6 +131,15 @@ class _Settings:
         """This section with the named recipe's values, then ``overrides``, over the defaults."""
         values = {k: v for k, v in recipe_values(recipe).items() if k in cls.names()}
         return cls(**{**values, **overrides})
+
+
+def default_cache_root() -> Path:
+    """``$FERREPORT_CACHE``, else ``$XDG_CACHE_HOME/ferreport``, else ``~/.cache/ferreport``."""
+    env = os.environ.get("FERREPORT_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "ferreport"
 
 
 # --------------------------------------------------------------------------- the stages' settings
@@ -439,7 +448,7 @@ class RunConfig:
         return out
 
     @classmethod
-    def from_dict(cls, saved: Mapping[str, Any], *, where: Any = "config.json") -> RunConfig:
+    def from_dict(cls, saved: Mapping[str, Any], *, where: Any = "the saved configuration") -> RunConfig:
         """Read ``config.json`` back (any run folder written since settings were recorded)."""
         unknown = sorted(set(saved) - set(cls.names()))
         if unknown:
@@ -453,7 +462,7 @@ class RunConfig:
                 values[key] = tuple(value)
         return cls.build(**values)
 
-    def resumed_from(self, saved: Mapping[str, Any], *, where: Any = "config.json") -> RunConfig:
+    def resumed_from(self, saved: Mapping[str, Any], *, where: Any = "the saved configuration") -> RunConfig:
         """The saved run's configuration, with :attr:`RESUME_FROM_COMMAND_LINE` taken from ``self``.
 
         Settings an older config.json lacks keep this command line's value.
@@ -464,12 +473,6 @@ class RunConfig:
 
 
 # --------------------------------------------------------------------------- a folder audit
-
-
-def _default_detector() -> Any:
-    from ferreport.audit.detection import DEFAULT_PARAMS  # OpenCV: imported only when an audit is configured
-
-    return DEFAULT_PARAMS
 
 
 @dataclass(frozen=True)
@@ -503,7 +506,7 @@ class AuditConfig(ModelConfig):
                                  flag="--detector", choices=DETECTOR_CHOICES)
     align: bool = setting(False, "Turn each detected face so its eyes are level before it is predicted "
                                  "(BlazeFace's eye points).")
-    detector: Any = field(default_factory=_default_detector)  # the detector's tuning (DetectorParams)
+    detector: Any = None  # the detector's tuning (audit.detection.DetectorParams); None: its defaults
     reference: Path | None = setting(None, "Compare the folder with this reference (an evaluated run folder or "
                                            "an earlier audit folder); default: the run's own test split when "
                                            "--model is an evaluated run folder. Writes drift.json.", kind=Path)
@@ -519,7 +522,8 @@ class AuditConfig(ModelConfig):
 # --------------------------------------------------------------------------- suspect labels of a dataset
 
 
-#: Models of ``label-issues`` (:mod:`ferreport.evaluation.label_issues`) and cleanlab's rankings (:mod:`ferreport.evaluation.label_noise`).
+#: Models of ``label-issues`` (:mod:`ferreport.evaluation.label_issues`) and cleanlab's rankings
+#: (:mod:`ferreport.evaluation.label_noise`).
 LABEL_MODEL_KINDS: tuple[str, ...] = ("hog-logreg", "cnn")
 LABEL_RANKINGS: tuple[str, ...] = ("self_confidence", "normalized_margin")
 

@@ -23,3 +23,9 @@ MONITORS: dict[str, str] = {"val_loss": "min", "val_macro_f1": "max"}
 
 #: The face detectors by name, best first; ``auto`` (the command line's default) is the first one available.
 DETECTORS: tuple[str, ...] = ("blazeface", "haar")
+
+#: Pixel scalings (``--input-range``; the model contract, :mod:`ferreport.models.contract`): uint8 ``x`` becomes x/255,
+#: (x/255 - 0.5)*2, x, or per-image (x - mean) / max(std, 1/sqrt(pixels)) (TensorFlow's per_image_standardization).
+INPUT_RANGES: tuple[str, ...] = ("0,1", "-1,1", "0,255", "standardize")
+CHANNEL_ORDERS: tuple[str, ...] = ("rgb", "bgr")
+OUTPUT_KINDS: tuple[str, ...] = ("auto", "probabilities", "logits")

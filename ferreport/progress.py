@@ -24,6 +24,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
 __all__ = ["Stage", "configure", "echo", "is_live", "mode", "stage"]
 
 #: The modes :func:`configure` sets.
@@ -145,8 +157,6 @@ def _close_task(current: Stage) -> None:
 
 def _new_bars() -> Any:
     """A rich Progress writing to stderr (forced to draw when ``--progress`` was given off a terminal)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True, force_terminal=True if not _stderr_is_terminal() else None)
     count, rate, eta = _columns()
@@ -158,8 +168,6 @@ def _new_bars() -> Any:
 def _columns() -> tuple[Any, Any, Any]:
     """``352/581 images``, ``8,544.1/s`` and ``ETA 0:00:01``, each blank while it means nothing (a stage
     without a count, or whose total is not known yet): rich's own columns are for bytes or show ``0/?``."""
-    from rich.progress import ProgressColumn, TimeRemainingColumn
-    from rich.text import Text
 
     class CountColumn(ProgressColumn):
         def render(self, task: Any) -> Text:

@@ -155,3 +155,173 @@ def test_the_checks_see_what_they_look_for(tmp_path: Path) -> None:
     assert private_imports(planted) == ["ferreport.b imports ferreport.a._secret"]
     c = ast.parse("from . import a\nx = a._secret\n")
     assert private_imports({"ferreport.a": a, "ferreport.c": c}) == ["ferreport.c uses a._secret"]
+
+
+# --------------------------------------------------------------------------- floors
+
+#: The package's floors, lowest first: a module imports only from its own floor or the ones below.
+#: ``core`` is the top-level modules (errors, constants, config, progress, backend); only ``cli``
+#: (the command layer) sits above ``report``, so compute never imports presentation.
+FLOORS = ("core", "runs", "datasets", "models", "evaluation", "audit", "report", "cli")
+#: Libraries a function may import lazily (heavy, or optional extras), each with a reason on the line.
+LAZY_LIBRARIES = ("tensorflow", "keras", "ray", "onnxruntime", "weasyprint", "cleanlab")
+#: ferreport modules that load a lazy library when imported, through a call at module level the
+#: import scan cannot see: ``backend`` imports TensorFlow with its start-up noise filtered.
+HEAVY_AT_IMPORT = ("ferreport.backend",)
+
+
+def floor_of(module: str) -> str:
+    parts = module.split(".")
+    if module == "ferreport.__main__":
+        return "cli"
+    if len(parts) >= 3 or (len(parts) == 2 and _is_package(module)):
+        return parts[1]
+    return "core"
+
+
+def floor_violations(modules: dict[str, ast.Module]) -> list[str]:
+    bad = []
+    for importer, target, _ in imports(modules):
+        if target not in modules and target.rpartition(".")[0] not in modules:
+            continue
+        here, there = FLOORS.index(floor_of(importer)), FLOORS.index(floor_of(target))
+        if there > here:
+            bad.append(f"{importer} ({FLOORS[here]}) imports {target} ({FLOORS[there]})")
+    return sorted(set(bad))
+
+
+def _top_level_imports(tree: ast.Module) -> list[ast.stmt]:
+    """Imports outside functions (module body, if/try blocks, classes)."""
+    out: list[ast.stmt] = []
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            out.append(node)
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            stack.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def heavy_modules(modules: dict[str, ast.Module]) -> set[str]:
+    """ferreport modules whose import loads a lazy library (through their module-level imports)."""
+    direct: dict[str, set[str]] = {m: set() for m in modules}
+    heavy = {m for m in HEAVY_AT_IMPORT if m in modules}
+    for name, tree in modules.items():
+        for node in _top_level_imports(tree):
+            targets = [a.name for a in node.names] if isinstance(node, ast.Import) else [_resolve(name, node)]
+            for t in targets:
+                if t.split(".")[0] in LAZY_LIBRARIES:
+                    heavy.add(name)
+                elif t.startswith("ferreport"):
+                    direct[name].add(t if t in modules else t.rpartition(".")[0])
+                    if isinstance(node, ast.ImportFrom):
+                        direct[name].update(f"{t}.{a.name}" for a in node.names if f"{t}.{a.name}" in modules)
+    changed = True
+    while changed:
+        changed = False
+        for name, deps in direct.items():
+            if name not in heavy and deps & heavy:
+                heavy.add(name)
+                changed = True
+    return heavy
+
+
+def lazy_import_violations(modules: dict[str, ast.Module], sources: dict[str, list[str]]) -> list[str]:
+    """Imports inside functions that are not of a lazy library (or a module that loads one), or carry no reason."""
+    heavy = heavy_modules(modules)
+    bad = []
+    for name, tree in modules.items():
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                targets = [a.name for a in node.names] if isinstance(node, ast.Import) else [_resolve(name, node)]
+                line = " ".join(sources[name][node.lineno - 1:node.end_lineno])  # the reason: any line of it
+                for t in targets:
+                    ok = t.split(".")[0] in LAZY_LIBRARIES or (t.startswith("ferreport") and (
+                        t in heavy or any(f"{t}.{a.name}" in heavy for a in node.names)))
+                    if not ok:
+                        bad.append(f"{name}:{node.lineno} imports {t} inside a function")
+                    elif "#" not in line:
+                        bad.append(f"{name}:{node.lineno} imports {t} inside a function without a reason")
+    return sorted(set(bad))
+
+
+def long_functions(limit: int = 120) -> list[str]:
+    out = []
+    for p in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > limit:
+                out.append(f"{p.relative_to(PACKAGE)}:{node.lineno} {node.name} "
+                           f"({node.end_lineno - node.lineno + 1} lines)")
+    return out
+
+
+def test_floors_only_import_downwards(modules: dict[str, ast.Module]) -> None:
+    assert floor_violations(modules) == []
+
+
+def test_only_the_command_layer_imports_the_report(modules: dict[str, ast.Module]) -> None:
+    users = {floor_of(importer) for importer, target, _ in imports(modules)
+             if floor_of(target) == "report" and floor_of(importer) != "report"}
+    assert users <= {"cli"}, users
+
+
+def test_imports_inside_functions_are_heavy_libraries_with_a_reason(modules: dict[str, ast.Module]) -> None:
+    sources = {_module_name(p): p.read_text().splitlines() for p in sorted(PACKAGE.rglob("*.py"))}
+    assert lazy_import_violations(modules, sources) == []
+
+
+def test_no_function_is_over_120_lines() -> None:
+    assert long_functions() == []
+
+
+def test_the_floor_checks_see_what_they_look_for() -> None:
+    """A planted upward import, a light lazy import and a reasonless heavy one are all found."""
+    planted = {
+        "ferreport.runs": ast.parse(""), "ferreport.report": ast.parse(""),
+        "ferreport.runs.folder": ast.parse("from ferreport.report.render import x\n"),
+        "ferreport.report.render": ast.parse("def f():\n    import json\n    import tensorflow\n"),
+    }
+    assert floor_violations(planted) == ["ferreport.runs.folder (runs) imports ferreport.report.render (report)"]
+    sources = {"ferreport.report.render": ["def f():", "    import json", "    import tensorflow"],
+               "ferreport.runs.folder": [""], "ferreport.runs": [""], "ferreport.report": [""]}
+    assert lazy_import_violations(planted, sources) == [
+        "ferreport.report.render:2 imports json inside a function",
+        "ferreport.report.render:3 imports tensorflow inside a function without a reason"]
+
+
+def test_only_the_run_folder_names_its_files(modules: dict[str, ast.Module]) -> None:
+    """A run artefact's file name is spelled in ferreport.runs.folder alone: everything else asks it."""
+    from ferreport.runs import folder
+
+    names = {v for k, v in vars(folder).items() if k.isupper() and isinstance(v, str) and "." in v}
+    assert {"predictions.csv", "metrics.json", "provenance.json", "slices.json", "model.keras"} <= names
+    elsewhere = {("ferreport.models.onednn", "config.json")}  # the Keras config inside a .keras archive
+    spelled = []
+    for name, tree in modules.items():
+        if name == "ferreport.runs.folder":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value in names and (name, node.value) not in elsewhere:
+                spelled.append(f"{name}:{node.lineno} {node.value!r}")
+    assert spelled == []
+
+
+@pytest.mark.parametrize("package", ["datasets", "models", "evaluation", "audit", "runs"])
+def test_each_subpackage_exports_its_public_api_lazily(package: str) -> None:
+    """Every exported name resolves to the object its module defines; importing the package loads no TensorFlow."""
+    import subprocess
+    import sys
+
+    code = (f"import importlib, sys\nimport ferreport.{package} as pkg\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+            "for name, module in pkg.EXPORTS.items():\n"
+            "    assert getattr(pkg, name) is getattr(importlib.import_module(f'{pkg.__name__}.{module}'), name), "
+            "name\n"
+            "    assert not name.startswith('_')\n"
+            "assert sorted(pkg.__all__) == sorted(pkg.EXPORTS)\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(PACKAGE.parent))

@@ -14,9 +14,9 @@ from ferreport.cli import commands
 from ferreport.cli.main import main
 from ferreport.config import (
     COMMAND_RECIPES,
+    FORMATS,
     MODEL_SETTINGS,
     SALIENCY_SETTINGS,
-    FORMATS,
     AuditConfig,
     RunConfig,
     TrainConfig,
@@ -181,8 +181,8 @@ def test_a_bad_format_is_refused_while_the_command_line_is_read(command, monkeyp
 
 
 def test_arch_is_checked_by_the_command_line_and_names_what_training_builds():
-    from ferreport.models.architectures import ARCHITECTURES
     from ferreport.constants import ARCH_NAMES
+    from ferreport.models.architectures import ARCHITECTURES
 
     assert set(ARCH_NAMES) <= set(ARCHITECTURES)
     result = CliRunner().invoke(main, ["train", "--arch", "resnet"])

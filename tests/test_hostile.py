@@ -20,13 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from ferreport.datasets import loading
-from ferreport.runs.atomic import write_text
 from ferreport.cli.main import main
+from ferreport.datasets import class_folders, expw, skips
+from ferreport.datasets.decode import decode_image
+from ferreport.datasets.expw import read_label_file
+from ferreport.datasets.face_cache import prepare_dataset
 from ferreport.errors import OutputError
-from ferreport.datasets.loading import read_label_file
-from ferreport.datasets.preprocessing import decode_image, prepare_dataset
-
+from ferreport.runs.atomic import write_text
 from tests.conftest import make_expw, write_image
 
 
@@ -41,7 +41,8 @@ def _png_header_claiming(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b""))
 
 
 @pytest.fixture
@@ -61,14 +62,21 @@ def hostile_images(tmp_path) -> dict[str, Path]:
     put("truncated.jpg", full[: len(full) // 2])
     put("text.jpg", b"hello, I am not a picture\n")
     put("huge.png", _png_header_claiming(200_000, 200_000))
-    rgba = np.zeros((20, 30, 4), np.uint8); rgba[..., 1] = 255; rgba[..., 3] = 0
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[..., 1] = 255
+    rgba[..., 3] = 0
     put("alpha.png", cv2.imencode(".png", rgba)[1].tobytes())
     put("deep.png", cv2.imencode(".png", np.full((20, 30, 3), 4000, np.uint16))[1].tobytes())
     put("gray.jpg", cv2.imencode(".jpg", np.full((20, 30), 128, np.uint8))[1].tobytes())
-    buf = io.BytesIO(); Image.new("CMYK", (30, 20), (0, 255, 255, 0)).save(buf, "JPEG"); put("cmyk.jpg", buf.getvalue())
+    buf = io.BytesIO()
+    Image.new("CMYK", (30, 20), (0, 255, 255, 0)).save(buf, "JPEG")
+    put("cmyk.jpg", buf.getvalue())
     # EXIF orientation 6: stored 30 wide x 20 high, displayed rotated 90 degrees (20 wide x 30 high)
-    buf = io.BytesIO(); exif = Image.Exif(); exif[0x0112] = 6
-    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(buf, "JPEG", exif=exif); put("rotated.jpg", buf.getvalue())
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(buf, "JPEG", exif=exif)
+    put("rotated.jpg", buf.getvalue())
     put("name with spaces ünïcødé <b>&.jpg", full)
     return files
 
@@ -111,17 +119,18 @@ def test_class_folder_dataset_with_hostile_files(hostile_images, tmp_path):
     assert "happy/cmyk.jpg" in used and "happy/name with spaces ünïcødé <b>&.jpg" in used
     assert len(used) == 6
     assert prepared.skipped == {
-        f"{loading.UNREADABLE_IMAGE}: empty file": 1,
-        f"{loading.UNREADABLE_IMAGE}: truncated JPEG": 1,
-        f"{loading.UNREADABLE_IMAGE}: cannot decode": 2,
-        loading.NOT_AN_IMAGE: 1,
+        f"{skips.UNREADABLE_IMAGE}: empty file": 1,
+        f"{skips.UNREADABLE_IMAGE}: truncated JPEG": 1,
+        f"{skips.UNREADABLE_IMAGE}: cannot decode": 2,
+        class_folders.NOT_AN_IMAGE: 1,
     }
 
 
 def test_unreadable_permissions_are_skipped(tmp_path):
     if os.geteuid() == 0:
         pytest.skip("root reads files whatever their mode")
-    root = make_expw(tmp_path / "d", ["a.jpg 0 0 0 50 50 1 3", "b.jpg 0 0 0 50 50 1 3"], {"a.jpg": (60, 60), "b.jpg": (60, 60)})
+    root = make_expw(tmp_path / "d", ["a.jpg 0 0 0 50 50 1 3", "b.jpg 0 0 0 50 50 1 3"],
+                     {"a.jpg": (60, 60), "b.jpg": (60, 60)})
     (root / "image" / "origin" / "b.jpg").chmod(0)
     prepared = prepare_dataset(root)
     assert len(prepared.index) == 1 and sum(prepared.skipped.values()) == 1
@@ -132,7 +141,7 @@ def test_symlink_loop_in_label_list_is_a_missing_image(tmp_path):
     loop = root / "image" / "origin" / "loop.jpg"
     loop.symlink_to(loop)
     result = read_label_file(root / "label" / "label.lst")
-    assert result.skipped == {loading.MISSING_IMAGE: 1}
+    assert result.skipped == {expw.MISSING_IMAGE: 1}
 
 
 field = st.one_of(
@@ -178,7 +187,7 @@ def _kill_when(cmd: list[str], cwd: Path, ready, timeout: float = 120) -> None:
     """Start ``cmd``; SIGKILL it as soon as ``ready()`` is true (or it exits).
 
     Only the main process is killed, as the OOM killer would; its decoding workers must
-    then exit by themselves (``preprocessing.exit_with_parent``).
+    then exit by themselves (``datasets.workers.exit_with_parent``).
     """
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
@@ -212,7 +221,8 @@ def _session_members(sid: int) -> list[int]:
 @pytest.mark.slow
 def test_sigkill_during_prepare_leaves_no_half_cache_and_rerun_completes(sample_dataset, tmp_path):
     cache = tmp_path / "cache"
-    cmd = [sys.executable, "-m", "ferreport.cli.main", "prepare", "--data", str(sample_dataset), "--cache-dir", str(cache)]
+    cmd = [sys.executable, "-m", "ferreport.cli.main", "prepare", "--data", str(sample_dataset),
+           "--cache-dir", str(cache)]
     _kill_when(cmd, tmp_path, lambda: any(cache.glob(".*.tmp-*/all.npy")))
     finished = [p for p in cache.glob("*") if not p.name.startswith(".")] if cache.exists() else []
     for entry in finished:  # anything under a final name is complete
@@ -285,7 +295,7 @@ def test_cli_prepare_refuses_a_hostile_label_file_with_exit_3_and_one_line(tmp_p
         os.mkfifo(lst)
     elif kind == "sparse":
         lst.touch()
-        os.truncate(lst, loading.MAX_LABEL_BYTES + 1)
+        os.truncate(lst, expw.MAX_LABEL_BYTES + 1)
     else:
         lst.symlink_to(kind)
     result = CliRunner().invoke(main, ["prepare", "--data", str(root), "--cache-dir", str(tmp_path / "c")])
@@ -306,7 +316,8 @@ def test_cli_strict_stops_at_a_box_outside_the_image_and_at_a_partial_jpeg(tmp_p
         (root / "image" / "origin" / "cut.jpg").write_bytes(data[:sos + (len(data) - sos) // 4] + b"\xff\xd9")
         lax = CliRunner().invoke(main, ["prepare", "--data", str(root), "--cache-dir", str(tmp_path / "c")])
         assert lax.exit_code == 0 and "faces read  1" in lax.output, lax.output
-        strict = CliRunner().invoke(main, ["prepare", "--data", str(root), "--strict", "--cache-dir", str(tmp_path / "s")])
+        strict = CliRunner().invoke(main, ["prepare", "--data", str(root), "--strict",
+                                           "--cache-dir", str(tmp_path / "s")])
         assert strict.exit_code == 3 and expected in strict.output, strict.output
 
 
@@ -314,7 +325,7 @@ def test_stale_part_files_of_a_killed_writer_are_removed_by_the_next_run(tmp_pat
     """Issue 20, 5a: a writer killed mid-write leaves `.NAME.PID.*.part*`; the next command into the folder removes
     it (its pid is dead), keeps a live process's temporary, and removes pid-less ones only when old."""
     from ferreport.runs.atomic import STALE_PART_AGE_S
-    from ferreport.cli.stages import clean_run_dir
+    from ferreport.runs.folder import clean_run_dir
 
     code = ("import sys, time; from ferreport.runs.atomic import atomic_open\n"
             "with atomic_open(sys.argv[1]) as fh:\n"

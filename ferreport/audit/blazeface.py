@@ -39,7 +39,7 @@ import importlib.metadata
 import importlib.util
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import cv2
 import numpy as np
@@ -97,7 +97,7 @@ def package_version() -> str | None:
         return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_files() -> dict[str, dict[str, str]]:
     """``{network: {"file": name, "sha256": hex}}`` of the weights in use (provenance)."""
     folder = model_dir()
@@ -186,7 +186,7 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + (box[2] - box[0]) * (box[3] - box[1]) - inter, 1e-12)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _network(key: str) -> BlazeFace:
     return BlazeFace(key)
 

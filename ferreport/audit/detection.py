@@ -66,8 +66,8 @@ import numpy as np
 
 from ferreport.audit import blazeface
 from ferreport.constants import DETECTORS
+from ferreport.datasets.crop import crop_face
 from ferreport.errors import FerreportError, UsageError
-from ferreport.datasets.preprocessing import crop_face
 
 __all__ = ["Box", "DEFAULT_PARAMS", "DETECTORS", "DetectorParams", "Face", "aligned_crop", "box_iou", "cascade",
            "cascade_path", "detect_faces", "find_faces", "primary_face", "resolve_detector", "square_box"]

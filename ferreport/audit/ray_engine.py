@@ -31,20 +31,19 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from ferreport.constants import FACE_SIZE, NUM_CLASSES
 from ferreport.audit.detection import DetectorParams
-from ferreport.errors import UsageError
 from ferreport.audit.scanning import scan_files
+from ferreport.constants import FACE_SIZE, NUM_CLASSES
+from ferreport.errors import UsageError
+from ferreport.models.contract import ModelContract
+from ferreport.runs.folder import RunFolder
 
 __all__ = ["RAY_COLUMNS", "require_ray", "scan_and_predict"]
 
@@ -68,7 +67,7 @@ def require_ray() -> Any:
     Ray is imported here, not at the top of the module: it is an optional extra, and slow to import.
     """
     try:
-        import ray
+        import ray  # an optional extra, slow to import
         import ray.data  # noqa: F401
     except ImportError:
         raise UsageError("--engine ray needs Ray Data; install it with: pip install 'ferreport[ray]'") from None
@@ -78,7 +77,7 @@ def require_ray() -> Any:
 def _scan_batch(batch: dict[str, np.ndarray], mode: str, detector: dict[str, Any]) -> dict[str, np.ndarray]:
     """Map task: decode, detect and crop one batch of files (the local engine's scan_files)."""
     cv2.setNumThreads(1)  # Ray runs one task per CPU
-    tasks = [(int(p), os.fsdecode(f)) for p, f in zip(batch["pos"], batch["path"])]
+    tasks = [(int(p), os.fsdecode(f)) for p, f in zip(batch["pos"], batch["path"], strict=True)]
     results, faces = scan_files(tasks, mode, DetectorParams(**detector))
     # one row per face, or one per file without a face (carrying its skip reason)
     cols: dict[str, list[Any]] = {k: [] for k in ("pos", "face_id", "reason", "top", "left", "right", "bottom",
@@ -94,7 +93,7 @@ def _scan_batch(batch: dict[str, np.ndarray], mode: str, detector: dict[str, Any
             cols["reason"].append(reason)
             top, left, right, bottom, how = box if box is not None else (-1, -1, -1, -1, "")
             for name, value in zip(("top", "left", "right", "bottom", "found", "has_face"),
-                                   (top, left, right, bottom, how, box is not None)):
+                                   (top, left, right, bottom, how, box is not None), strict=True):
                 cols[name].append(value)
             crops.append(faces[k] if box is not None else blank)
             k += box is not None
@@ -112,8 +111,7 @@ class _Predictor:
 
     def __init__(self, model_path: str, contract: dict[str, Any], unsafe_model: bool, batch_size: int):
         # TensorFlow only in the actor: the driver imports this module before any model is loaded
-        from ferreport.models.adapters import open_model
-        from ferreport.models.contract import ModelContract
+        from ferreport.models.adapters import open_model  # TensorFlow: in the actor only
 
         # the driver's contract, outputs already decided: every actor reads the outputs the same way
         self.model = open_model(model_path, safe_mode=not unsafe_model, contract=ModelContract.from_dict(contract),
@@ -121,7 +119,7 @@ class _Predictor:
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ferreport.evaluation.prediction import predict_proba
+        from ferreport.models.prediction import predict_proba  # TensorFlow: in the actor only
 
         has = np.asarray(batch["has_face"], dtype=bool)
         proba = np.zeros((len(has), NUM_CLASSES), np.float32)
@@ -135,12 +133,13 @@ class _Predictor:
 
 def scan_and_predict(paths: list[str], *, mode: str, detector: DetectorParams, model_path: str | os.PathLike[str],
                      contract: dict[str, Any], unsafe_model: bool, batch_size: int, address: str | None, workers: int,
-                     scratch: str | os.PathLike[str], progress: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
+                     scratch: RunFolder | str | os.PathLike[str], progress: bool = False
+                     ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Run the Ray pipeline over ``paths`` (position = list index).
 
     Returns the merged table (:data:`RAY_COLUMNS`, sorted by ``pos, face_id``) and a
     description of the cluster used (``{"address", "nodes", "cpus", "actors"}``).
-    Parquet shards go to a temporary folder under ``scratch``, removed afterwards.
+    Parquet shards go to a temporary folder in the run folder ``scratch``, removed afterwards.
     """
     ray = require_ray()
     started_here = _start_ray(ray, address, workers, progress)
@@ -207,13 +206,8 @@ def _scan_then_predict(ray: Any, paths: list[str], cpus: int, actors: int, *, mo
                           compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors))
 
 
-def _write_and_read_back(ds: Any, scratch: str | os.PathLike[str]) -> pd.DataFrame:
-    """Run the pipeline into Parquet shards under ``scratch``; the shards read back as one table, then removed."""
-    shards = Path(tempfile.mkdtemp(prefix=".ray-shards-", dir=scratch))
-    try:
-        ds.write_parquet(str(shards))
-        parts = sorted(shards.glob("*.parquet"))
-        return (pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts
-                else pd.DataFrame({c: [] for c in RAY_COLUMNS}))
-    finally:
-        shutil.rmtree(shards, ignore_errors=True)
+def _write_and_read_back(ds: Any, scratch: RunFolder | str | os.PathLike[str]) -> pd.DataFrame:
+    """Run the pipeline into Parquet shards in the run folder ``scratch``; the shards read back as one table,
+    then removed."""
+    parts = RunFolder(scratch).read_back_parquet(ds.write_parquet)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({c: [] for c in RAY_COLUMNS})

@@ -12,8 +12,9 @@ the same files in the same order and crop the same faces.
   .tif .tiff``, any case) are skipped as ``unsupported type``; files whose content is
   not JPEG, PNG, BMP, WebP or TIFF (a text file named ``.jpg``, a GIF renamed) as
   :data:`NOT_AN_IMAGE`; FIFOs, sockets and devices (or links to them) as
-  :data:`NOT_REGULAR`, checked with ``stat`` before anything is opened; empty, unreadable, truncated or undecodable ones with the
-  reason :func:`~ferreport.datasets.preprocessing.decode_image` gives. Skipped files are counted
+  :data:`NOT_REGULAR`, checked with ``stat`` before anything is opened; empty, unreadable,
+  truncated or undecodable ones with the reason :func:`~ferreport.datasets.decode.decode_image`
+  gives. Skipped files are counted
   by reason and listed in ``skipped.csv`` (``path,reason``); one bad file never stops
   the run. EXIF orientation is applied.
 * **Faces** (``--faces``): ``whole`` - the image is one face crop; ``detect`` - one
@@ -38,14 +39,17 @@ from collections.abc import Callable, Iterator
 import cv2
 import numpy as np
 
-from ferreport.constants import FACE_SIZE, IMAGE_SUFFIXES
 from ferreport.audit.detection import DEFAULT_PARAMS, DetectorParams, aligned_crop, find_faces
-from ferreport.datasets.loading import NOT_REGULAR, NotRegularFile, open_regular
-from ferreport.datasets.preprocessing import MAX_IMAGE_BYTES, crop_face, decode_image, exit_with_parent
+from ferreport.constants import FACE_SIZE, IMAGE_SUFFIXES
+from ferreport.datasets.crop import crop_face
+from ferreport.datasets.decode import MAX_IMAGE_BYTES, decode_image
+from ferreport.datasets.workers import exit_with_parent
+from ferreport.safe_io import NOT_REGULAR, NotRegularFile, open_regular
 
 __all__ = [
     "FOLDER_LINK", "FOLDER_UNREADABLE", "FOUND_DETECTED", "FOUND_FALLBACK", "FOUND_WHOLE", "NOT_AN_IMAGE",
-    "NOT_REGULAR", "NO_FACE", "UNSUPPORTED", "ScanResult", "ScanTask", "display_path", "init_scan_worker", "scan_files", "sniff", "walk_folder",
+    "NOT_REGULAR", "NO_FACE", "UNSUPPORTED", "ScanResult", "ScanTask", "display_path", "init_scan_worker", "scan_files",
+    "sniff", "walk_folder",
 ]
 
 #: Skip reasons (besides :data:`NOT_REGULAR` - a FIFO, socket or device, never opened - and
@@ -186,7 +190,7 @@ def scan_files(tasks: list[ScanTask], mode: str, params: DetectorParams = DEFAUL
             boxes = [(0, 0, w, h, FOUND_WHOLE if mode == "whole" else FOUND_FALLBACK)]
             angles = [None]
         kept = []
-        for (top, left, right, bottom, found), angle in zip(boxes, angles):
+        for (top, left, right, bottom, found), angle in zip(boxes, angles, strict=True):
             if angle is not None:  # --align: eyes level (the box stays the unturned square in predictions.csv)
                 face = aligned_crop(img, (top, left, right, bottom), angle, size)
             else:

@@ -13,8 +13,9 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from ferreport.runs.atomic import write_text
+from ferreport.config import default_cache_root
 from ferreport.errors import InternalError
+from ferreport.runs.atomic import write_text
 
 __all__ = ["crash_dir", "internal_error"]
 
@@ -22,9 +23,7 @@ __all__ = ["crash_dir", "internal_error"]
 def crash_dir() -> Path:
     """``crashes/`` in the face cache's root (``$FERREPORT_CACHE``, ``$XDG_CACHE_HOME/ferreport`` or
     ``~/.cache/ferreport``); the temporary folder when even that cannot be found."""
-    try:  # imported here: the crash path must work whatever failed to import before it
-        from ferreport.datasets.preprocessing import default_cache_root
-
+    try:  # the cache's root may be unreadable (no home folder): the temporary folder then
         return default_cache_root() / "crashes"
     except Exception:  # noqa: BLE001
         return Path(tempfile.gettempdir())

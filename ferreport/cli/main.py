@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,13 +20,17 @@ from typing import Any
 import click
 
 from ferreport import __version__
+from ferreport.cli import commands
+from ferreport.cli.crash import internal_error
+from ferreport.cli.outcome import Console, error_json, gate_options, plan_gates
+from ferreport.cli.tomlconfig import add_config_option
 from ferreport.config import (
     COMMAND_RECIPES,
     DEMO_SAMPLE_FACES,
     FORMATS,
     MODEL_SETTINGS,
-    SALIENCY_SETTINGS,
     RECIPES,
+    SALIENCY_SETTINGS,
     AuditConfig,
     LabelIssuesConfig,
     RunConfig,
@@ -36,9 +41,11 @@ from ferreport.config import (
     recipe_values,
     resolve_recipe,
 )
-from ferreport.cli.crash import internal_error
+from ferreport.datasets import sample as sample_data
 from ferreport.errors import FerreportError, UsageError
-from ferreport.cli.outcome import Console, error_json, gate_options, plan_gates
+from ferreport.evaluation.label_issues import summary_json, summary_lines
+from ferreport.progress import configure, is_live
+from ferreport.runs import provenance
 
 PathType = click.Path(path_type=Path)
 
@@ -99,8 +106,6 @@ def _report_error(exc: FerreportError, command: str | None, *, json_out: bool) -
 
 def _progress() -> bool:
     """Whether live progress bars are drawn (set by --progress/--no-progress, else by stderr being a terminal)."""
-    from ferreport.progress import is_live
-
     return is_live()
 
 
@@ -112,8 +117,6 @@ def force_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _set_progress(ctx: click.Context, param: click.Parameter, value: bool | None) -> None:
-    from ferreport.progress import configure
-
     configure(value)
 
 
@@ -126,10 +129,8 @@ def progress_option() -> click.Option:
 
 class _Group(click.Group):
     def main(self, args: Any = None, *rest: Any, **kw: Any) -> Any:  # noqa: D102
-        from ferreport.runs.provenance import set_command_line
-
         try:
-            set_command_line(["ferreport", *(sys.argv[1:] if args is None else args)])
+            provenance.set_command_line(["ferreport", *(sys.argv[1:] if args is None else args)])
             return super().main(args, *rest, **kw)
         except FerreportError as exc:  # raised while the options were read (outside any command)
             _report_error(exc, None, json_out=False)
@@ -137,8 +138,6 @@ class _Group(click.Group):
             _report_error(internal_error(exc), None, json_out=False)
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:  # noqa: D102
-        from ferreport.cli.tomlconfig import add_config_option
-
         if not any(p.name == "progress" for p in cmd.params):
             cmd.params.append(progress_option())
         super().add_command(add_config_option(cmd), name)  # every command takes --config JOB.toml and --progress
@@ -185,9 +184,7 @@ def sample(out: Path, n_faces: int, seed: int) -> None:
       ferreport sample --out data/sample --faces 600
       ferreport sample --out data/big --faces 20000 --seed 1
     """
-    from ferreport.datasets.sample import SampleSpec, generate_sample
-
-    info = generate_sample(out, SampleSpec(n_faces=n_faces, seed=seed))
+    info = sample_data.generate_sample(out, sample_data.SampleSpec(n_faces=n_faces, seed=seed))
     click.echo(f"{info.root}: {info.n_faces} faces in {info.n_images} images")
 
 
@@ -294,8 +291,6 @@ def prepare(**kw: Any) -> None:
       ferreport prepare --data data/ExpW
       ferreport prepare --data data/sample --strict --balance smote
     """
-    from ferreport.cli import commands
-
     config = RunConfig.build(**from_options(RunConfig, kw))
     for line in commands.prepare(config, progress=_progress()):
         click.echo(line)
@@ -323,8 +318,6 @@ def train(ctx: click.Context, recipe: str | None, force: bool, **kw: Any) -> Non
       ferreport train --out reports/expw --resume      # after Ctrl-C: continue from the last epoch
       ferreport train --data faces/ --init-from emotion_model.hdf5 --input-range -1,1 --out reports/ft
     """
-    from ferreport.cli import commands
-
     config = run_config(ctx, kw, recipe=resolve_recipe("train", recipe, init_from=kw.get("init_from")))
     for path in commands.train(config, progress=_progress(), force=force):
         click.echo(str(path))
@@ -361,8 +354,6 @@ def evaluate(run_dir: Path | None, model_path: Path | None, split_of: Path | Non
       ferreport evaluate --model emotion.hdf5 --data data/ExpW --input-range -1,1 --out reports/fer
       ferreport evaluate reports/expw --fail-under accuracy=0.55 --json --format none
     """
-    from ferreport.cli import commands
-
     plan = plan_gates(kw)
     config = RunConfig.build(**from_options(RunConfig, kw))
     with Console(plan.json_out) as console:
@@ -383,8 +374,6 @@ def report(run_dir: Path, formats: tuple[str, ...]) -> None:
       ferreport report reports/expw
       ferreport report reports/expw --format html
     """
-    from ferreport.cli import commands
-
     if not formats:
         raise UsageError("report --format none renders nothing; give html, pdf or html,pdf")
     for path in commands.report(run_dir, formats):
@@ -404,9 +393,9 @@ def run(ctx: click.Context, recipe: str | None, full: bool, force: bool, **kw: A
     """The main command: (sample ->) prepare -> train -> evaluate -> report.
 
     Without --recipe it trains the short CPU demo recipe (config.DEMO_PROFILE: compact CNN
-    behind per-image standardisation, 12 epochs, warm-up + cosine) for every option left at its default; --recipe default is
-    train's recipe, --recipe seed (or --full) the seed notebook's (seed CNN, 50 epochs,
-    batch 32, SMOTE).
+    behind per-image standardisation, 12 epochs, warm-up + cosine) for every option left at
+    its default; --recipe default is train's recipe, --recipe seed (or --full) the seed
+    notebook's (seed CNN, 50 epochs, batch 32, SMOTE).
 
     \b
     Examples:
@@ -414,8 +403,6 @@ def run(ctx: click.Context, recipe: str | None, full: bool, force: bool, **kw: A
       ferreport run --data data/ExpW --recipe default --out reports/expw
       ferreport run --epochs 2 --format none --json    # a quick check: metrics only
     """
-    from ferreport.cli import commands
-
     plan = plan_gates(kw)
     config = run_config(ctx, kw, recipe=resolve_recipe("run", recipe, full, init_from=kw.get("init_from")))
     with Console(plan.json_out) as console:
@@ -439,8 +426,8 @@ def run(ctx: click.Context, recipe: str | None, full: bool, force: bool, **kw: A
               help="Paired bootstrap resamples.")
 @click.option("--json", "json_out", is_flag=True, help="Print the comparison summary as one JSON object on stdout.")
 @handle_errors
-def compare(run_a: Path, run_b: Path, out: Path | None, formats: tuple[str, ...], data: Path | None, pool_only: bool, seed: int,
-            n_resamples: int, json_out: bool) -> None:
+def compare(run_a: Path, run_b: Path, out: Path | None, formats: tuple[str, ...], data: Path | None, pool_only: bool,
+            seed: int, n_resamples: int, json_out: bool) -> None:
     """Compare two runs evaluated on the same test set (B - A).
 
     Metric and per-class deltas with paired bootstrap intervals, the confusion-matrix
@@ -453,10 +440,6 @@ def compare(run_a: Path, run_b: Path, out: Path | None, formats: tuple[str, ...]
       ferreport compare reports/run1 reports/run2
       ferreport compare reports/run1 reports/fer --format html --json
     """
-    import json
-
-    from ferreport.cli import commands
-
     with Console(json_out) as console:
         document = commands.compare(run_a, run_b, console, out=out, formats=formats,
                                     data=data, use_dataset=not pool_only, n_resamples=n_resamples, seed=seed)
@@ -492,8 +475,6 @@ def predict(folder: Path, model: Path, force: bool, **kw: Any) -> None:
       ferreport predict incoming/ --model reports/expw --fail-over drift_psi=0.2 --fail-over embedding_auc=0.7
       ferreport predict photos/ --model reports/expw --detector haar
     """
-    from ferreport.cli import commands
-
     plan = plan_gates(kw)
     config = AuditConfig(**from_options(AuditConfig, kw))  # the model settings are AuditConfig's too
     with Console(plan.json_out) as console:
@@ -520,9 +501,6 @@ def label_issues(force: bool, json_out: bool, **kw: Any) -> None:
       ferreport label-issues --data data/ExpW --out reports/expw-labels
       ferreport label-issues --data faces/ --out reports/faces-labels --model-kind cnn --epochs 5 --folds 3
     """
-    from ferreport.cli import commands
-    from ferreport.evaluation.label_issues import summary_json, summary_lines
-
     result = commands.label_issues(LabelIssuesConfig(**from_options(LabelIssuesConfig, kw)), force=force)
     if json_out:
         click.echo(summary_json(result))

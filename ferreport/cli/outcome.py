@@ -30,10 +30,9 @@ from typing import IO, Any
 
 import click
 
-from ferreport.runs import folder as artifacts
-from ferreport.runs.atomic import write_json, write_text
-from ferreport.errors import FerreportError, GateFailure
-from ferreport.runs.gates import (
+from ferreport.errors import FerreportError, GateFailure, UsageError
+from ferreport.evaluation.drift import read_drift
+from ferreport.evaluation.gates import (
     GATES_FILE,
     GateResult,
     GateSpec,
@@ -48,6 +47,9 @@ from ferreport.runs.gates import (
     summary_deltas,
     training_gate,
 )
+from ferreport.report import update_index
+from ferreport.runs import folder as artifacts
+from ferreport.runs.atomic import write_json, write_text
 
 __all__ = ["GATE_PARAMS", "Console", "GatePlan", "Outcome", "error_json", "finish", "gate_options",
            "plan_gates"]
@@ -119,8 +121,6 @@ def plan_gates(kw: dict[str, Any], *, pop: bool = True) -> GatePlan:
     max_drop = parse_gate_specs("max_drop", values["max_drop"] or ())
     baseline = baseline_path = None
     if max_drop and values["baseline"] is None:
-        from ferreport.errors import UsageError
-
         raise UsageError("--max-drop needs --baseline RUN_DIR|metrics.json to compare against")
     if values["baseline"] is not None:
         baseline, baseline_path = load_baseline(values["baseline"])
@@ -269,8 +269,6 @@ class Outcome:
 
     def _drift(self) -> dict[str, Any]:
         """``{"drift": {drift_detected, drift_psi, embedding_auc, fired}}`` of an audit with a reference, else {}."""
-        from ferreport.evaluation.drift import read_drift
-
         doc = read_drift(Path(self.run_dir))
         if doc is None:
             return {}
@@ -308,8 +306,6 @@ def finish(run_dir: Path, metrics: dict[str, Any], plan: GatePlan, *, command: s
             "baseline": str(plan.baseline_path) if plan.baseline_path else None}))
         outputs["junit"] = str(plan.junit)
     if index:
-        from ferreport.report import update_index
-
         outputs["index"] = str(update_index(run_dir.parent))
     return Outcome(command, run_dir, metrics, results, plan.baseline_path,
                       summary_deltas(metrics, plan.baseline), outputs)

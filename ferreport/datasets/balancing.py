@@ -13,7 +13,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from imblearn.over_sampling import SMOTE, RandomOverSampler
 from sklearn.base import BaseEstimator
+from sklearn.utils.class_weight import compute_class_weight
 
 from ferreport.config import BALANCE_METHODS as METHODS  # the settings' one list of them
 from ferreport.constants import NUM_CLASSES
@@ -51,7 +53,6 @@ def balance_training_set(x: np.ndarray, y: np.ndarray, method: str = "smote", *,
     if method == "none":
         return BalanceResult(x, y, method, None, before, before)
     if method in ("class-weight", "class-weight-sqrt"):
-        from sklearn.utils.class_weight import compute_class_weight
 
         present = np.unique(y)
         weights = compute_class_weight("balanced", classes=present, y=y)
@@ -60,10 +61,9 @@ def balance_training_set(x: np.ndarray, y: np.ndarray, method: str = "smote", *,
             # faces) a weight near 46, and the loss becomes too noisy to learn from; the
             # square root (~7) keeps minority classes visible without that.
             weights = np.sqrt(weights)
-        cw = {int(c): float(w) for c, w in zip(present, weights)}
+        cw = {int(c): float(w) for c, w in zip(present, weights, strict=True)}
         return BalanceResult(x, y, method, cw, before, before)
     if method == "oversample":
-        from imblearn.over_sampling import RandomOverSampler
 
         # Resample row numbers, not pixels: no copy of the faces until the final gather.
         rows, y_out = RandomOverSampler(random_state=seed).fit_resample(np.arange(len(y))[:, None], y)
@@ -88,7 +88,6 @@ def _smote(x: np.ndarray, y: np.ndarray, *, seed: int, k_neighbors: int, before:
     full-width call would give. Working memory is a few column blocks of one class,
     a small fraction of the output.
     """
-    from imblearn.over_sampling import SMOTE
 
     target = max(before)
     extra = [target - c if c > 0 else 0 for c in before]
@@ -125,7 +124,7 @@ def _smote(x: np.ndarray, y: np.ndarray, *, seed: int, k_neighbors: int, before:
             features = np.zeros((n + 1, c1 - c0), np.float32)
             features[:n] = flat_x[members, c0:c1]
             start = pos
-            for chunk, state in zip(chunks, states):
+            for chunk, state in zip(chunks, states, strict=True):
                 sampler = SMOTE(sampling_strategy={label: n + chunk}, k_neighbors=_PrecomputedNeighbours(neighbours),
                                 random_state=state)
                 with warnings.catch_warnings():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ferreport.constants import CLASS_NAMES
 from ferreport.errors import DatasetError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -60,7 +61,6 @@ def split_faces(index: pd.DataFrame, *, seed: int = 0, val: float = 0.15, test: 
 
 def split_table(index: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
     """The table saved as ``splits.csv``: which face went where."""
-    from ferreport.constants import CLASS_NAMES
 
     table = index[["key", "source", "face_id", "label", "group"]].copy()
     table["label"] = [CLASS_NAMES[i] for i in table["label"]]

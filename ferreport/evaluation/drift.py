@@ -32,19 +32,25 @@ the reference scored by the same model (same SHA-256); otherwise they are skippe
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import chi2_contingency, ks_2samp, mannwhitneyu
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from ferreport.runs import folder as artifacts
-from ferreport.runs.atomic import write_json
 from ferreport.config import DriftConfig
 from ferreport.constants import CLASS_NAMES
-from ferreport.errors import UsageError
+from ferreport.errors import DatasetError, UsageError
+from ferreport.evaluation.embeddings import read_embeddings
+from ferreport.evaluation.facestats import read_face_stats
+from ferreport.runs.folder import CONFIG, EMBEDDINGS, FACE_STATS, PREDICTIONS, RunFolder
 
 __all__ = ["DriftResult", "DriftSample", "DriftTest", "drift_tests", "holm", "population_stability_index",
            "read_drift", "sample_from_arrays", "sample_from_folder", "write_drift"]
@@ -127,17 +133,14 @@ class DriftResult:
 
 
 def _model_sha(folder: Path) -> str | None:
-    for name, keys in ((artifacts.AUDIT_SUMMARY, ("model_sha256",)),
-                       (artifacts.PROVENANCE, ("evaluation", "model_sha256"))):
-        try:
-            doc = json.loads((folder / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if name == artifacts.PROVENANCE:
-            ev = doc.get("evaluation") if isinstance(doc.get("evaluation"), dict) else {}
-            sha = ev.get("model_sha256") or doc.get("model_sha256")
-        else:
-            sha = doc.get(keys[0])
+    run = RunFolder(folder)
+    summary = run.read_audit_summary()
+    if summary is not None and summary.get("model_sha256"):
+        return str(summary["model_sha256"])
+    prov = run.read_provenance()
+    if prov is not None:
+        ev = prov.get("evaluation") if isinstance(prov.get("evaluation"), dict) else {}
+        sha = ev.get("model_sha256") or prov.get("model_sha256")
         if sha:
             return str(sha)
     return None
@@ -145,25 +148,22 @@ def _model_sha(folder: Path) -> str | None:
 
 def sample_from_folder(folder: str | Path, *, option: str = "--reference") -> DriftSample:
     """A run or audit folder as one side of a drift comparison (UsageError when it holds no predictions)."""
-    from ferreport.evaluation.embeddings import read_embeddings
-    from ferreport.evaluation.facestats import read_face_stats
 
     folder = Path(folder)
-    pred_path = folder / artifacts.PREDICTIONS
-    if not pred_path.is_file():
-        hint = (f"evaluate it first (`ferreport evaluate {folder}`)" if (folder / artifacts.CONFIG).is_file()
+    run = RunFolder(folder)
+    if not run.has(PREDICTIONS):
+        hint = (f"evaluate it first (`ferreport evaluate {folder}`)" if run.has(CONFIG)
                 else "give an evaluated run folder or an audit folder")
-        raise UsageError(f"{option} {folder}: no {artifacts.PREDICTIONS}; {hint}")
+        raise UsageError(f"{option} {folder}: no {PREDICTIONS}; {hint}")
     try:  # every row, an audit's extra faces too: they are predictions like the others
-        frame = pd.read_csv(pred_path, keep_default_na=False, na_values={"confidence": [""]},
-                            usecols=["pred_label", "confidence"], dtype={"pred_label": str})
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{option} {pred_path}: cannot read it ({exc})") from exc
+        frame = run.read_predictions(usecols=["pred_label", "confidence"])
+    except DatasetError as exc:
+        raise UsageError(f"{option} {run.file(PREDICTIONS)}: cannot read it ({exc.__cause__})") from exc
     pred = pd.Categorical(frame["pred_label"], categories=CLASS_NAMES).codes.astype(np.int64)
     conf = pd.to_numeric(frame["confidence"], errors="coerce").to_numpy(np.float64)
-    stats = read_face_stats(folder / artifacts.FACE_STATS, len(frame))
-    emb = read_embeddings(folder / artifacts.EMBEDDINGS)
-    why = "" if emb is not None else (f"{folder} keeps no {artifacts.EMBEDDINGS} (a SavedModel or ONNX model, "
+    stats = read_face_stats(run, len(frame))
+    emb = read_embeddings(run)
+    why = "" if emb is not None else (f"{folder} keeps no {EMBEDDINGS} (a SavedModel or ONNX model, "
                                       "or evaluated by an older ferreport)")
     return DriftSample(str(folder), pred, conf, stats, emb[1] if emb is not None else None, _model_sha(folder), why)
 
@@ -215,7 +215,6 @@ def _skipped(key: str, title: str, statistic_name: str, threshold: str, why: str
 
 
 def _class_mix(ref: DriftSample, inc: DriftSample, s: DriftConfig, same_model: str) -> list[DriftTest]:
-    from scipy.stats import chi2_contingency
 
     k = len(CLASS_NAMES)
     rc = np.bincount(ref.pred[ref.pred >= 0], minlength=k)
@@ -243,7 +242,6 @@ def _class_mix(ref: DriftSample, inc: DriftSample, s: DriftConfig, same_model: s
 
 
 def _confidence(ref: DriftSample, inc: DriftSample, s: DriftConfig, same_model: str) -> DriftTest:
-    from scipy.stats import ks_2samp
 
     title = "Confidence distribution: Kolmogorov–Smirnov"
     if same_model:
@@ -257,14 +255,13 @@ def _confidence(ref: DriftSample, inc: DriftSample, s: DriftConfig, same_model: 
 
 
 def _image_statistics(ref: DriftSample, inc: DriftSample, s: DriftConfig) -> DriftTest:
-    from scipy.stats import chi2_contingency, ks_2samp
 
     title = "Image statistics: KS per statistic, Holm-adjusted"
     threshold = f"Holm-adjusted p < {s.alpha:g}"
     if ref.stats is None or inc.stats is None:
         which = ref.name if ref.stats is None else inc.name
         return _skipped("image_stats", title, "smallest adjusted p", threshold,
-                        f"{which} keeps no {artifacts.FACE_STATS}")
+                        f"{which} keeps no {FACE_STATS}")
     parts: list[dict[str, Any]] = []
     for col in IMAGE_STATISTICS:
         a = pd.to_numeric(ref.stats[col], errors="coerce").to_numpy(np.float64)
@@ -289,7 +286,7 @@ def _image_statistics(ref: DriftSample, inc: DriftSample, s: DriftConfig) -> Dri
     if not parts:
         return _skipped("image_stats", title, "smallest adjusted p", threshold, "too few faces with statistics")
     adjusted = holm([d["p_value"] for d in parts])
-    for d, adj in zip(parts, adjusted):
+    for d, adj in zip(parts, adjusted, strict=True):
         d["p_adjusted"] = adj
         d["fired"] = adj < s.alpha
     p = min(adjusted)
@@ -310,11 +307,6 @@ def _embeddings(ref: DriftSample, inc: DriftSample, s: DriftConfig, same_model: 
                             side.why_no_embeddings or f"{side.name} has no embeddings")
     if ref.embeddings.shape[1] != inc.embeddings.shape[1]:
         return _skipped("embedding_auc", title, "ROC AUC", threshold, "the two sides' embeddings differ in size")
-    from scipy.stats import mannwhitneyu
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     rng = np.random.default_rng(seed)
     n = min(len(ref.embeddings), len(inc.embeddings))
@@ -359,17 +351,11 @@ def drift_tests(reference: DriftSample, incoming: DriftSample, settings: DriftCo
                        tuple(tests), record)
 
 
-def write_drift(result: DriftResult, run_dir: Path) -> Path:
-    """drift.json, atomically."""
-    path = Path(run_dir) / artifacts.DRIFT
-    write_json(path, result.to_dict())
-    return path
+def write_drift(result: DriftResult, run_dir: RunFolder | str | os.PathLike[str]) -> Path:
+    """The run's drift.json."""
+    return RunFolder(run_dir).write_drift(result.to_dict())
 
 
-def read_drift(run_dir: Path) -> dict[str, Any] | None:
+def read_drift(run_dir: RunFolder | str | os.PathLike[str]) -> dict[str, Any] | None:
     """drift.json as written, or None when absent or unreadable."""
-    try:
-        doc = json.loads((Path(run_dir) / artifacts.DRIFT).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("tests"), list) else None
+    return RunFolder(run_dir).read_drift()

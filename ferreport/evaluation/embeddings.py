@@ -10,12 +10,13 @@ embeddings (float16) in ``embeddings.npz`` (arrays ``rows``, into predictions.cs
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Any
 
 import numpy as np
 
-from ferreport.runs.atomic import atomic_path
+from ferreport.models.contract import to_model_input
+from ferreport.runs.folder import RunFolder
 
 __all__ = ["Embedder", "embedder_for", "read_embeddings", "sample_rows", "write_embeddings"]
 
@@ -24,7 +25,7 @@ class Embedder:
     """Embeds uint8 faces through a Keras model cut before its classifier."""
 
     def __init__(self, adapter: Any, cut: Any, layer_name: str) -> None:
-        import tensorflow as tf
+        from ferreport.backend import tf  # TensorFlow: loaded only when a model is run
 
         self.adapter = adapter
         self.layer_name = layer_name
@@ -39,7 +40,6 @@ class Embedder:
 
     def __call__(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """``(N, D)`` float32 embeddings of uint8 RGB faces ``(N, 64, 64, 3)``."""
-        from ferreport.models.contract import to_model_input
 
         parts = [self._infer(to_model_input(np.ascontiguousarray(faces[i:i + batch_size]),
                                             self.adapter.contract)).numpy()
@@ -54,7 +54,7 @@ def _cut(model: Any) -> tuple[Any, str] | None:
     (ferreport's ``compact-std`` wraps its CNN) is searched in turn, the layers ahead of it
     applied in order.
     """
-    import keras
+    from ferreport.backend import keras  # TensorFlow: loaded only when a model is run
 
     layers = list(model.layers)
     for i in range(len(layers) - 1, -1, -1):
@@ -98,24 +98,12 @@ def sample_rows(n: int, cap: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False)).astype(np.int64)
 
 
-def write_embeddings(path: Path, rows: np.ndarray, embeddings: np.ndarray, layer: str) -> None:
-    """embeddings.npz, atomically."""
-    with atomic_path(Path(path)) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, rows=np.asarray(rows, np.int64), embeddings=np.asarray(embeddings, np.float16),
-                                layer=np.asarray(layer))
+def write_embeddings(run: RunFolder | str | os.PathLike[str], rows: np.ndarray, embeddings: np.ndarray,
+                     layer: str) -> None:
+    """The run's embeddings.npz (float16)."""
+    RunFolder(run).write_embeddings(rows, embeddings, layer)
 
 
-def read_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(rows, embeddings float32)`` of an embeddings.npz, or None when absent or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            rows, emb = np.asarray(data["rows"], np.int64), np.asarray(data["embeddings"], np.float32)
-    except (OSError, ValueError, KeyError):
-        return None
-    if emb.ndim != 2 or len(rows) != len(emb):
-        return None
-    return rows, emb
+def read_embeddings(run: RunFolder | str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(rows, embeddings float32)`` of the run's embeddings.npz, or None when absent or unreadable."""
+    return RunFolder(run).read_embeddings()

@@ -14,12 +14,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ferreport.runs import folder as artifacts
-from ferreport.runs.atomic import atomic_open, atomic_path, write_json
+from ferreport.config import DriftConfig, SliceConfig
 from ferreport.constants import CLASS_NAMES
+from ferreport.evaluation.embeddings import embedder_for, sample_rows, write_embeddings
+from ferreport.evaluation.face_pool import store_face_pool
+from ferreport.evaluation.facestats import face_stats_frame, write_face_stats
+from ferreport.evaluation.label_noise import write_label_issue_rows
+from ferreport.evaluation.metrics import metrics_from_predictions
+from ferreport.evaluation.saliency import explain_pool
+from ferreport.evaluation.slices import slices_for_run
+from ferreport.models.adapters import adapter_for
+from ferreport.models.prediction import predict_proba
 from ferreport.progress import stage
-
-PROBA_DECIMALS = 6
+from ferreport.runs.folder import EMBEDDINGS, PROBA_COLUMNS, PROBA_DECIMALS, RunFolder
 
 
 @dataclass(frozen=True)
@@ -49,48 +56,9 @@ def predictions_frame(proba: np.ndarray, table: pd.DataFrame) -> pd.DataFrame:
         frame["true_label"] = ""
     frame["pred_label"] = names[pred]
     frame["confidence"] = proba.max(axis=1)
-    for i, col in enumerate(artifacts.PROBA_COLUMNS):
+    for i, col in enumerate(PROBA_COLUMNS):
         frame[col] = proba[:, i]
     return frame
-
-
-def write_predictions(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_open(path, "w") as fh:
-        frame.to_csv(fh, index=False, float_format=f"%.{PROBA_DECIMALS}f")
-
-
-def read_predictions(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values={"confidence": [""]},
-                       dtype={"source": str, "true_label": str, "pred_label": str})
-
-
-def write_face_pool(frame: pd.DataFrame, faces: np.ndarray, path: Path,
-                    extra_rows: np.ndarray | None = None) -> np.ndarray:
-    """Store the faces a report may show (plus ``extra_rows``: the labels to check, the weak slices'
-    worst faces); returns their rows."""
-    from ferreport.report import select_pool_rows
-
-    rows = np.asarray(select_pool_rows(frame), dtype=np.int64)
-    if extra_rows is not None and len(extra_rows):
-        rows = np.union1d(rows, np.asarray(extra_rows, dtype=np.int64))
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, rows=rows, faces=np.asarray(faces[rows], dtype=np.uint8))
-    return rows
-
-
-def write_label_issue_rows(frame: pd.DataFrame, out_dir: Path, labels: tuple[str, ...] = CLASS_NAMES) -> np.ndarray:
-    """label_issues.csv of scored faces with a true label (cleanlab, :mod:`ferreport.evaluation.label_noise`);
-    returns the rows of predictions.csv the report's "Labels to check" grid shows."""
-    from ferreport.evaluation.label_noise import LABEL_ISSUES_FILE, issues_of_predictions, write_label_issues
-    from ferreport.report.context import ThumbnailLimits
-
-    found, rows = issues_of_predictions(frame, scored=labels)
-    if not found.available:  # a stale file from an earlier evaluation of this run would describe other faces
-        (out_dir / LABEL_ISSUES_FILE).unlink(missing_ok=True)
-        return np.zeros(0, np.int64)
-    write_label_issues(rows, out_dir / LABEL_ISSUES_FILE)
-    return np.array([i.row for i in found.issues[:ThumbnailLimits().label_issues]], dtype=np.int64)
 
 
 def evaluate_faces(model: Any, faces: np.ndarray, table: pd.DataFrame, out_dir: Path, *,
@@ -109,11 +77,8 @@ def evaluate_faces(model: Any, faces: np.ndarray, table: pd.DataFrame, out_dir: 
     Grad-CAM of the pooled faces into saliency.npz (``saliency_layer``: the layer to read,
     default the last 4-D one).
     """
-    from ferreport.models.adapters import adapter_for
-    from ferreport.evaluation.metrics import metrics_from_predictions
-    from ferreport.evaluation.prediction import predict_proba
-
     out_dir = Path(out_dir)
+    run = RunFolder(out_dir)
     adapter = adapter_for(model, source=str(source))  # one adapter: prediction, embeddings and Grad-CAM
     with stage("evaluate", total=len(faces), unit="faces") as bar:
         proba = predict_proba(adapter, faces, batch_size=batch_size, on_batch=bar.advance)
@@ -122,20 +87,18 @@ def evaluate_faces(model: Any, faces: np.ndarray, table: pd.DataFrame, out_dir: 
     metrics = bundle.to_dict()
     if extra_metrics:
         metrics.update(extra_metrics)
-    write_predictions(frame, out_dir / artifacts.PREDICTIONS)
+    run.write_predictions(frame)
     worst = keep_slices_and_embeddings(adapter, faces, frame, out_dir, attributes=attributes, labels=labels,
                                        n_resamples=n_resamples, seed=seed, batch_size=batch_size, source=source)
     to_check = write_label_issue_rows(frame, out_dir, labels)
-    pool = write_face_pool(frame, faces, out_dir / artifacts.FACES_POOL, extra_rows=np.union1d(worst, to_check))
+    pool = store_face_pool(run, frame, faces, extra_rows=np.union1d(worst, to_check))
     saliency_info = None
     if saliency:
-        from ferreport.evaluation.saliency import SALIENCY_FILE, explain_pool
-
         with stage("saliency", total=len(pool), unit="faces") as bar:
-            saliency_info = explain_pool(adapter, np.asarray(faces[pool]), pool, out_dir / SALIENCY_FILE,
+            saliency_info = explain_pool(adapter, np.asarray(faces[pool]), pool, run,
                                          saliency_layer)
             bar.advance(len(pool))
-    write_json(out_dir / artifacts.METRICS, metrics)
+    run.write_metrics(metrics)
     return EvaluationResult(frame, metrics, out_dir, saliency_info)
 
 
@@ -144,22 +107,16 @@ def keep_slices_and_embeddings(model: Any, faces: np.ndarray, frame: pd.DataFram
                                seed: int, batch_size: int = 256, source: str | Path = "model") -> np.ndarray:
     """face_stats.csv, slices.json and embeddings.npz of an evaluation; returns the weak slices' worst rows
     (kept in the face pool, so the report can show them)."""
-    from ferreport.models.adapters import adapter_for
-    from ferreport.config import DriftConfig, SliceConfig
-    from ferreport.evaluation.embeddings import embedder_for, sample_rows, write_embeddings
-    from ferreport.evaluation.facestats import face_stats_frame, write_face_stats
-    from ferreport.evaluation.slices import slices_for_run
-
+    run = RunFolder(out_dir)
     stats = face_stats_frame(faces, attributes)
-    write_face_stats(stats, out_dir / artifacts.FACE_STATS)
+    write_face_stats(stats, run)
     report = slices_for_run(out_dir, frame, stats, labels=labels, settings=SliceConfig(), n_resamples=n_resamples,
                             seed=seed)
     embedder = embedder_for(adapter_for(model, source=str(source)))
-    emb_path = out_dir / artifacts.EMBEDDINGS
     if embedder is not None:
         rows = sample_rows(len(faces), DriftConfig().max_embeddings, seed)
-        write_embeddings(emb_path, rows, embedder(np.asarray(faces[rows]), batch_size), embedder.layer_name)
+        write_embeddings(run, rows, embedder(np.asarray(faces[rows]), batch_size), embedder.layer_name)
     else:  # SavedModel, ONNX: no embeddings (a stale file would describe another model)
-        emb_path.unlink(missing_ok=True)
+        run.remove(EMBEDDINGS)
     worst = [r for s in (report.weakest if report is not None else ()) for r in s.worst_rows]
     return np.asarray(sorted(set(worst)), dtype=np.int64)

@@ -19,12 +19,12 @@ that ``ferreport report RUN`` re-renders the slices without the dataset. Columns
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import numpy as np
 import pandas as pd
 
-from ferreport.runs.atomic import atomic_open
+from ferreport.runs.folder import RunFolder
 
 __all__ = ["FACE_STATS_COLUMNS", "GRAY_SPREAD", "IMAGE_MEASURES", "face_stats_frame", "image_measures",
            "read_face_stats", "source_attributes", "write_face_stats"]
@@ -95,23 +95,11 @@ def face_stats_frame(faces: np.ndarray, attributes: pd.DataFrame | None = None,
     return frame[list(FACE_STATS_COLUMNS)]
 
 
-def write_face_stats(frame: pd.DataFrame, path: Path) -> None:
-    """face_stats.csv, atomically."""
-    with atomic_open(path, "w") as fh:
-        frame.to_csv(fh, index=False)
+def write_face_stats(frame: pd.DataFrame, run: RunFolder | str | os.PathLike[str]) -> None:
+    """The run's face_stats.csv."""
+    RunFolder(run).write_face_stats(frame)
 
 
-def read_face_stats(path: Path, n_rows: int | None = None) -> pd.DataFrame | None:
+def read_face_stats(run: RunFolder | str | os.PathLike[str], n_rows: int | None = None) -> pd.DataFrame | None:
     """face_stats.csv, or None when absent, unreadable or not one row per prediction (``n_rows``)."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        frame = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in FACE_STATS_COLUMNS
-                                                                    if c != "found"},
-                            dtype={"found": str})
-    except (OSError, ValueError):
-        return None
-    if any(c not in frame.columns for c in FACE_STATS_COLUMNS) or (n_rows is not None and len(frame) != n_rows):
-        return None
-    return frame
+    return RunFolder(run).read_face_stats(FACE_STATS_COLUMNS, n_rows)

@@ -30,27 +30,37 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from ferreport.runs.atomic import atomic_open, write_json, write_text
 from ferreport.config import LABEL_MODEL_KINDS
 from ferreport.constants import CLASS_NAMES
+from ferreport.datasets.face_cache import prepare_dataset
+from ferreport.datasets.loading import check_dataset_root
 from ferreport.errors import DatasetError, UsageError
 from ferreport.evaluation.label_noise import (
-    LABEL_ISSUES_FILE,
+    DEFAULT_RANKING,
     LabelIssues,
     find_label_issues,
     label_issues_frame,
-    write_label_issues,
 )
+from ferreport.models.contract import ModelContract, to_model_input
 from ferreport.progress import stage
+from ferreport.runs.atomic import atomic_open, write_json, write_text
+from ferreport.runs.folder import RunFolder
 
-__all__ = ["MODEL_KINDS", "LabelAuditResult", "hog_features", "label_audit", "out_of_sample_proba"]
+__all__ = ["MODEL_KINDS", "LabelAuditResult", "PageRenderer", "hog_features", "label_audit", "out_of_sample_proba",
+           "summary_json", "summary_lines"]
 
 MODEL_KINDS: tuple[str, ...] = LABEL_MODEL_KINDS
 SUMMARY_FILE = "label_issues.json"
@@ -75,7 +85,6 @@ class LabelAuditResult:
 
 def hog_features(faces: np.ndarray) -> np.ndarray:
     """HOG of each grey 64x64 face: 16x16 blocks, 8x8 stride and cells, 9 bins (1,764 values)."""
-    import cv2
 
     hog = cv2.HOGDescriptor((64, 64), (16, 16), (8, 8), (8, 8), 9)
     out = np.empty((len(faces), hog.getDescriptorSize()), dtype=np.float32)
@@ -89,7 +98,6 @@ def hog_features(faces: np.ndarray) -> np.ndarray:
 
 def _folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[np.ndarray]:
     """Held-out rows of each fold: stratified by label, grouped (a group never straddles folds)."""
-    from sklearn.model_selection import StratifiedGroupKFold
 
     n_groups = len(np.unique(groups))
     if n_groups < n_folds:
@@ -100,9 +108,6 @@ def _folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> l
 
 
 def _fit_hog(feats: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=HOG_C, class_weight="balanced", max_iter=2000,
                                                              random_state=seed))
@@ -114,10 +119,8 @@ def _fit_hog(feats: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarr
 
 def _fit_cnn(faces: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int,
              epochs: int) -> np.ndarray:
-    import keras
-
-    from ferreport.models.architectures import build_model
-    from ferreport.models.contract import ModelContract, to_model_input
+    from ferreport.backend import keras  # TensorFlow: loaded only when a model is run
+    from ferreport.models.architectures import build_model  # Keras: only when embeddings must be trained here
 
     keras.utils.set_random_seed(seed)
     model = build_model(arch="compact-std", learning_rate=1e-3)
@@ -165,13 +168,17 @@ def _commented_label_file(label_file: Path, found: LabelIssues, index: pd.DataFr
     return "\n".join(lines)
 
 
+#: Renders label_issues.html: (out, faces, index, out-of-sample probabilities, found, summary) -> HTML.
+PageRenderer = Callable[[Path, np.ndarray, pd.DataFrame, np.ndarray, LabelIssues, dict[str, Any]], str]
+
+
 def label_audit(data: Path, out: Path, *, model_kind: str = "hog-logreg", folds: int = 5, seed: int = 0,
                 epochs: int = 5, ranking: str | None = None, strict: bool = False,
-                cache_dir: Path | None = None) -> LabelAuditResult:
-    """Out-of-sample probabilities for every face of ``data``, the suspect labels, and the files above."""
-    from ferreport.evaluation.label_noise import DEFAULT_RANKING
-    from ferreport.datasets.loading import check_dataset_root
-    from ferreport.datasets.preprocessing import prepare_dataset
+                cache_dir: Path | None = None, page: PageRenderer | None = None) -> LabelAuditResult:
+    """Out-of-sample probabilities for every face of ``data``, the suspect labels, and the files above.
+
+    ``page``: the command layer's renderer of label_issues.html (:mod:`ferreport.report.label_issues`);
+    None writes no page."""
 
     started = time.perf_counter()
     root = check_dataset_root(data)
@@ -186,8 +193,7 @@ def label_audit(data: Path, out: Path, *, model_kind: str = "hog-logreg", folds:
         raise DatasetError(f"{root}: cannot rank label issues: {found.reason}")
     frame = label_issues_frame(found, index["source"].astype(str).tolist(), index["face_id"].astype(str).tolist())
     out.mkdir(parents=True, exist_ok=True)
-    outputs = {"label_issues": out / LABEL_ISSUES_FILE}
-    write_label_issues(frame, outputs["label_issues"])
+    outputs = {"label_issues": RunFolder(out).write_label_issues(frame)}
     if dataset.kind != "folders":
         outputs["label_copy"] = out / LABEL_COPY
         write_text(outputs["label_copy"], _commented_label_file(root / "label" / "label.lst", found, index))
@@ -208,57 +214,13 @@ def label_audit(data: Path, out: Path, *, model_kind: str = "hog-logreg", folds:
                            "rate": round(c.noise_rate, 4), "most_often_suggested": c.likely_true} for c in found.noise},
         "seconds": round(time.perf_counter() - started, 1),
     }
-    outputs["report"] = out / REPORT_FILE
-    write_text(outputs["report"], label_audit_page(out, dataset.faces, index, proba, found, summary))
+    if page is not None:
+        outputs["report"] = out / REPORT_FILE
+        write_text(outputs["report"], page(out, dataset.faces, index, proba, found, summary))
     outputs["summary"] = out / SUMMARY_FILE
     summary["outputs"] = {k: str(v) for k, v in outputs.items()}
     write_json(outputs["summary"], summary)
     return LabelAuditResult(found, frame, proba, accuracy, outputs, summary)
-
-
-def label_audit_page(out: Path, faces: np.ndarray, index: pd.DataFrame, proba: np.ndarray, found: LabelIssues,
-                     summary: dict[str, Any]) -> str:
-    """label_issues.html: what was run, the grid of the most suspect faces and the noise table (one offline file)."""
-    from ferreport.runs.folder import PROBA_COLUMNS
-    from ferreport.report.context import Headline, ReportContext, ThumbnailLimits, numbered_sections
-    from ferreport.report.explain import labels_section
-    from ferreport.report.inputs import RunArtifacts, ids_and_conf
-    from ferreport.report.render import render_html
-    from ferreport.report.sections import Faces
-
-    limits = ThumbnailLimits()
-    names = np.asarray(CLASS_NAMES, dtype=object)
-    frame = pd.DataFrame({"source": index["source"].astype(str), "face_id": index["face_id"].astype(str),
-                          "true_label": names[index["label"].to_numpy(dtype=np.int64)],
-                          "pred_label": names[proba.argmax(axis=1)], "confidence": proba.max(axis=1)})
-    for i, col in enumerate(PROBA_COLUMNS):
-        frame[col] = proba[:, i]
-    rows = np.array(sorted({i.row for i in found.issues[:limits.label_issues]}), dtype=np.int64)
-    art = RunArtifacts(run_dir=out, predictions=frame, pool_rows=rows,
-                       pool_faces=np.asarray(faces[rows]) if rows.size else None)
-    t, p, _, conf = ids_and_conf(frame)
-    grid = labels_section(art, Faces(art, t, p, conf, limits), limits, found=found)
-    grid["saliency"] = {"state": "absent"}
-    acc = summary["fold_accuracy"]
-    facts = [("Dataset", summary["data"]), ("Data fingerprint", summary["data_fingerprint"]),
-             ("Faces", f"{summary['faces']:,}"),
-             ("Model", "HOG + logistic regression (C=1e-3, balanced class weights)" if summary["model_kind"] ==
-              "hog-logreg" else f"compact-std CNN, {summary.get('epochs')} epochs per fold"),
-             ("Folds", str(summary["folds"])),
-             ("Fold accuracy (against the given labels)", ", ".join(f"{a:.1%}" for a in acc)),
-             ("Ranking", found.ranking.replace("_", "-")), ("Seed", str(summary["seed"])),
-             ("Time", f"{summary['seconds']:.0f} s")]
-    sections = numbered_sections([
-        ("overview", "What was run", "sections/label_audit.html.j2", {"facts": facts, "folds": summary["folds"]}),
-        ("label-issues", "Labels to check", "sections/label_issues.html.j2", grid),
-    ])
-    ctx = ReportContext(
-        title="Labels to check", run_id=out.name, model_name=summary["model_kind"], model_sha256=None,
-        dataset_name=summary["data"], dataset_fingerprint=summary["data_fingerprint"], created=None,
-        headline=(Headline("flagged", "Faces flagged", len(found.issues), kind="int"),),
-        n=found.n_checked, n_rows=found.n_checked, n_unlabelled=0, n_resamples=0, seed=int(summary["seed"]),
-        confidence=0.95, warnings=(), sections=sections, kind="label-issues")
-    return render_html(ctx)
 
 
 def summary_lines(result: LabelAuditResult) -> list[str]:

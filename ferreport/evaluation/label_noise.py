@@ -29,22 +29,24 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ferreport.runs import folder as artifacts
-from ferreport.runs.atomic import atomic_open
 from ferreport.config import LABEL_RANKINGS
 from ferreport.constants import CLASS_NAMES
+from ferreport.runs.folder import LABEL_ISSUES, PROBA_COLUMNS, RunFolder
 
-__all__ = ["DEFAULT_RANKING", "LABEL_ISSUES_COLUMNS", "LABEL_ISSUES_FILE", "RANKINGS", "ClassNoise", "LabelIssue",
+__all__ = ["DEFAULT_RANKING", "LABEL_ISSUES_SHOWN", "LABEL_ISSUES_COLUMNS", "RANKINGS", "ClassNoise", "LabelIssue",
            "LabelIssues", "find_label_issues", "issues_of_predictions", "label_issues_frame",
-           "write_label_issues"]
+           "write_label_issue_rows", "write_label_issues"]
 
-LABEL_ISSUES_FILE = artifacts.LABEL_ISSUES
+#: Faces the "Labels to check" grid shows (the first rows of label_issues.csv); the face pool keeps them.
+LABEL_ISSUES_SHOWN = 24
+
 #: Columns of label_issues.csv, most suspect row first.
 LABEL_ISSUES_COLUMNS: tuple[str, ...] = ("source", "face_id", "given", "suggested", "score")
 #: cleanlab's rankings offered (``--ranking``, declared with the settings); the first is the default
@@ -91,6 +93,25 @@ class LabelIssues:
     def available(self) -> bool:
         return self.reason is None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored in label_noise.json (issues' rows are predictions.csv rows)."""
+        return {"reason": self.reason, "n_checked": int(self.n_checked), "classes": list(self.classes),
+                "ranking": self.ranking, "issues": [asdict(i) for i in self.issues],
+                "noise": [asdict(c) for c in self.noise]}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> LabelIssues:
+        """Back from :meth:`to_dict`; raises KeyError, TypeError or ValueError on a malformed document."""
+        return cls(issues=tuple(LabelIssue(int(i["row"]), int(i["given"]), int(i["suggested"]), float(i["score"]))
+                                for i in doc["issues"]),
+                   n_checked=int(doc["n_checked"]), classes=tuple(str(c) for c in doc["classes"]),
+                   ranking=str(doc["ranking"]),
+                   noise=tuple(ClassNoise(str(c["name"]), int(c["n_given"]), float(c["noise_rate"]),
+                                          float(c["n_wrong"]),
+                                          None if c["likely_true"] is None else str(c["likely_true"]))
+                               for c in doc["noise"]),
+                   reason=None if doc["reason"] is None else str(doc["reason"]))
+
 
 def _unavailable(reason: str, n: int, ranking: str) -> LabelIssues:
     return LabelIssues((), n, (), ranking, (), reason)
@@ -119,9 +140,12 @@ def find_label_issues(labels: np.ndarray, proba: np.ndarray, *, scored: Sequence
     mass = p.sum(axis=1, keepdims=True)
     p = np.divide(p, mass, out=np.full_like(p, 1.0 / len(present)), where=mass > 0)
     y = np.searchsorted(present, labels[keep])
-    from cleanlab.count import compute_confident_joint, estimate_joint
-    from cleanlab.filter import find_label_issues as cl_find
-    from cleanlab.rank import get_label_quality_scores
+    from cleanlab.count import (  # cleanlab: slow to import, needed only to find label issues
+        compute_confident_joint,
+        estimate_joint,
+    )
+    from cleanlab.filter import find_label_issues as cl_find  # cleanlab (as above)
+    from cleanlab.rank import get_label_quality_scores  # cleanlab (as above)
 
     with warnings.catch_warnings():  # "may not flag all issues in class k: too few examples" - said by the counts
         warnings.simplefilter("ignore", UserWarning)
@@ -159,16 +183,14 @@ def label_issues_frame(found: LabelIssues, sources: Sequence[str], face_ids: Seq
     }, columns=list(LABEL_ISSUES_COLUMNS))
 
 
-def write_label_issues(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """label_issues.csv, atomically."""
-    with atomic_open(path, "w") as fh:
-        frame.to_csv(fh, index=False, float_format="%.4f")
+def write_label_issues(frame: pd.DataFrame, run: RunFolder | str | os.PathLike[str]) -> None:
+    """The run's label_issues.csv."""
+    RunFolder(run).write_label_issues(frame)
 
 
 def issues_of_predictions(df: pd.DataFrame, scored: Sequence[str] = CLASS_NAMES,
                           ranking: str = DEFAULT_RANKING) -> tuple[LabelIssues, pd.DataFrame]:
     """:func:`find_label_issues` on predictions.csv's true labels and probabilities, and its CSV rows."""
-    PROBA_COLUMNS = artifacts.PROBA_COLUMNS  # noqa: N806
     names = {n: i for i, n in enumerate(CLASS_NAMES)}
     labels = np.array([names.get(str(v), -1) for v in df["true_label"]], dtype=np.int64) if len(df) else \
         np.zeros(0, np.int64)
@@ -180,3 +202,18 @@ def issues_of_predictions(df: pd.DataFrame, scored: Sequence[str] = CLASS_NAMES,
     sources = df["source"].astype(str).tolist() if "source" in df.columns else [""] * len(df)
     face_ids = df["face_id"].astype(str).tolist() if "face_id" in df.columns else [""] * len(df)
     return found, label_issues_frame(found, sources, face_ids)
+
+
+def write_label_issue_rows(frame: pd.DataFrame, out_dir: RunFolder | str | os.PathLike[str],
+                           labels: tuple[str, ...] = CLASS_NAMES) -> np.ndarray:
+    """label_issues.csv and label_noise.json of scored faces with a true label (cleanlab,
+    :mod:`ferreport.evaluation.label_noise`); returns the rows of predictions.csv the report's
+    "Labels to check" grid shows."""
+    run = RunFolder(out_dir)
+    found, rows = issues_of_predictions(frame, scored=labels)
+    run.write_label_noise(found.to_dict())  # what the report's "Labels to check" shows, computed once
+    if not found.available:  # a stale file from an earlier evaluation of this run would describe other faces
+        run.remove(LABEL_ISSUES)
+        return np.zeros(0, np.int64)
+    write_label_issues(rows, run)
+    return np.array([i.row for i in found.issues[:LABEL_ISSUES_SHOWN]], dtype=np.int64)

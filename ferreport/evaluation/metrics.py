@@ -24,10 +24,14 @@ import pandas as pd
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
-    confusion_matrix as sk_confusion_matrix,
-    log_loss as sk_log_loss,
     precision_recall_fscore_support,
     roc_auc_score,
+)
+from sklearn.metrics import (
+    confusion_matrix as sk_confusion_matrix,
+)
+from sklearn.metrics import (
+    log_loss as sk_log_loss,
 )
 
 from ferreport.constants import CLASS_NAMES
@@ -350,7 +354,6 @@ def bootstrap_ci(
         raise ValueError("n_resamples must be at least 1")
     if not 0 < confidence < 1:
         raise ValueError("confidence must lie strictly between 0 and 1")
-    n = t.size
     stats = resampled_stats(t, p, k, n_resamples, np.random.default_rng(seed))
     alpha = (1.0 - confidence) / 2.0
     q = [100 * alpha, 100 * (1 - alpha)]
@@ -549,6 +552,55 @@ class MetricsBundle:
         out["n_unlabelled"] = self.n_unlabelled
         out["prediction_counts"] = dict(self.prediction_counts)
         return out
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> MetricsBundle:
+        """Back from metrics.json (:meth:`to_dict`), so a report shows the stored numbers, never new ones.
+
+        Raises KeyError, TypeError or ValueError when ``doc`` is not a metrics.json of this form.
+        """
+        counts = {str(k): int(v) for k, v in doc["prediction_counts"].items()}
+        n_rows, n_unlabelled = int(doc["n_rows"]), int(doc["n_unlabelled"])
+        if not doc.get("n"):
+            return cls(None, None, None, n_rows, n_unlabelled, counts)
+        labels = tuple(str(c) for c in doc["labels"])
+        per = doc["per_class"]
+        classes = tuple(ClassMetrics(c, float(per[c]["precision"]), float(per[c]["recall"]), float(per[c]["f1"]),
+                                     int(per[c]["support"]), _optional_float(per[c]["roc_auc"]),
+                                     _optional_float(per[c]["average_precision"])) for c in labels)
+        m = ClassificationMetrics(int(doc["n"]), *(float(doc[k]) for k in (
+            "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall",
+            "weighted_f1")), per_class=classes,
+            confusion_matrix=tuple(tuple(int(v) for v in row) for row in doc["confusion_matrix"]), labels=labels)
+        return cls(m, _ci_from_dict(doc.get("ci")), _calibration_from_dict(doc.get("calibration")), n_rows,
+                   n_unlabelled, counts)
+
+
+def _optional_float(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def _ci_from_dict(doc: Mapping[str, Any] | None) -> dict[str, Interval] | None:
+    """The intervals of metrics.json's ``ci`` (:func:`_ci_to_dict`), keyed as :func:`bootstrap_ci` keys them."""
+    if doc is None:
+        return None
+    conf, n_res, seed = float(doc["confidence"]), int(doc["n_resamples"]), int(doc["seed"])
+    out = {name: Interval(float(doc[name][0]), float(doc[name][1]), conf, n_res, seed)
+           for name in ("accuracy", "macro_f1", "weighted_f1") if name in doc}
+    for cls_name, entry in doc.get("per_class", {}).items():
+        for metric, (low, high) in entry.items():
+            out[ci_key(metric, cls_name)] = Interval(float(low), float(high), conf, n_res, seed)
+    return out
+
+
+def _calibration_from_dict(doc: Mapping[str, Any] | None) -> CalibrationMetrics | None:
+    if doc is None:
+        return None
+    bins = tuple(ReliabilityBin(float(b["lower"]), float(b["upper"]), int(b["count"]), _optional_float(b["accuracy"]),
+                                _optional_float(b["confidence"])) for b in doc["bins"])
+    nan = float("nan")  # written as null when not finite
+    return CalibrationMetrics(int(doc["n"]), int(doc["n_bins"]), bins,
+                              *(nan if doc[k] is None else float(doc[k]) for k in ("ece", "mce", "brier", "log_loss")))
 
 
 def predictions_arrays(

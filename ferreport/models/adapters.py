@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ferreport.constants import FACE_SIZE, NUM_CLASSES
+from ferreport.errors import ModelError, UsageError
 from ferreport.models.contract import (
     SHAPE_KEYS,
     SPEC_KEYS,
@@ -42,7 +43,6 @@ from ferreport.models.contract import (
     read_spec,
     to_model_input,
 )
-from ferreport.errors import ModelError, UsageError
 from ferreport.models.model_file import check_model_path, keras, load_model, sniff_model_file, tf
 
 __all__ = ["MODEL_FORMATS", "ModelAdapter", "adapter_for", "open_model", "probe_faces", "resolve_contract"]
@@ -272,7 +272,7 @@ def _onnx(p: Path, kind: str) -> tuple[Any, tuple, int | None, str, Any]:
         raise ModelError(f"{p}: is a{' zip' if kind == 'zip' else 'n HDF5'} file named .onnx; rename it to "
                          f"{'.keras' if kind == 'zip' else '.h5'}")
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional extra (ferreport[onnx]): only for .onnx models
     except ImportError:
         raise UsageError(f"{p}: ONNX models need onnxruntime; install it with: pip install 'ferreport[onnx]'") \
             from None
@@ -356,11 +356,10 @@ def resolve_contract(p: Path, in_shape: tuple, width: int | None, options: Mappi
     if width is None:
         raise ModelError(f"{p}: the model does not state how many classes it outputs; ferreport needs a fixed "
                          "(N, classes) output")
-    if "classes" not in values:
-        if width != NUM_CLASSES:
-            raise ModelError(f"{p}: the model has {width} outputs; pass --classes with its {width} class names in "
-                             "output order (e.g. FER+: neutral,happiness,surprise,sadness,anger,disgust,fear,"
-                             "contempt)")
+    if "classes" not in values and width != NUM_CLASSES:
+        raise ModelError(f"{p}: the model has {width} outputs; pass --classes with its {width} class names in "
+                         "output order (e.g. FER+: neutral,happiness,surprise,sadness,anger,disgust,fear,"
+                         "contempt)")
     contract = ModelContract(**values)
     if len(contract.classes) != width:
         raise UsageError(f"--classes names {len(contract.classes)} classes ({','.join(contract.classes)}), but the "

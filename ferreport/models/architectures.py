@@ -84,7 +84,7 @@ def _seed_architecture(input_shape: tuple[int, int, int], num_classes: int) -> k
     About 2.2 M parameters for 64x64x3 input.
 
     Known weakness: trained from scratch on real faces with Adam at 1e-3 it can
-    collapse to predicting the majority class (see ``training.detect_collapse``).
+    collapse to predicting the majority class (see ``collapse.detect_collapse``).
     """
     inputs = keras.Input(shape=input_shape, name="face")
     x = inputs

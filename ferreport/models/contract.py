@@ -28,11 +28,18 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
+from ferreport.constants import CHANNEL_ORDERS, CLASS_NAMES, FACE_SIZE, INPUT_RANGES, OUTPUT_KINDS
 from ferreport.datasets.classes import parse_classes
-from ferreport.constants import CLASS_NAMES, FACE_SIZE
 from ferreport.errors import ModelError, UsageError
+from ferreport.runs.atomic import write_json
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 __all__ = [
     "CHANNEL_ORDERS",
@@ -50,11 +57,6 @@ __all__ = [
     "write_contract",
 ]
 
-#: Pixel scalings (``--input-range``): uint8 ``x`` becomes x/255, (x/255 - 0.5)*2, x, or
-#: per-image (x - mean) / max(std, 1/sqrt(pixels)) (TensorFlow's per_image_standardization).
-INPUT_RANGES: tuple[str, ...] = ("0,1", "-1,1", "0,255", "standardize")
-CHANNEL_ORDERS: tuple[str, ...] = ("rgb", "bgr")
-OUTPUT_KINDS: tuple[str, ...] = ("auto", "probabilities", "logits")
 LAYOUTS: tuple[str, ...] = ("nhwc", "nchw")
 #: Rows of probabilities sum to 1 within this; anything else (or a negative value) is logits.
 PROBABILITY_TOLERANCE = 1e-3
@@ -180,7 +182,6 @@ def to_model_input(faces: np.ndarray, contract: ModelContract) -> np.ndarray:
     n, h, w, _ = x.shape
     if n == 0:
         return np.zeros((0, *contract.input_shape), np.float32)
-    import cv2  # OpenCV only when faces are converted
 
     c, height, width = contract.channels, contract.height, contract.width
     if c == 1:  # a per-pixel operation: the whole batch as one tall image
@@ -324,7 +325,6 @@ def contract_path(model_path: str | os.PathLike[str]) -> Path:
 
 def write_contract(model_path: str | os.PathLike[str], contract: ModelContract) -> Path:
     """Save ``contract`` next to the model (atomically); returns the file."""
-    from ferreport.runs.atomic import write_json
 
     path = contract_path(model_path)
     write_json(path, contract.to_dict())
@@ -349,10 +349,6 @@ def read_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
         except ValueError as exc:
             raise UsageError(f"--model-spec {p}: not valid JSON ({exc})") from None
     else:
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover - Python 3.10
-            import tomli as tomllib
         try:
             values = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

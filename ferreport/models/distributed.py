@@ -114,7 +114,7 @@ class _Steps:
                 if model.losses:
                     loss += tf.add_n(model.losses) / replicas
             grads = tape.gradient(loss, model.trainable_variables)
-            model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             correct = tf.cast(tf.equal(tf.argmax(p, -1), tf.argmax(y, -1)), tf.float32)
             return tf.reduce_sum(per_face), tf.reduce_sum(correct), tf.cast(tf.shape(x)[0], tf.float32)
 
@@ -178,7 +178,7 @@ def run_epoch(strategy: tf.distribute.Strategy, model: keras.Model, data: dict[s
         for step, batch in enumerate(dist):
             if step_fn is steps.train_step:
                 set_learning_rate(step)
-            total = [t + float(v) for t, v in zip(total, step_fn(batch))]
+            total = [t + float(v) for t, v in zip(total, step_fn(batch), strict=True)]
         return total[0], total[1], total[2]
 
     loss_sum, correct, seen = run(dataset(data["x_train"], data["y_train"], True, weights), steps.train_step)

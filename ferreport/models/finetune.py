@@ -29,12 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from ferreport.models.adapters import ModelAdapter, open_model
-from ferreport.models.architectures import LogProbabilities
 from ferreport.backend import keras
 from ferreport.constants import CLASS_NAMES
-from ferreport.models.contract import ModelContract
 from ferreport.errors import ModelError
+from ferreport.models.adapters import ModelAdapter, open_model
+from ferreport.models.architectures import LogProbabilities
+from ferreport.models.contract import ModelContract
+from ferreport.runs.folder import RunFolder
+from ferreport.runs.provenance import model_fingerprint
 
 __all__ = ["HeadMapping", "SourceModel", "initial_model", "open_source"]
 
@@ -75,8 +77,6 @@ class SourceModel:
     contract: ModelContract           # the trained model's: source input contract, ExpW classes, probabilities
 
     def record(self) -> dict[str, Any]:
-        from ferreport.runs.provenance import model_fingerprint
-
         return {"model": str(self.path), "sha256": model_fingerprint(self.path), "format": self.adapter.format,
                 "contract": self.adapter.record()}
 
@@ -86,12 +86,11 @@ def open_source(path: str | os.PathLike[str], options: dict[str, Any] | None = N
     """Open the model to start from (a run folder means its model.keras), contract settled and probed."""
     p = Path(path)
     if p.is_dir() and not (p / "saved_model.pb").is_file():
-        from ferreport.runs import folder as artifacts
-
-        if not (p / artifacts.MODEL).is_file():
-            raise ModelError(f"--init-from {p}: a folder without {artifacts.MODEL} or saved_model.pb; pass a run "
+        model_path = RunFolder(p).model_path
+        if not model_path.is_file():
+            raise ModelError(f"--init-from {p}: a folder without {model_path.name} or saved_model.pb; pass a run "
                              "folder, a SavedModel folder or a .keras/.h5 file")
-        p = p / artifacts.MODEL
+        p = model_path
     adapter = open_model(p, options or {}, safe_mode=safe_mode)
     if adapter.format == "onnx":
         raise ModelError(f"--init-from {p}: ONNX models can be evaluated but not trained; start from the Keras "
@@ -132,8 +131,8 @@ def _ends_in_softmax(model: Any) -> bool:
 def _selection(source_classes: tuple[str, ...]) -> tuple[list[int | None], HeadMapping]:
     """For each ExpW class, the source's output column of the same class (None: the source lacks it)."""
     columns = [source_classes.index(c) if c in source_classes else None for c in CLASS_NAMES]
-    mapping = HeadMapping(kept=tuple(c for c, j in zip(CLASS_NAMES, columns) if j is not None),
-                          fresh=tuple(c for c, j in zip(CLASS_NAMES, columns) if j is None),
+    mapping = HeadMapping(kept=tuple(c for c, j in zip(CLASS_NAMES, columns, strict=True) if j is not None),
+                          fresh=tuple(c for c, j in zip(CLASS_NAMES, columns, strict=True) if j is None),
                           dropped=tuple(c for c in source_classes if c not in CLASS_NAMES), method="")
     return columns, mapping
 

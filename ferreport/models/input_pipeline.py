@@ -22,12 +22,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ferreport.models.architectures import augmentation_layers
 from ferreport.backend import keras, tf
 from ferreport.constants import FACE_SHAPE, NUM_CLASSES
-from ferreport.models.contract import ModelContract, to_model_input
+from ferreport.datasets.face_cache import check_faces
 from ferreport.errors import DatasetError, UsageError
-from ferreport.datasets.preprocessing import check_faces
+from ferreport.models.architectures import augmentation_layers
+from ferreport.models.contract import ModelContract, to_model_input
 
 __all__ = ["check_labels", "derive_seed", "make_dataset", "seeded_augmentation_layers"]
 
@@ -96,7 +96,7 @@ _INPUT_BOUNDS: dict[str, tuple[float, float] | None] = {"0,1": (0.0, 1.0), "-1,1
 def _augment_batch(layers: Sequence[keras.layers.Layer], calls: Sequence[int], index: tf.Tensor,
                    x: tf.Tensor, bounds: tuple[float, float] | None = (0.0, 1.0)) -> tf.Tensor:
     """Batch ``index`` of the layers' stream: exactly ``layer(x, training=True)`` in turn."""
-    for layer, m in zip(layers, calls):
+    for layer, m in zip(layers, calls, strict=True):
         transformation = layer.get_random_transformation(x, training=True, seed=_BatchSeeds(layer.seed, index, m))
         x = layer.transform_images(x, transformation, training=True)
     return x if bounds is None else tf.clip_by_value(x, bounds[0], bounds[1])
@@ -144,7 +144,8 @@ def make_dataset(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     ds = _index_batches(len(faces), int(batch_size), shuffle_seed=derive_seed(seed, epoch, SHUFFLE_STREAM)
                         if training else None, shard=shard)
-    ds = ds.map(_batch_loader(faces, labels, contract or ModelContract()), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(_batch_loader(faces, labels, contract or ModelContract()), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
     if class_weight is not None:
         ds = ds.map(_face_weigher(class_weight))
     if training and augment:

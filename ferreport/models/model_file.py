@@ -3,7 +3,7 @@
 The networks themselves live in :mod:`ferreport.models.architectures` (re-exported here).
 Input contract (every architecture): a float32 batch ``(N, 64, 64, 3)`` of RGB
 faces already scaled to ``[0, 1]``. Scaling happens in the data pipeline
-(:func:`ferreport.models.input_pipeline.make_dataset`, :func:`ferreport.evaluation.prediction.predict_proba`),
+(:func:`ferreport.models.input_pipeline.make_dataset`, :func:`ferreport.models.prediction.predict_proba`),
 never inside the model, so a model file is usable by any caller that divides
 uint8 pixels by 255. Output: softmax probabilities ``(N, 7)`` in
 :data:`ferreport.constants.CLASS_NAMES` order.
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ferreport.models.architectures import ARCHITECTURES, build_model, compile_model, register_architecture
 from ferreport.backend import keras, tf
 from ferreport.constants import FACE_SHAPE, NUM_CLASSES
 from ferreport.errors import ModelError
+from ferreport.models.architectures import ARCHITECTURES, build_model, compile_model, register_architecture
 
 if tf is None or keras.backend.backend() != "tensorflow":
     raise ImportError(f"ferreport runs on Keras' TensorFlow backend, not {keras.backend.backend()!r}: unset "
@@ -149,7 +149,7 @@ def check_model_shapes(model: keras.Model, source: str | os.PathLike[str] = "mod
     in_shape = tuple(inputs[0].shape)
     out_shape = tuple(outputs[0].shape)
     want_in = (None, *FACE_SHAPE)
-    if len(in_shape) != 4 or any(d is not None and d != w for d, w in zip(in_shape[1:], want_in[1:])):
+    if len(in_shape) != 4 or any(d is not None and d != w for d, w in zip(in_shape[1:], want_in[1:], strict=True)):
         raise ModelError(
             f"{source}: model input shape is {_shape_text(in_shape)}, expected {_shape_text(want_in)} "
             "(64x64 RGB faces scaled to [0, 1]); retrain or export the model for 64x64x3 input"

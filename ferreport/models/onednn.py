@@ -24,6 +24,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 from ferreport.errors import ModelError
 
 __all__ = ["ENV", "crashing_layers", "enabled", "guard_model", "model_crashing_layers", "prepare_training"]
@@ -69,7 +71,6 @@ def _file_config(path: Path) -> Any:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as zf:
                 return json.loads(zf.read("config.json"))
-        import h5py  # a Keras dependency; importing it does not import TensorFlow
 
         with h5py.File(path, "r") as f:
             raw = f.attrs.get("model_config")

@@ -1,21 +1,20 @@
 """Reports: what to show of computed numbers, rendered as self-contained HTML and PDF.
 
-Three layers (computing stays outside, in :mod:`ferreport.evaluation.metrics` and
-:mod:`ferreport.runs.comparison`):
+Reports render what evaluation stored: computing stays outside, in :mod:`ferreport.evaluation`
+(a run folder is read back by :mod:`ferreport.evaluation.stored_run`). Three layers:
 
 * the **rendering core** - :mod:`~ferreport.report.render` (templates, Jinja environment,
   HTML -> PDF, writing files), :mod:`~ferreport.report.text` (number formats and other
   text helpers), :mod:`~ferreport.report.plots` (figures and their shared style);
-* **shared building blocks** - :mod:`~ferreport.report.inputs` (a run directory read into
-  :class:`RunArtifacts`), :mod:`~ferreport.report.context` (the plain data the templates
+* **shared building blocks** - :mod:`~ferreport.report.context` (the plain data the templates
   receive), :mod:`~ferreport.report.sections` (section builders both page reports use),
   :mod:`~ferreport.report.words` (labels for recorded fields, the glossary of terms);
 * **one module per report kind** - :mod:`~ferreport.report.evaluation` (``report.html`` of
   a run), :mod:`~ferreport.report.audit` (of a folder audit), :mod:`~ferreport.report.compare`
   (``compare.html`` of two runs), :mod:`~ferreport.report.history` (``reports/index.html``).
 
-The Jinja templates live in ``templates/`` beside these modules (``$FERREPORT_TEMPLATES``
-overrides the folder).
+The Jinja templates live in the repository's top-level ``templates/`` (a wheel carries them;
+``$FERREPORT_TEMPLATES`` overrides the folder).
 """
 
 from __future__ import annotations
@@ -25,14 +24,12 @@ from ferreport.report.compare import compare_runs
 from ferreport.report.context import ReportContext, Section, ThumbnailLimits
 from ferreport.report.evaluation import build_report_context, run_notices, write_report
 from ferreport.report.history import update_index
-from ferreport.report.inputs import RunArtifacts, load_run, read_predictions_csv, select_pool_rows
 from ferreport.report.render import FORMATS, URLRefused, data_only_url_fetcher, render_html, render_pdf, templates_dir
 from ferreport.report.words import notice_lines
 
 __all__ = [
     "FORMATS",
     "ReportContext",
-    "RunArtifacts",
     "Section",
     "ThumbnailLimits",
     "URLRefused",
@@ -42,14 +39,11 @@ __all__ = [
     "compare_runs",
     "data_only_url_fetcher",
     "is_audit_dir",
-    "load_run",
     "notice_lines",
-    "read_predictions_csv",
     "render_html",
     "render_pdf",
     "report_notices",
     "run_notices",
-    "select_pool_rows",
     "templates_dir",
     "update_index",
     "write_audit_report",

@@ -29,27 +29,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ferreport.runs import folder as files
 from ferreport.constants import CLASS_NAMES
 from ferreport.errors import DatasetError, UsageError
-from ferreport.evaluation.metrics import MetricsBundle, metrics_from_predictions
-from ferreport.evaluation.saliency import SALIENCY_FILE, SaliencyMaps, read_saliency
-from ferreport.report import plots
+from ferreport.evaluation.drift import read_drift
+from ferreport.evaluation.face_pool import ids_and_conf, order_asc, order_desc
+from ferreport.evaluation.metrics import MetricsBundle
+from ferreport.evaluation.saliency import SaliencyMaps, read_saliency
+from ferreport.evaluation.slices import read_slices
+from ferreport.evaluation.stored_run import RunArtifacts, stored_bundle, stored_label_noise
+from ferreport.report import plots, words
 from ferreport.report import sections as sec
-from ferreport.report import words
-from ferreport.evaluation.label_noise import LabelIssues, issues_of_predictions
-from ferreport.report.explain import labels_section, saliency_summary
 from ferreport.report.context import Notice, ReportContext, Section, ThumbnailLimits, numbered_sections
-from ferreport.report.inputs import RunArtifacts, ids_and_conf, order_asc, order_desc, read_json
+from ferreport.report.evaluation import stored_scores
+from ferreport.report.explain import labels_section, saliency_summary
 from ferreport.report.render import check_formats, render_html, write_pages
 from ferreport.report.slicing import drift_section, slices_section
-from ferreport.evaluation.drift import read_drift
-from ferreport.evaluation.slices import read_slices
 from ferreport.report.text import as_int, duration, fmt_pct
+from ferreport.runs.folder import (
+    AUDIT_SUMMARY,
+    PREDICTION_COLUMNS,
+    PREDICTIONS,
+    REPORT_HTML,
+    REPORT_PDF,
+    RunFolder,
+)
 
 __all__ = ["audit_notices", "build_audit_context", "is_audit_dir", "write_audit_report"]
 
-AUDIT_SUMMARY = files.AUDIT_SUMMARY
 READ_CHUNK = 65536
 LIMITS = ThumbnailLimits(per_class=8, misclassified=24, per_pair=6, least_confident=24)
 
@@ -89,20 +95,15 @@ class AuditFolder:
     found: dict[str, int]              # faces per ``found`` value (detected, whole, fallback)
 
 
-def _read_predictions(path: Path, pool_rows: np.ndarray, labelled: bool) -> tuple[pd.DataFrame, pd.DataFrame | None,
-                                                                                   dict[str, Any]]:
-    """(pool rows' full records, the scoring columns of every row when ``labelled``, running counts)."""
+def _read_predictions(run: RunFolder, pool_rows: np.ndarray) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """(pool rows' full records, running counts) from one chunked pass over predictions.csv."""
     wanted = np.unique(np.asarray(pool_rows, dtype=np.int64))
     pool_parts: list[pd.DataFrame] = []
-    score_parts: list[pd.DataFrame] = []
     pred = np.zeros(len(CLASS_NAMES), np.int64)
     found: dict[str, int] = {}
     n = 0
-    score_cols = ["true_label", "pred_label", "confidence", *files.PROBA_COLUMNS]
+    reader = run.read_predictions(chunksize=READ_CHUNK, text_columns=("found",))
     try:
-        reader = pd.read_csv(path, keep_default_na=False, na_values={"confidence": [""]}, chunksize=READ_CHUNK,
-                             dtype={"source": str, "face_id": str, "true_label": str, "pred_label": str,
-                                    "found": str})
         for chunk in reader:
             rows = np.arange(n, n + len(chunk))
             chunk.index = rows
@@ -110,8 +111,6 @@ def _read_predictions(path: Path, pool_rows: np.ndarray, labelled: bool) -> tupl
                 hit = chunk[np.isin(rows, wanted)]
                 if len(hit):
                     pool_parts.append(hit.assign(row=hit.index.to_numpy()))
-            if labelled:
-                score_parts.append(chunk[[c for c in score_cols if c in chunk.columns]])
             codes = pd.Categorical(chunk["pred_label"], categories=CLASS_NAMES).codes
             pred += np.bincount(codes[codes >= 0], minlength=len(CLASS_NAMES))
             if "found" in chunk.columns:
@@ -121,43 +120,24 @@ def _read_predictions(path: Path, pool_rows: np.ndarray, labelled: bool) -> tupl
     except pd.errors.EmptyDataError:
         pass
     except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: cannot read predictions ({exc})") from exc
-    cols = [*files.PREDICTION_COLUMNS, "found", "row"]
+        raise DatasetError(f"{run.file(PREDICTIONS)}: cannot read predictions ({exc})") from exc
+    cols = [*PREDICTION_COLUMNS, "found", "row"]
     pool = pd.concat(pool_parts, ignore_index=True) if pool_parts else pd.DataFrame(columns=cols)
-    scores = (pd.concat(score_parts, ignore_index=True) if score_parts else pd.DataFrame(columns=score_cols)) \
-        if labelled else None
-    return pool, scores, {"n": n, "pred": pred, "found": found}
+    return pool, {"n": n, "pred": pred, "found": found}
 
 
-def _load_pool(path: Path, problems: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
-    if not path.is_file():
-        return np.zeros(0, np.int64), None
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            rows = np.asarray(npz["rows"], dtype=np.int64).reshape(-1)
-            faces = np.asarray(npz["faces"])
-        if faces.dtype != np.uint8 or faces.ndim != 4 or len(faces) != len(rows):
-            raise ValueError("expected rows (k,) and faces (k,h,w,3) uint8")
-        return rows, faces
-    except (OSError, ValueError, KeyError) as exc:
-        problems.append(f"{files.FACES_POOL} could not be read ({exc}); faces are not shown")
-        return np.zeros(0, np.int64), None
-
-
-def read_audit_folder(run: Path, problems: list[str]) -> tuple[AuditFolder, pd.DataFrame | None]:
-    """audit_summary.json, the face pool and one chunked pass over predictions.csv; with the
-    scoring columns of every row when the faces are labelled (dropped once scored)."""
-    summary = read_json(run / AUDIT_SUMMARY, problems)
+def read_audit_folder(run: Path, problems: list[str]) -> AuditFolder:
+    """audit_summary.json, the face pool and one chunked pass over predictions.csv."""
+    folder = RunFolder(run)
+    summary = folder.read_audit_summary(problems)
     if summary is None:
         raise UsageError(f"{run}: no readable {AUDIT_SUMMARY}; run `ferreport predict FOLDER --out {run}` first")
-    pred_path = run / files.PREDICTIONS
-    if not pred_path.is_file():
-        raise UsageError(f"{run}: no {files.PREDICTIONS}; run `ferreport predict` into this folder first")
-    pool_rows, pool_faces = _load_pool(run / files.FACES_POOL, problems)
-    pool_frame, scores, info = _read_predictions(pred_path, pool_rows, _labelled(summary))
-    folder = AuditFolder(run, summary, pool_rows, pool_faces, pool_frame, int(info["n"]),
-                         {c: int(info["pred"][i]) for i, c in enumerate(CLASS_NAMES)}, info["found"])
-    return folder, scores
+    if not folder.has(PREDICTIONS):
+        raise UsageError(f"{run}: no {PREDICTIONS}; run `ferreport predict` into this folder first")
+    pool_rows, pool_faces = folder.read_face_pool(None, problems)
+    pool_frame, info = _read_predictions(folder, pool_rows)
+    return AuditFolder(run, summary, pool_rows, pool_faces, pool_frame, int(info["n"]),
+                       {c: int(info["pred"][i]) for i, c in enumerate(CLASS_NAMES)}, info["found"])
 
 
 def _labelled(summary: Mapping[str, Any]) -> bool:
@@ -165,18 +145,6 @@ def _labelled(summary: Mapping[str, Any]) -> bool:
 
 
 # =========================================================================== numbers and the pool as a run
-
-
-def _audit_metrics(folder: AuditFolder, scores: pd.DataFrame | None, *, n_resamples: int, seed: int,
-                   confidence: float, labels: tuple[str, ...] = CLASS_NAMES) -> MetricsBundle:
-    """Scores of the labelled faces; counts only when no face has a label."""
-    n_rows = folder.n_rows
-    if scores is not None and len(scores):
-        bundle = metrics_from_predictions(scores, n_resamples=n_resamples, seed=seed, confidence=confidence,
-                                          labels=labels)
-        return MetricsBundle(bundle.classification, bundle.ci, bundle.calibration, n_rows, bundle.n_unlabelled,
-                             bundle.prediction_counts)
-    return MetricsBundle(None, None, None, n_rows, n_rows, folder.pred_counts)
 
 
 def _true_counts(bundle: MetricsBundle) -> dict[str, int] | None:
@@ -189,13 +157,9 @@ def _true_counts(bundle: MetricsBundle) -> dict[str, int] | None:
 def _model_history(summary: Mapping[str, Any]) -> pd.DataFrame | None:
     """The audited model's training history, when its run folder is recorded and holds one."""
     model_dir = summary.get("model_run_dir")
-    history = None
-    if _labelled(summary) and isinstance(model_dir, str) and (Path(model_dir) / files.HISTORY).is_file():
-        try:
-            history = pd.read_csv(Path(model_dir) / files.HISTORY)
-        except (OSError, ValueError):
-            history = None
-    return history if history is not None and len(history) else None
+    if not (_labelled(summary) and isinstance(model_dir, str)):
+        return None
+    return RunFolder(model_dir).read_history()
 
 
 def _pool_as_run(folder: AuditFolder, problems: list[str]) -> RunArtifacts:
@@ -208,20 +172,29 @@ def _pool_as_run(folder: AuditFolder, problems: list[str]) -> RunArtifacts:
     else:
         pool_frame, faces_arr = pool_frame.iloc[0:0], None
     run = folder.run
-    metrics = read_json(run / files.METRICS, problems)
-    provenance = read_json(run / files.PROVENANCE, problems)
-    config = read_json(run / files.CONFIG, problems)
+    stored = RunFolder(run)
+    metrics = stored.read_metrics(problems)
+    provenance = stored.read_provenance(problems)
+    config = stored.read_config(problems)
     shown_problems = tuple(problems)  # as before the split: a gates.json problem is not listed
     return RunArtifacts(
         run_dir=run, predictions=pool_frame, metrics=metrics, provenance=provenance, config=config,
         pool_rows=np.arange(len(pool_frame), dtype=np.int64), pool_faces=faces_arr, problems=shown_problems,
-        gates=read_json(run / files.GATES, problems), history=_model_history(folder.summary),
+        gates=stored.read_gates(problems), history=_model_history(folder.summary),
+        bundle=stored_bundle(metrics), label_noise=stored_label_noise(stored),
         saliency=_pool_saliency(run, pool_frame, folder.n_rows, problems))
+
+
+def _audit_scores(folder: AuditFolder, art: RunArtifacts) -> MetricsBundle:
+    """The stored scores of the labelled faces (metrics.json); counts only when no face had a label."""
+    if as_int(folder.summary.get("labelled_faces")) > 0 or art.bundle is not None:
+        return stored_scores(art)
+    return MetricsBundle(None, None, None, folder.n_rows, folder.n_rows, folder.pred_counts)
 
 
 def _pool_saliency(run: Path, pool_frame: pd.DataFrame, n_rows: int, problems: list[str]) -> SaliencyMaps | None:
     """saliency.npz with its rows (of predictions.csv) turned into positions in the pool frame."""
-    sal = read_saliency(run / SALIENCY_FILE, n_rows, problems)
+    sal = read_saliency(run, n_rows, problems)
     if sal is None or not sal.available or "row" not in pool_frame.columns:
         return sal
     position = {int(r): i for i, r in enumerate(pool_frame["row"])}
@@ -404,7 +377,7 @@ def _faces_section(bundle: MetricsBundle, faces: sec.Faces, limits: ThumbnailLim
 
 
 def _audit_sections(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundle,
-                    facts: list[tuple[str, str]], found: LabelIssues | None = None) -> tuple[Section, ...]:
+                    facts: list[tuple[str, str]]) -> tuple[Section, ...]:
     """The audit's own sections, then (labelled folders) the evaluation report's score sections."""
     summary = folder.summary
     faces = _pool_faces(art)
@@ -424,7 +397,7 @@ def _audit_sections(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundl
         ("faces", "Faces", "sections/audit_faces.html.j2",
          {**_faces_section(bundle, faces, LIMITS), "saliency": saliency_summary(art)}),
     ]
-    pooled = art.predictions["row"] if "row" in art.predictions else []
+    pooled = art.predictions.get("row", [])
     row_of = {int(r): i for i, r in enumerate(pooled)}  # predictions.csv row -> pooled face
     slices = read_slices(folder.run) if bundle.classification is not None else None
     if slices:
@@ -440,10 +413,10 @@ def _audit_sections(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundl
              {**sec.pairs_section(bundle, faces, LIMITS), "saliency": saliency_summary(art)}),
             ("calibration", "Calibration", "sections/calibration.html.j2", sec.calibration_section(bundle)),
         ]
-        if found is not None:
+        if art.label_noise is not None:
             specs.append(("label-issues", "Labels to check", "sections/label_issues.html.j2",
-                          {**labels_section(art, faces, LIMITS, sec.scored_labels(art), found=found,
-                                            pool_position=row_of), "saliency": saliency_summary(art)}))
+                          {**labels_section(art, faces, LIMITS, sec.scored_labels(art), pool_position=row_of),
+                           "saliency": saliency_summary(art)}))
     specs.append(("provenance", "Provenance", "sections/provenance.html.j2", sec.provenance_section(art)))
     return numbered_sections(specs)
 
@@ -489,19 +462,15 @@ def _audit_warnings(folder: AuditFolder, art: RunArtifacts, bundle: MetricsBundl
 # =========================================================================== context and files
 
 
-def build_audit_context(run_dir: str | os.PathLike[str], *, n_resamples: int = 1000, seed: int = 0,
-                        confidence: float = 0.95) -> ReportContext:
-    """Read an audit folder and decide what its report shows."""
+def build_audit_context(run_dir: str | os.PathLike[str]) -> ReportContext:
+    """Read an audit folder and decide what its report shows of its stored results."""
     problems: list[str] = []
-    folder, scores = read_audit_folder(Path(run_dir), problems)
+    folder = read_audit_folder(Path(run_dir), problems)
     art = _pool_as_run(folder, problems)
-    bundle = _audit_metrics(folder, scores, n_resamples=n_resamples, seed=seed, confidence=confidence,
-                            labels=sec.scored_labels(art))
-    # confident learning over every labelled face (scores' positions are predictions.csv rows)
-    found = issues_of_predictions(scores, sec.scored_labels(art))[0] if scores is not None else None
-    del scores  # every face's scoring columns: not kept while the page is built
+    bundle = _audit_scores(folder, art)
     header = _audit_header(folder, art)
     summary, m = folder.summary, bundle.classification
+    interval = next(iter(bundle.ci.values()), None) if bundle.ci else None
     return ReportContext(
         title="Folder audit", run_id=header.run_id, model_name=header.model_name,
         model_sha256=str(header.model_sha256) if header.model_sha256 else None,
@@ -509,27 +478,25 @@ def build_audit_context(run_dir: str | os.PathLike[str], *, n_resamples: int = 1
         dataset_fingerprint=str(summary.get("fingerprint")) if summary.get("fingerprint") else None,
         created=str(header.created) if header.created else None, headline=sec.score_headline(bundle),
         n=m.n if m is not None else 0, n_rows=folder.n_rows, n_unlabelled=bundle.n_unlabelled,
-        n_resamples=int(n_resamples), seed=int(seed), confidence=float(confidence),
+        n_resamples=interval.n_resamples if interval else 0, seed=interval.seed if interval else 0,
+        confidence=interval.confidence if interval else 0.95,
         warnings=tuple(_audit_warnings(folder, art, bundle)),
-        sections=_audit_sections(folder, art, bundle, _overview_facts(folder, header, bundle, art), found),
+        sections=_audit_sections(folder, art, bundle, _overview_facts(folder, header, bundle, art)),
         kind="audit",
     )
 
 
 def audit_notices(run_dir: str | os.PathLike[str]) -> list[Notice]:
-    """The warnings and notes the audit's report shows above its first section, without building the page
-    (for the console; one bootstrap resample, the intervals do not matter here)."""
+    """The warnings and notes the audit's report shows above its first section, without building the page."""
     problems: list[str] = []
-    folder, scores = read_audit_folder(Path(run_dir), problems)
+    folder = read_audit_folder(Path(run_dir), problems)
     art = _pool_as_run(folder, problems)
-    bundle = _audit_metrics(folder, scores, n_resamples=1, seed=0, confidence=0.95, labels=sec.scored_labels(art))
-    return _audit_warnings(folder, art, bundle)
+    return _audit_warnings(folder, art, _audit_scores(folder, art))
 
 
-def write_audit_report(run_dir: str | os.PathLike[str], formats: Sequence[str] = ("html", "pdf"), *,
-                       n_resamples: int = 1000, seed: int = 0) -> dict[str, Path]:
-    """Render report.html / report.pdf of an audit folder (atomic writes)."""
+def write_audit_report(run_dir: str | os.PathLike[str], formats: Sequence[str] = ("html", "pdf")) -> dict[str, Path]:
+    """Render report.html / report.pdf of an audit folder from its stored results (atomic writes)."""
     formats = check_formats(formats)
     run = Path(run_dir)
-    html = render_html(build_audit_context(run, n_resamples=n_resamples, seed=seed))
-    return write_pages(html, formats, run / files.REPORT_HTML, run / files.REPORT_PDF)
+    html = render_html(build_audit_context(run))
+    return write_pages(html, formats, run / REPORT_HTML, run / REPORT_PDF)

@@ -1,7 +1,7 @@
 """The comparison page of ``ferreport compare RUN_A RUN_B``: compare.json, compare.html, compare.pdf.
 
 The numbers (pairing by face, paired bootstrap, McNemar's test) come from
-:mod:`ferreport.runs.comparison`; this module decides what the page shows and writes it.
+:mod:`ferreport.evaluation.comparison`; this module decides what the page shows and writes it.
 
 Faces for the flip grids come from either run's ``faces_pool.npz`` when it holds them,
 else from the dataset recorded in the runs' ``config.json`` (or ``--data``) through
@@ -12,7 +12,6 @@ found nowhere are counted and left out. Output: ``compare.html``, ``compare.pdf`
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -24,21 +23,20 @@ import numpy as np
 import pandas as pd
 
 from ferreport import __version__
-from ferreport.runs.atomic import write_json
-from ferreport.runs.comparison import OVERALL, Pairing, compare_document, pair_runs
+from ferreport.config import check_formats as check_known_formats
 from ferreport.constants import CLASS_NAMES
+from ferreport.datasets.face_cache import prepare_dataset
 from ferreport.errors import FerreportError, UsageError
+from ferreport.evaluation.comparison import OVERALL, Pairing, compare_document, pair_runs
+from ferreport.evaluation.face_pool import ids_and_conf
+from ferreport.evaluation.stored_run import RunArtifacts, load_run
 from ferreport.report import plots
 from ferreport.report.context import Section, numbered_sections
-from ferreport.report.inputs import RunArtifacts, ids_and_conf, load_run
-from ferreport.config import check_formats as check_known_formats
 from ferreport.report.render import environment, write_pages
 from ferreport.report.text import fmt_p, fmt_signed, short
+from ferreport.runs.folder import COMPARE_HTML, COMPARE_PDF, RunFolder
 
 __all__ = [
-    "COMPARE_HTML",
-    "COMPARE_JSON",
-    "COMPARE_PDF",
     "CompareContext",
     "CompareResult",
     "build_compare_context",
@@ -47,9 +45,6 @@ __all__ = [
     "summary_lines",
 ]
 
-COMPARE_HTML = "compare.html"
-COMPARE_PDF = "compare.pdf"
-COMPARE_JSON = "compare.json"
 MAX_FLIP_FACES = 24
 
 
@@ -104,7 +99,6 @@ class FaceFinder:
 
     def _load_dataset(self) -> None:
         self._dataset_tried = True
-        from ferreport.datasets.preprocessing import prepare_dataset  # only when a flipped face is in neither face pool
 
         tried = []
         for root, cache in self._dataset_candidates():
@@ -135,7 +129,7 @@ class FaceFinder:
             self._load_dataset()
         if self._ds_keys is None or self._ds_faces is None:
             return
-        for key, pos in zip(missing, self._ds_keys.get_indexer(missing)):
+        for key, pos in zip(missing, self._ds_keys.get_indexer(missing), strict=True):
             if pos >= 0:
                 self.faces[key] = np.asarray(self._ds_faces[pos], dtype=np.uint8)
 
@@ -179,7 +173,7 @@ def _flip_thumbs(pairing: Pairing, conf: tuple[np.ndarray, np.ndarray], finder: 
     keys = [f"{pairing.sources[i]}#{pairing.face_ids[i]}" for i in rows]
     finder.fill(keys)
     thumbs = []
-    for i, key in zip(rows, keys):
+    for i, key in zip(rows, keys, strict=True):
         th = finder.thumb(key, {
             "source": str(pairing.sources[i]), "face_id": str(pairing.face_ids[i]),
             "true": CLASS_NAMES[int(pairing.t[i])], "pred_a": CLASS_NAMES[int(pairing.pa[i])],
@@ -298,8 +292,7 @@ def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], *
     ctx = build_compare_context(run_a, run_b, data=data, use_dataset=use_dataset, n_resamples=n_resamples, seed=seed)
     out_dir = Path(out) if out is not None else default_out(Path(run_a), Path(run_b))
     files: dict[str, Path] = {}
-    write_json(out_dir / COMPARE_JSON, ctx.document)
-    files["json"] = out_dir / COMPARE_JSON
+    files["json"] = RunFolder(out_dir).write_compare(ctx.document)
     if formats:
         files.update(write_pages(render_compare_html(ctx), formats, out_dir / COMPARE_HTML, out_dir / COMPARE_PDF))
     return CompareResult(out_dir, files, ctx.document)
@@ -317,7 +310,3 @@ def summary_lines(doc: Mapping[str, Any]) -> list[str]:
     lines.append(f"McNemar      right->wrong {t['a_right_b_wrong']}  wrong->right {t['a_wrong_b_right']}  "
                  f"p = {t['p_value']:.4g}")
     return lines
-
-
-def read_compare_json(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ferreport import __version__
+from ferreport.evaluation.label_noise import LABEL_ISSUES_SHOWN
 
 __all__ = ["Headline", "Notice", "ReportContext", "Section", "Thumb", "ThumbnailLimits", "numbered_sections"]
 
@@ -22,7 +23,7 @@ class ThumbnailLimits:
     misclassified: int = 24     # most confident mistakes overall
     per_pair: int = 6           # most confident mistakes per confused pair
     least_confident: int = 12   # least confident faces overall
-    label_issues: int = 24      # faces in "Labels to check" (the first rows of label_issues.csv)
+    label_issues: int = LABEL_ISSUES_SHOWN  # faces in "Labels to check" (the first rows of label_issues.csv)
     size: int = 112             # pixels (square)
     quality: int = 80           # JPEG quality
     saliency_quality: int = 70  # JPEG quality of a Grad-CAM overlay (same size as the face)

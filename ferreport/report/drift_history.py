@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ferreport.runs import folder as artifacts
+import matplotlib
+import matplotlib.dates as mdates
+import numpy as np
+
 from ferreport.report import plots
-from ferreport.report.inputs import as_number, parse_time, read_json
+from ferreport.report.text import as_number, parse_time
+from ferreport.runs.folder import DRIFT, RunFolder
 
 __all__ = ["DriftEntry", "drift_figure", "drift_sources", "scan_drift"]
 
@@ -42,7 +46,7 @@ def _when(run: Path, prov: dict[str, Any]) -> _dt.datetime:
         value = parse_time(prov.get(key))
         if value is not None:
             return value
-    return _dt.datetime.fromtimestamp((run / artifacts.DRIFT).stat().st_mtime, _dt.timezone.utc)
+    return _dt.datetime.fromtimestamp((run / DRIFT).stat().st_mtime, _dt.timezone.utc)
 
 
 def scan_drift(reports_dir: Path) -> list[DriftEntry]:
@@ -51,13 +55,14 @@ def scan_drift(reports_dir: Path) -> list[DriftEntry]:
     if not Path(reports_dir).is_dir():
         return entries
     for child in sorted(Path(reports_dir).iterdir()):
-        if not child.is_dir() or child.name.startswith(".") or not (child / artifacts.DRIFT).is_file():
+        if not child.is_dir() or child.name.startswith(".") or not (child / DRIFT).is_file():
             continue
-        doc = read_json(child / artifacts.DRIFT, [])
-        if not isinstance(doc, dict):
+        folder = RunFolder(child)
+        doc = folder.read_json(DRIFT)
+        if doc is None:
             continue
-        summary = read_json(child / artifacts.AUDIT_SUMMARY, []) or {}
-        prov = read_json(child / artifacts.PROVENANCE, []) or {}
+        summary = folder.read_audit_summary() or {}
+        prov = folder.read_provenance() or {}
         try:
             when = _when(child, prov)
         except OSError:
@@ -75,9 +80,6 @@ def scan_drift(reports_dir: Path) -> list[DriftEntry]:
 
 def drift_figure(items: list[DriftEntry]) -> Any:
     """PSI and embedding AUC of each audit over time, with the usual gate thresholds dashed; red marks: drift."""
-    import matplotlib
-    import matplotlib.dates as mdates
-    import numpy as np
 
     with matplotlib.rc_context(plots.STYLE):
         fig = plots.new_figure(8.6, 2.6)

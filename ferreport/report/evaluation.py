@@ -1,7 +1,8 @@
-"""The evaluation report: a run directory -> numbers -> sections -> HTML (and PDF).
+"""The evaluation report: a run directory's stored results -> sections -> HTML (and PDF).
 
-1. **read** - :func:`~ferreport.report.inputs.load_run` reads the run directory and
-   :mod:`ferreport.evaluation.metrics` turns predictions.csv into numbers;
+1. **read** - :func:`~ferreport.evaluation.stored_run.load_run` reads the run directory: the
+   scores evaluation stored (metrics.json, slices.json, label_noise.json) and the faces to show;
+   nothing is recomputed, so the page always agrees with metrics.json;
 2. **decide** - :func:`build_report_context` chooses what to show and returns one
    :class:`~ferreport.report.context.ReportContext` (sections built by
    :mod:`ferreport.report.sections`);
@@ -44,18 +45,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ferreport.runs import folder as files
-from ferreport.evaluation.metrics import MetricsBundle, metrics_from_predictions
+from ferreport.errors import DatasetError
+from ferreport.evaluation.face_pool import ids_and_conf
+from ferreport.evaluation.metrics import MetricsBundle
+from ferreport.evaluation.slices import read_slices
+from ferreport.evaluation.stored_run import RunArtifacts, load_run
 from ferreport.report import explain
 from ferreport.report import sections as sec
 from ferreport.report.context import Headline, Notice, ReportContext, Section, ThumbnailLimits, numbered_sections
-from ferreport.report.inputs import RunArtifacts, ids_and_conf, load_run
 from ferreport.report.render import FORMATS, check_formats, render_html, write_pages
 from ferreport.report.slicing import slices_section
-from ferreport.evaluation.slices import read_slices
 from ferreport.report.text import as_text, dig, first_present
+from ferreport.runs.folder import METRICS, PREDICTIONS, REPORT_HTML, REPORT_PDF
 
-__all__ = ["RunHeader", "build_report_context", "run_notices", "run_header", "write_report"]
+__all__ = ["RunHeader", "build_report_context", "run_notices", "run_header", "stored_scores", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def run_header(art: RunArtifacts) -> RunHeader:
                                      (prov, "created_at"), (prov, "started"), (prov, "started_at")]))
     if created is None:
         with contextlib.suppress(OSError):
-            mtime = (art.run_dir / files.PREDICTIONS).stat().st_mtime
+            mtime = (art.run_dir / PREDICTIONS).stat().st_mtime
             created = _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).replace(microsecond=0).isoformat()
     return RunHeader(run_id, model_name, model_sha, as_text(dataset), fingerprint, created)
 
@@ -149,21 +152,16 @@ def _sections(art: RunArtifacts, bundle: MetricsBundle, limits: ThumbnailLimits,
                               for sid, title, data in specs])
 
 
-def build_report_context(
-    artifacts: RunArtifacts,
-    *,
-    n_resamples: int = 1000,
-    seed: int = 0,
-    max_thumbnails: int | ThumbnailLimits = ThumbnailLimits(),
-    confidence: float = 0.95,
-) -> ReportContext:
-    """Compute the numbers and decide what the report shows."""
+def build_report_context(artifacts: RunArtifacts, *,
+                         max_thumbnails: int | ThumbnailLimits = ThumbnailLimits()) -> ReportContext:
+    """Decide what the report shows of the run's stored results (it computes no score itself)."""
     art = artifacts
     limits = _limits(max_thumbnails)
-    bundle = metrics_from_predictions(art.predictions, n_resamples=n_resamples, seed=seed, confidence=confidence,
-                                      labels=sec.scored_labels(art))
+    bundle = stored_scores(art)
+    check_rows_match(art, bundle)
     header = run_header(art)
     m = bundle.classification
+    interval = next(iter(bundle.ci.values()), None) if bundle.ci else None
     return ReportContext(
         title="Facial-expression classifier evaluation",
         run_id=header.run_id,
@@ -176,34 +174,42 @@ def build_report_context(
         n=m.n if m is not None else 0,
         n_rows=bundle.n_rows,
         n_unlabelled=bundle.n_unlabelled,
-        n_resamples=int(n_resamples),
-        seed=int(seed),
-        confidence=float(confidence),
+        n_resamples=interval.n_resamples if interval else 0,
+        seed=interval.seed if interval else 0,
+        confidence=interval.confidence if interval else 0.95,
         warnings=tuple(sec.run_warnings(art, bundle)),
         sections=_sections(art, bundle, limits, _overview_facts(header, bundle, art)),
     )
 
 
+def stored_scores(art: RunArtifacts) -> MetricsBundle:
+    """The run's stored scores; a DatasetError naming metrics.json when it is missing or not readable."""
+    if art.bundle is None:
+        raise DatasetError(f"{art.run_dir / METRICS}: missing or unreadable; a report shows the scores evaluation "
+                           f"stored: run `ferreport evaluate {art.run_dir}` again")
+    return art.bundle
+
+
+def check_rows_match(art: RunArtifacts, bundle: MetricsBundle) -> None:
+    """predictions.csv and metrics.json describe the same faces, else a DatasetError naming both."""
+    if bundle.n_rows != len(art.predictions):
+        raise DatasetError(f"{art.run_dir / PREDICTIONS} holds {len(art.predictions):,} rows but {METRICS} was "
+                           f"computed on {bundle.n_rows:,}: one of them was replaced or edited; run "
+                           f"`ferreport evaluate {art.run_dir}` again")
+
+
 def run_notices(run_dir: str | os.PathLike[str]) -> list[Notice]:
     """The warnings and notes the run's report shows above its first section, without building the page.
 
-    For the console (``evaluate`` prints what the report warns about). The intervals do
-    not matter here, so one bootstrap resample is drawn.
+    For the console (``evaluate`` prints what the report warns about).
     """
     art = load_run(run_dir)
-    bundle = metrics_from_predictions(art.predictions, n_resamples=1, seed=0, labels=sec.scored_labels(art))
-    return sec.run_warnings(art, bundle)
+    return sec.run_warnings(art, stored_scores(art))
 
 
-def write_report(
-    run_dir: str | os.PathLike[str],
-    formats: Sequence[str] = FORMATS,
-    *,
-    n_resamples: int = 1000,
-    seed: int = 0,
-) -> dict[str, Path]:
-    """Render report.html / report.pdf from the run directory's saved artefacts (atomic writes)."""
+def write_report(run_dir: str | os.PathLike[str], formats: Sequence[str] = FORMATS) -> dict[str, Path]:
+    """Render report.html / report.pdf from the run directory's stored results (atomic writes)."""
     formats = check_formats(formats)
     run = Path(run_dir)
-    html = render_html(build_report_context(load_run(run), n_resamples=n_resamples, seed=seed))
-    return write_pages(html, formats, run / files.REPORT_HTML, run / files.REPORT_PDF)
+    html = render_html(build_report_context(load_run(run)))
+    return write_pages(html, formats, run / REPORT_HTML, run / REPORT_PDF)

@@ -12,16 +12,14 @@ Builders only: plain dicts for the templates; nothing here imports TensorFlow.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from ferreport.constants import CLASS_NAMES
-from ferreport.evaluation.label_noise import LABEL_ISSUES_FILE, LabelIssues, issues_of_predictions, label_issues_frame
+from ferreport.evaluation.label_noise import label_issues_frame
+from ferreport.evaluation.stored_run import RunArtifacts
 from ferreport.report.context import ThumbnailLimits
-from ferreport.report.inputs import RunArtifacts
 from ferreport.report.sections import Faces
+from ferreport.runs.folder import LABEL_ISSUES, LABEL_NOISE, RunFolder
 
 __all__ = ["RANKING_WORDS", "labels_section", "saliency_summary"]
 
@@ -49,24 +47,25 @@ def saliency_summary(art: RunArtifacts) -> dict[str, Any]:
 
 
 def labels_section(art: RunArtifacts, faces: Faces, limits: ThumbnailLimits,
-                   scored: tuple[str, ...] = CLASS_NAMES, *, found: LabelIssues | None = None,
+                   scored: tuple[str, ...] = CLASS_NAMES, *,
                    pool_position: Mapping[int, int] | None = None) -> dict[str, Any]:
-    """Faces whose label is probably wrong (the first rows of label_issues.csv) and the per-class noise.
+    """Faces whose label is probably wrong (the first rows of label_issues.csv) and the per-class noise,
+    as evaluation stored them (label_noise.json; rows = predictions.csv rows).
 
-    An evaluation computes them from ``art.predictions``; an audit passes ``found`` (computed
-    from every face's scores, rows = predictions.csv rows), ``pool_position`` (row -> position
-    of its face in ``faces``) and takes sources from label_issues.csv, written at audit time.
+    ``pool_position``: predictions.csv row -> position of its face in ``faces`` (audits, whose
+    report holds only the pooled faces); sources and face ids come from label_issues.csv.
     """
+    found = art.label_noise
     if found is None:
-        found, frame = issues_of_predictions(art.predictions, scored)
-    else:
-        frame = _read_issues_csv(art.run_dir / LABEL_ISSUES_FILE)
-        if frame is None or len(frame) != len(found.issues):
-            frame = label_issues_frame(found, _Blank(), _Blank())
+        return {"available": False, "reason": f"{LABEL_NOISE} is missing or unreadable (evaluated by an older "
+                                               "ferreport): evaluate the run again to see the labels to check"}
+    issues_csv = RunFolder(art.run_dir).read_label_issues()
+    frame = issues_csv if issues_csv is not None and len(issues_csv) == len(found.issues) else \
+        label_issues_frame(found, _Blank(), _Blank())
     if not found.available:
         return {"available": False, "reason": found.reason}
     grid = []
-    for issue, (_, row) in zip(found.issues[:limits.label_issues], frame.iterrows()):
+    for issue, (_, row) in zip(found.issues[:limits.label_issues], frame.iterrows(), strict=False):
         at = issue.row if pool_position is None else pool_position.get(issue.row)
         grid.append({"thumb": faces.thumb(at) if at is not None and faces.has(at) else None,
                      "source": str(row["source"]), "face_id": str(row["face_id"]), "given": row["given"],
@@ -84,7 +83,7 @@ def labels_section(art: RunArtifacts, faces: Faces, limits: ThumbnailLimits,
         "n_shown": len(grid),
         "n_without_face": sum(1 for g in grid if g["thumb"] is None),
         "noise": noise,
-        "csv": LABEL_ISSUES_FILE if (art.run_dir / LABEL_ISSUES_FILE).is_file() else None,
+        "csv": LABEL_ISSUES if RunFolder(art.run_dir).has(LABEL_ISSUES) else None,
         "classes_left_out": missing_classes,
     }
 
@@ -94,13 +93,3 @@ class _Blank:
 
     def __getitem__(self, i: int) -> str:
         return ""
-
-
-def _read_issues_csv(path: Path) -> pd.DataFrame | None:
-    if not path.is_file():
-        return None
-    try:
-        return pd.read_csv(path, dtype={"source": str, "face_id": str, "given": str, "suggested": str},
-                           keep_default_na=False)
-    except (OSError, ValueError):
-        return None

@@ -29,14 +29,21 @@ from pathlib import Path
 from typing import Any
 
 from ferreport import __version__
-from ferreport.runs import folder as artifacts
-from ferreport.runs.atomic import write_text
 from ferreport.errors import OutputError
 from ferreport.report import plots
-from ferreport.report.compare import COMPARE_HTML, COMPARE_JSON, COMPARE_PDF
-from ferreport.report.inputs import as_number, parse_time, read_json
+from ferreport.report.drift_history import drift_sources, scan_drift
 from ferreport.report.render import render_template
-from ferreport.report.text import dig
+from ferreport.report.text import as_number, dig, parse_time
+from ferreport.runs.atomic import write_text
+from ferreport.runs.folder import (
+    COMPARE_HTML,
+    COMPARE_PDF,
+    GATES,
+    METRICS,
+    REPORT_HTML,
+    REPORT_PDF,
+    RunFolder,
+)
 
 try:  # POSIX; elsewhere the index is rewritten without a lock (still atomically)
     import fcntl
@@ -47,7 +54,6 @@ __all__ = ["INDEX_HTML", "LOCK_FILE", "RunEntry", "index_lock", "scan_runs", "up
 
 INDEX_HTML = "index.html"
 LOCK_FILE = ".index.lock"
-GATES_JSON = artifacts.GATES
 
 
 @contextlib.contextmanager
@@ -104,17 +110,18 @@ class RunEntry:
 
 
 def _run_entry(run: Path, metrics: dict[str, Any]) -> RunEntry:
-    prov = read_json(run / artifacts.PROVENANCE, []) or {}
-    cfg = read_json(run / artifacts.CONFIG, []) or {}
-    summ = read_json(run / artifacts.DATA_SUMMARY, []) or {}
-    gates = read_json(run / GATES_JSON, [])
+    folder = RunFolder(run)
+    prov = folder.read_provenance() or {}
+    cfg = folder.read_config() or {}
+    summ = folder.read_data_summary() or {}
+    gates = folder.read_gates()
     when = None
     for candidate in (dig(prov, "evaluation.finished"), prov.get("finished"), prov.get("started")):
         when = parse_time(candidate)
         if when is not None:
             break
     if when is None:
-        mtime = (run / artifacts.METRICS).stat().st_mtime
+        mtime = (run / METRICS).stat().st_mtime
         when = _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).replace(microsecond=0)
     model_path = dig(cfg, "extra.model") or cfg.get("model")
     if model_path:
@@ -134,8 +141,8 @@ def _run_entry(run: Path, metrics: dict[str, Any]) -> RunEntry:
                        else f"failed: {', '.join(str(f) for f in failed)}")
     href = urllib.parse.quote(run.name)
     links = tuple((label, f"{href}/{name}") for label, name in (
-        ("report", artifacts.REPORT_HTML), ("PDF", artifacts.REPORT_PDF), ("metrics", artifacts.METRICS),
-        ("gates", GATES_JSON)) if (run / name).is_file())
+        ("report", REPORT_HTML), ("PDF", REPORT_PDF), ("metrics", METRICS),
+        ("gates", GATES)) if (run / name).is_file())
     return RunEntry(
         run_id=run.name, href=href, date=when.astimezone(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         when=when, model=model,
@@ -161,9 +168,9 @@ def scan_runs(reports_dir: Path) -> tuple[list[RunEntry], list[dict[str, Any]], 
     for child in sorted(reports_dir.iterdir(), key=lambda p: p.name):
         if not child.is_dir() or child.name.startswith("."):
             continue
-        metrics_path = child / artifacts.METRICS
-        if metrics_path.is_file():
-            metrics = read_json(metrics_path, [])
+        folder = RunFolder(child)
+        if folder.has(METRICS):
+            metrics = folder.read_metrics()
             if metrics is None:
                 skipped.append(f"{child.name}: metrics.json unreadable")
                 continue
@@ -172,7 +179,7 @@ def scan_runs(reports_dir: Path) -> tuple[list[RunEntry], list[dict[str, Any]], 
             except OSError as exc:  # removed while scanning
                 skipped.append(f"{child.name}: {exc.strerror}")
             continue
-        comp = read_json(child / COMPARE_JSON, []) if (child / COMPARE_JSON).is_file() else None
+        comp = folder.read_compare()
         if comp is not None:
             href = urllib.parse.quote(child.name)
             comparisons.append({
@@ -199,7 +206,6 @@ def render_index(reports_dir: Path, runs: list[RunEntry], comparisons: list[dict
         chart = plots.figure_to_data_uri(plots.trend_figure(
             [r.when for r in runs], {"accuracy": [r.accuracy for r in runs], "macro-F1": [r.macro_f1 for r in runs]}))
     latest = runs[-1] if runs else None
-    from ferreport.report.drift_history import drift_sources, scan_drift
 
     return render_template(
         "index.html.j2", title="ferreport runs", folder=str(Path(reports_dir).resolve().name),

@@ -20,6 +20,8 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 
+import cv2
+import matplotlib.dates as mdates
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -145,7 +147,6 @@ def _release(fig: Figure) -> None:
 
 def _jpeg_uri(rgb: np.ndarray, quality: int, max_bytes: int | None) -> str:
     """JPEG data URI of an RGB image; quality lowered by steps of 10 (down to 30) until within ``max_bytes``."""
-    import cv2
 
     bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
     q = int(quality)
@@ -167,7 +168,6 @@ def saliency_overlay_data_uri(face_rgb_uint8: np.ndarray, heat_uint8: np.ndarray
     (bilinear); where the map is 0 the face shows unchanged, where it is 255 the colour
     covers 60 % of it.
     """
-    import cv2
 
     face = np.asarray(face_rgb_uint8)
     heat = np.asarray(heat_uint8)
@@ -187,7 +187,6 @@ def saliency_overlay_data_uri(face_rgb_uint8: np.ndarray, heat_uint8: np.ndarray
 def thumbnail_data_uri(face_rgb_uint8: np.ndarray, size: int = 112, quality: int = 80,
                        max_bytes: int | None = None) -> str:
     """JPEG ``data:`` URI of an RGB face, upscaled (bicubic) to ``size`` x ``size`` (within ``max_bytes``)."""
-    import cv2
 
     face = np.asarray(face_rgb_uint8)
     if face.dtype != np.uint8:
@@ -301,14 +300,14 @@ def per_class_figure(
     with matplotlib.rc_context(STYLE):
         fig = new_figure(8.6, 3.0)
         ax = fig.add_subplot()
-        for i, (metric, color) in enumerate(zip(("precision", "recall", "f1"), PRF_COLORS)):
+        for i, (metric, color) in enumerate(zip(("precision", "recall", "f1"), PRF_COLORS, strict=True)):
             vals = np.array([getattr(c, metric) for c in metrics.per_class])
             yerr = None
             if ci is not None:
                 lo = np.array([ci[ci_key(metric, n)].low if ci_key(metric, n) in ci else v
-                               for n, v in zip(names, vals)])
+                               for n, v in zip(names, vals, strict=True)])
                 hi = np.array([ci[ci_key(metric, n)].high if ci_key(metric, n) in ci else v
-                               for n, v in zip(names, vals)])
+                               for n, v in zip(names, vals, strict=True)])
                 yerr = np.vstack([np.clip(vals - lo, 0, None), np.clip(hi - vals, 0, None)])
             ax.bar(x + (i - 1) * width, vals, width * 0.92, color=color,
                    label="F1" if metric == "f1" else metric, yerr=yerr,
@@ -434,7 +433,6 @@ def trend_figure(dates: Sequence[Any], series: Mapping[str, Sequence[float | Non
 
     ``dates`` are datetimes (the runs' evaluation times); ``None`` values are gaps.
     """
-    import matplotlib.dates as mdates
 
     colors = (TRAIN_COLOR, VAL_COLOR, BEST_COLOR, "#8c6bb1")
     with matplotlib.rc_context(STYLE):

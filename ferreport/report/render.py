@@ -1,7 +1,8 @@
 """The rendering core every report kind shares: templates -> HTML -> PDF -> files.
 
 * :func:`templates_dir` - the Jinja templates: ``$FERREPORT_TEMPLATES`` when it holds
-  ``base.html.j2``, else the ``templates`` folder of this package (a wheel carries it);
+  ``base.html.j2``, else the package's: ``ferreport/templates`` in an installed wheel, else
+  the repository's top-level ``templates/`` (a checkout or an editable install);
 * :func:`environment` - Jinja2 with autoescape on, StrictUndefined and the number
   filters of :mod:`ferreport.report.text` (``num``, ``pct``, ``intc``, ``conf``) and the
   glossary globals of :mod:`ferreport.report.words` (``term``, ``label``, ``glossary``);
@@ -22,11 +23,11 @@ from typing import Any
 import jinja2
 
 from ferreport import config
-from ferreport.runs.atomic import atomic_path, write_error
 from ferreport.errors import FerreportError, UsageError
 from ferreport.report.context import ReportContext
 from ferreport.report.text import fmt_conf, fmt_int, fmt_num, fmt_pct
 from ferreport.report.words import Terms
+from ferreport.runs.atomic import atomic_path, write_error
 
 __all__ = [
     "FORMATS",
@@ -42,17 +43,22 @@ __all__ = [
 ]
 
 FORMATS = config.FORMATS
-#: The templates shipped inside the package.
-PACKAGE_TEMPLATES = Path(__file__).resolve().parent / "templates"
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the ferreport/ folder
+#: Where a wheel puts the templates (pyproject.toml's force-include: templates -> ferreport/templates).
+INSTALLED_TEMPLATES = _PACKAGE_ROOT / "templates"
+#: The repository's top-level templates/, used by a checkout or an editable install.
+SOURCE_TEMPLATES = _PACKAGE_ROOT.parent / "templates"
+#: The templates shipped with the package: the installed copy when there is one, else the checkout's.
+PACKAGE_TEMPLATES = INSTALLED_TEMPLATES if (INSTALLED_TEMPLATES / "base.html.j2").is_file() else SOURCE_TEMPLATES
 
 
 def templates_dir() -> Path:
-    """$FERREPORT_TEMPLATES when it holds base.html.j2, else the package's templates folder."""
+    """$FERREPORT_TEMPLATES when it holds base.html.j2, else the installed, else the checkout's templates."""
     candidates = []
     env = os.environ.get("FERREPORT_TEMPLATES")
     if env:
         candidates.append(Path(env))
-    candidates.append(PACKAGE_TEMPLATES)
+    candidates += [INSTALLED_TEMPLATES, SOURCE_TEMPLATES]
     for c in candidates:
         if (c / "base.html.j2").is_file():
             return c
@@ -108,7 +114,7 @@ def _check_data_url(url: str) -> None:
 
 def data_only_url_fetcher():
     """A WeasyPrint URL fetcher that serves ``data:`` URLs and refuses everything else."""
-    import weasyprint
+    import weasyprint  # WeasyPrint (and Pango): only when a PDF is asked for
 
     base = getattr(weasyprint, "URLFetcher", None)
     if base is not None:  # WeasyPrint >= 66: fetcher objects
@@ -131,7 +137,7 @@ def data_only_url_fetcher():
 
 def render_pdf(html: str) -> bytes:
     """Print the report HTML to PDF with WeasyPrint (data: URLs only, no base URL)."""
-    import weasyprint
+    import weasyprint  # WeasyPrint: only for a PDF
 
     logger = logging.getLogger("weasyprint")
     level = logger.level

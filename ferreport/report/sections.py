@@ -9,20 +9,21 @@ the notices shown above the first section.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ferreport.runs import folder as files
 from ferreport.constants import CLASS_NAMES, MONITORS
+from ferreport.evaluation.face_pool import order_asc, order_desc
 from ferreport.evaluation.metrics import MetricsBundle, ci_key, confused_pairs
+from ferreport.evaluation.stored_run import RunArtifacts
 from ferreport.report import plots, words
 from ferreport.report.context import Headline, Notice, Thumb, ThumbnailLimits
-from ferreport.report.inputs import RunArtifacts, order_asc, order_desc
 from ferreport.report.text import as_int, as_text, duration, first_present, short
+from ferreport.runs import folder as files
 
 __all__ = [
     "Faces",

@@ -39,7 +39,7 @@ def slices_figure(rows: Sequence[Mapping[str, Any]], overall: float, overall_ci:
         if overall_ci is not None and len(overall_ci) == 2:
             ax.axvspan(overall_ci[0], overall_ci[1], color=OTHER_COLOR, alpha=0.08, lw=0)
         ax.axvline(overall, color="#111827", lw=1.0, ls="--", label=f"overall {overall:.1%}")
-        for yi, s in zip(y, rows):
+        for yi, s in zip(y, rows, strict=True):
             color = WEAK_COLOR if s.get("weak") else (SMALL_COLOR if s["faces"] < min_faces else OTHER_COLOR)
             lo, hi = s["accuracy_ci"]
             ax.plot([lo, hi], [yi, yi], color=color, lw=2.0, solid_capstyle="butt")

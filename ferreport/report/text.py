@@ -6,6 +6,7 @@ Pure functions on plain values; nothing here knows a report kind.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import math
 import shlex
@@ -13,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = [
+    "as_number",
+    "parse_time",
     "as_int",
     "as_text",
     "dig",
@@ -150,3 +153,19 @@ def flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     if obj is None:
         return [(prefix, "—")]
     return [(prefix, str(obj))]
+
+
+def parse_time(text: Any) -> _dt.datetime | None:
+    """An ISO time from provenance.json (UTC when it names no zone); None when absent or unreadable."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        value = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
+
+
+def as_number(x: Any) -> float | None:
+    """``x`` as a float when it is a JSON number (not a bool), else None."""
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None

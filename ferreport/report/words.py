@@ -27,7 +27,8 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from ferreport.constants import CLASS_NAMES
-from ferreport.report.text import as_int
+from ferreport.report.text import as_int, flatten
+from ferreport.runs.folder import CONFIG, PROVENANCE
 
 __all__ = [
     "GLOSSARY",
@@ -290,7 +291,6 @@ def _class_weights(v: Any) -> str:
 
 def data_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The Data section's facts, in words; keys this module does not know keep their own name."""
-    from ferreport.report.text import flatten
 
     facts: list[tuple[str, str]] = []
     if summary.get("dataset") is not None:
@@ -416,7 +416,7 @@ def _channels(v: Any) -> str:
 
 #: (file, dotted key, group, label, format, monospace) for the fields the page names.
 #: ``P`` is provenance.json, ``C`` config.json.
-P, C = "provenance.json", "config.json"
+P, C = PROVENANCE, CONFIG
 _Fmt = Callable[[Any], str]
 FIELDS: tuple[tuple[str, str, str, str, _Fmt, bool], ...] = (
     # run

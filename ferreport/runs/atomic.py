@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -176,7 +177,6 @@ class FolderReplacement:
 
     def commit(self) -> Path:
         """Swap the staged folder in for the old one; returns the final path."""
-        import shutil
 
         self._repoint_json()
         aside = self.holder / f".{self.final.name}.old"
@@ -193,7 +193,6 @@ class FolderReplacement:
 
     def _remove_abandoned(self) -> None:
         """Staged folders of killed earlier replacements of ``final`` (their writer's pid is gone)."""
-        import shutil
 
         for holder in self.final.parent.glob(f".{self.final.name}.replace-*"):
             pid = holder.name[len(f".{self.final.name}.replace-"):].split("-", 1)[0]
@@ -202,7 +201,6 @@ class FolderReplacement:
 
     def abort(self) -> None:
         """Drop the staged folder; the old one stays untouched."""
-        import shutil
 
         shutil.rmtree(self.holder, ignore_errors=True)
 

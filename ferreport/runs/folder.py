@@ -1,12 +1,35 @@
-"""Names and column contracts of the files in a run directory.
+"""The run folder: the only code that knows its file names, and the one reader and writer of each artefact.
 
-Every stage reads and writes through these names, so a run directory is
-self-describing and ``ferreport report RUN_DIR`` can re-render from it alone.
+A run folder (``ferreport train``/``evaluate``/``predict``/``compare`` output) is self-describing:
+``ferreport report RUN`` re-renders from it alone. Every command, compute module and report reads
+and writes its files through :class:`RunFolder`; nothing else opens them. Writes are atomic
+(:mod:`ferreport.runs.atomic`: a temporary name, then a rename), so a reader never sees half a file.
+
+Readers return plain data (dicts, DataFrames, arrays); the modules that own a result turn it into
+their dataclasses. Optional artefacts read as ``None`` when absent; a file that cannot be read is
+``None`` too, with a line added to ``problems`` when the caller passes a list.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
 from ferreport.constants import CLASS_NAMES
+from ferreport.errors import DatasetError, OutputError, UsageError
+from ferreport.progress import echo
+from ferreport.runs.atomic import atomic_open, atomic_path, remove_stale_parts, write_json, write_text
 
 CONFIG = "config.json"            # resolved configuration (dataclass as dict)
 PROVENANCE = "provenance.json"    # seed, package versions, fingerprints, command line, times
@@ -18,19 +41,26 @@ MODEL_CONTRACT = "model.contract.json"  # the model's input contract (ferreport.
 CHECKPOINT_DIR = "checkpoint"     # resumable training state (last completed epoch)
 CHECKPOINT_STATE = "state.json"   # in CHECKPOINT_DIR: epochs committed, whether training stopped on purpose
 PREDICTIONS = "predictions.csv"   # one row per face, columns below
-METRICS = "metrics.json"          # see metrics.metrics_to_dict
-FACES_POOL = "faces_pool.npz"     # arrays `rows` (int64 row numbers into predictions.csv) and `faces` (k,64,64,3 uint8 RGB)
+METRICS = "metrics.json"          # see evaluation.metrics.metrics_to_dict
+FACES_POOL = "faces_pool.npz"     # arrays `rows` (int64 row numbers into predictions.csv) and `faces`
+                                  # (k,64,64,3 uint8 RGB)
 AUDIT_SUMMARY = "audit_summary.json"  # folder audits (`ferreport predict`): counts, skips by reason, timing
 SKIPPED = "skipped.csv"           # folder audits: path,reason of every file that got no prediction
-SALIENCY = "saliency.npz"         # Grad-CAM of the pooled faces: `rows`, `maps` (k,h,w uint8), `info` (JSON); ferreport.evaluation.saliency
-LABEL_ISSUES = "label_issues.csv"  # labels to check (cleanlab): source, face_id, given, suggested, score; most suspect first
-GATES = "gates.json"              # quality-gate verdicts and baseline deltas of the last evaluation (ferreport.runs.gates)
-FACE_STATS = "face_stats.csv"     # one row per predictions.csv row: the face's slice attributes (ferreport.evaluation.facestats)
-SLICES = "slices.json"            # accuracy and macro-F1 per slice with intervals, the weak slices (ferreport.evaluation.slices)
+SALIENCY = "saliency.npz"         # Grad-CAM of the pooled faces: `rows`, `maps` (k,h,w uint8), `info` (JSON)
+LABEL_ISSUES = "label_issues.csv"  # labels to check (cleanlab): source, face_id, given, suggested, score
+LABEL_NOISE = "label_noise.json"  # cleanlab's noise table and summary of the labels to check (evaluation.label_noise)
+GATES = "gates.json"              # quality-gate verdicts and baseline deltas of the last evaluation (evaluation.gates)
+FACE_STATS = "face_stats.csv"     # one row per predictions.csv row: the face's slice attributes (evaluation.facestats)
+SLICES = "slices.json"            # accuracy and macro-F1 per slice with intervals, the weak slices (evaluation.slices)
 EMBEDDINGS = "embeddings.npz"     # `rows` into predictions.csv and `embeddings` (penultimate layer, float16): drift
-DRIFT = "drift.json"              # folder audits with a reference: drift tests and drift_detected (ferreport.evaluation.drift)
+DRIFT = "drift.json"              # folder audits with a reference: drift tests and drift_detected (evaluation.drift)
 REPORT_HTML = "report.html"
 REPORT_PDF = "report.pdf"
+COMPARE_JSON = "compare.json"     # `ferreport compare` output folders: deltas, McNemar, flipped faces
+COMPARE_HTML = "compare.html"
+COMPARE_PDF = "compare.pdf"
+RAY_SHARDS = ".ray-shards-"       # prefix of the Ray audit engine's scratch folder of Parquet shards
+                                  # (removed after use)
 
 #: Probability columns of predictions.csv, in class order.
 PROBA_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in CLASS_NAMES)
@@ -43,3 +73,459 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
 #: found (``detected``, ``whole`` or ``fallback``; ``extra``: a further detection in a labelled
 #: image, listed but not labelled or scored; see :mod:`ferreport.audit.predict`).
 AUDIT_EXTRA_COLUMNS: tuple[str, ...] = ("top", "left", "right", "bottom", "found")
+#: Decimals of the probabilities and confidence in predictions.csv.
+PROBA_DECIMALS = 6
+
+__all__ = [
+    "AUDIT_EXTRA_COLUMNS", "PREDICTION_COLUMNS", "PROBA_COLUMNS", "PROBA_DECIMALS", "RunFolder", "check_run_dir",
+    "check_writable", "clean_run_dir", "new_run_id",
+]
+
+
+# --------------------------------------------------------------------------- a new run's folder
+
+def new_run_id() -> str:
+    """A fresh run folder name: UTC time and six random hex digits (``20261207-134500-a1b2c3``)."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def clean_run_dir(run_dir: Path) -> None:
+    """Remove the temporaries an interrupted earlier process left in ``run_dir``; say so on stderr."""
+    removed = remove_stale_parts(run_dir)
+    if removed:
+        echo(f"{run_dir}: removed {len(removed)} temporary file(s) left by an interrupted run "
+             f"(first: {removed[0].name})")
+
+
+def check_run_dir(run_dir: Path, resume: bool = False, *, can_resume: bool = False) -> None:
+    """``run_dir`` can receive a new run (absent or empty), or holds the run ``resume`` continues; else a
+    UsageError whose hint names only options the command has (``can_resume``: train and run)."""
+    if resume:
+        if not (run_dir / CONFIG).is_file():
+            raise UsageError(f"--resume: {run_dir} holds no run to resume (no {CONFIG})")
+        return
+    check_writable(run_dir)
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        fix = ("choose another --out, pass --resume to continue it, or --force to replace it" if can_resume
+               else "choose another --out, or pass --force to replace it")
+        raise UsageError(f"{run_dir}: already holds files; {fix}")
+
+
+def check_writable(run_dir: Path) -> None:
+    """``run_dir`` is, or can be made, a writable folder: an OutputError (exit 5) before any work, not after it."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputError(f"{run_dir}: exists and is not a folder; choose another --out")
+    ancestor = run_dir
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"{run_dir}: cannot create it ({ancestor} is a file); choose another --out")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(f"{run_dir}: cannot write in {ancestor} (permission denied); choose another --out")
+
+
+class RunFolder:
+    """One run folder on disk: its files by name, and one reader and one writer per artefact."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    # ------------------------------------------------------------------ names and presence
+    def file(self, name: str) -> Path:
+        """The path of artefact ``name`` (one of this module's file-name constants)."""
+        return self.path / name
+
+    def has(self, name: str) -> bool:
+        return (self.path / name).is_file()
+
+    def remove(self, name: str) -> None:
+        """Remove artefact ``name`` if present (a stale result that would describe other faces)."""
+        (self.path / name).unlink(missing_ok=True)
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL
+
+    @property
+    def contract_path(self) -> Path:
+        return self.path / MODEL_CONTRACT
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / CHECKPOINT_DIR
+
+    @property
+    def checkpoint_state_path(self) -> Path:
+        return self.path / CHECKPOINT_DIR / CHECKPOINT_STATE
+
+    def trained_files(self) -> list[Path]:
+        """What ``train`` wrote that exists: the model, history, config, splits, data summary, provenance."""
+        names = (MODEL, HISTORY, CONFIG, SPLITS, DATA_SUMMARY, PROVENANCE)
+        return [self.path / name for name in names if (self.path / name).is_file()]
+
+    # ------------------------------------------------------------------ generic primitives
+    def read_json(self, name: str, problems: list[str] | None = None) -> dict[str, Any] | None:
+        """A JSON object artefact; None when absent or unreadable (noted in ``problems`` when given)."""
+        path = self.path / name
+        if not path.is_file():
+            return None
+        try:
+            with open(path, encoding="utf-8") as fh:
+                obj = json.load(fh)
+        except (OSError, ValueError) as exc:
+            if problems is not None:
+                problems.append(f"{path.name} could not be read ({exc}); it is left out")
+            return None
+        if not isinstance(obj, dict):
+            if problems is not None:
+                problems.append(f"{path.name} does not hold a JSON object; it is left out")
+            return None
+        return obj
+
+    def write_json(self, name: str, doc: Any) -> Path:
+        path = self.path / name
+        write_json(path, doc)
+        return path
+
+    def write_text(self, name: str, text: str) -> Path:
+        path = self.path / name
+        write_text(path, text)
+        return path
+
+    @contextmanager
+    def open_for_writing(self, name: str, mode: str = "w") -> Iterator[IO[Any]]:
+        """An atomic writer of artefact ``name``: the file appears whole when the block ends."""
+        with atomic_open(self.path / name, mode) as fh:
+            yield fh
+
+    def write_npz(self, name: str, **arrays: np.ndarray) -> Path:
+        """A compressed ``.npz`` artefact, atomically."""
+        path = self.path / name
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        return path
+
+    def read_npz(self, name: str, keys: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+        """The arrays ``keys`` of a ``.npz`` artefact (no pickles); None when absent.
+
+        Raises OSError, ValueError or KeyError when the file is unreadable or lacks a key.
+        """
+        path = self.path / name
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: np.asarray(npz[k]) for k in keys}
+
+    # ------------------------------------------------------------------ JSON artefacts
+    def read_config(self, problems: list[str] | None = None) -> dict[str, Any] | None:
+        return self.read_json(CONFIG, problems)
+
+    def read_config_strict(self) -> dict[str, Any]:
+        """config.json, for a run that must have one; raises OSError or ValueError when unreadable."""
+        return json.loads((self.path / CONFIG).read_text())
+
+    def write_config(self, doc: Mapping[str, Any]) -> Path:
+        return self.write_json(CONFIG, doc)
+
+    def read_provenance(self, problems: list[str] | None = None) -> dict[str, Any] | None:
+        return self.read_json(PROVENANCE, problems)
+
+    def read_provenance_strict(self) -> dict[str, Any]:
+        """provenance.json, for a run that must have one; raises OSError or ValueError when unreadable."""
+        return json.loads((self.path / PROVENANCE).read_text())
+
+    def write_provenance(self, doc: Mapping[str, Any]) -> Path:
+        return self.write_json(PROVENANCE, doc)
+
+    def read_data_summary(self, problems: list[str] | None = None) -> dict[str, Any] | None:
+        return self.read_json(DATA_SUMMARY, problems)
+
+    def write_data_summary(self, doc: Mapping[str, Any]) -> Path:
+        return self.write_json(DATA_SUMMARY, doc)
+
+    def read_metrics(self, problems: list[str] | None = None) -> dict[str, Any] | None:
+        return self.read_json(METRICS, problems)
+
+    def write_metrics(self, doc: Mapping[str, Any]) -> Path:
+        return self.write_json(METRICS, doc)
+
+    def read_gates(self, problems: list[str] | None = None) -> dict[str, Any] | None:
+        return self.read_json(GATES, problems)
+
+    def write_gates(self, doc: Mapping[str, Any]) -> Path:
+        return self.write_json(GATES, doc)
+
+    def read_audit_summary(self, problems: list[str] | None = None) -> dict[str, Any] | None:
+        return self.read_json(AUDIT_SUMMARY, problems)
+
+    def write_audit_summary(self, doc: Mapping[str, Any]) -> Path:
+        return self.write_json(AUDIT_SUMMARY, doc)
+
+    def read_slices(self) -> dict[str, Any] | None:
+        """slices.json as written, or None when absent or unreadable."""
+        doc = self.read_json(SLICES)
+        return doc if doc is not None and isinstance(doc.get("slices"), list) else None
+
+    def write_slices(self, doc: Mapping[str, Any]) -> Path:
+        return self.write_json(SLICES, doc)
+
+    def read_drift(self) -> dict[str, Any] | None:
+        """drift.json as written, or None when absent or unreadable."""
+        doc = self.read_json(DRIFT)
+        return doc if doc is not None and isinstance(doc.get("tests"), list) else None
+
+    def write_drift(self, doc: Mapping[str, Any]) -> Path:
+        return self.write_json(DRIFT, doc)
+
+    def read_label_noise(self, problems: list[str] | None = None) -> dict[str, Any] | None:
+        return self.read_json(LABEL_NOISE, problems)
+
+    def write_label_noise(self, doc: Mapping[str, Any]) -> Path:
+        return self.write_json(LABEL_NOISE, doc)
+
+    def read_compare(self, problems: list[str] | None = None) -> dict[str, Any] | None:
+        return self.read_json(COMPARE_JSON, problems)
+
+    def write_compare(self, doc: Mapping[str, Any]) -> Path:
+        return self.write_json(COMPARE_JSON, doc)
+
+    def read_checkpoint_state(self) -> dict[str, Any]:
+        """The training checkpoint's state.json; raises OSError or ValueError when unreadable."""
+        data = json.loads(self.checkpoint_state_path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return data
+
+    def write_checkpoint_state(self, doc: Mapping[str, Any]) -> Path:
+        write_json(self.checkpoint_state_path, doc)
+        return self.checkpoint_state_path
+
+    # ------------------------------------------------------------------ CSV artefacts
+    def read_predictions(self, *, chunksize: int | None = None, usecols: list[str] | None = None,
+                         face_id_text: bool = True, text_columns: tuple[str, ...] = ()
+                         ) -> pd.DataFrame | Iterator[pd.DataFrame]:
+        """predictions.csv with text columns kept as text (empty ``true_label`` = unknown).
+
+        ``face_id_text=False`` lets pandas read face ids as numbers where they are; ``text_columns``:
+        further columns kept as text; ``chunksize``: an iterator of frames (none for an empty file).
+        Raises :class:`~ferreport.errors.DatasetError` naming the file when it cannot be read.
+        """
+        path = self.path / PREDICTIONS
+        dtype = {"source": str, "true_label": str, "pred_label": str, **{c: str for c in text_columns}}
+        if face_id_text:
+            dtype["face_id"] = str
+        try:
+            frame = pd.read_csv(path, keep_default_na=False, na_values={"confidence": [""]}, dtype=dtype,
+                                chunksize=chunksize, usecols=usecols)
+        except pd.errors.EmptyDataError as exc:
+            if chunksize is not None:
+                return iter(())
+            raise DatasetError(f"{path}: cannot read predictions ({exc})") from exc
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{path}: cannot read predictions ({exc})") from exc
+        if chunksize is None and usecols is None:
+            missing = [c for c in ("true_label", "pred_label") if c not in frame.columns]
+            if missing:
+                raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}")
+            empty = np.flatnonzero(frame["pred_label"].to_numpy() == "")
+            if empty.size:
+                more = f" (and {empty.size - 1} more rows)" if empty.size > 1 else ""
+                raise DatasetError(f"{path} row {int(empty[0]) + 1}: empty pred_label{more}; the file is truncated or "
+                                   "was edited: evaluate again to rewrite it")
+        return frame
+
+    def write_predictions(self, frame: pd.DataFrame) -> Path:
+        path = self.path / PREDICTIONS
+        with atomic_open(path, "w") as fh:
+            frame.to_csv(fh, index=False, float_format=f"%.{PROBA_DECIMALS}f")
+        return path
+
+    def require_predictions(self) -> None:
+        """Raise :class:`~ferreport.errors.UsageError` unless this is a folder holding predictions.csv."""
+        if not self.path.is_dir():
+            raise UsageError(f"{self.path}: run directory not found")
+        if not self.has(PREDICTIONS):
+            raise UsageError(f"{self.path}: no {PREDICTIONS}; evaluate a model into this folder first")
+
+    def read_splits(self) -> pd.DataFrame:
+        """splits.csv (one row per face, ``key`` as text); raises OSError or ValueError when unreadable."""
+        return pd.read_csv(self.path / SPLITS, keep_default_na=False, dtype={"key": str})
+
+    def write_splits(self, frame: pd.DataFrame) -> Path:
+        path = self.path / SPLITS
+        with atomic_open(path) as fh:
+            frame.to_csv(fh, index=False)
+        return path
+
+    def copy_splits_from(self, other: RunFolder) -> Path:
+        """This folder's splits.csv as a byte copy of ``other``'s."""
+        return self.write_text(SPLITS, (other.path / SPLITS).read_text())
+
+    def read_history(self, problems: list[str] | None = None) -> pd.DataFrame | None:
+        """history.csv, or None when absent, empty or unreadable (noted in ``problems``)."""
+        path = self.path / HISTORY
+        if not path.is_file():
+            return None
+        try:
+            history = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            if problems is not None:
+                problems.append(f"{HISTORY} could not be read ({exc}); training curves left out")
+            return None
+        return None if history.empty else history
+
+    def write_history(self, frame: pd.DataFrame) -> Path:
+        path = self.path / HISTORY
+        with atomic_open(path) as fh:
+            frame.to_csv(fh, index=False)
+        return path
+
+    def read_face_stats(self, columns: tuple[str, ...], n_rows: int | None = None) -> pd.DataFrame | None:
+        """face_stats.csv, or None when absent, unreadable, lacking ``columns`` or not ``n_rows`` long."""
+        path = self.path / FACE_STATS
+        if not path.is_file():
+            return None
+        try:
+            frame = pd.read_csv(path, keep_default_na=False,
+                                na_values={c: [""] for c in columns if c != "found"}, dtype={"found": str})
+        except (OSError, ValueError):
+            return None
+        if any(c not in frame.columns for c in columns) or (n_rows is not None and len(frame) != n_rows):
+            return None
+        return frame
+
+    def write_face_stats(self, frame: pd.DataFrame) -> Path:
+        path = self.path / FACE_STATS
+        with atomic_open(path, "w") as fh:
+            frame.to_csv(fh, index=False)
+        return path
+
+    def read_label_issues(self, problems: list[str] | None = None) -> pd.DataFrame | None:
+        """label_issues.csv (text columns as text), or None when absent or unreadable."""
+        path = self.path / LABEL_ISSUES
+        if not path.is_file():
+            return None
+        try:
+            return pd.read_csv(path, dtype={"source": str, "face_id": str, "given": str, "suggested": str},
+                               keep_default_na=False)
+        except (OSError, ValueError) as exc:
+            if problems is not None:
+                problems.append(f"{LABEL_ISSUES} could not be read ({exc}); it is left out")
+            return None
+
+    def write_label_issues(self, frame: pd.DataFrame) -> Path:
+        path = self.path / LABEL_ISSUES
+        with atomic_open(path, "w") as fh:
+            frame.to_csv(fh, index=False, float_format="%.4f")
+        return path
+
+    # ------------------------------------------------------------------ array artefacts
+    def read_face_pool(self, n_rows: int | None, problems: list[str] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(row numbers, faces) of faces_pool.npz; rows outside predictions.csv (``n_rows``) dropped."""
+        empty = np.zeros(0, dtype=np.int64), None
+        try:
+            arrays = self.read_npz(FACES_POOL, ("rows", "faces"))
+            if arrays is None:
+                return empty
+            rows = np.asarray(arrays["rows"], dtype=np.int64).reshape(-1)
+            faces = arrays["faces"]
+            if faces.dtype != np.uint8 or faces.ndim != 4 or faces.shape[3] != 3 or len(faces) != len(rows):
+                raise ValueError(f"expected rows (k,) and faces (k,h,w,3) uint8, got {rows.shape} and "
+                                 f"{faces.shape} {faces.dtype}")
+            if n_rows is None:
+                return rows, faces
+            keep = (rows >= 0) & (rows < n_rows)
+            return rows[keep], faces[keep]
+        except (OSError, ValueError, KeyError) as exc:
+            if problems is not None:
+                problems.append(f"{FACES_POOL} could not be read ({exc}); faces are not shown")
+            return empty
+
+    def write_face_pool(self, rows: np.ndarray, faces: np.ndarray) -> Path:
+        return self.write_npz(FACES_POOL, rows=np.asarray(rows, dtype=np.int64),
+                              faces=np.asarray(faces, dtype=np.uint8))
+
+    def read_embeddings(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(rows, embeddings float32)`` of embeddings.npz, or None when absent or unreadable."""
+        try:
+            arrays = self.read_npz(EMBEDDINGS, ("rows", "embeddings"))
+        except (OSError, ValueError, KeyError):
+            return None
+        if arrays is None:
+            return None
+        rows, emb = np.asarray(arrays["rows"], np.int64), np.asarray(arrays["embeddings"], np.float32)
+        if emb.ndim != 2 or len(rows) != len(emb):
+            return None
+        return rows, emb
+
+    def write_embeddings(self, rows: np.ndarray, embeddings: np.ndarray, layer: str) -> Path:
+        return self.write_npz(EMBEDDINGS, rows=np.asarray(rows, np.int64),
+                              embeddings=np.asarray(embeddings, np.float16), layer=np.asarray(layer))
+
+    def read_saliency(self, n_rows: int, problems: list[str] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
+        """``(rows, maps, info)`` of saliency.npz, rows outside predictions.csv dropped; None when absent."""
+        try:
+            arrays = self.read_npz(SALIENCY, ("rows", "maps", "info"))
+            if arrays is None:
+                return None
+            rows = np.asarray(arrays["rows"], dtype=np.int64).reshape(-1)
+            maps = arrays["maps"]
+            info = json.loads(str(arrays["info"]))
+            if not isinstance(info, dict):
+                raise ValueError("info is not a JSON object")
+            if info.get("available") and (maps.dtype != np.uint8 or maps.ndim != 3 or len(maps) != len(rows)):
+                raise ValueError(f"expected maps (k, h, w) uint8 for {len(rows)} rows, got {maps.shape} {maps.dtype}")
+            keep = (rows >= 0) & (rows < n_rows)
+            if maps.ndim == 3 and len(maps) == len(rows):
+                maps = maps[keep]
+            return rows[keep], maps, info
+        except (OSError, ValueError, KeyError) as exc:
+            if problems is not None:
+                problems.append(f"{SALIENCY} could not be read ({exc}); saliency maps are not shown")
+            return None
+
+    def write_saliency(self, rows: np.ndarray, maps_uint8: np.ndarray, info: Mapping[str, Any]) -> Path:
+        return self.write_npz(SALIENCY, rows=np.asarray(rows, dtype=np.int64).reshape(-1), maps=maps_uint8,
+                              info=np.array(json.dumps(info, sort_keys=True)))
+
+    # ------------------------------------------------------------------ training checkpoint files
+    def checkpoint_model_names(self, epoch: int) -> tuple[str, str]:
+        """The ``(last, best)`` model file names in CHECKPOINT_DIR of 1-based ``epoch``: ``last-EEEE.keras``
+        (full model and optimizer state) and ``best-EEEE.keras`` (no optimizer state)."""
+        tag = f"{epoch:04d}"
+        return f"last-{tag}.keras", f"best-{tag}.keras"
+
+    def clean_checkpoint_dir(self, keep: set[str]) -> None:
+        """Delete the checkpoint's epoch models not named in ``keep``, and temporaries of interrupted writes."""
+        ckpt = self.checkpoint_dir
+        for p in ckpt.glob("*.keras"):
+            if p.name not in keep and (p.name.startswith(("last-", "best-"))):
+                p.unlink(missing_ok=True)
+        for p in ckpt.glob(".*.part*"):  # leftovers of a kill during an atomic write
+            p.unlink(missing_ok=True)
+
+    def remove_training_leftovers(self) -> None:
+        """Delete the temporaries a killed training left of model.keras and history.csv."""
+        for name in (MODEL, HISTORY):
+            for leftover in self.path.glob(f".{name}.*.part*"):
+                leftover.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ scratch files
+    def read_back_parquet(self, write: Callable[[str], Any]) -> list[pd.DataFrame]:
+        """``write(folder)`` fills a fresh scratch folder in this run folder (``.ray-shards-*``) with Parquet
+        shards; returns them read back in name order, the folder removed whatever happens."""
+        shards = Path(tempfile.mkdtemp(prefix=RAY_SHARDS, dir=self.path))
+        try:
+            write(str(shards))
+            return [pd.read_parquet(p) for p in sorted(shards.glob("*.parquet"))]
+        finally:
+            shutil.rmtree(shards, ignore_errors=True)

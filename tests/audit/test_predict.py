@@ -14,97 +14,36 @@ import pytest
 from click.testing import CliRunner
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from ferreport.runs import folder as artifacts
-from ferreport.audit.predict import AUDIT_COLUMNS, AUDIT_SUMMARY, SKIPPED_CSV, read_labels_csv, run_audit
+from ferreport.audit.columns import AUDIT_COLUMNS
+from ferreport.audit.labels import read_labels_csv
+from ferreport.audit.predict import run_audit
+from ferreport.audit.scanning import FOLDER_LINK, NO_FACE, NOT_AN_IMAGE, UNSUPPORTED
 from ferreport.config import AuditConfig
 from ferreport.constants import CLASS_NAMES
-from ferreport.errors import DatasetError
-from ferreport.report import read_predictions_csv, select_pool_rows
 from ferreport.datasets.sample import draw_face
-from ferreport.audit.scanning import FOLDER_LINK, NO_FACE, NOT_AN_IMAGE, UNSUPPORTED
-
-EVIL = "<script>alert(1)</script>"
-FAST = {"n_resamples": 20, "formats": ("html",), "workers": 1}
-
-
-def _write(path: Path, img: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(path.suffix if path.suffix.lower() in (".jpg", ".png", ".bmp", ".webp", ".tif",
-                                                                     ".tiff", ".gif") else ".png", img)
-    assert ok
-    buf.tofile(str(path))
+from ferreport.errors import DatasetError
+from ferreport.evaluation.face_pool import select_pool_rows
+from ferreport.report import write_audit_report
+from ferreport.runs import folder as artifacts
+from ferreport.runs.folder import AUDIT_SUMMARY, RunFolder
+from ferreport.runs.folder import SKIPPED as SKIPPED_CSV
+from tests.audit.folders import EVIL, FAST, two_face_scene, write_image
 
 
-def _scene(rng: np.random.Generator, label: int) -> np.ndarray:
-    img = np.empty((300, 420, 3), np.uint8)
-    img[:] = rng.integers(90, 200, 3, dtype=np.uint8)
-    img[60:210, 130:280] = draw_face(rng, label, 150)
-    return img
+def audit_and_render(folder, model, config: AuditConfig, **kwargs):
+    """run_audit, then the audit report in ``config.formats``: the audit renders none, its caller does."""
+    result = run_audit(folder, model, config, **kwargs)
+    write_audit_report(result.out_dir, config.formats)
+    return result
 
 
 # --------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """A tiny untrained model mapping (N, 64, 64, 3) to (N, 7), inside a run directory."""
-    from ferreport.models.model_file import keras
-
-    run = tmp_path_factory.mktemp("modelrun")
-    inputs = keras.Input((64, 64, 3))
-    x = keras.layers.Conv2D(4, 5, strides=4, activation="relu")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(7, activation="softmax")(keras.layers.Dense(8, activation="relu")(x))
-    keras.Model(inputs, outputs).save(run / artifacts.MODEL)
-    summary = {"splits": {"train": {c: 10 * (i + 1) for i, c in enumerate(CLASS_NAMES)}},
-               "train_balanced": {c: 70 for c in CLASS_NAMES}}
-    (run / artifacts.DATA_SUMMARY).write_text(json.dumps(summary))
-    return run
-
-
-@pytest.fixture(scope="module")
-def messy_folder(tmp_path_factory) -> Path:
-    """Photos with a face, cropped faces, odd names and files that must be skipped."""
-    root = tmp_path_factory.mktemp("messy") / "photos"
-    rng = np.random.default_rng(5)
-    for i in range(3):
-        _write(root / "scenes" / f"scene {i}.jpg", _scene(rng, i))
-    _write(root / "crops" / "face_a.png", draw_face(rng, 3, 96))
-    _write(root / "crops" / "deeper" / "face_b.bmp", draw_face(rng, 4, 72))
-    _write(root / "crops" / "face_c.webp", draw_face(rng, 5, 80))
-    _write(root / "crops" / "face_d.TIFF", draw_face(rng, 6, 64))
-    _write(root / f"{EVIL} ünïcødé & co.png", draw_face(rng, 0, 64))
-    _write(root / "new\nline.jpg", draw_face(rng, 1, 64))
-    _write(root / "plain wall.jpg", np.full((200, 300, 3), 140, np.uint8))
-    (root / "notes.txt").write_text("not an image")
-    (root / "text.jpg").write_text("this is text, not a JPEG")
-    (root / "zero.png").write_bytes(b"")
-    _write(root / "anim.gif", draw_face(rng, 2, 64))
-    ok, png = cv2.imencode(".png", draw_face(rng, 2, 64))
-    (root / "png_named.jpg").write_bytes(png.tobytes())                   # content decides: a PNG is fine
-    jpg = cv2.imencode(".jpg", _scene(rng, 3))[1].tobytes()
-    (root / "truncated.jpg").write_bytes(jpg[: len(jpg) // 2])
-    (root / "bad\udcffname.png").write_bytes(png.tobytes())               # not valid UTF-8 on disk
-    os.symlink(root, root / "loop")                                       # a symlink loop
-    return root
-
-
-@pytest.fixture(scope="module")
-def labelled_folder(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("labelled") / "faces"
-    rng = np.random.default_rng(11)
-    for label, name in enumerate(CLASS_NAMES):
-        folder = root / ("Happy" if name == "happy" else name)              # matched case-insensitively
-        for i in range(3):
-            _write(folder / f"{name}_{i}.png", draw_face(rng, label, 64 + 8 * i))
-    _write(root / "unsorted" / "extra.png", draw_face(rng, 2, 64))      # outside a class folder: no label
-    return root
-
-
-@pytest.fixture(scope="module")
 def messy_audit(messy_folder, tiny_model, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("messy_out") / "audit"
-    run_audit(messy_folder, tiny_model, AuditConfig(out=out, **FAST))
+    audit_and_render(messy_folder, tiny_model, AuditConfig(out=out, **FAST))
     return out
 
 
@@ -146,7 +85,7 @@ def test_messy_folder_audit_writes_every_output_and_skips_with_reasons(messy_aud
     assert not (out / artifacts.METRICS).exists()  # no labels, no scores
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
-    pred = read_predictions_csv(out / artifacts.PREDICTIONS)
+    pred = RunFolder(out).read_predictions()
     assert tuple(pred.columns) == AUDIT_COLUMNS
     assert set(pred["found"]) <= {"detected", "fallback"}
     assert (pred["true_label"] == "").all()
@@ -185,7 +124,8 @@ def test_messy_folder_audit_writes_every_output_and_skips_with_reasons(messy_aud
     html = (out / artifacts.REPORT_HTML).read_text(encoding="utf-8")
     for sid in ("overview", "scan", "distribution", "confidence", "faces", "provenance"):
         assert f'id="{sid}"' in html
-    assert "audit report" in html and "Least confident faces" in html and "Most confident faces, per predicted class" in html
+    assert "audit report" in html and "Least confident faces" in html
+    assert "Most confident faces, per predicted class" in html
     assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert 'id="confusion"' not in html  # no labels: no evaluation sections
     assert "training split" in html and NOT_AN_IMAGE in html
@@ -199,7 +139,7 @@ def test_the_face_pool_is_the_whole_folder_selection_whatever_the_chunking(messy
     a = (messy_audit / artifacts.PREDICTIONS).read_bytes()
     b = (out / artifacts.PREDICTIONS).read_bytes()
     assert a == b
-    pred = read_predictions_csv(out / artifacts.PREDICTIONS)
+    pred = RunFolder(out).read_predictions()
     with np.load(out / artifacts.FACES_POOL) as npz:
         rows = npz["rows"]
         faces = npz["faces"]
@@ -208,7 +148,7 @@ def test_the_face_pool_is_the_whole_folder_selection_whatever_the_chunking(messy
 
 
 def test_a_process_pool_gives_the_same_predictions(messy_folder, messy_audit, tiny_model, tmp_path, monkeypatch):
-    import ferreport.audit.predict as audit_mod
+    import ferreport.audit.scan as audit_mod
 
     pools = []
 
@@ -222,22 +162,22 @@ def test_a_process_pool_gives_the_same_predictions(messy_folder, messy_audit, ti
     run_audit(messy_folder, tiny_model,
               AuditConfig(out=out, chunk_size=8, **{**FAST, "formats": (), "workers": 2}))
     assert pools == ["spawn"]  # TensorFlow is loaded: workers are spawned, not forked
-    pd.testing.assert_frame_equal(read_predictions_csv(out / artifacts.PREDICTIONS),
-                                  read_predictions_csv(messy_audit / artifacts.PREDICTIONS))
+    pd.testing.assert_frame_equal(RunFolder(out).read_predictions(),
+                                  RunFolder(messy_audit).read_predictions())
     assert (out / SKIPPED_CSV).read_bytes() == (messy_audit / SKIPPED_CSV).read_bytes()
 
 
 def test_whole_and_detect_modes(messy_folder, tiny_model, tmp_path):
     run_audit(messy_folder, tiny_model,
               AuditConfig(out=tmp_path / "whole", faces="whole", **{**FAST, "formats": ()}))
-    pred = read_predictions_csv(tmp_path / "whole" / artifacts.PREDICTIONS)
+    pred = RunFolder(tmp_path / "whole").read_predictions()
     assert set(pred["found"]) == {"whole"} and (pred["face_id"] == "0").all() and (pred["top"] == 0).all()
     summary = json.loads((tmp_path / "whole" / AUDIT_SUMMARY).read_text())
     assert summary["images_without_face"] == 0 and summary["faces_found"] == summary["images_read"] == 12
 
     run_audit(messy_folder, tiny_model,
               AuditConfig(out=tmp_path / "detect", faces="detect", **{**FAST, "formats": ()}))
-    pred = read_predictions_csv(tmp_path / "detect" / artifacts.PREDICTIONS)
+    pred = RunFolder(tmp_path / "detect").read_predictions()
     assert set(pred["found"]) <= {"detected"}
     summary = json.loads((tmp_path / "detect" / AUDIT_SUMMARY).read_text())
     with open(tmp_path / "detect" / SKIPPED_CSV, newline="", encoding="utf-8") as fh:
@@ -264,7 +204,8 @@ def _sklearn_check(out: Path) -> pd.DataFrame:
 
 def test_labelled_subfolders_give_every_metric_equal_to_scikit_learn(labelled_folder, tiny_model, tmp_path):
     out = tmp_path / "lab"
-    result = run_audit(labelled_folder, tiny_model / artifacts.MODEL, AuditConfig(out=out, faces="whole", **FAST))
+    result = audit_and_render(labelled_folder, tiny_model / artifacts.MODEL,
+                              AuditConfig(out=out, faces="whole", **FAST))
     pred = _sklearn_check(out)
     assert (pred.loc[pred["source"].str.startswith("Happy/"), "true_label"] == "happy").all()  # case-insensitive
     assert pred.loc[pred["source"] == "unsorted/extra.png", "true_label"].tolist() == [""]
@@ -282,15 +223,17 @@ def test_labels_csv_audit_and_labels_none(labelled_folder, tiny_model, tmp_path,
     labels = tmp_path / "labels.csv"
     labels.write_text("path,label\nangry/angry_0.png,angry\nsad/sad_1.png,4\nmissing/gone.png,happy\n")
     out = tmp_path / "csv"
-    result = run_audit(labelled_folder, tiny_model, AuditConfig(out=out, faces="whole", labels=labels, **FAST))
+    result = audit_and_render(labelled_folder, tiny_model, AuditConfig(out=out, faces="whole", labels=labels, **FAST))
     pred = _sklearn_check(out)
     assert (pred["true_label"] != "").sum() == 2
-    assert result.summary["labels_not_found"] == 1 and result.summary["labels_not_found_examples"] == ["missing/gone.png"]
+    assert result.summary["labels_not_found"] == 1
+    assert result.summary["labels_not_found_examples"] == ["missing/gone.png"]
     assert "Labelled paths not found" in (out / artifacts.REPORT_HTML).read_text(encoding="utf-8")
 
     capsys.readouterr()
     run_audit(labelled_folder, tiny_model,
-              AuditConfig(out=tmp_path / "none", faces="whole", labels="none", **{**FAST, "formats": ()}), progress=True)
+              AuditConfig(out=tmp_path / "none", faces="whole", labels="none", **{**FAST, "formats": ()}),
+              progress=True)
     assert not (tmp_path / "none" / artifacts.METRICS).exists()
     assert "audit: 22 files, 22 images, 22 faces, 0 skipped in " in capsys.readouterr().err  # the stage line
 
@@ -329,6 +272,7 @@ def test_an_empty_folder_is_exit_3_with_the_outputs_written(tiny_model, tmp_path
     (folder / "readme.md").write_text("no images here")
     with pytest.raises(DatasetError, match="no face to predict"):
         run_audit(folder, tiny_model, AuditConfig(out=tmp_path / "o", **FAST))
+    write_audit_report(tmp_path / "o", FAST["formats"])  # its caller renders the report from the outputs written
     summary = json.loads((tmp_path / "o" / AUDIT_SUMMARY).read_text())
     assert summary["images_read"] == 0 and summary["skipped"] == {UNSUPPORTED: 1}
     assert (tmp_path / "o" / artifacts.REPORT_HTML).is_file()
@@ -337,8 +281,8 @@ def test_an_empty_folder_is_exit_3_with_the_outputs_written(tiny_model, tmp_path
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads every file")
 def test_an_unreadable_file_is_skipped_with_its_reason(tiny_model, tmp_path):
     folder = tmp_path / "perm"
-    _write(folder / "ok.png", draw_face(np.random.default_rng(0), 3, 64))
-    _write(folder / "secret.png", draw_face(np.random.default_rng(1), 3, 64))
+    write_image(folder / "ok.png", draw_face(np.random.default_rng(0), 3, 64))
+    write_image(folder / "secret.png", draw_face(np.random.default_rng(1), 3, 64))
     os.chmod(folder / "secret.png", 0)
     try:
         result = run_audit(folder, tiny_model, AuditConfig(out=tmp_path / "o", **{**FAST, "formats": ()}))
@@ -394,20 +338,20 @@ def test_no_face_to_predict_counts_skips_in_words_not_a_dict_repr(tiny_model, tm
     assert "{" not in message and "'" not in message
 
 
-def test_a_full_disk_while_writing_predictions_is_one_cannot_write(labelled_folder, tiny_model, tmp_path,
+def test_a_full_disk_while_writing_predictions_is_one_cannotwrite_image(labelled_folder, tiny_model, tmp_path,
                                                                    monkeypatch):
     """ENOSPC inside predictions.csv's atomic write: one "cannot write (the disk is full ...)", not
     "cannot write (... cannot write (...))" (atomic_open's error re-wrapped by atomic_path); exit 5, one line."""
     import errno
 
-    from ferreport.audit import predict as audit
+    from ferreport.audit import scan as audit
     from ferreport.cli.main import main
     from ferreport.errors import OutputError
 
     def full(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(audit._Scan, "_write_faces", full)
+    monkeypatch.setattr(audit.Scan, "_write_faces", full)
     with pytest.raises(OutputError) as info:
         run_audit(labelled_folder, tiny_model, AuditConfig(out=tmp_path / "o", **{**FAST, "formats": ()}))
     message = str(info.value)
@@ -422,31 +366,6 @@ def test_a_full_disk_while_writing_predictions_is_one_cannot_write(labelled_fold
 
 
 # --------------------------------------------------------------------------- one label, one face (issue 20, point 6)
-
-
-def two_face_scene(seed: int = 6) -> np.ndarray:
-    """Two drawn faces, a large one (180 px, left) and a small one (120 px, right); the cascade
-    finds both for seed 6 (checked in test_a_two_face_scene_is_found_twice)."""
-    rng = np.random.default_rng(seed)
-    img = np.empty((360, 640, 3), np.uint8)
-    img[:] = rng.integers(90, 200, 3, dtype=np.uint8)
-    img[60:240, 40:220] = draw_face(rng, 3, 180)
-    img[100:220, 400:520] = draw_face(rng, 5, 120)
-    return img
-
-
-@pytest.fixture(scope="module")
-def two_face_folder(tmp_path_factory) -> Path:
-    """The two-face scene labelled (happy/), unlabelled (top level) and beside single faces."""
-    root = tmp_path_factory.mktemp("twofaces") / "photos"
-    rng = np.random.default_rng(3)
-    _write(root / "happy" / "two.png", two_face_scene())
-    _write(root / "sad" / "one.png", _scene(rng, 4))
-    # a texture with no face (BlazeFace, the default detector, finds even a 64 px drawn face crop,
-    # which the cascade missed): no detection, so a fallback in auto
-    _write(root / "sad" / "crop.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
-    _write(root / "group.png", two_face_scene())                         # no label: every face kept
-    return root
 
 
 def test_a_two_face_scene_is_found_twice():
@@ -530,8 +449,8 @@ def test_faces_sample_with_two_face_composites_scores_each_labelled_photo_once(f
     canvas[:, :big.shape[1]] = big
     canvas[:small.shape[0], big.shape[1]:] = small
     assert len(detect_faces(canvas)) == 2
-    _write(folder / "happy" / "zz_two_photos.png", canvas)
-    _write(folder / "zz_unlabelled_two_photos.png", canvas)
+    write_image(folder / "happy" / "zz_two_photos.png", canvas)
+    write_image(folder / "zz_unlabelled_two_photos.png", canvas)
     # the cascade finds both faces of the composite (checked above); BlazeFace the large one only
     result = run_audit(folder, tiny_model, AuditConfig(out=tmp_path / "out", n_resamples=20, formats=(), workers=2,
                                                        face_detector="haar"))

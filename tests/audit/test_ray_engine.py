@@ -8,12 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ferreport.runs import folder as artifacts
-from ferreport.audit.predict import SKIPPED_CSV, run_audit
+from ferreport.audit.predict import run_audit
 from ferreport.config import AuditConfig
 from ferreport.errors import UsageError
-from ferreport.report import read_predictions_csv
-from tests.audit.test_predict import FAST, labelled_folder, messy_folder, tiny_model, two_face_folder  # noqa: F401 - fixtures
+from ferreport.report import write_audit_report
+from ferreport.runs import folder as artifacts
+from ferreport.runs.folder import SKIPPED as SKIPPED_CSV
+from ferreport.runs.folder import RunFolder
+from tests.audit.folders import FAST
 
 ray = pytest.importorskip("ray", reason="the Ray engine needs the optional extra: pip install 'ferreport[ray]'")
 
@@ -30,8 +32,8 @@ def local_ray():
 
 
 def _same_outputs(local, remote) -> None:
-    a = read_predictions_csv(local / artifacts.PREDICTIONS)
-    b = read_predictions_csv(remote / artifacts.PREDICTIONS)
+    a = RunFolder(local).read_predictions()
+    b = RunFolder(remote).read_predictions()
     proba = [c for c in a.columns if c.startswith("p_")]
     assert len(a) == len(b) > 0
     pd.testing.assert_frame_equal(a.drop(columns=proba + ["confidence"]), b.drop(columns=proba + ["confidence"]))
@@ -62,6 +64,7 @@ def test_ray_engine_labelled_audit_and_report(local_ray, labelled_folder, tiny_m
     result = run_audit(labelled_folder, tiny_model,
                        AuditConfig(out=tmp_path / "ray", engine="ray", **{**FAST, "formats": ("html",)}))
     _same_outputs(tmp_path / "local", tmp_path / "ray")
+    reports = {r.out_dir.name: write_audit_report(r.out_dir, ("html",)) for r in (local, result)}  # the caller renders
     a = json.loads((tmp_path / "local" / artifacts.METRICS).read_text())
     b = json.loads((tmp_path / "ray" / artifacts.METRICS).read_text())
     assert a["n"] == b["n"] > 0 and a["accuracy"] == b["accuracy"]
@@ -70,8 +73,8 @@ def test_ray_engine_labelled_audit_and_report(local_ray, labelled_folder, tiny_m
     def thumbnails(path):
         return re.findall(r'src="(data:image/jpeg;base64,[^"]+)"', path.read_text())
 
-    faces = thumbnails(result.reports["html"])
-    assert len(faces) >= 7 and faces == thumbnails(local.reports["html"])  # the same faces, pixel for pixel
+    faces = thumbnails(reports["ray"]["html"])
+    assert len(faces) >= 7 and faces == thumbnails(reports["local"]["html"])  # the same faces, pixel for pixel
 
 
 def test_ray_engine_reads_an_outside_model_with_the_drivers_contract(local_ray, labelled_folder, tmp_path):
@@ -95,7 +98,7 @@ def test_ray_engine_scores_one_face_per_labelled_image_like_the_local_engine(loc
     run_audit(two_face_folder, tiny_model, AuditConfig(out=tmp_path / "local", **opts))
     run_audit(two_face_folder, tiny_model, AuditConfig(out=tmp_path / "ray", engine="ray", **opts))
     _same_outputs(tmp_path / "local", tmp_path / "ray")
-    pred = read_predictions_csv(tmp_path / "ray" / artifacts.PREDICTIONS)
+    pred = RunFolder(tmp_path / "ray").read_predictions()
     two = pred[pred["source"] == "happy/two.png"]
     assert two["found"].tolist() == ["detected", "extra"] and two["true_label"].tolist() == ["happy", ""]
     a = json.loads((tmp_path / "local" / artifacts.METRICS).read_text())

@@ -34,7 +34,7 @@ def test_sniff_takes_only_the_five_formats():
 @pytest.mark.timeout(30)
 def test_fifo_device_link_and_partial_jpeg_are_skipped_with_a_reason_never_opened(tmp_path):
     """A FIFO named x.jpg used to hang the audit forever in open()."""
-    from ferreport.datasets import preprocessing
+    from ferreport.datasets import decode
 
     os.mkfifo(tmp_path / "x.jpg")
     (tmp_path / "zero.jpg").symlink_to("/dev/zero")
@@ -49,6 +49,6 @@ def test_fifo_device_link_and_partial_jpeg_are_skipped_with_a_reason_never_opene
     assert [rel for rel, _ in files] == ["cut.jpg", "good.jpg", "link.png", "x.jpg", "zero.jpg"]
     results, faces = scan_files(list(enumerate(full for _, full in files)), "whole")
     reasons = {files[pos][0]: why for pos, why, _ in results}
-    assert reasons == {"cut.jpg": preprocessing.JPEG_PARTIAL, "good.jpg": "", "link.png": NOT_REGULAR,
+    assert reasons == {"cut.jpg": decode.JPEG_PARTIAL, "good.jpg": "", "link.png": NOT_REGULAR,
                        "x.jpg": NOT_REGULAR, "zero.jpg": NOT_REGULAR}
     assert faces.shape == (1, 64, 64, 3)

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from ferreport.cli import commands
-from ferreport.datasets import sample as sample_module
-from ferreport.cli.main import main
 from ferreport.cli.crash import internal_error
+from ferreport.cli.main import main
+from ferreport.datasets import sample as sample_module
 from ferreport.errors import GateFailure, InternalError
 
 #: Each command with arguments that parse, and the function it calls that the test breaks.

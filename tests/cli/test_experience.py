@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 import ferreport
+from ferreport.cli.main import main
 from ferreport.runs import folder as artifacts
 from ferreport.runs.atomic import FolderReplacement
-from ferreport.cli.main import main
 
 #: The checkout whose package the subprocesses run (the one under test, wherever it lies).
 PACKAGE_ROOT = Path(ferreport.__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def test_run_with_json_and_progress_keeps_stdout_one_object_and_draws_epochs_on_
     assert BAR in proc.stderr and "batches" in proc.stderr and "loss " in proc.stderr
     assert "epoch 1/2:" in proc.stderr and "epoch 2/2:" in proc.stderr and "evaluate: " in proc.stderr
     assert not (out / artifacts.REPORT_HTML).exists() and not (out / "report.pdf").exists()
-    assert (out / artifacts.METRICS).is_file() and len(open(out / artifacts.HISTORY).read().splitlines()) == 3
+    assert (out / artifacts.METRICS).is_file() and len((out / artifacts.HISTORY).read_text().splitlines()) == 3
 
 
 # --------------------------------------------------------------------------- checks before any work
@@ -99,7 +99,8 @@ def test_a_missing_dataset_or_unusable_out_stops_run_before_tensorflow(tmp_path)
     assert missing.returncode == 3 and "dataset folder not found" in missing.stderr
     assert "epoch" not in missing.stderr and not (tmp_path / "r").exists()
     (tmp_path / "file").write_text("x")
-    blocked = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "file" / "r")])
+    blocked = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "nope"),
+                                        "--out", str(tmp_path / "file" / "r")])
     assert blocked.exit_code == 5 and "is a file); choose another --out" in blocked.stderr
 
 

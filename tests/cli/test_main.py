@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import click
 from click.testing import CliRunner
 
@@ -68,7 +67,7 @@ def test_an_unreadable_baseline_names_the_file_once(tmp_path, monkeypatch):
     import pytest
 
     from ferreport.errors import UsageError
-    from ferreport.runs.gates import load_baseline
+    from ferreport.evaluation.gates import load_baseline
 
     metrics = tmp_path / "metrics.json"
     metrics.write_text('{"n": 1, "accuracy": 0.5}')
@@ -92,7 +91,7 @@ def test_every_option_of_every_command_has_help_text_and_every_command_examples(
     bare = [(name, p.opts[0]) for name, command in main.commands.items() for p in _options(command)
             if not (p.help or "").strip()]
     assert not bare, bare
-    for name, command in main.commands.items():
+    for name, _command in main.commands.items():
         text = CliRunner().invoke(main, [name, "--help"]).output
         examples = text.split("Examples:")[-1].split("Options:")[0] if "Examples:" in text else ""
         assert f"ferreport {name}" in examples, name

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ferreport.runs import folder as artifacts
 from ferreport.cli.main import main
+from ferreport.runs import folder as artifacts
 
 pytestmark = pytest.mark.slow
 
@@ -154,7 +154,7 @@ def test_two_concurrent_evaluate_jobs_into_one_reports_folder(tiny_model, sample
     procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     results = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, results):
+    for p, (_out, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err
     objs = [json.loads(out) for out, _ in results]       # real processes: stdout is exactly the JSON object
     run_dirs = {o["run_dir"] for o in objs}

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from ferreport.runs import folder as artifacts
 from ferreport.cli.main import main
 from ferreport.constants import CLASS_NAMES
+from ferreport.runs import folder as artifacts
 
 pytestmark = pytest.mark.slow
 
@@ -54,8 +54,8 @@ def test_train_writes_every_artefact(trained_run):
 
 def test_recipe_seed_sets_the_seed_notebooks_options_but_flags_win(sample_dataset, tmp_path):
     run_dir = tmp_path / "seedrun"
-    result = CliRunner().invoke(main, ["train", "--data", str(sample_dataset), "--out", str(run_dir), "--recipe", "seed",
-                                       "--epochs", "1", "--learning-rate", "5e-4"])
+    result = CliRunner().invoke(main, ["train", "--data", str(sample_dataset), "--out", str(run_dir),
+                                       "--recipe", "seed", "--epochs", "1", "--learning-rate", "5e-4"])
     assert result.exit_code == 0, result.output
     config = json.loads((run_dir / artifacts.CONFIG).read_text())
     assert (config["arch"], config["balance"], config["lr_schedule"], config["warmup_epochs"],
@@ -141,7 +141,8 @@ def test_unusable_input_shape_is_refused_with_exit_4(sample_dataset, tmp_path):
 
 
 def test_existing_run_dir_is_not_overwritten(trained_run, sample_dataset):
-    result = CliRunner().invoke(main, ["train", "--data", str(sample_dataset), "--out", str(trained_run), "--epochs", "1"])
+    result = CliRunner().invoke(main, ["train", "--data", str(sample_dataset), "--out", str(trained_run),
+                                       "--epochs", "1"])
     assert result.exit_code == 2 and "--resume" in result.output
 
 
@@ -168,8 +169,8 @@ def test_interrupted_training_is_marked_not_silent(trained_run, tmp_path):
     assert "Training interrupted after epoch 1 of 3" in (run / artifacts.REPORT_HTML).read_text()
 
     # the finished run (provenance with epochs_run) carries no such key
-    finished = json.loads((trained_run / artifacts.METRICS).read_text()) if (trained_run / artifacts.METRICS).is_file() \
-        else {}
+    finished = json.loads((trained_run / artifacts.METRICS).read_text()) \
+        if (trained_run / artifacts.METRICS).is_file() else {}
     assert "training" not in finished
 
 

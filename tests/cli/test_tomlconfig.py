@@ -7,10 +7,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from ferreport.runs import folder as artifacts
 from ferreport.cli.main import main
 from ferreport.cli.tomlconfig import option_defaults
-
+from ferreport.runs import folder as artifacts
 from tests.report.run_dirs import make_run_dir
 
 

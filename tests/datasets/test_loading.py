@@ -5,10 +5,12 @@ import tracemalloc
 
 import pytest
 
-from ferreport.datasets import loading
+from ferreport import safe_io
+from ferreport.datasets import class_folders, expw, skips
+from ferreport.datasets.class_folders import read_class_folders
+from ferreport.datasets.expw import read_label_file
+from ferreport.datasets.loading import load_dataset
 from ferreport.errors import DatasetError
-from ferreport.datasets.loading import load_dataset, read_class_folders, read_label_file
-
 from tests.conftest import make_expw, write_image
 
 
@@ -18,7 +20,8 @@ def test_parses_every_field(tiny_expw):
     assert result.kind == "expw"
     assert len(idx) == 8
     first = idx.iloc[0]
-    assert (first.source, first.face_id, first.top, first.left, first.right, first.bottom) == ("img_0.jpg", 0, 10, 20, 90, 80)
+    assert (first.source, first.face_id, first.top, first.left, first.right, first.bottom) == (
+        "img_0.jpg", 0, 10, 20, 90, 80)
     assert first.confidence == pytest.approx(50.5)
     assert sorted(idx.label.unique()) == list(range(7))
     assert set(idx.key) == {f"img_{i}.jpg#0" for i in range(7)} | {"img_3.jpg#1"}
@@ -27,17 +30,17 @@ def test_parses_every_field(tiny_expw):
 
 
 @pytest.mark.parametrize("line,reason", [
-    ("img_0.jpg 0 10 20 90", loading.WRONG_FIELD_COUNT),
-    ("img_0.jpg 0 10 twenty 90 80 1.0 3", loading.NON_NUMERIC),
-    ("img_0.jpg 0 10 20.5 90 80 1.0 3", loading.NON_INTEGER_BOX),
-    ("img_0.jpg 0 90 20 90 80 1.0 3", loading.EMPTY_BOX),
-    ("img_0.jpg 0 10 80 20 80 1.0 3", loading.EMPTY_BOX),
-    ("img_0.jpg 0 10 20 90 80 1.0 7", loading.BAD_LABEL),
-    ("img_0.jpg 0 10 20 90 80 1.0 -1", loading.BAD_LABEL),
-    ("../outside.jpg 0 10 20 90 80 1.0 3", loading.UNSAFE_PATH),
-    ("/etc/passwd 0 10 20 90 80 1.0 3", loading.UNSAFE_PATH),
-    ("nothere.jpg 0 10 20 90 80 1.0 3", loading.MISSING_IMAGE),
-    ("img_1.jpg 0 10 20 90 80 1.0 3", loading.DUPLICATE),
+    ("img_0.jpg 0 10 20 90", expw.WRONG_FIELD_COUNT),
+    ("img_0.jpg 0 10 twenty 90 80 1.0 3", expw.NON_NUMERIC),
+    ("img_0.jpg 0 10 20.5 90 80 1.0 3", expw.NON_INTEGER_BOX),
+    ("img_0.jpg 0 90 20 90 80 1.0 3", expw.EMPTY_BOX),
+    ("img_0.jpg 0 10 80 20 80 1.0 3", expw.EMPTY_BOX),
+    ("img_0.jpg 0 10 20 90 80 1.0 7", expw.BAD_LABEL),
+    ("img_0.jpg 0 10 20 90 80 1.0 -1", expw.BAD_LABEL),
+    ("../outside.jpg 0 10 20 90 80 1.0 3", expw.UNSAFE_PATH),
+    ("/etc/passwd 0 10 20 90 80 1.0 3", expw.UNSAFE_PATH),
+    ("nothere.jpg 0 10 20 90 80 1.0 3", expw.MISSING_IMAGE),
+    ("img_1.jpg 0 10 20 90 80 1.0 3", expw.DUPLICATE),
 ])
 def test_each_bad_line_is_skipped_with_its_reason(tmp_path, line, reason):
     good = ["img_0.jpg 5 10 20 90 80 1.0 3", "img_1.jpg 0 10 20 90 80 1.0 3"]
@@ -76,7 +79,7 @@ def test_symlink_escaping_the_dataset_is_not_followed(tmp_path):
     (root / "image" / "origin" / "link.jpg").symlink_to(tmp_path / "secret.jpg")
     result = load_dataset(root)
     assert list(result.index.source) == ["img_0.jpg"]
-    assert result.skipped[loading.MISSING_IMAGE] == 1
+    assert result.skipped[expw.MISSING_IMAGE] == 1
 
 
 def test_missing_dataset_folder(tmp_path):
@@ -94,13 +97,13 @@ def test_class_folders(tmp_path):
     assert result.kind == "folders"
     assert sorted(result.index.label) == [3, 3, 3, 4, 4]
     assert set(result.index.group) == {"Jane_Doe"}
-    assert result.skipped[loading.NOT_AN_IMAGE] == 1
+    assert result.skipped[class_folders.NOT_AN_IMAGE] == 1
 
 
 def test_identity_group():
-    assert loading.identity_group("happy/George_W_Bush_0012.jpg") == "George_W_Bush"
-    assert loading.identity_group("x/IMG.jpg") == "IMG"
-    assert loading.identity_group("x/0001.jpg") == "0001"
+    assert class_folders.identity_group("happy/George_W_Bush_0012.jpg") == "George_W_Bush"
+    assert class_folders.identity_group("x/IMG.jpg") == "IMG"
+    assert class_folders.identity_group("x/0001.jpg") == "0001"
 
 
 def test_no_dataset_here(tmp_path):
@@ -112,7 +115,7 @@ def test_no_dataset_here(tmp_path):
 # --------------------------------------------------------------------------- issue 20: only regular files, real boxes
 
 
-def _expw_with_label(tmp_path, make_label) -> "os.PathLike[str]":
+def _expw_with_label(tmp_path, make_label) -> os.PathLike[str]:
     root = make_expw(tmp_path / "d", ["a.jpg 0 0 0 50 50 1 3"], {"a.jpg": (60, 60)})
     lst = root / "label" / "label.lst"
     lst.unlink()
@@ -140,7 +143,7 @@ def test_label_file_linked_to_an_endless_device_is_refused(tmp_path, device):
 def test_label_file_over_the_limit_is_refused_before_reading(tmp_path):
     def sparse(path):  # a hole: no disk space, but stat says MAX_LABEL_BYTES + 1
         path.touch()
-        os.truncate(path, loading.MAX_LABEL_BYTES + 1)
+        os.truncate(path, expw.MAX_LABEL_BYTES + 1)
 
     root = _expw_with_label(tmp_path, sparse)
     tracemalloc.start()
@@ -158,7 +161,7 @@ def test_box_wholly_at_negative_coordinates_is_skipped_not_the_whole_image(tmp_p
     root = make_expw(tmp_path / "d", ["a.jpg 0 0 0 50 50 1 3", f"a.jpg 1 {box} 1 2"], {"a.jpg": (60, 60)})
     result = load_dataset(root)
     assert list(result.index.face_id) == [0]
-    assert result.skipped == {loading.BOX_OUTSIDE_IMAGE: 1} or box.startswith("0 0")  # 0 0 -1 -1 is an empty box
+    assert result.skipped == {skips.BOX_OUTSIDE_IMAGE: 1} or box.startswith("0 0")  # 0 0 -1 -1 is an empty box
     with pytest.raises(DatasetError, match=r"label\.lst:2: "):
         load_dataset(root, strict=True)
 
@@ -182,7 +185,7 @@ def test_expw_images_that_are_not_regular_files_are_skipped_unopened(tmp_path):
     (origin / "dir.jpg").mkdir()
     result = load_dataset(root)
     assert list(result.index.source) == ["a.jpg"]
-    assert result.skipped == {loading.NOT_REGULAR: 2, loading.MISSING_IMAGE: 2}
+    assert result.skipped == {safe_io.NOT_REGULAR: 2, expw.MISSING_IMAGE: 2}
     with pytest.raises(DatasetError, match=r"label\.lst:2: not a regular file"):
         load_dataset(root, strict=True)
 
@@ -195,7 +198,7 @@ def test_class_folder_fifo_and_device_link_are_skipped_unopened(tmp_path):
     (tmp_path / "sad" / "y.jpg").symlink_to("/dev/urandom")
     result = read_class_folders(tmp_path)
     assert list(result.index.source) == ["happy/a.jpg"]
-    assert result.skipped == {loading.NOT_REGULAR: 2}
+    assert result.skipped == {safe_io.NOT_REGULAR: 2}
     with pytest.raises(DatasetError, match="x.jpg: not a regular file"):
         read_class_folders(tmp_path, strict=True)
 
@@ -204,14 +207,14 @@ def test_class_folder_fifo_and_device_link_are_skipped_unopened(tmp_path):
 def test_open_regular_refuses_before_opening(tmp_path):
     os.mkfifo(tmp_path / "f")
     for path in (tmp_path / "f", "/dev/zero"):
-        with pytest.raises(loading.NotRegularFile) as err:
-            loading.read_regular(path, 1024)
-        assert err.value.reason == loading.NOT_REGULAR
+        with pytest.raises(safe_io.NotRegularFile) as err:
+            safe_io.read_regular(path, 1024)
+        assert err.value.reason == safe_io.NOT_REGULAR
     (tmp_path / "big").write_bytes(b"x" * 11)
-    with pytest.raises(loading.NotRegularFile, match="file too large"):
-        loading.read_regular(tmp_path / "big", 10)
-    assert loading.read_regular(tmp_path / "big", 11) == b"x" * 11
-    assert b"".join(loading.regular_chunks(tmp_path / "big", 11, chunk=4)) == b"x" * 11
+    with pytest.raises(safe_io.NotRegularFile, match="file too large"):
+        safe_io.read_regular(tmp_path / "big", 10)
+    assert safe_io.read_regular(tmp_path / "big", 11) == b"x" * 11
+    assert b"".join(safe_io.regular_chunks(tmp_path / "big", 11, chunk=4)) == b"x" * 11
 
 
 def test_no_usable_face_names_the_reasons_in_words(tmp_path):

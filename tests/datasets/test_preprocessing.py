@@ -8,10 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from ferreport.datasets import loading
+from ferreport import safe_io
+from ferreport.datasets import loading, skips
+from ferreport.datasets.crop import crop_face
+from ferreport.datasets.decode import decode_image
+from ferreport.datasets.face_cache import prepare_dataset
 from ferreport.errors import DatasetError
-from ferreport.datasets.preprocessing import crop_face, decode_image, prepare_dataset
-
 from tests.conftest import make_expw
 
 
@@ -64,7 +66,8 @@ def test_unreadable_images_are_counted(tmp_path):
     (root / "image" / "origin" / "empty.jpg").write_bytes(b"")
     prepared = prepare_dataset(root)
     assert len(prepared.index) == 1
-    assert prepared.skipped == {f"{loading.UNREADABLE_IMAGE}: cannot decode": 1, f"{loading.UNREADABLE_IMAGE}: empty file": 1}
+    assert prepared.skipped == {f"{skips.UNREADABLE_IMAGE}: cannot decode": 1,
+                                f"{skips.UNREADABLE_IMAGE}: empty file": 1}
     with pytest.raises(DatasetError, match="bad.jpg"):
         prepare_dataset(root, strict=True, cache_root=tmp_path / "strict")
 
@@ -72,7 +75,7 @@ def test_unreadable_images_are_counted(tmp_path):
 def test_box_wholly_outside_is_skipped(tmp_path):
     root = make_expw(tmp_path / "d", ["a.jpg 0 0 0 50 50 1 3", "a.jpg 1 500 500 600 600 1 2"], {"a.jpg": (60, 60)})
     prepared = prepare_dataset(root)
-    assert len(prepared.index) == 1 and prepared.skipped == {loading.BOX_OUTSIDE_IMAGE: 1}
+    assert len(prepared.index) == 1 and prepared.skipped == {skips.BOX_OUTSIDE_IMAGE: 1}
 
 
 def test_parallel_decode_equals_serial(sample_dataset, tmp_path):
@@ -83,7 +86,9 @@ def test_parallel_decode_equals_serial(sample_dataset, tmp_path):
 
 
 def test_decode_handles_alpha_gray_and_16bit(tmp_path):
-    rgba = np.zeros((20, 30, 4), np.uint8); rgba[..., 2] = 255; rgba[..., 3] = 128
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[..., 2] = 255
+    rgba[..., 3] = 128
     gray = np.full((20, 30), 77, np.uint8)
     deep = np.full((20, 30, 3), 65535, np.uint16)
     for name, arr in (("a.png", rgba), ("g.png", gray), ("d.png", deep)):
@@ -102,7 +107,7 @@ def test_crop_whole_image_when_box_is_minus_one():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
 def test_worker_whose_parent_already_died_leaves_at_once():
     """exit_with_parent closes the race of a parent killed before the death signal was armed."""
-    code = "import os, sys; from ferreport.datasets.preprocessing import exit_with_parent; " \
+    code = "import os, sys; from ferreport.datasets.workers import exit_with_parent; " \
            "exit_with_parent(int(sys.argv[1])); print('alive')"
     alive = subprocess.run([sys.executable, "-c", code, str(os.getpid())], capture_output=True, text=True,
                            timeout=120)
@@ -155,7 +160,7 @@ def hostile_jpegs(tmp_path) -> dict[str, object]:
 
 
 def test_partly_decodable_jpegs_are_refused_with_their_reason(hostile_jpegs, tmp_path):
-    from ferreport.datasets import preprocessing as pp
+    from ferreport.datasets import decode as pp
 
     assert len(hostile_jpegs["tiny_claims_11000.jpg"]) < 1000
     expected = {
@@ -171,11 +176,11 @@ def test_partly_decodable_jpegs_are_refused_with_their_reason(hostile_jpegs, tmp
 
 def test_every_reduced_decode_checks_too(hostile_jpegs, tmp_path):
     """The 1/8 decode of a 60000x60000 header used to give a flat grey face."""
-    from ferreport.datasets import preprocessing as pp
+    from ferreport.datasets import decode as pp
 
     for name in hostile_jpegs:
         for reduce in (2, 4, 8):
-            img, why, _ = pp._decode(tmp_path / name, reduce)
+            img, why, _ = pp.decode_reduced(tmp_path / name, reduce)
             assert img is None and why, (name, reduce)
 
 
@@ -213,7 +218,7 @@ def test_libjpeg_text_that_is_not_about_a_partial_decode_still_reaches_stderr(tm
 
 
 def test_hostile_jpegs_and_outside_boxes_are_skipped_by_reason_never_cached(hostile_jpegs, tmp_path):
-    from ferreport.datasets import preprocessing as pp
+    from ferreport.datasets import decode as pp
 
     origin = tmp_path / "d" / "image" / "origin"
     lines = ["a.jpg 0 0 0 50 50 1 3", "a.jpg 1 -60 -60 -10 -10 1 2", "a.jpg 2 70 0 50 90 1 2",
@@ -224,9 +229,9 @@ def test_hostile_jpegs_and_outside_boxes_are_skipped_by_reason_never_cached(host
         (origin / name).write_bytes((tmp_path / name).read_bytes())
     prepared = prepare_dataset(root, cache_root=tmp_path / "c")
     assert list(prepared.index.key) == ["a.jpg#0"] and prepared.faces.shape[0] == 1
-    u = loading.UNREADABLE_IMAGE
+    u = skips.UNREADABLE_IMAGE
     assert prepared.skipped == {
-        loading.BOX_OUTSIDE_IMAGE: 3,
+        skips.BOX_OUTSIDE_IMAGE: 3,
         f"{u}: {pp.JPEG_PARTIAL}": 2, f"{u}: {pp.JPEG_TOO_SHORT}": 2, f"{u}: {pp.JPEG_TOO_MANY_PIXELS}": 1,
     }
     for line, pattern in ((2, "box entirely outside the image"), (3, "box entirely outside the image")):
@@ -260,15 +265,15 @@ def test_prepare_with_a_hostile_label_file_is_a_dataset_error_not_a_hang(tmp_pat
 @pytest.mark.timeout(30)
 def test_image_that_is_a_fifo_or_device_is_never_opened(tmp_path):
     os.mkfifo(tmp_path / "x.jpg")
-    assert decode_image(tmp_path / "x.jpg") == (None, loading.NOT_REGULAR)
-    assert decode_image("/dev/zero") == (None, loading.NOT_REGULAR)
+    assert decode_image(tmp_path / "x.jpg") == (None, safe_io.NOT_REGULAR)
+    assert decode_image("/dev/zero") == (None, safe_io.NOT_REGULAR)
 
 
 def test_fingerprint_and_cache_key_of_a_normal_dataset_are_unchanged(tiny_expw, tmp_path):
     """The label file is hashed streamed now: the same digest as hashing its bytes at once."""
     import hashlib
 
-    from ferreport.datasets import preprocessing as pp
+    from ferreport.datasets import face_cache as pp
 
     labels = loading.load_dataset(tiny_expw)
     fingerprint, _ = pp._fingerprints(labels, {"size": 64})
@@ -280,7 +285,7 @@ def test_fingerprint_and_cache_key_of_a_normal_dataset_are_unchanged(tiny_expw, 
 
 @pytest.mark.timeout(30)
 def test_a_header_of_endless_empty_segments_is_refused_quickly(tmp_path):
-    from ferreport.datasets import preprocessing as pp
+    from ferreport.datasets import decode as pp
 
     data = _jpeg(_photo(32, 32))
     junk = b"\xff\xfe\x00\x02" * 2_000_000 + b"\xff" * 1_000_000  # 8 MB of empty comments, then fill bytes

@@ -11,10 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from ferreport.datasets import sample
 from ferreport.constants import CLASS_NAMES, NUM_CLASSES
-from ferreport.errors import UsageError
+from ferreport.datasets import sample
 from ferreport.datasets.sample import EXPW_CLASS_SHARES, SampleSpec, allocate_counts, draw_face, generate_sample
+from ferreport.datasets.sample import generate as sample_generate
+from ferreport.errors import UsageError
 
 NAME = re.compile(r"^[a-z]+_[a-z]+_\d+\.jpg$")
 
@@ -77,6 +78,7 @@ def test_layout_and_label_lines(small):
     assert meta["spec"]["n_faces"] == 120 and meta["spec"]["seed"] == 1
     assert meta["class_counts"] == list(info.class_counts)
     assert meta["class_names"] == list(CLASS_NAMES)
+    assert meta["generator"] == "ferreport.sample"  # the name samples already on disk carry: they stay reusable
 
 
 def test_crops_decode_and_show_something(small):
@@ -88,7 +90,7 @@ def test_crops_decode_and_show_something(small):
         img = cv2.imread(str(root / "image" / "origin" / name))
         assert img is not None and img.dtype == np.uint8 and img.ndim == 3
         h, w = img.shape[:2]
-        assert sample.MIN_IMAGE <= h and sample.MIN_IMAGE <= w
+        assert h >= sample.MIN_IMAGE and w >= sample.MIN_IMAGE
         for f in faces:
             face = crop(img, *map(int, f[2:6]))
             assert face.shape[0] > 20 and face.shape[1] > 20
@@ -197,7 +199,7 @@ def test_refuses_other_content(tmp_path):
 
 def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = sample._write_image
+    real = sample_generate.write_image
 
     def flaky(task):
         calls["n"] += 1
@@ -205,7 +207,7 @@ def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
             raise RuntimeError("killed")
         real(task)
 
-    monkeypatch.setattr(sample, "_write_image", flaky)
+    monkeypatch.setattr(sample_generate, "write_image", flaky)
     out = tmp_path / "expw"
     with pytest.raises(RuntimeError, match="killed"):
         generate_sample(out, SampleSpec(n_faces=20, seed=0), workers=1)

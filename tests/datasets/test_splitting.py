@@ -11,8 +11,9 @@ def _index(n_groups: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = []
     for g in range(n_groups):
-        for f in range(1 if rng.random() > 0.1 else 3):
-            rows.append({"group": f"img{g}", "label": int(rng.choice(7, p=np.array([.04, .044, .012, .333, .115, .077, .38]) / 1.001))})
+        for _f in range(1 if rng.random() > 0.1 else 3):
+            rows.append({"group": f"img{g}",
+                         "label": int(rng.choice(7, p=np.array([.04, .044, .012, .333, .115, .077, .38]) / 1.001))})
     return pd.DataFrame(rows)
 
 

@@ -1,4 +1,5 @@
-"""Drift (ferreport.evaluation.drift): identical folders do not fire, a darkened copy does; drift.json, gates, report."""
+"""Drift (ferreport.evaluation.drift): identical folders do not fire, a darkened copy does; drift.json, gates,
+report."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ferreport.runs import folder as artifacts
-from ferreport.evaluation.drift import drift_tests, holm, population_stability_index, sample_from_arrays
 from ferreport.errors import UsageError
+from ferreport.evaluation.drift import drift_tests, holm, population_stability_index, sample_from_arrays
 from ferreport.evaluation.facestats import face_stats_frame
-from ferreport.runs.gates import gate_inputs, parse_gate_specs, evaluate_gates
+from ferreport.evaluation.gates import evaluate_gates, gate_inputs, parse_gate_specs
+from ferreport.runs import folder as artifacts
 from tests.model_zoo import faces as zoo_faces
 from tests.model_zoo import keras_model
 
@@ -199,9 +200,9 @@ def test_the_audit_report_shows_the_drift_json(audits):
 def test_embeddings_are_the_classifiers_input(tmp_path):
     import keras
 
-    from ferreport.models.adapters import open_model
     from ferreport.evaluation.embeddings import embedder_for
-    from ferreport.evaluation.prediction import predict_proba
+    from ferreport.models.adapters import open_model
+    from ferreport.models.prediction import predict_proba
 
     path = keras_model(tmp_path)
     adapter = open_model(path, {})

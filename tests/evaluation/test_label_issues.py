@@ -51,7 +51,7 @@ def test_expw_label_file_copy_comments_out_exactly_the_flagged_lines(expw_sample
     assert page.count('class="thumb check') == min(24, len(csv)) and "<script" not in page
     for i in commented:
         assert copy[i].endswith(": " + original[i])
-    flagged = {(s, str(int(f))) for s, f in zip(csv["source"], csv["face_id"])}
+    flagged = {(s, str(int(f))) for s, f in zip(csv["source"], csv["face_id"], strict=True)}
     for i in commented:
         name, face_id = original[i].split()[:2]
         assert (name, face_id) in flagged

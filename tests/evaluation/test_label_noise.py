@@ -84,7 +84,7 @@ def test_the_csv_is_written_atomically_with_its_columns(tmp_path):
     found = find_label_issues(given, proba)
     frame = label_issues_frame(found, [f"img{i}.jpg" for i in range(140)], [str(i % 2) for i in range(140)])
     path = tmp_path / "label_issues.csv"
-    write_label_issues(frame, path)
+    write_label_issues(frame, tmp_path)
     back = pd.read_csv(path, dtype=str, keep_default_na=False)
     assert tuple(back.columns) == LABEL_ISSUES_COLUMNS and len(back) == len(found.issues)
     assert [p.name for p in tmp_path.iterdir()] == ["label_issues.csv"]

@@ -68,9 +68,9 @@ def _audit_with_square_model(folder, tmp_path):
 
 
 def test_grad_cam_peaks_in_the_corner_whose_square_decides_the_class():
+    from ferreport.evaluation.saliency import grad_cam
     from ferreport.models.adapters import adapter_for
     from ferreport.models.contract import ModelContract
-    from ferreport.evaluation.saliency import grad_cam
 
     model = bright_square_model()
     adapter = adapter_for(model, ModelContract(classes=("angry", "disgust")))
@@ -80,15 +80,15 @@ def test_grad_cam_peaks_in_the_corner_whose_square_decides_the_class():
     assert (proba.argmax(axis=1) == 1).all()  # the square decides "disgust" on every face
     maps, info = grad_cam(adapter, faces)
     assert info["layer"] == "cells" and maps.shape == (len(faces), 8, 8)
-    for cam, name in zip(maps, corners):
+    for cam, name in zip(maps, corners, strict=True):
         assert peak_corner(cam) == CORNERS[name], name
         assert cam.max() == pytest.approx(1.0)
 
 
 def test_grad_cam_explains_a_model_in_its_own_input_space(tmp_path):
     """A 32x32 grayscale model in [-1, 1], opened from a file with --input-range: the peak still lands on the square."""
-    from ferreport.models.adapters import open_model
     from ferreport.evaluation.saliency import grad_cam
+    from ferreport.models.adapters import open_model
 
     path = tmp_path / "grey.keras"
     bright_square_model(channels=1, threshold=0.5, size=32).save(path)
@@ -102,9 +102,9 @@ def test_grad_cam_explains_a_model_in_its_own_input_space(tmp_path):
 
 def test_the_layer_is_found_inside_a_nested_model_and_can_be_named():
     """compact-std nests the compact CNN behind a standardisation layer: Grad-CAM reads the inner last 4-D layer."""
+    from ferreport.evaluation.saliency import grad_cam, target_layer
     from ferreport.models.adapters import adapter_for
     from ferreport.models.architectures import build_model
-    from ferreport.evaluation.saliency import grad_cam, target_layer
 
     model = build_model(arch="compact-std")
     assert target_layer(model) == "compact_cnn/relu4_2"
@@ -118,26 +118,26 @@ def test_the_layer_is_found_inside_a_nested_model_and_can_be_named():
 
 def test_an_onnx_model_is_said_to_have_no_saliency_and_nothing_is_faked(tmp_path):
     pytest.importorskip("onnxruntime")
+    from ferreport.evaluation.saliency import explain_pool, read_saliency
+    from ferreport.evaluation.stored_run import load_run
+    from ferreport.models.adapters import open_model
+    from ferreport.runs.folder import SALIENCY as SALIENCY_FILE
     from tests.model_zoo import onnx_model
 
-    from ferreport.models.adapters import open_model
-    from ferreport.report.inputs import load_run
-    from ferreport.evaluation.saliency import SALIENCY_FILE, explain_pool, read_saliency
-
     adapter = open_model(onnx_model(tmp_path))
-    out = tmp_path / SALIENCY_FILE
+    out = tmp_path
     info = explain_pool(adapter, square_faces(["top-left"] * 3), np.arange(3), out)
+    assert (out / SALIENCY_FILE).is_file()
     assert info["available"] is False and "ONNX" in info["reason"] and "gradient" in info["reason"]
     stored = read_saliency(out, 3, [])
     assert stored is not None and not stored.available and stored.maps.size == 0
 
+    from ferreport.report import build_report_context, render_html
     from tests.report.run_dirs import make_run_dir
 
-    from ferreport.report import build_report_context, render_html
-
     run = make_run_dir(tmp_path / "run", n=120)
-    explain_pool(adapter, square_faces(["top-left"]), np.arange(1), run / SALIENCY_FILE)
-    html = render_html(build_report_context(load_run(run), n_resamples=20))
+    explain_pool(adapter, square_faces(["top-left"]), np.arange(1), run)
+    html = render_html(build_report_context(load_run(run)))
     assert "Saliency maps not available: the model is an ONNX file" in html
     assert 'class="sal"' not in html
 
@@ -147,10 +147,11 @@ def test_evaluation_stores_saliency_for_the_pooled_faces_and_the_report_shows_th
     re-rendered from the folder alone."""
     import pandas as pd
 
-    from ferreport.runs import folder as artifacts
     from ferreport.evaluation.evaluate import evaluate_faces
-    from ferreport.report import build_report_context, load_run, render_html
-    from ferreport.evaluation.saliency import SALIENCY_FILE
+    from ferreport.evaluation.stored_run import load_run
+    from ferreport.report import build_report_context, render_html
+    from ferreport.runs import folder as artifacts
+    from ferreport.runs.folder import SALIENCY as SALIENCY_FILE
 
     rng = np.random.default_rng(0)
     corners = [list(CORNERS)[i % 4] for i in range(40)]
@@ -168,13 +169,13 @@ def test_evaluation_stores_saliency_for_the_pooled_faces_and_the_report_shows_th
     assert art.saliency is not None and art.saliency.available
     with np.load(tmp_path / artifacts.FACES_POOL) as npz:
         assert np.array_equal(npz["rows"], art.saliency.rows)
-    html = render_html(build_report_context(art, n_resamples=20))
+    html = render_html(build_report_context(art))
     assert html.count('class="sal"') >= 10 and "Grad-CAM" in html and "<script" not in html
     assert (tmp_path / SALIENCY_FILE).is_file()
     evaluate_dir = tmp_path / "off"
     evaluate_faces(adapter, faces, table, evaluate_dir, n_resamples=20, labels=("angry", "disgust"), saliency=False)
     assert not (evaluate_dir / SALIENCY_FILE).exists()
-    assert 'class="sal"' not in render_html(build_report_context(load_run(evaluate_dir), n_resamples=20))
+    assert 'class="sal"' not in render_html(build_report_context(load_run(evaluate_dir)))
 
 
 def test_a_folder_audit_draws_the_maps_beside_its_faces_too(tmp_path):
@@ -182,7 +183,7 @@ def test_a_folder_audit_draws_the_maps_beside_its_faces_too(tmp_path):
     from click.testing import CliRunner
 
     from ferreport.cli.main import main
-    from ferreport.evaluation.saliency import SALIENCY_FILE
+    from ferreport.runs.folder import SALIENCY as SALIENCY_FILE
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -226,8 +227,8 @@ def test_a_labelled_audit_lists_its_labels_to_check_as_its_csv_does(tmp_path):
     import cv2
     import pandas as pd
 
-    from ferreport.evaluation.label_noise import LABEL_ISSUES_FILE
     from ferreport.report import build_audit_context
+    from ferreport.runs.folder import LABEL_ISSUES
 
     folder = tmp_path / "photos"
     rng = np.random.default_rng(3)
@@ -240,9 +241,9 @@ def test_a_labelled_audit_lists_its_labels_to_check_as_its_csv_does(tmp_path):
         (folder / label).mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(folder / label / f"p{i:02d}.png"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
     model, out = _audit_with_square_model(folder, tmp_path)
-    csv = pd.read_csv(out / LABEL_ISSUES_FILE, dtype=str, keep_default_na=False)
+    csv = pd.read_csv(out / LABEL_ISSUES, dtype=str, keep_default_na=False)
     assert set(csv["source"]) == {"angry/p01.png", "angry/p03.png", "disgust/p04.png"}  # exactly the planted ones
-    ctx = build_audit_context(out, n_resamples=20)
+    ctx = build_audit_context(out)
     d = next(s for s in ctx.sections if s.id == "label-issues").data
     assert [(g["source"], g["given"], g["suggested"]) for g in d["grid"]] == \
         [tuple(r) for r in csv[["source", "given", "suggested"]].head(len(d["grid"])).itertuples(index=False)]
@@ -254,8 +255,8 @@ def test_a_model_whose_gradient_crashes_onednn_gets_a_reason_not_a_segfault(monk
     computing Grad-CAM through them, seen on the real model; with oneDNN on, saliency says so instead."""
     import keras
 
-    from ferreport.models.adapters import adapter_for
     from ferreport.evaluation.saliency import not_available_reason
+    from ferreport.models.adapters import adapter_for
 
     inp = keras.Input((64, 64, 3))
     x = keras.layers.Conv2D(4, 1, strides=2, name="shortcut")(inp)
@@ -270,9 +271,9 @@ def test_a_model_whose_gradient_crashes_onednn_gets_a_reason_not_a_segfault(monk
 
 
 def test_a_logits_model_is_explained_through_its_logit():
+    from ferreport.evaluation.saliency import grad_cam
     from ferreport.models.adapters import adapter_for
     from ferreport.models.contract import ModelContract
-    from ferreport.evaluation.saliency import grad_cam
 
     model = bright_square_model()
     model.get_layer("probabilities").activation = __import__("keras").activations.linear

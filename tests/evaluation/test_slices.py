@@ -1,4 +1,5 @@
-"""Slices (ferreport.evaluation.slices, ferreport.evaluation.facestats): a slice built to be worse is found and ranked first."""
+"""Slices (ferreport.evaluation.slices, ferreport.evaluation.facestats): a slice built to be worse is found and
+ranked first."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ferreport.runs import folder as artifacts
 from ferreport.config import SliceConfig
 from ferreport.constants import CLASS_NAMES
 from ferreport.evaluation.facestats import face_stats_frame, image_measures, source_attributes
-from ferreport.runs.gates import gate_inputs, parse_gate_specs, evaluate_gates
+from ferreport.evaluation.gates import evaluate_gates, gate_inputs, parse_gate_specs
 from ferreport.evaluation.slices import compute_slices, read_slices, write_slices
+from ferreport.runs import folder as artifacts
 from tests.model_zoo import faces as zoo_faces
 
 
@@ -191,9 +192,9 @@ def test_labelled_audit_finds_the_worse_slice_and_shows_its_mistakes(tmp_path):
     grid in the audit report shows only mistakes (faces cropped again from their files)."""
     from click.testing import CliRunner
 
-    from ferreport.models.adapters import open_model
     from ferreport.cli.main import main
-    from ferreport.evaluation.prediction import predict_proba
+    from ferreport.models.adapters import open_model
+    from ferreport.models.prediction import predict_proba
     from tests.model_zoo import keras_model
 
     model = keras_model(tmp_path)
@@ -202,7 +203,7 @@ def test_labelled_audit_finds_the_worse_slice_and_shows_its_mistakes(tmp_path):
     pred = predict_proba(open_model(model, {}), faces).argmax(axis=1)
     labels = np.where(np.arange(90) < 45, (pred + 1) % 7, pred)  # dark faces: always wrong; the rest: right
     folder = tmp_path / "photos"
-    for i, (face, lab) in enumerate(zip(faces, labels)):
+    for i, (face, lab) in enumerate(zip(faces, labels, strict=True)):
         path = folder / CLASS_NAMES[lab] / f"face_{i:03d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))

@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from ferreport.runs import folder as artifacts
-from ferreport.models.adapters import open_model
 from ferreport.cli.main import main
 from ferreport.constants import CLASS_NAMES
 from ferreport.errors import ModelError, UsageError
-from ferreport.evaluation.prediction import predict_proba
+from ferreport.models.adapters import open_model
+from ferreport.models.prediction import predict_proba
+from ferreport.runs import folder as artifacts
 from tests import model_zoo as zoo
 
 FER_PLUS = "neutral,happiness,surprise,sadness,anger,disgust,fear,contempt"
@@ -156,7 +156,7 @@ def test_evaluate_grayscale_hdf5_model_states_its_contract_everywhere(tmp_path, 
     html = (out / artifacts.REPORT_HTML).read_text()
     assert "48×48 grayscale, [-1, 1]; outputs: probabilities (detected)" in html
     # the predictions are the reference pipeline's on exactly the faces scored
-    from ferreport.datasets.preprocessing import prepare_dataset
+    from ferreport.datasets.face_cache import prepare_dataset
 
     pred = pd.read_csv(out / artifacts.PREDICTIONS, keep_default_na=False)
     dataset = prepare_dataset(sample_dataset)
@@ -203,8 +203,8 @@ def test_model_without_a_class_is_scored_on_the_classes_it_has(tmp_path, sample_
     # the most-confused pairs show faces of exactly that pair (class ids are ExpW's, not the scored subset's)
     import re
 
-    blocks = re.findall(r'<h3><span class="t">(\w+)</span> predicted as <span class="p">(\w+)</span></h3>(.*?)</div>\s*</div>',
-                        html, flags=re.S)
+    blocks = re.findall(r'<h3><span class="t">(\w+)</span> predicted as <span class="p">(\w+)</span></h3>'
+                        r'(.*?)</div>\s*</div>', html, flags=re.S)
     assert blocks
     for true, pred, body in blocks:
         alts = re.findall(r'alt="face from [^"]*, true (\w+), predicted (\w+)"', body)
@@ -214,7 +214,8 @@ def test_model_without_a_class_is_scored_on_the_classes_it_has(tmp_path, sample_
 def test_split_of_scores_an_outside_model_on_a_runs_test_faces_and_compare_pairs_them(tmp_path, sample_dataset):
     base_model = zoo.keras_model(tmp_path, name="base.keras", seed=1)
     base = tmp_path / "base"
-    assert _evaluate(["--model", base_model, "--data", sample_dataset, "--out", base, "--format", "none"]).exit_code == 0
+    assert _evaluate(["--model", base_model, "--data", sample_dataset, "--out", base,
+                      "--format", "none"]).exit_code == 0
     before = {p.name: p.read_bytes() for p in base.iterdir()}
     onnx = zoo.onnx_model(tmp_path, height=64, width=64, channels=3, outputs=8, softmax=False, layout="nchw")
     other = tmp_path / "other"

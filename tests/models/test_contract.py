@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from ferreport.datasets.classes import canonical_class, class_id, parse_classes
 from ferreport.constants import CLASS_NAMES
+from ferreport.datasets.classes import canonical_class, class_id, parse_classes
+from ferreport.errors import ModelError, UsageError
 from ferreport.models.contract import (
     ModelContract,
     OutputReader,
@@ -19,7 +20,6 @@ from ferreport.models.contract import (
     to_model_input,
     write_contract,
 )
-from ferreport.errors import ModelError, UsageError
 from tests import model_zoo as zoo
 
 CASES = [

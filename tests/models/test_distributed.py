@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ferreport.models.distributed import worker_info
 from ferreport.errors import UsageError
+from ferreport.models.distributed import worker_info
 
 TIMEOUT_S = 300  # both workers together; a hung collective fails the test instead of the suite
 
@@ -36,7 +36,8 @@ def _tf_config(ports: list[int], index: int) -> str:
                        "task": {"type": "worker", "index": index}})
 
 
-def _run_workers(argv_of: callable, cwd: Path, env_extra: dict[str, str] | None = None) -> list[subprocess.CompletedProcess]:
+def _run_workers(argv_of: callable, cwd: Path,
+                 env_extra: dict[str, str] | None = None) -> list[subprocess.CompletedProcess]:
     """Start one process per worker, wait for all (bounded), return their results."""
     ports = _free_ports(2)
     procs = []
@@ -85,7 +86,7 @@ def test_worker_info_names_what_is_wrong(value, needle):
 
 def test_multiworker_needs_an_out_dir(sample_dataset, tmp_path, monkeypatch):
     from ferreport.config import RunConfig
-    from ferreport.cli.stages import train
+    from ferreport.models.train_stage import train
 
     monkeypatch.setenv("TF_CONFIG", _tf_config([1, 2], 0))
     with pytest.raises(UsageError, match="--out"):
@@ -149,7 +150,8 @@ def test_two_workers_resume_from_the_chiefs_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     outs = []
     for epochs, resume in ((1, "0"), (2, "1")):
-        results = _run_workers(lambda i: [sys.executable, str(script), str(run_dir), str(epochs), resume], tmp_path)
+        results = _run_workers(lambda i, e=epochs, r=resume: [sys.executable, str(script), str(run_dir), str(e), r],
+                               tmp_path)
         for r in results:
             assert r.returncode == 0, r.stderr[-3000:]
         outs.append([json.loads(r.stdout.strip().splitlines()[-1]) for r in results])

@@ -12,16 +12,16 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from ferreport.runs import folder as artifacts
-from ferreport.models.adapters import adapter_for
 from ferreport.cli.main import main
 from ferreport.config import TrainConfig
 from ferreport.constants import CLASS_NAMES
 from ferreport.errors import ModelError
+from ferreport.models.adapters import adapter_for
 from ferreport.models.finetune import initial_model, open_source
 from ferreport.models.onednn import crashing_layers, guard_model, model_crashing_layers
-from ferreport.evaluation.prediction import predict_proba
+from ferreport.models.prediction import predict_proba
 from ferreport.models.training import train_model
+from ferreport.runs import folder as artifacts
 from tests import model_zoo as zoo
 from tests.conftest import interrupt_in_epoch
 
@@ -182,7 +182,7 @@ def test_resumed_finetuning_repeats_the_uninterrupted_run(tmp_path):
 def test_few_training_faces_from_scratch_get_the_fine_tuning_hint(tmp_path, sample_dataset):
     """The hint names the measured gain and the flag; it is off at FEW_TRAINING_FACES and when fine-tuning."""
     from ferreport.config import FEW_TRAINING_FACES
-    from ferreport.cli.stages import few_faces_hint
+    from ferreport.models.train_stage import few_faces_hint
 
     assert "--init-from MODEL" in few_faces_hint(570, False) and "+0.11 macro-F1" in few_faces_hint(570, False)
     assert few_faces_hint(FEW_TRAINING_FACES, False) is None and few_faces_hint(10, True) is None

@@ -29,7 +29,7 @@ def data():
 
 
 def _collect(ds):
-    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds], strict=True)
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -70,7 +70,7 @@ def _layers_in_turn(xt, yt, batch_size, seed, epoch, class_weight=None):
         for layer in layers:
             x = layer(x, training=True)
         out.append((np.clip(x.numpy(), 0.0, 1.0), *(r.numpy() for r in rest)))
-    return [np.concatenate(parts) for parts in zip(*out)]
+    return [np.concatenate(parts) for parts in zip(*out, strict=True)]
 
 
 @pytest.mark.parametrize("pool", [1, 2])
@@ -81,9 +81,10 @@ def test_parallel_augmentation_equals_the_layers_own_stream(data, pool):
     ds = make_dataset(xt, yt, 8, training=True, augment=True, seed=5, epoch=2, class_weight=weights)
     options = tf.data.Options()
     options.threading.private_threadpool_size = pool
-    got = [np.concatenate(parts) for parts in zip(*(tuple(t.numpy() for t in b) for b in ds.with_options(options)))]
+    got = [np.concatenate(parts)
+           for parts in zip(*(tuple(t.numpy() for t in b) for b in ds.with_options(options)), strict=True)]
     assert len(got) == 3  # faces, one-hot labels, weights
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         np.testing.assert_array_equal(g, e)  # bit for bit, whatever the thread count
 
 

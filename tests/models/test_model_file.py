@@ -170,7 +170,7 @@ def test_compact_std_sees_faces_alike_in_any_light(tmp_path):
     brighter, contrastier = (x + 0.2).astype("float32"), (1.6 * x - 0.25).astype("float32")
     np.testing.assert_allclose(standardize.predict(brighter, verbose=0), z, atol=1e-4)  # exactly
     zc = standardize.predict(contrastier, verbose=0)  # up to the epsilon's slight scale change
-    for a, b in zip(zc, z):
+    for a, b in zip(zc, z, strict=True):
         assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9999
     moved_std = np.abs(model.predict(brighter, verbose=0) - p).max()
     moved_plain = np.abs(plain.predict(brighter, verbose=0) - plain.predict(x, verbose=0)).max()
@@ -224,11 +224,10 @@ def test_real_zero_bomb_is_refused_by_its_declared_size(tmp_path):
     from ferreport.models.model_file import check_model_archive
 
     bomb = tmp_path / "zeros.keras"
-    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
-        with zf.open("model.weights.h5", "w") as fh:
-            chunk = bytes(1 << 20)
-            for _ in range(64):
-                fh.write(chunk)
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("model.weights.h5", "w") as fh:
+        chunk = bytes(1 << 20)
+        for _ in range(64):
+            fh.write(chunk)
     assert bomb.stat().st_size < 1024**2
     with pytest.raises(ModelError, match=r"64 MiB|0\.1 GiB|limit"):
         check_model_archive(bomb, max_bytes=32 * 1024**2)
@@ -257,8 +256,9 @@ def test_fifo_model_is_refused_without_blocking(tmp_path, name):
     link.symlink_to(fifo)
     for path in (fifo, link):
         caught: list[BaseException] = []
-        t = threading.Thread(target=lambda p=path: caught.append(pytest.raises(ModelError, load_model, p).value),
-                             daemon=True)
+        t = threading.Thread(
+            target=lambda p=path, caught=caught: caught.append(pytest.raises(ModelError, load_model, p).value),
+            daemon=True)
         t.start()
         t.join(20)
         if t.is_alive():  # unblock the reader, then fail

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import math
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ import pytest
 
 from ferreport.errors import UsageError
 from ferreport.models.model_file import ARCHITECTURES, build_model, keras, load_model
-from ferreport.models.training import COSINE_FINAL_FRACTION, TrainConfig, scheduled_learning_rate, train_model
+from ferreport.models.schedule import COSINE_FINAL_FRACTION, scheduled_learning_rate
+from ferreport.models.training import TrainConfig, train_model
 from tests.conftest import pattern_faces
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,8 +64,8 @@ def test_warmup_then_cosine_schedule():
     lrs = [scheduled_learning_rate(cfg, 1e-3, s, spe) for s in range(10 * spe)]
     assert lrs[0] == pytest.approx(1e-4)                      # first warm-up step: base / (2 * 5)
     assert lrs[2 * spe - 1] == pytest.approx(1e-3)            # end of warm-up: the full rate
-    assert all(a < b for a, b in zip(lrs[: 2 * spe - 1], lrs[1: 2 * spe]))   # rises during warm-up
-    assert all(a >= b for a, b in zip(lrs[2 * spe:], lrs[2 * spe + 1:]))     # then only falls
+    assert all(a < b for a, b in zip(lrs[: 2 * spe - 1], lrs[1: 2 * spe], strict=True))   # rises during warm-up
+    assert all(a >= b for a, b in itertools.pairwise(lrs[2 * spe:]))     # then only falls
     assert lrs[-1] == pytest.approx(1e-3 * COSINE_FINAL_FRACTION)
     const = TrainConfig.from_recipe("seed", learning_rate=1e-3, warmup_epochs=1)
     assert [scheduled_learning_rate(const, 1e-3, s, 4) for s in (0, 3, 4, 100)] == pytest.approx(

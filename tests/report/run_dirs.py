@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ferreport.runs import folder as artifacts
 from ferreport.constants import CLASS_NAMES
-from ferreport.report.inputs import select_pool_rows
+from ferreport.evaluation.face_pool import select_pool_rows
+from ferreport.runs import folder as artifacts
 
 EVIL_SOURCE = "<script>alert(1)</script>&co.jpg"
 #: Likely confusions of a facial-expression model (true -> predicted).
@@ -71,6 +71,7 @@ def synthetic_predictions(n: int, seed: int = 0, *, labelled: bool = True) -> pd
 def make_run_dir(root: Path, n: int = 300, seed: int = 0, *, history: bool = True, summary: bool = True,
                  labelled: bool = True, metrics_extra: dict | None = None, drawn: bool = False) -> Path:
     """A complete run directory as the pipeline writes it, without TensorFlow."""
+    from ferreport.evaluation.label_noise import write_label_issue_rows
     from ferreport.evaluation.metrics import metrics_from_predictions
 
     root.mkdir(parents=True, exist_ok=True)
@@ -94,6 +95,7 @@ def make_run_dir(root: Path, n: int = 300, seed: int = 0, *, history: bool = Tru
     metrics = metrics_from_predictions(df, n_resamples=200, seed=0).to_dict()
     metrics.update(metrics_extra or {})
     (root / artifacts.METRICS).write_text(json.dumps(metrics, indent=2))
+    write_label_issue_rows(df, root)  # label_issues.csv and label_noise.json, as an evaluation stores them
     if history:
         e = np.arange(1, 6)
         pd.DataFrame({
@@ -102,7 +104,7 @@ def make_run_dir(root: Path, n: int = 300, seed: int = 0, *, history: bool = Tru
             "learning_rate": [1e-3, 1e-3, 1e-3, 5e-4, 5e-4], "seconds": [41.2, 39.8, 40.1, 40.5, 39.9],
         }).to_csv(root / artifacts.HISTORY, index=False)
     if summary:
-        counts = {c: int(v) for c, v in zip(CLASS_NAMES, (3671, 3995, 1088, 30537, 10559, 7060, 34883))}
+        counts = {c: int(v) for c, v in zip(CLASS_NAMES, (3671, 3995, 1088, 30537, 10559, 7060, 34883), strict=True)}
         (root / artifacts.DATA_SUMMARY).write_text(json.dumps({
             "dataset": "ExpW",
             "faces_read": 91793,

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ferreport.runs import folder as artifacts
 from ferreport.errors import UsageError
 from ferreport.report.audit import build_audit_context, is_audit_dir, write_audit_report
 from ferreport.report.render import render_html
-
+from ferreport.runs import folder as artifacts
 from tests.report.run_dirs import make_run_dir
 
 
@@ -36,7 +35,7 @@ def make_audit_dir(root: Path, *, labelled: bool, mode: str = "auto") -> Path:
 def test_labelled_audit_shows_the_scores_and_the_models_training_curves(tmp_path):
     run = make_audit_dir(tmp_path, labelled=True)
     assert is_audit_dir(run)
-    ctx = build_audit_context(run, n_resamples=50)
+    ctx = build_audit_context(run)
     assert ctx.kind == "audit" and ctx.n == 120 and ctx.n_rows == 120
     assert [s.id for s in ctx.sections] == ["overview", "scan", "distribution", "confidence", "faces", "training",
                                             "confusion", "per-class", "confused-pairs", "calibration", "label-issues",
@@ -51,13 +50,13 @@ def test_labelled_audit_shows_the_scores_and_the_models_training_curves(tmp_path
 
 def test_unlabelled_audit_leaves_the_scores_out(tmp_path):
     run = make_audit_dir(tmp_path, labelled=False, mode="detect")
-    ctx = build_audit_context(run, n_resamples=50)
+    ctx = build_audit_context(run)
     assert [s.id for s in ctx.sections] == ["overview", "scan", "distribution", "confidence", "faces", "provenance"]
     assert ctx.headline == () and ctx.n == 0
     assert "Faces without a true label" not in [w.title for w in ctx.warnings]
     faces = next(s for s in ctx.sections if s.id == "faces").data
     assert faces["available"] and faces["least_confident"] and faces["misclassified"] == []
-    paths = write_audit_report(run, ("html",), n_resamples=50)
+    paths = write_audit_report(run, ("html",))
     assert paths == {"html": run / artifacts.REPORT_HTML} and paths["html"].read_text().startswith("<!DOCTYPE html>")
 
 

@@ -13,11 +13,10 @@ from click.testing import CliRunner
 from scipy.stats import binomtest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from ferreport.runs import folder as artifacts
 from ferreport.cli.main import main
-from ferreport.report.compare import build_compare_context, compare_runs
 from ferreport.constants import CLASS_NAMES
-
+from ferreport.report.compare import build_compare_context, compare_runs
+from ferreport.runs import folder as artifacts
 from tests.report.run_dirs import make_run_dir
 
 
@@ -53,7 +52,7 @@ def test_compare_two_tiny_runs(tmp_path):
     assert result.files["pdf"].read_bytes().startswith(b"%PDF")
 
     da = _read(a)
-    db = _read(b).set_index(["source", "face_id"]).loc[list(zip(da.source, da.face_id))].reset_index()
+    db = _read(b).set_index(["source", "face_id"]).loc[list(zip(da.source, da.face_id, strict=True))].reset_index()
     t, pa, pb = da.true_label, da.pred_label, db.pred_label
     acc_a, acc_b = accuracy_score(t, pa), accuracy_score(t, pb)
     assert doc["n"] == len(da) and doc["same_test_set"] is True
@@ -127,7 +126,7 @@ def test_compare_cli_json_and_index(tmp_path):
 
 
 def test_flipped_faces_come_from_the_dataset_when_no_pool_has_them(tiny_expw, tmp_path):
-    from ferreport.datasets.preprocessing import prepare_dataset
+    from ferreport.datasets.face_cache import prepare_dataset
 
     ds = prepare_dataset(tiny_expw)
     idx = ds.index

@@ -10,9 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ferreport.runs import folder as artifacts
 from ferreport.errors import UsageError
-
+from ferreport.runs import folder as artifacts
 from tests.report.run_dirs import make_run_dir
 
 # --------------------------------------------------------------------------- HTML inspection
@@ -75,7 +74,7 @@ def rendered(tmp_path_factory):
     from ferreport.report import write_report
 
     run = make_run_dir(tmp_path_factory.mktemp("run") / "run-1", drawn=True)
-    paths = write_report(run, ("html",), n_resamples=200, seed=0)
+    paths = write_report(run, ("html",))
     return run, paths
 
 
@@ -85,7 +84,7 @@ def printed(rendered):
     from ferreport.report import write_report
 
     run, _ = rendered
-    return run, write_report(run, ("html", "pdf"), n_resamples=200, seed=0)
+    return run, write_report(run, ("html", "pdf"))
 
 
 # --------------------------------------------------------------------------- tests
@@ -163,32 +162,43 @@ def test_failed_render_leaves_no_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(render, "render_pdf", boom)
     with pytest.raises(RuntimeError):
-        write_report(run, ("pdf",), n_resamples=20)
+        write_report(run, ("pdf",))
     assert not (run / artifacts.REPORT_PDF).exists()
     assert not [p.name for p in run.iterdir() if ".part" in p.name]
 
 
 def test_empty_and_tiny_predictions_render(tmp_path):
-    from ferreport.report import build_report_context, load_run, render_html
+    from ferreport.evaluation.label_noise import write_label_issue_rows
+    from ferreport.evaluation.metrics import metrics_from_predictions
+    from ferreport.evaluation.stored_run import load_run
+    from ferreport.report import build_report_context, render_html
+    from ferreport.runs.folder import RunFolder
+
+    def evaluated(frame):  # predictions.csv with the metrics and labels to check an evaluation stores beside it
+        frame.to_csv(run / artifacts.PREDICTIONS, index=False)
+        stored = RunFolder(run).read_predictions()
+        RunFolder(run).write_metrics(metrics_from_predictions(stored, n_resamples=20).to_dict())
+        write_label_issue_rows(stored, run)
 
     run = make_run_dir(tmp_path / "run", n=60, history=False)
     df = pd.read_csv(run / artifacts.PREDICTIONS, keep_default_na=False)
     (run / artifacts.FACES_POOL).unlink()
-    df.iloc[:0].to_csv(run / artifacts.PREDICTIONS, index=False)
-    html = render_html(build_report_context(load_run(run), n_resamples=20))
+    evaluated(df.iloc[:0])
+    html = render_html(build_report_context(load_run(run)))
     assert "No face has a true label" in html
-    df.iloc[:1].to_csv(run / artifacts.PREDICTIONS, index=False)
-    html = render_html(build_report_context(load_run(run), n_resamples=20))
+    evaluated(df.iloc[:1])
+    html = render_html(build_report_context(load_run(run)))
     assert "Per-class metrics" in html
 
 
 def test_missing_optional_artefacts_are_explained(tmp_path):
-    from ferreport.report import build_report_context, load_run, render_html
+    from ferreport.evaluation.stored_run import load_run
+    from ferreport.report import build_report_context, render_html
 
     run = make_run_dir(tmp_path / "run", n=120, history=False, summary=False)
     (run / artifacts.FACES_POOL).unlink()
     (run / artifacts.CONFIG).unlink()
-    ctx = build_report_context(load_run(run), n_resamples=50)
+    ctx = build_report_context(load_run(run))
     html = render_html(ctx)
     assert "Evaluated without a training history" in html
     assert "Data summary unavailable" in html
@@ -197,13 +207,14 @@ def test_missing_optional_artefacts_are_explained(tmp_path):
 
 
 def test_warnings_are_shown_first(tmp_path):
-    from ferreport.report import build_report_context, load_run, render_html
+    from ferreport.evaluation.stored_run import load_run
+    from ferreport.report import build_report_context, render_html
 
     run = make_run_dir(tmp_path / "run", n=120, metrics_extra={
         "collapse": {"class": "happy", "share": 0.97},
         "warnings": ["val loss rose for 3 epochs <early stop>", {"title": "Small test split", "message": "n=120"}],
     })
-    ctx = build_report_context(load_run(run), n_resamples=50)
+    ctx = build_report_context(load_run(run))
     titles = [w.title for w in ctx.warnings]
     assert titles[0] == "Prediction collapse" and "Small test split" in titles
     html = render_html(ctx)
@@ -212,10 +223,11 @@ def test_warnings_are_shown_first(tmp_path):
 
 
 def test_unlabelled_predictions_render(tmp_path):
-    from ferreport.report import build_report_context, load_run, render_html
+    from ferreport.evaluation.stored_run import load_run
+    from ferreport.report import build_report_context, render_html
 
     run = make_run_dir(tmp_path / "run", n=80, labelled=False, history=False)
-    ctx = build_report_context(load_run(run), n_resamples=50)
+    ctx = build_report_context(load_run(run))
     html = render_html(ctx)
     assert "No face has a true label" in html
     assert "Most confident predictions, per predicted class" in html
@@ -223,22 +235,24 @@ def test_unlabelled_predictions_render(tmp_path):
 
 
 def test_rendering_is_deterministic(tmp_path):
-    from ferreport.report import build_report_context, load_run, render_html
+    from ferreport.evaluation.stored_run import load_run
+    from ferreport.report import build_report_context, render_html
 
     run = make_run_dir(tmp_path / "run", n=100)
-    a = render_html(build_report_context(load_run(run), n_resamples=50, seed=3))
-    b = render_html(build_report_context(load_run(run), n_resamples=50, seed=3))
+    a = render_html(build_report_context(load_run(run)))
+    b = render_html(build_report_context(load_run(run)))
     assert a == b
 
 
 def test_headline_numbers_match_metrics(tmp_path):
     from ferreport.evaluation.metrics import metrics_from_predictions
-    from ferreport.report import build_report_context, load_run
+    from ferreport.evaluation.stored_run import load_run
+    from ferreport.report import build_report_context
 
     run = make_run_dir(tmp_path / "run", n=150)
     art = load_run(run)
-    ctx = build_report_context(art, n_resamples=100, seed=1)
-    bundle = metrics_from_predictions(art.predictions, n_resamples=100, seed=1)
+    ctx = build_report_context(art)
+    bundle = metrics_from_predictions(art.predictions, n_resamples=200, seed=0)  # what make_run_dir stored
     head = {h.key: h for h in ctx.headline}
     assert head["accuracy"].value == pytest.approx(bundle.classification.accuracy)
     assert head["macro_f1"].low == pytest.approx(bundle.ci["macro_f1"].low)
@@ -262,7 +276,7 @@ def test_report_needs_neither_tensorflow_nor_pyplot(tmp_path):
     code = (
         "import sys\n"
         "from ferreport.report import write_report\n"
-        f"write_report({str(run)!r}, ('html',), n_resamples=20)\n"
+        f"write_report({str(run)!r}, ('html',))\n"
         "bad = [m for m in ('tensorflow', 'keras', 'matplotlib.pyplot') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -271,7 +285,8 @@ def test_report_needs_neither_tensorflow_nor_pyplot(tmp_path):
 
 
 def test_training_section_names_the_monitor_that_chose_the_best_epoch(tmp_path):
-    from ferreport.report import build_report_context, load_run, render_html
+    from ferreport.evaluation.stored_run import load_run
+    from ferreport.report import build_report_context, render_html
 
     run = make_run_dir(tmp_path / "run", n=120)
     h = pd.read_csv(run / artifacts.HISTORY)
@@ -279,10 +294,46 @@ def test_training_section_names_the_monitor_that_chose_the_best_epoch(tmp_path):
     h.to_csv(run / artifacts.HISTORY, index=False)
     cfg = json.loads((run / artifacts.CONFIG).read_text())
     (run / artifacts.CONFIG).write_text(json.dumps({**cfg, "monitor": "val_macro_f1"}))
-    html = render_html(build_report_context(load_run(run), n_resamples=50))
+    html = render_html(build_report_context(load_run(run)))
     assert "Best epoch (highest validation macro-F1)" in html and "lowest validation loss" not in html
     assert "<th>Validation macro-F1</th>" in html and "Validation macro-F1 at best epoch" in html
     assert re.search(r'<tr class="best"><td>5</td>', html)
     (run / artifacts.CONFIG).write_text(json.dumps(cfg))  # older runs: no monitor recorded -> val_loss
-    html = render_html(build_report_context(load_run(run), n_resamples=50))
+    html = render_html(build_report_context(load_run(run)))
     assert "Best epoch (lowest validation loss)" in html and re.search(r'<tr class="best"><td>4</td>', html)
+
+
+def test_the_report_shows_the_stored_figures_and_recomputes_none(tmp_path):
+    """Compute once, render what is stored: an edited metrics.json is what the page shows."""
+    import shutil
+
+    from ferreport.evaluation.stored_run import load_run
+    from ferreport.report import build_report_context, render_html
+
+    run = make_run_dir(tmp_path / "run", n=150)
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    doc = json.loads((copy / artifacts.METRICS).read_text())
+    assert abs(doc["accuracy"] - 0.777) > 0.01 and abs(doc["per_class"]["happy"]["f1"] - 0.0123) > 0.01
+    doc["accuracy"], doc["ci"]["accuracy"] = 0.777, [0.701, 0.852]
+    doc["per_class"]["happy"]["f1"] = 0.0123
+    (copy / artifacts.METRICS).write_text(json.dumps(doc))
+    ctx = build_report_context(load_run(copy))
+    head = {h.key: h for h in ctx.headline}
+    assert (head["accuracy"].value, head["accuracy"].low, head["accuracy"].high) == (0.777, 0.701, 0.852)
+    html = render_html(ctx)
+    assert '<div class="tile-value">77.7%</div>' in html and "70.1%–85.2%" in html
+    assert "<td><strong>0.012</strong> " in html
+    assert "77.7%" not in render_html(build_report_context(load_run(run)))
+
+
+def test_a_report_without_stored_metrics_names_the_file_and_the_fix(tmp_path):
+    from click.testing import CliRunner
+
+    from ferreport.cli.main import main
+
+    run = make_run_dir(tmp_path / "run", n=60)
+    (run / artifacts.METRICS).write_text("{ not json")
+    r = CliRunner().invoke(main, ["report", str(run), "--format", "html"])
+    assert r.exit_code == 3 and f"{run / artifacts.METRICS}: missing or unreadable" in r.stderr, r.stderr
+    assert "ferreport evaluate" in r.stderr and not (run / artifacts.REPORT_HTML).exists()

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ferreport.runs import folder as artifacts
-from ferreport.evaluation.label_noise import LABEL_ISSUES_FILE
-from ferreport.report import build_report_context, load_run, render_html
+from ferreport.evaluation.saliency import write_saliency
+from ferreport.evaluation.stored_run import load_run
+from ferreport.report import build_report_context, render_html
 from ferreport.report.context import ThumbnailLimits
-from ferreport.evaluation.saliency import SALIENCY_FILE, write_saliency
+from ferreport.runs import folder as artifacts
+from ferreport.runs.folder import LABEL_ISSUES
 from tests.report.run_dirs import make_run_dir
 
 #: What a report with saliency and labels to check may weigh (the synthetic run's 300 faces fill every grid).
@@ -25,7 +26,7 @@ def with_saliency(run, seed: int = 0):
     with np.load(run / artifacts.FACES_POOL) as npz:
         rows = npz["rows"]
     rng = np.random.default_rng(seed)
-    write_saliency(run / SALIENCY_FILE, rows, rng.random((len(rows), 8, 8)),
+    write_saliency(run, rows, rng.random((len(rows), 8, 8)),
                    {"available": True, "method": "grad-cam", "layer": "conv<b>4</b>", "faces": len(rows),
                     "seconds": 0.5, "map_size": [8, 8], "target": "log-probability of the predicted class"})
     return run
@@ -36,15 +37,15 @@ def section(ctx, sid):
 
 
 def test_the_csv_rows_are_what_the_report_shows(tmp_path):
-    from ferreport.evaluation.evaluate import write_label_issue_rows
-    from ferreport.report.inputs import read_predictions_csv
+    from ferreport.evaluation.label_noise import write_label_issue_rows
+    from ferreport.runs.folder import RunFolder
 
     run = make_run_dir(tmp_path / "run", n=400)
-    shown_rows = write_label_issue_rows(read_predictions_csv(run / artifacts.PREDICTIONS), run)
-    csv = pd.read_csv(run / LABEL_ISSUES_FILE, dtype={"source": str, "face_id": str}, keep_default_na=False)
-    ctx = build_report_context(load_run(run), n_resamples=20)
+    shown_rows = write_label_issue_rows(RunFolder(run).read_predictions(), run)
+    csv = pd.read_csv(run / LABEL_ISSUES, dtype={"source": str, "face_id": str}, keep_default_na=False)
+    ctx = build_report_context(load_run(run))
     d = section(ctx, "label-issues").data
-    assert d["available"] and d["n_flagged"] == len(csv) > 0 and d["csv"] == LABEL_ISSUES_FILE
+    assert d["available"] and d["n_flagged"] == len(csv) > 0 and d["csv"] == LABEL_ISSUES
     grid = [(g["source"], g["face_id"], g["given"], g["suggested"], round(g["score"], 4)) for g in d["grid"]]
     head = [tuple(r) for r in csv.head(len(grid)).itertuples(index=False)]
     assert grid == [(s, f, gv, sg, round(float(sc), 4)) for s, f, gv, sg, sc in head]
@@ -57,13 +58,13 @@ def test_the_csv_rows_are_what_the_report_shows(tmp_path):
 
 def test_labels_to_check_without_labels_says_why(tmp_path):
     run = make_run_dir(tmp_path / "run", n=120, labelled=False)
-    html = render_html(build_report_context(load_run(run), n_resamples=20))
+    html = render_html(build_report_context(load_run(run)))
     assert "No labels to check: needs at least 10 labelled faces" in html
 
 
 def test_overlays_sit_beside_the_faces_with_a_css_toggle_and_no_script(tmp_path):
     run = with_saliency(make_run_dir(tmp_path / "run", n=300))
-    html = render_html(build_report_context(load_run(run), n_resamples=20))
+    html = render_html(build_report_context(load_run(run)))
     assert "<script" not in html
     assert html.count('type="checkbox" class="sal-toggle"') == 3      # pairs, faces, labels to check
     assert ".sal-toggle:checked ~ * .thumb .sal" in html
@@ -75,11 +76,11 @@ def test_size_limits_hold_for_every_thumbnail_and_the_page(tmp_path):
     """Every face and overlay data URI <= ThumbnailLimits.max_uri_bytes; the page <= MAX_HTML_BYTES."""
     limits = ThumbnailLimits()
     run = with_saliency(make_run_dir(tmp_path / "run", n=300, drawn=True))
-    from ferreport.evaluation.evaluate import write_label_issue_rows
-    from ferreport.report.inputs import read_predictions_csv
+    from ferreport.evaluation.label_noise import write_label_issue_rows
+    from ferreport.runs.folder import RunFolder
 
-    write_label_issue_rows(read_predictions_csv(run / artifacts.PREDICTIONS), run)
-    html = render_html(build_report_context(load_run(run), n_resamples=20))
+    write_label_issue_rows(RunFolder(run).read_predictions(), run)
+    html = render_html(build_report_context(load_run(run)))
     uris = re.findall(r'src="(data:image/jpeg;base64,[^"]+)"', html)
     assert len(uris) > 100
     assert max(map(len, uris)) <= limits.max_uri_bytes
@@ -103,10 +104,10 @@ def test_the_pdf_prints_faces_and_overlays_side_by_side_within_its_size_limit(tm
     from ferreport.report import write_report
 
     run = with_saliency(make_run_dir(tmp_path / "run", n=300, drawn=True))
-    paths = write_report(run, ("pdf",), n_resamples=20)
+    paths = write_report(run, ("pdf",))
     pdf = paths["pdf"].read_bytes()
     assert pdf.startswith(b"%PDF") and len(pdf) <= MAX_PDF_BYTES
     bare = make_run_dir(tmp_path / "bare", n=300, drawn=True)
-    plain = write_report(bare, ("pdf",), n_resamples=20)["pdf"].read_bytes()
+    plain = write_report(bare, ("pdf",))["pdf"].read_bytes()
     # every shown face also prints its overlay: about twice the JPEGs
     assert pdf.count(b"/DCTDecode") >= 1.6 * plain.count(b"/DCTDecode")

@@ -11,9 +11,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from ferreport.runs import folder as artifacts
 from ferreport.report.history import INDEX_HTML, LOCK_FILE, index_lock, scan_runs, update_index
-
+from ferreport.runs import folder as artifacts
 from tests.report.run_dirs import make_run_dir
 
 

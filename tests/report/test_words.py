@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ferreport.runs import folder as artifacts
-from ferreport.report import build_report_context, load_run, render_html
+from ferreport.evaluation.stored_run import load_run
+from ferreport.report import build_report_context, render_html
 from ferreport.report.words import GLOSSARY, Terms, data_facts, provenance_groups
-
+from ferreport.runs import folder as artifacts
 from tests.report.run_dirs import make_run_dir
 
 #: data_summary.json, provenance.json and config.json as `ferreport run` writes them today.
@@ -64,7 +64,7 @@ def _real_run(root: Path) -> Path:
 
 
 def _section(page: str, sid: str) -> str:
-    m = re.search(r'<section class="section[^"]*" id="%s">(.*?)</section>' % sid, page, re.S)
+    m = re.search(rf'<section class="section[^"]*" id="{sid}">(.*?)</section>', page, re.S)
     assert m, sid
     return m.group(1)
 
@@ -79,7 +79,7 @@ def _visible(fragment: str) -> str:
 @pytest.fixture(scope="module")
 def page(tmp_path_factory) -> tuple[Path, str]:
     run = _real_run(tmp_path_factory.mktemp("words") / "run")
-    return run, render_html(build_report_context(load_run(run), n_resamples=50))
+    return run, render_html(build_report_context(load_run(run)))
 
 
 def test_data_section_names_every_field_in_words(page):
@@ -164,8 +164,8 @@ def test_terms_are_explained_where_used_and_listed_at_the_end(page):
     _, html = page
     for key in ("ece", "mce", "brier", "log_loss", "macro_f1", "ci"):
         name, explanation = GLOSSARY[key]
-        assert re.search(r'<abbr class="term" title="%s">' % re.escape(str(htmllib.escape(explanation, quote=True))
-                                                                      .replace("&#x27;", "&#39;")), html), key
+        assert re.search(r'<abbr class="term" title="{}">'.format(re.escape(str(htmllib.escape(explanation, quote=True))
+                                                                      .replace("&#x27;", "&#39;"))), html), key
     terms = _visible(_section(html, "terms"))
     for key in ("ece", "mce", "brier", "log_loss", "macro_f1", "ci"):
         name, explanation = GLOSSARY[key]
@@ -183,7 +183,6 @@ def test_terms_unknown_keys_stay_plain_escaped_text():
 
 def test_comparison_page_explains_mcnemar_and_paired_intervals(tmp_path):
     from ferreport.report.compare import build_compare_context, render_compare_html
-
     from tests.report.test_compare import make_pair
 
     a, b = make_pair(tmp_path / "reports", n=120)
@@ -219,6 +218,6 @@ def test_report_notices_are_the_pages_warnings_as_console_lines(tmp_path):
         "collapse": {"reasons": ["best validation accuracy 0.16 never beat the majority class"],
                      "likely_causes": ["too few epochs (1)"]}})
     lines = report_notices(run)
-    page = [w.title for w in build_report_context(load_run(run), n_resamples=20).warnings]
+    page = [w.title for w in build_report_context(load_run(run)).warnings]
     assert len(lines) == len(page) and lines[0].startswith("warning: Prediction collapse: training did not learn")
     assert all(line.startswith(("warning: ", "note: ")) and "{" not in line for line in lines)

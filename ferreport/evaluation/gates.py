@@ -41,10 +41,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ferreport.runs import folder as artifacts
 from ferreport.constants import CLASS_NAMES
 from ferreport.errors import UsageError
+from ferreport.evaluation.drift import read_drift
 from ferreport.evaluation.metrics import round_metric
+from ferreport.evaluation.slices import read_slices
+from ferreport.runs import folder as artifacts
 
 __all__ = [
     "GATES_FILE",
@@ -157,8 +159,6 @@ def metric_value(metrics: Mapping[str, Any] | None, key: str) -> float | None:
 
 def gate_inputs(run_dir: str | Path, metrics: Mapping[str, Any]) -> dict[str, Any]:
     """``metrics`` with the slice and drift keys added from the run's slices.json and drift.json (when present)."""
-    from ferreport.evaluation.drift import read_drift
-    from ferreport.evaluation.slices import read_slices
 
     out = dict(metrics)
     for doc, keys in ((read_slices(Path(run_dir)), SLICE_KEYS),
@@ -218,7 +218,8 @@ def parse_gate_specs(kind: str, specs: Iterable[str]) -> tuple[GateSpec, ...]:
         if kind == "fail_under" and not higher_is_better(key):
             raise UsageError(f"{option} {spec}: {key} is better when lower; use --fail-over {key}={raw_value.strip()}")
         if kind == "fail_over" and higher_is_better(key):
-            raise UsageError(f"{option} {spec}: {key} is better when higher; use --fail-under {key}={raw_value.strip()}")
+            raise UsageError(f"{option} {spec}: {key} is better when higher; "
+                             f"use --fail-under {key}={raw_value.strip()}")
         value = _parse_value(option, spec, key, raw_value)
         if key in seen:
             raise UsageError(f"{option}: {key} is given twice ({seen[key]} and {spec}); keep one")
@@ -411,8 +412,8 @@ def junit_xml(results: Sequence[GateResult], *, suite: str = "ferreport.quality-
             if v is not None:
                 ET.SubElement(props, "property", {"name": _xml_text(k), "value": _xml_text(v)})
     for r in results:
-        tc = ET.SubElement(ts, "testcase", {"classname": f"ferreport.runs.gates.{r.kind}", "name": _xml_text(r.name),
-                                            "time": "0"})
+        tc = ET.SubElement(ts, "testcase", {"classname": f"ferreport.evaluation.gates.{r.kind}",
+                                            "name": _xml_text(r.name), "time": "0"})
         if r.passed:
             ET.SubElement(tc, "system-out").text = _xml_text(r.message)
         else:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ferreport.errors import UsageError
-from ferreport.report.inputs import load_run, select_pool_rows
-
+from ferreport.evaluation.face_pool import select_pool_rows
+from ferreport.evaluation.stored_run import load_run
 from tests.report.run_dirs import synthetic_predictions
 
 

@@ -10,14 +10,15 @@ ferreport model the results equal ``model.predict(faces / 255.0)``.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from ferreport.datasets.face_cache import check_faces
 from ferreport.models.adapters import ModelAdapter, adapter_for
-from ferreport.datasets.preprocessing import check_faces
 
 __all__ = ["predict_proba"]
 
@@ -28,15 +29,11 @@ def _adapter(model: Any) -> ModelAdapter:
     """The adapter of ``model``, made once per Keras model (its traced function is reused)."""
     if isinstance(model, ModelAdapter):
         return model
-    try:
+    with contextlib.suppress(KeyError, TypeError):  # not seen yet, or unhashable
         return _ADAPTERS[model]
-    except (KeyError, TypeError):
-        pass
     adapter = adapter_for(model)
-    try:
+    with contextlib.suppress(TypeError):  # unhashable model: no caching
         _ADAPTERS[model] = adapter
-    except TypeError:  # unhashable model: no caching
-        pass
     return adapter
 
 

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest
 
-from ferreport.runs import folder as artifacts
 from ferreport.constants import CLASS_NAMES
 from ferreport.errors import DatasetError
 from ferreport.evaluation.metrics import (
@@ -41,9 +41,10 @@ from ferreport.evaluation.metrics import (
     round_metric,
     stats_from_cms,
 )
+from ferreport.runs import folder as artifacts
 
 if TYPE_CHECKING:
-    from ferreport.report.inputs import RunArtifacts
+    from ferreport.evaluation.stored_run import RunArtifacts
 
 __all__ = [
     "OVERALL",
@@ -161,7 +162,6 @@ class McNemar:
 
 def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
     """McNemar's exact test of paired correctness (two-sided)."""
-    from scipy.stats import binomtest
 
     ca, cb = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     b = int((ca & ~cb).sum())
@@ -267,7 +267,7 @@ def compare_document(a: RunArtifacts, b: RunArtifacts, pairing: Pairing, *, n_re
     deltas["macro_precision"] = _delta_entry(ma.macro_precision, mb.macro_precision, None)
     deltas["macro_recall"] = _delta_entry(ma.macro_recall, mb.macro_recall, None)
     per_class = {}
-    for ca, cb in zip(ma.per_class, mb.per_class):
+    for ca, cb in zip(ma.per_class, mb.per_class, strict=True):
         per_class[ca.name] = {metric: _delta_entry(getattr(ca, metric), getattr(cb, metric),
                                                    ivs.get(f"{metric}/{ca.name}")) for metric in PER_CLASS}
         per_class[ca.name]["support"] = ca.support

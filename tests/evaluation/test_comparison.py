@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ferreport.runs.comparison import mcnemar_test, paired_bootstrap
+from ferreport.evaluation.comparison import mcnemar_test, paired_bootstrap
 
 
 def test_paired_bootstrap_is_deterministic_and_mcnemar_counts():

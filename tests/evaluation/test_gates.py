@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from ferreport.errors import UsageError
-from ferreport.runs.gates import (
+from ferreport.evaluation.gates import (
     evaluate_gates,
     format_gate_lines,
     gates_document,
@@ -151,7 +151,8 @@ def test_gates_document_records_the_verdict_and_baseline_deltas(tmp_path):
 
 def test_junit_has_one_test_case_per_gate_and_is_escape_safe():
     res = evaluate_gates(_metrics(), parse_gate_specs("fail_under", ["accuracy=0.9", "f1.fear=0.1"]),
-                         baseline_metrics=_metrics(accuracy=0.9), max_drop=parse_gate_specs("max_drop", ["accuracy=0.2"]))
+                         baseline_metrics=_metrics(accuracy=0.9),
+                         max_drop=parse_gate_specs("max_drop", ["accuracy=0.2"]))
     text = junit_xml(res, properties={"run_dir": 'reports/<run> & "co"\x01', "baseline": None})
     root = ET.fromstring(text.encode())
     suite = root.find("testsuite")
@@ -173,7 +174,7 @@ def test_junit_without_gates_is_an_empty_passing_suite():
 
 
 def test_training_gate_fails_only_an_interrupted_training():
-    from ferreport.runs.gates import training_gate
+    from ferreport.evaluation.gates import training_gate
 
     bad = training_gate({"training": {"complete": False, "epochs_run": 1, "epochs": 3}})
     assert not bad.passed and "interrupted after epoch 1 of 3" in bad.message and bad.kind == "fail_on_incomplete"
