@@ -1,14 +1,13 @@
 """The classifier: architectures, training (resumable, fine-tuning), the input contract, and one
 adapter over any model file (Keras, HDF5, SavedModel, ONNX) for batch prediction.
 
-The names below are the package's public API; each is imported from its module on first use, so
-importing the package loads nothing heavy (TensorFlow, OpenCV) until a name that needs it is used.
+The names below are the package's public API, each imported from its module on first use
+(:mod:`ferreport.lazy`).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ferreport.lazy import lazy_exports
 
 #: Public name -> the module of this package that defines it.
 EXPORTS: dict[str, str] = {
@@ -30,12 +29,4 @@ EXPORTS: dict[str, str] = {
 }
 __all__ = sorted(EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, EXPORTS)
