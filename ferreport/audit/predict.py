@@ -107,7 +107,7 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     if config.saliency and config.saliency_layer and adapter.keras_model is not None:
         target_layer(adapter.keras_model, config.saliency_layer)  # a wrong --saliency-layer stops before the scan
     model_sha = model_fingerprint(resolved.path)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    RunFolder(run_dir).create("audit")
     job = AuditJob(folder=folder, run_dir=run_dir, faces=faces, label_of=label_of, model=resolved,
                    model_sha=model_sha, formats=formats, chunk_size=chunk_size, batch_size=batch_size,
                    workers=workers if workers is not None else min(os.cpu_count() or 1, 8),

@@ -10,8 +10,9 @@ travels one way: command -> stage -> report. This is the only layer that renders
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,21 @@ from ferreport.evaluation.label_issues import label_audit
 from ferreport.models.train_stage import train as train_run
 from ferreport.progress import echo, stage
 from ferreport.report import is_audit_dir, report_notices, update_index, write_audit_report, write_report
-from ferreport.report.compare import compare_runs, summary_lines
+from ferreport.report.compare import compare_runs, default_out, summary_lines
 from ferreport.report.label_issues import label_audit_page
 from ferreport.runs.atomic import FolderReplacement
-from ferreport.runs.folder import CONFIG, PREDICTIONS, RunFolder, check_run_dir, check_writable, clean_run_dir
+from ferreport.runs.folder import (
+    CONFIG,
+    PREDICTIONS,
+    RunFolder,
+    check_apart,
+    check_replaceable,
+    check_run_dir,
+    check_writable,
+    clean_run_dir,
+    folder_lock,
+    new_run_id,
+)
 
 
 def _renderer(formats: tuple[str, ...]) -> Callable[[Path], dict[str, Path]] | None:
@@ -69,47 +81,78 @@ def prepare(config: RunConfig, *, progress: bool = False) -> list[str]:
     return [format_summary(summary), cache]
 
 
-def replacement(out: Path | None, force: bool, *, resume: bool = False,
-                strategy: str = "auto") -> FolderReplacement | None:
-    """``--force`` on an ``--out`` that holds files: the staged replacement to write into (None: write in place).
+@dataclass
+class Output:
+    """Where a command writes: the ``final`` folder, and the staged copy it builds first (``swap``).
 
-    The old folder stays until the new one is complete (:class:`ferreport.runs.atomic.FolderReplacement`).
+    With a staged copy the new folder, reports included, is built beside the final one and swapped
+    in only when complete (:class:`ferreport.runs.atomic.FolderReplacement`): at any moment of
+    Ctrl-C, ``kill`` or a crash the final folder is the old one, whole, or the new one, whole.
+    Without one (a training that starts a new folder: an interrupted one is kept, to ``--resume``)
+    the command writes in place.
     """
-    if not force:
-        return None
-    if resume:
+
+    final: Path
+    swap: FolderReplacement | None = None
+
+    @property
+    def work(self) -> Path:
+        """The folder the command writes into now."""
+        return self.swap.staged if self.swap is not None else self.final
+
+    def abort(self) -> None:
+        if self.swap is not None:
+            self.swap.abort()
+
+    def commit(self) -> Path:
+        """The staged folder swapped in (the old one removed); the final folder."""
+        if self.swap is not None:
+            self.swap.commit()
+            self.swap = None
+        return self.final
+
+
+def output(out: Path, force: bool, *, inputs: Mapping[str, Path | None], stage: bool = True,
+           resume: bool = False, strategy: str = "auto", can_resume: bool = False) -> Output:
+    """Check ``out`` before any work and decide how it is written (call under :func:`folder_lock`).
+
+    ``out`` must lie apart from every input (:func:`ferreport.runs.folder.check_apart`); without
+    ``--force`` it must be empty or absent; ``--force`` replaces only a folder ferreport wrote
+    (:func:`ferreport.runs.folder.check_replaceable`), once the new one is complete. ``stage``
+    builds even a new folder aside first (False: only a replacement is staged).
+    """
+    out = Path(out)
+    if force and resume:
         raise UsageError("--force replaces --out and --resume continues it: pass only one of them")
-    if strategy == "multiworker":
+    if force and strategy == "multiworker":
         raise UsageError("--force cannot be used with --strategy multiworker (the workers share --out); "
                          "remove the folder or choose another --out")
-    if out is None or not Path(out).is_dir() or not any(Path(out).iterdir()):
-        return None
-    check_writable(Path(out))
-    return FolderReplacement(out)
+    check_apart(out, inputs)
+    if resume or strategy == "multiworker":
+        return Output(out)
+    check_writable(out)
+    holds_files = out.is_dir() and any(out.iterdir())
+    if force:
+        check_replaceable(out)
+    else:
+        check_run_dir(out, can_resume=can_resume)
+    if not stage and not (force and holds_files):
+        return Output(out)
+    return Output(out, FolderReplacement(out))
 
 
-def _staged(config: Any, swap: FolderReplacement | None) -> Any:
-    """``config`` writing into the staged folder of ``swap`` (unchanged without one)."""
-    if swap is None:
-        return config
-    return config.with_values(out=swap.staged) if isinstance(config, RunConfig) else replace(config, out=swap.staged)
-
-
-def _built(swap: FolderReplacement | None, work: Callable[[], Any]) -> Any:
-    """``work()``; then the staged folder replaces the old one, or is dropped if ``work`` failed."""
+def _built(target: Output, work: Callable[[], Any]) -> Any:
+    """``work()``; the staged folder is dropped (the old one left as it was) if it fails or is stopped."""
     try:
-        result = work()
+        return work()
     except BaseException:
-        if swap is not None:
-            swap.abort()
+        target.abort()
         raise
-    if swap is not None:
-        swap.commit()
-    return result
 
 
-def _final(run_dir: Path, swap: FolderReplacement | None) -> Path:
-    return swap.final if swap is not None else Path(run_dir)
+def _new_out(out: Path | None, reports_dir: Path) -> Path:
+    """``--out``, or a new run id under the reports folder."""
+    return Path(out) if out is not None else Path(reports_dir) / new_run_id()
 
 
 def _conclude(console: Console, outcome: Outcome, metrics: dict[str, Any], *, collapse: bool = True) -> None:
@@ -120,79 +163,121 @@ def _conclude(console: Console, outcome: Outcome, metrics: dict[str, Any], *, co
         console.echo(path)
 
 
+def _training_lock(config: RunConfig, final: Path) -> contextlib.AbstractContextManager[None]:
+    """The output folder's lock; none for ``--strategy multiworker``, whose workers share --out by design
+    (only the chief writes it)."""
+    return contextlib.nullcontext() if config.strategy == "multiworker" else folder_lock(final)
+
+
+def _training_inputs(config: RunConfig) -> dict[str, Path | None]:
+    return {"--data": config.data, "--init-from": getattr(config, "init_from", None)}
+
+
 def train(config: RunConfig, *, progress: bool = False, force: bool = False) -> list[Path]:
     """prepare -> train; the files written (the run folder's model, history, config, splits)."""
-    swap = replacement(config.out, force, resume=config.resume, strategy=config.strategy)
-    run_dir = _final(_built(swap, lambda: train_run(_staged(config, swap), progress=progress)), swap)
+    final = _new_out(config.out, config.reports_dir)
+    with _training_lock(config, final):
+        target = output(final, force, inputs=_training_inputs(config), stage=False, resume=config.resume,
+                        strategy=config.strategy, can_resume=True)
+        _built(target, lambda: train_run(config.with_values(out=target.work), progress=progress))
+        run_dir = target.commit()
     return RunFolder(run_dir).trained_files() or [run_dir]
 
 
 def run(config: RunConfig, plan: GatePlan, console: Console, *, progress: bool = False,
         force: bool = False) -> Outcome | None:
     """(sample ->) prepare -> train -> evaluate -> gates -> report."""
-    swap = replacement(config.out, force, resume=config.resume, strategy=config.strategy)
+    final = _new_out(config.out, config.reports_dir)
+    with _training_lock(config, final):
+        target = output(final, force, inputs=_training_inputs(config), stage=False, resume=config.resume,
+                        strategy=config.strategy, can_resume=True)
 
-    def work() -> tuple[Path, dict[str, Any] | None]:
-        run_dir = train_run(_staged(config, swap), progress=progress)
-        if config.strategy == "multiworker":
-            from ferreport.models.distributed import worker_info  # TensorFlow: loaded by training already
+        def work() -> Outcome | None:
+            run_dir = train_run(config.with_values(out=target.work), progress=progress)
+            if config.strategy == "multiworker":
+                from ferreport.models.distributed import worker_info  # TensorFlow: loaded by training already
 
-            if not worker_info()["chief"]:  # the chief evaluates and reports
-                return run_dir, None
-        explain = ModelConfig(saliency=config.saliency, saliency_layer=config.saliency_layer)
-        return run_dir, evaluate_run(run_dir, model=explain, progress=progress)
+                if not worker_info()["chief"]:  # the chief evaluates and reports
+                    return None
+            explain = ModelConfig(saliency=config.saliency, saliency_layer=config.saliency_layer)
+            metrics = evaluate_run(run_dir, model=explain, progress=progress)
+            return finish(run_dir, metrics, plan, command="run", render=_renderer(config.formats), target=target)
 
-    run_dir, metrics = _built(swap, work)
-    run_dir = _final(run_dir, swap)
-    if metrics is None:
-        console.echo(str(run_dir))
+        outcome = _built(target, work)
+    if outcome is None:
+        console.echo(str(target.commit()))
         return None
-    outcome = finish(run_dir, metrics, plan, command="run", render=_renderer(config.formats))
-    console.echo(summary_line(metrics))
-    _conclude(console, outcome, metrics, collapse=False)  # training already said it collapsed
+    console.echo(summary_line(outcome.metrics))
+    _conclude(console, outcome, outcome.metrics, collapse=False)  # training already said it collapsed
     return outcome
 
 
 def evaluate(run_dir: Path | None, model_path: Path | None, config: RunConfig, plan: GatePlan, console: Console, *,
              split_of: Path | None = None, progress: bool = False, force: bool = False) -> Outcome:
     """RUN_DIR's model (or ``model_path``) on its test split, ``model_path`` on ``config.data``, or
-    ``model_path`` on ``split_of``'s test faces (a new run folder: ``--force`` replaces an old one)."""
+    ``model_path`` on ``split_of``'s test faces (a new run folder: ``--force`` replaces an old one).
+
+    Re-evaluating RUN_DIR works on a copy of it (hard links) swapped in when complete, so the old
+    scores and report stay whole until the new ones are."""
     if split_of is not None and (model_path is None or run_dir is not None):
         raise UsageError("--split-of RUN_DIR scores --model FILE on RUN_DIR's test faces: give --model, and no "
                          "RUN_DIR argument")
     if split_of is None and run_dir is None and (model_path is None or config.data is None):
         raise UsageError("give a RUN_DIR, or --model FILE with --data DIR or --split-of RUN_DIR")
     if run_dir is not None:
-        metrics = evaluate_run(run_dir, model_path=model_path, model=config.model, progress=progress)
-        where = Path(run_dir)
+        final = Path(run_dir)
+        with folder_lock(final, option="RUN_DIR"):
+            if not final.is_dir():
+                raise UsageError(f"{final}: no such run folder; pass a folder written by ferreport train or run")
+            target = Output(final, FolderReplacement(final, copy_of=final))
+            outcome = _built(target, lambda: finish(
+                target.work, evaluate_run(target.work, model_path=model_path, model=config.model, progress=progress),
+                plan, command="evaluate", render=_renderer(config.formats), target=target))
     else:
-        swap = replacement(config.out, force)
-        staged = _staged(config, swap)
-        where, metrics = _built(swap, lambda: evaluate_on_split(model_path, split_of, staged, progress=progress)
-                                if split_of is not None else evaluate_model(model_path, staged, progress=progress))
-        where = _final(where, swap)
-    outcome = finish(where, metrics, plan, command="evaluate", render=_renderer(config.formats))
-    console.echo(summary_line(metrics))
-    _conclude(console, outcome, metrics)
+        final = _new_out(config.out, config.reports_dir)
+        inputs = {"--model": model_path, "--data": config.data, "--split-of": split_of}
+        with folder_lock(final):
+            target = output(final, force, inputs=inputs)
+            staged = config.with_values(out=target.work)
+
+            def work() -> Outcome:
+                where, metrics = (evaluate_on_split(model_path, split_of, staged, progress=progress)
+                                  if split_of is not None else evaluate_model(model_path, staged, progress=progress))
+                return finish(where, metrics, plan, command="evaluate", render=_renderer(config.formats),
+                              target=target)
+
+            outcome = _built(target, work)
+    console.echo(summary_line(outcome.metrics))
+    _conclude(console, outcome, outcome.metrics)
     return outcome
 
 
 def report(run_dir: Path, formats: tuple[str, ...]) -> list[Path]:
-    """Re-render a run folder's report from its saved artefacts; the files written."""
-    paths = list(render_report(run_dir, formats=formats).values())
+    """Re-render a run folder's report from its saved artefacts; the files written (HTML and PDF
+    replaced together)."""
+    with folder_lock(Path(run_dir), option="RUN_DIR"):
+        paths = list(render_report(run_dir, formats=formats).values())
     update_index(Path(run_dir).parent)
     return paths
 
 
 def predict(folder: Path, model: Path, config: AuditConfig, plan: GatePlan, console: Console, *,
             progress: bool = False, force: bool = False) -> Outcome:
-    """Audit ``folder`` -> gates -> report (``--force``: replacing an old ``--out`` once the audit is complete)."""
+    """Audit ``folder`` -> gates -> report, built aside and swapped in complete (``--force``: replacing an
+    old ``--out``)."""
+    final = _new_out(config.out, config.reports_dir)
+    labels = Path(config.labels) if isinstance(config.labels, (str, Path)) and str(config.labels) not in (
+        "auto", "folders", "none") else None
+    inputs = {"FOLDER": folder, "--model": model, "--reference": config.reference, "--labels": labels}
+    with folder_lock(final):
+        target = output(final, force, inputs=inputs)
 
-    swap = replacement(config.out, force)
-    result = _built(swap, lambda: run_audit(folder, model, replace(_staged(config, swap), formats=()),
-                                            progress=progress))
-    out_dir = _final(result.out_dir, swap)
-    outcome = finish(out_dir, result.metrics or {}, plan, command="predict", render=_renderer(config.formats))
+        def work() -> tuple[Any, Outcome]:
+            result = run_audit(folder, model, replace(config, out=target.work, formats=()), progress=progress)
+            return result, finish(result.out_dir, result.metrics or {}, plan, command="predict",
+                                  render=_renderer(config.formats), target=target)
+
+        result, outcome = _built(target, work)
     console.echo(audit_summary_line(result.summary, result.metrics))
     _conclude(console, outcome, result.metrics or {})
     return outcome
@@ -201,10 +286,19 @@ def predict(folder: Path, model: Path, config: AuditConfig, plan: GatePlan, cons
 def compare(run_a: Path, run_b: Path, console: Console, *, out: Path | None, formats: tuple[str, ...],
             data: Path | None, use_dataset: bool, n_resamples: int, seed: int) -> dict[str, Any]:
     """Compare two runs (B - A), write the comparison and its report; the --json summary."""
-    with stage("compare", unit="") as bar:  # bootstrap, flipped faces and the report: seconds to a minute
-        result = compare_runs(run_a, run_b, out=out, formats=formats, data=data, use_dataset=use_dataset,
-                              n_resamples=n_resamples, seed=seed)
-        bar.summary = f"{result.document['n']:,} paired faces in {bar.seconds:.1f} s"
+    final = Path(out) if out is not None else default_out(Path(run_a), Path(run_b))
+    with folder_lock(final):
+        target = output(final, False, inputs={"RUN_A": run_a, "RUN_B": run_b, "--data": data})
+
+        def work() -> Any:
+            with stage("compare", unit="") as bar:  # bootstrap, flipped faces and the report: seconds to a minute
+                result = compare_runs(run_a, run_b, out=target.work, formats=formats, data=data,
+                                      use_dataset=use_dataset, n_resamples=n_resamples, seed=seed)
+                bar.summary = f"{result.document['n']:,} paired faces in {bar.seconds:.1f} s"
+            target.commit()
+            return replace(result, out_dir=final, files={k: final / p.name for k, p in result.files.items()})
+
+        result = _built(target, work)
     update_index(result.out_dir.parent)
     for line in summary_lines(result.document):
         console.echo(line)
@@ -218,25 +312,24 @@ def compare(run_a: Path, run_b: Path, console: Console, *, out: Path | None, for
 
 def label_issues(config: LabelIssuesConfig, *, force: bool = False) -> Any:
     """K-fold out-of-sample probabilities of every face of ``config.data`` -> the suspect labels
-    (:func:`ferreport.evaluation.label_issues.label_audit`); ``--force`` replaces a non-empty ``--out`` when done."""
+    (:func:`ferreport.evaluation.label_issues.label_audit`), built aside and swapped in complete."""
     if config.data is None:
         raise UsageError("label-issues needs --data DIR (ExpW layout or class folders)")
     if config.out is None:
         raise UsageError("label-issues needs --out DIR (the dataset itself is never written to)")
     check_dataset_root(config.data)
-    if Path(config.out).resolve() == Path(config.data).resolve() or \
-            Path(config.data).resolve() in Path(config.out).resolve().parents:
-        raise UsageError(f"--out {config.out} is inside --data {config.data}; write the results elsewhere")
-    swap = replacement(config.out, force)
-    if swap is None:
-        check_run_dir(Path(config.out))
-    out = swap.staged if swap is not None else Path(config.out)
-    result = _built(swap, lambda: label_audit(
-        config.data, out, model_kind=config.model_kind, folds=config.folds, seed=config.seed, epochs=config.epochs,
-        ranking=config.ranking, strict=config.strict, cache_dir=config.cache_dir, page=label_audit_page))
-    if swap is not None:  # the files now live in the final folder
-        final = swap.final
-        result = replace(result, outputs={k: final / p.name for k, p in result.outputs.items()},
-                         summary={**result.summary, "outputs": {k: str(final / p.name)
-                                                                for k, p in result.outputs.items()}})
-    return result
+    final = Path(config.out)
+    with folder_lock(final):
+        target = output(final, force, inputs={"--data": config.data})
+
+        def work() -> Any:
+            result = label_audit(config.data, target.work, model_kind=config.model_kind, folds=config.folds,
+                                 seed=config.seed, epochs=config.epochs, ranking=config.ranking,
+                                 strict=config.strict, cache_dir=config.cache_dir, page=label_audit_page)
+            target.commit()
+            return result
+
+        result = _built(target, work)
+    outputs = {k: final / p.name for k, p in result.outputs.items()}
+    return replace(result, outputs=outputs, summary={**result.summary,
+                                                     "outputs": {k: str(v) for k, v in outputs.items()}})

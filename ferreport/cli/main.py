@@ -112,8 +112,9 @@ def _progress() -> bool:
 def force_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--force``: replace an --out folder that already holds files, once the new one is complete."""
     return click.option("--force", is_flag=True,
-                        help="Replace --out when it already holds files: the new folder is built beside it and "
-                             "swapped in only when complete, so a failed run leaves the old one as it was.")(fn)
+                        help="Replace --out when it already holds files, only if ferreport wrote it (its .ferreport "
+                             "marker): the new folder is built beside it and swapped in only when complete, so a "
+                             "failed run leaves the old one as it was.")(fn)
 
 
 def _set_progress(ctx: click.Context, param: click.Parameter, value: bool | None) -> None:

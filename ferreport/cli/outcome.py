@@ -276,12 +276,17 @@ class Outcome:
 
 
 def finish(run_dir: Path, metrics: dict[str, Any], plan: GatePlan, *, command: str,
-           render: Callable[[Path], dict[str, Path]] | None = None, index: bool = True) -> Outcome:
-    """Gates -> gates.json -> ``render(run_dir)`` (the report) -> JUnit -> history index.
+           render: Callable[[Path], dict[str, Path]] | None = None, index: bool = True,
+           target: Any = None) -> Outcome:
+    """Gates -> gates.json -> ``render(run_dir)`` (the report) -> [swap in] -> JUnit -> history index.
 
-    Never raises GateFailure itself.
+    ``target`` (:class:`ferreport.cli.commands.Output`) is where ``run_dir`` is being built: its
+    recorded paths are pointed at the final folder, the report is rendered in the staged one, and
+    only then is the folder swapped in, so the final folder never lacks its report. The outcome names
+    the final folder. Never raises GateFailure itself.
     """
     run_dir = Path(run_dir)
+    swap = getattr(target, "swap", None)
     results = plan.evaluate(gate_inputs(run_dir, metrics)) if plan.has_gates else ()
     outputs: dict[str, str] = {}
     for key, name in (("predictions", artifacts.PREDICTIONS), ("metrics", artifacts.METRICS),
@@ -297,15 +302,24 @@ def finish(run_dir: Path, metrics: dict[str, Any], plan: GatePlan, *, command: s
         outputs["gates"] = str(gates_path)
     else:  # a re-evaluation without gates must not show a stale verdict
         gates_path.unlink(missing_ok=True)
+    if swap is not None:
+        swap.repoint()  # the page shows the final paths
     if render is not None:
         rendered = render(run_dir)
         outputs.update({f"report_{k}": str(v) for k, v in rendered.items()})
+    if target is not None:
+        final = target.commit()
+        outputs = {k: str(final / Path(v).relative_to(run_dir)) if Path(v).is_relative_to(run_dir) else v
+                   for k, v in outputs.items()}
+        run_dir = final
     if plan.junit is not None:
         write_text(plan.junit, junit_xml(results, properties={
             "run_dir": str(run_dir), "command": command,
             "baseline": str(plan.baseline_path) if plan.baseline_path else None}))
         outputs["junit"] = str(plan.junit)
     if index:
-        outputs["index"] = str(update_index(run_dir.parent))
+        page = update_index(run_dir.parent)
+        if page is not None:
+            outputs["index"] = str(page)
     return Outcome(command, run_dir, metrics, results, plan.baseline_path,
                       summary_deltas(metrics, plan.baseline), outputs)

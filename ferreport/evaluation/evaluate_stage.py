@@ -124,7 +124,7 @@ def evaluate_model(model_path: Path, config: RunConfig, *, progress: bool = Fals
     check_dataset_root(config.data)
     adapter = open_evaluated_model(model_path, config.model, progress=progress)
     dataset = prepare_dataset(config.data, strict=config.strict, cache_root=config.cache_dir, progress=progress)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    RunFolder(run_dir).create("run")
     if dataset.kind == "folders":
         split = pd.Series(["test"] * len(dataset.index))
     else:
@@ -163,7 +163,7 @@ def evaluate_on_split(model_path: Path, split_of: Path, config: RunConfig, *,
     dataset = prepare_dataset(saved.data, strict=saved.strict, cache_root=config.cache_dir or saved.cache_dir,
                               progress=progress)
     rows = _test_rows(split_of, dataset, saved.data)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    RunFolder(run_dir).create("run")
     record = saved.with_values(out=run_dir, resume=False, formats=config.formats, n_resamples=config.n_resamples,
                                **{k: getattr(config.model, k) for k in ModelConfig.names()},
                                extra={"model": str(model_path), "evaluated_on": f"test split of {split_of}"})

@@ -192,7 +192,7 @@ def label_audit(data: Path, out: Path, *, model_kind: str = "hog-logreg", folds:
     if not found.available:
         raise DatasetError(f"{root}: cannot rank label issues: {found.reason}")
     frame = label_issues_frame(found, index["source"].astype(str).tolist(), index["face_id"].astype(str).tolist())
-    out.mkdir(parents=True, exist_ok=True)
+    RunFolder(out).create("label-issues")
     outputs = {"label_issues": RunFolder(out).write_label_issues(frame)}
     if dataset.kind != "folders":
         outputs["label_copy"] = out / LABEL_COPY

@@ -87,7 +87,7 @@ def _train_into(run_dir: Path, config: RunConfig, start: _Start | None, *, chief
     config = config.with_values(data=data.dataset.root, out=run_dir)
     run = RunFolder(run_dir)
     if chief:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run.create("run")
         clean_run_dir(run_dir)
         run.write_config(config.to_dict())
         run.write_splits(split_table(data.dataset.index, data.split))

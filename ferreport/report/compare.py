@@ -292,6 +292,7 @@ def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], *
     ctx = build_compare_context(run_a, run_b, data=data, use_dataset=use_dataset, n_resamples=n_resamples, seed=seed)
     out_dir = Path(out) if out is not None else default_out(Path(run_a), Path(run_b))
     files: dict[str, Path] = {}
+    RunFolder(out_dir).create("compare")
     files["json"] = RunFolder(out_dir).write_compare(ctx.document)
     if formats:
         files.update(write_pages(render_compare_html(ctx), formats, out_dir / COMPARE_HTML, out_dir / COMPARE_PDF))

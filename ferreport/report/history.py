@@ -30,6 +30,7 @@ from typing import Any
 
 from ferreport import __version__
 from ferreport.errors import OutputError
+from ferreport.progress import echo
 from ferreport.report import plots
 from ferreport.report.drift_history import drift_sources, scan_drift
 from ferreport.report.render import render_template
@@ -53,6 +54,10 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = ["INDEX_HTML", "LOCK_FILE", "RunEntry", "index_lock", "scan_runs", "update_index"]
 
 INDEX_HTML = "index.html"
+#: The index's own name when an ``index.html`` that ferreport did not write is in the reports folder.
+INDEX_FALLBACK = "ferreport-index.html"
+#: What the index template writes into its page's head (``<meta name="generator" content="ferreport …">``).
+GENERATOR_MARK = b'<meta name="generator" content="ferreport '
 LOCK_FILE = ".index.lock"
 
 
@@ -213,11 +218,41 @@ def render_index(reports_dir: Path, runs: list[RunEntry], comparisons: list[dict
         drift=drift_sources(scan_drift(Path(reports_dir))), generator=f"ferreport {__version__}")
 
 
-def update_index(reports_dir: str | os.PathLike[str]) -> Path:
-    """Rescan ``reports_dir`` and rewrite its ``index.html`` under the index lock; returns the path."""
+def written_by_ferreport(page: Path) -> bool:
+    """Whether ``page`` is absent, or a regular file (not a link) that ferreport's index template wrote."""
+    try:
+        if page.is_symlink():
+            return False
+        if not page.exists():
+            return True
+        if not page.is_file():
+            return False
+        with page.open("rb") as fh:
+            head = fh.read(2048)
+    except OSError:
+        return False
+    return GENERATOR_MARK in head
+
+
+def update_index(reports_dir: str | os.PathLike[str]) -> Path | None:
+    """Rescan ``reports_dir`` and rewrite its index page under the index lock; returns the page.
+
+    The page is ``index.html``, unless an ``index.html`` is there that ferreport did not write: that
+    file is left alone and the index goes to ``ferreport-index.html`` (said on stderr). When that
+    name is taken too, nothing is written (None).
+    """
     reports_dir = Path(reports_dir)
     with index_lock(reports_dir):
+        page = next((reports_dir / name for name in (INDEX_HTML, INDEX_FALLBACK)
+                     if written_by_ferreport(reports_dir / name)), None)
+        if page is None:
+            echo(f"notice: {reports_dir / INDEX_HTML} and {INDEX_FALLBACK} were not written by ferreport: both left "
+                 "alone, the runs index was not updated")
+            return None
+        if page.name != INDEX_HTML:
+            echo(f"notice: {reports_dir / INDEX_HTML} was not written by ferreport: left alone; the runs index is "
+                 f"{page}")
         runs, comparisons, skipped = scan_runs(reports_dir)
         html = render_index(reports_dir, runs, comparisons, skipped)
-        write_text(reports_dir / INDEX_HTML, html)
-    return reports_dir / INDEX_HTML
+        write_text(page, html)
+    return page

@@ -27,7 +27,7 @@ from ferreport.errors import FerreportError, UsageError
 from ferreport.report.context import ReportContext
 from ferreport.report.text import fmt_conf, fmt_int, fmt_num, fmt_pct
 from ferreport.report.words import Terms
-from ferreport.runs.atomic import atomic_path, write_error
+from ferreport.runs.atomic import atomic_path, signals_held, write_error
 
 __all__ = [
     "FORMATS",
@@ -166,12 +166,14 @@ def write_pages(html: str, formats: Sequence[str], html_path: Path, pdf_path: Pa
     The two files are committed together: the PDF is printed first (in memory), both go
     to hidden temporaries, and only when both are complete are they renamed into place
     (the PDF, then the HTML). A failed PDF therefore leaves the previous report.html and
-    report.pdf untouched, never a new HTML beside an old PDF. Only a kill between the two
+    report.pdf untouched, never a new HTML beside an old PDF. SIGINT and SIGTERM are held
+    while the files are written and renamed (:func:`ferreport.runs.atomic.signals_held`), so
+    Ctrl-C or ``kill`` takes effect after the pair is in place; only SIGKILL between the two
     renames (microseconds) can leave a new PDF beside the old HTML.
     """
     pdf = render_pdf(html) if "pdf" in formats else None
     out: dict[str, Path] = {}
-    with contextlib.ExitStack() as stack:
+    with signals_held(), contextlib.ExitStack() as stack:
         if "html" in formats:
             tmp_html = stack.enter_context(atomic_path(html_path))  # renamed last (ExitStack unwinds LIFO)
             _write(tmp_html, html_path, html.encode("utf-8"))

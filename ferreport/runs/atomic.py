@@ -18,7 +18,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,6 +100,33 @@ def write_error(path: Path, exc: OSError) -> OutputError:
     return OutputError(f"{path}: cannot write ({why})")
 
 
+#: The signals a user or a scheduler sends to stop a job; held (not lost) while files are swapped.
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block runs, then act on them: a step of several renames
+    (a report's HTML and PDF, a folder swapped in) is never stopped half-way by Ctrl-C or ``kill``.
+
+    Python runs signal handlers in the main thread, so the handlers are swapped there for ones that
+    only record the signal; a recorded signal is raised again, with the old handler back, on exit.
+    Off the main thread (no handler can be set) the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum)) for sig in HELD_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -155,39 +184,53 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n")
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(src, dst)
+
+
 class FolderReplacement:
-    """``--force``: a new ``final`` folder is built under a hidden sibling and swapped in only when complete.
+    """A new ``final`` folder is built under a hidden sibling and swapped in only when complete.
 
     :attr:`staged` (``PARENT/.NAME.replace-PID-RANDOM/NAME``, the same name, so reports show the right run
-    id) is where the command writes. :meth:`commit` rewrites the staged path to the final one in the
-    folder's JSON files, moves the old folder aside, renames the new one into place and only then
-    deletes the old one; :meth:`abort` deletes the staged folder and leaves the old one as it was. A
-    kill at any moment leaves the old folder (or, between the two renames, its copy beside it) whole.
+    id) is where the command writes; with ``copy_of`` it starts as a hard-linked copy of that folder (a
+    run re-evaluated in place). :meth:`commit` rewrites the staged path to the final one in the
+    folder's JSON files, moves the old folder aside, renames the new one into place (SIGINT and SIGTERM
+    held across both renames) and only then deletes the old one; :meth:`abort` deletes the staged
+    folder and leaves the old one as it was. A kill at any moment leaves the old folder whole (only a
+    SIGKILL between the two renames leaves it beside, in the hidden sibling); a later replacement of
+    the same folder removes the siblings whose process is gone.
     """
 
-    def __init__(self, final: str | os.PathLike[str]):
+    def __init__(self, final: str | os.PathLike[str], *, copy_of: str | os.PathLike[str] | None = None):
         self.final = Path(final)
-        self._remove_abandoned()
         try:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            self._remove_abandoned()
             self.holder = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.replace-{os.getpid()}-",
                                                 dir=self.final.parent))
+            self.staged = self.holder / self.final.name
+            if copy_of is not None:  # work on a copy: hard links, since every write replaces a file by rename
+                shutil.copytree(copy_of, self.staged, symlinks=True, copy_function=_link_or_copy)
         except OSError as exc:
             raise write_error(self.final, exc) from exc
-        self.staged = self.holder / self.final.name
 
     def commit(self) -> Path:
         """Swap the staged folder in for the old one; returns the final path."""
 
-        self._repoint_json()
+        self.repoint()
         aside = self.holder / f".{self.final.name}.old"
-        try:
-            if self.final.exists():
-                os.rename(self.final, aside)
-            os.rename(self.staged, self.final)
-        except OSError as exc:
-            if aside.exists() and not self.final.exists():
-                os.rename(aside, self.final)  # put the old folder back
-            raise write_error(self.final, exc) from exc
+        with signals_held():  # the two renames as one step: Ctrl-C or kill waits for both
+            try:
+                if self.final.exists():
+                    os.rename(self.final, aside)
+                os.rename(self.staged, self.final)
+            except OSError as exc:
+                if aside.exists() and not self.final.exists():
+                    os.rename(aside, self.final)  # put the old folder back
+                raise write_error(self.final, exc) from exc
         shutil.rmtree(self.holder, ignore_errors=True)  # the old folder, now replaced
         return self.final
 
@@ -204,8 +247,11 @@ class FolderReplacement:
 
         shutil.rmtree(self.holder, ignore_errors=True)
 
-    def _repoint_json(self) -> None:
-        """Paths recorded while staged (config.json's ``out``, provenance's model) name the final folder."""
+    def repoint(self) -> None:
+        """Paths recorded while staged (config.json's ``out``, provenance's model) name the final folder.
+
+        Called before a report is rendered in the staged folder (so the page names the final paths) and
+        again by :meth:`commit`."""
         staged, final = str(self.staged), str(self.final)
 
         def fix(value: Any) -> Any:

@@ -12,6 +12,7 @@ their dataclasses. Optional artefacts read as ``None`` when absent; a file that 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -26,10 +27,12 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from ferreport import __version__
 from ferreport.constants import CLASS_NAMES
 from ferreport.errors import DatasetError, OutputError, UsageError
 from ferreport.progress import echo
 from ferreport.runs.atomic import atomic_open, atomic_path, remove_stale_parts, write_json, write_text
+from ferreport.runs.lock import exclusive_lock
 
 CONFIG = "config.json"            # resolved configuration (dataclass as dict)
 PROVENANCE = "provenance.json"    # seed, package versions, fingerprints, command line, times
@@ -59,6 +62,7 @@ REPORT_PDF = "report.pdf"
 COMPARE_JSON = "compare.json"     # `ferreport compare` output folders: deltas, McNemar, flipped faces
 COMPARE_HTML = "compare.html"
 COMPARE_PDF = "compare.pdf"
+MARKER = ".ferreport"             # in every folder ferreport creates: what wrote it, when; --force replaces only these
 RAY_SHARDS = ".ray-shards-"       # prefix of the Ray audit engine's scratch folder of Parquet shards
                                   # (removed after use)
 
@@ -77,8 +81,9 @@ AUDIT_EXTRA_COLUMNS: tuple[str, ...] = ("top", "left", "right", "bottom", "found
 PROBA_DECIMALS = 6
 
 __all__ = [
-    "AUDIT_EXTRA_COLUMNS", "PREDICTION_COLUMNS", "PROBA_COLUMNS", "PROBA_DECIMALS", "RunFolder", "check_run_dir",
-    "check_writable", "clean_run_dir", "new_run_id",
+    "AUDIT_EXTRA_COLUMNS", "PREDICTION_COLUMNS", "PROBA_COLUMNS", "PROBA_DECIMALS", "RunFolder", "check_apart",
+    "check_replaceable", "check_run_dir", "check_writable", "clean_run_dir", "folder_lock", "is_ferreport_folder",
+    "new_run_id",
 ]
 
 
@@ -98,6 +103,14 @@ def clean_run_dir(run_dir: Path) -> None:
              f"(first: {removed[0].name})")
 
 
+def _entries(folder: Path) -> list[Path]:
+    """What ``folder`` holds, less ferreport's own marker (an absent folder holds nothing)."""
+    try:
+        return [p for p in folder.iterdir() if p.name != MARKER]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def check_run_dir(run_dir: Path, resume: bool = False, *, can_resume: bool = False) -> None:
     """``run_dir`` can receive a new run (absent or empty), or holds the run ``resume`` continues; else a
     UsageError whose hint names only options the command has (``can_resume``: train and run)."""
@@ -106,7 +119,7 @@ def check_run_dir(run_dir: Path, resume: bool = False, *, can_resume: bool = Fal
             raise UsageError(f"--resume: {run_dir} holds no run to resume (no {CONFIG})")
         return
     check_writable(run_dir)
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and _entries(run_dir):
         fix = ("choose another --out, pass --resume to continue it, or --force to replace it" if can_resume
                else "choose another --out, or pass --force to replace it")
         raise UsageError(f"{run_dir}: already holds files; {fix}")
@@ -125,6 +138,60 @@ def check_writable(run_dir: Path) -> None:
         raise OutputError(f"{run_dir}: cannot write in {ancestor} (permission denied); choose another --out")
 
 
+# --------------------------------------------------------------------------- ownership, locks, inputs
+
+
+def is_ferreport_folder(folder: Path) -> bool:
+    """Whether ``folder`` carries ferreport's marker (a regular file, not a link, that says so)."""
+    marker = Path(folder) / MARKER
+    try:
+        if not marker.is_file() or marker.is_symlink() or marker.stat().st_size > 4096:
+            return False
+        doc = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("tool") == "ferreport"
+
+
+def check_replaceable(folder: Path, option: str = "--out") -> None:
+    """``--force`` may replace ``folder`` only when ferreport wrote it (or it is empty); else a UsageError."""
+    folder = Path(folder)
+    if not folder.is_dir() or not _entries(folder) or is_ferreport_folder(folder):
+        return
+    raise UsageError(f"{option} {folder}: not written by ferreport (it has no {MARKER} marker), so --force will "
+                     "not replace it; choose another folder, or empty it yourself")
+
+
+def _resolved(path: str | os.PathLike[str]) -> Path:
+    return Path(os.path.realpath(os.path.abspath(os.fspath(path))))
+
+
+def check_apart(out: Path, inputs: Mapping[str, str | os.PathLike[str] | None]) -> None:
+    """A UsageError (exit 2) when ``out`` is, holds or lies inside one of ``inputs`` (option -> path),
+    compared after resolving links: a command never writes, or replaces, what it reads."""
+    target = _resolved(out)
+    for option, path in inputs.items():
+        if path is None:
+            continue
+        source = _resolved(path)
+        places = [source]
+        if source.is_file() and (source.parent / CONFIG).is_file():  # a model inside a run folder: the run too
+            places.append(source.parent)
+        for place in places:
+            if target == place or place.is_relative_to(target) or target.is_relative_to(place):
+                how = ("is" if target == place else "holds" if place.is_relative_to(target) else "is inside")
+                raise UsageError(f"--out {out} {how} {option} {path}: ferreport never writes where it reads; "
+                                 "choose an --out outside it")
+
+
+def folder_lock(out: Path, option: str = "--out") -> contextlib.AbstractContextManager[None]:
+    """One writer at a time for the folder ``out``: an exclusive lock on ``.NAME.lock`` beside it, held for
+    the whole command (a second writer gets a UsageError naming the holder's PID)."""
+    out = Path(out)
+    check_writable(out)  # a path under a file, or an unwritable parent: exit 5 naming it, before the lock
+    return exclusive_lock(out.parent / f".{out.name}.lock", out, option=option)
+
+
 class RunFolder:
     """One run folder on disk: its files by name, and one reader and one writer per artefact."""
 
@@ -138,6 +205,32 @@ class RunFolder:
         return str(self.path)
 
     # ------------------------------------------------------------------ names and presence
+    def create(self, kind: str) -> Path:
+        """Make the folder (and any missing parents), marked as ferreport's; returns the folder.
+
+        The marker (``.ferreport``: what wrote it, the version, when) is what lets ``--force`` replace the
+        folder later. It goes into a folder this call creates or finds empty, never into a folder that
+        already holds someone's files; parent folders this call creates get one too.
+        """
+        missing = []
+        place = self.path
+        while not place.exists() and place != place.parent:
+            missing.append(place)
+            place = place.parent
+        fresh = not _entries(self.path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot create it ({exc.strerror}); choose another --out") from exc
+        stamp = {"tool": "ferreport", "version": __version__, "pid": os.getpid(),
+                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        for folder in missing:
+            if folder != self.path and not is_ferreport_folder(folder):
+                write_json(folder / MARKER, {**stamp, "kind": "folder"})
+        if fresh and not is_ferreport_folder(self.path):
+            write_json(self.path / MARKER, {**stamp, "kind": kind})
+        return self.path
+
     def file(self, name: str) -> Path:
         """The path of artefact ``name`` (one of this module's file-name constants)."""
         return self.path / name

@@ -20,6 +20,7 @@ import ferreport
 from ferreport.cli.main import main
 from ferreport.runs import folder as artifacts
 from ferreport.runs.atomic import FolderReplacement
+from ferreport.runs.folder import RunFolder
 
 #: The checkout whose package the subprocesses run (the one under test, wherever it lies).
 PACKAGE_ROOT = Path(ferreport.__file__).resolve().parents[1]
@@ -184,7 +185,7 @@ def tiny_model(tmp_path_factory):
 def test_force_keeps_the_old_folder_when_the_new_run_fails_and_replaces_it_when_it_succeeds(
         tmp_path, tiny_model, sample_dataset):
     out = tmp_path / "reports" / "fer"
-    out.mkdir(parents=True)
+    RunFolder(out).create("run")  # a folder ferreport wrote: --force may replace it
     (out / "old.txt").write_text("the previous evaluation")
 
     def evaluate(data: Path) -> object:
@@ -193,8 +194,8 @@ def test_force_keeps_the_old_folder_when_the_new_run_fails_and_replaces_it_when_
 
     failed = evaluate(tmp_path / "no-such-dataset")
     assert failed.exit_code == 3, failed.output
-    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
-    assert sorted(p.name for p in out.parent.iterdir()) == ["fer"]  # no staged folder left behind
+    assert sorted(p.name for p in out.iterdir()) == [artifacts.MARKER, "old.txt"]
+    assert sorted(p.name for p in out.parent.iterdir()) == [artifacts.MARKER, "fer"]  # no staged folder left behind
 
     done = evaluate(sample_dataset)
     assert done.exit_code == 0, done.output

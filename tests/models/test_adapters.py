@@ -230,7 +230,7 @@ def test_split_of_scores_an_outside_model_on_a_runs_test_faces_and_compare_pairs
     assert compared.exit_code == 0, compared.output
     assert json.loads(compared.stdout.strip().splitlines()[-1])["n"] == len(a)
     wrong = _evaluate(["--model", onnx, "--split-of", base, "--out", base, "--classes", FER_PLUS])
-    assert wrong.exit_code == 2 and "is the --split-of run itself" in wrong.stderr
+    assert wrong.exit_code == 2 and "is --split-of" in wrong.stderr and "never writes where it reads" in wrong.stderr
     # re-scoring the new run later needs no flags: its model and contract are recorded
     first = (other / artifacts.PREDICTIONS).read_bytes()
     again = _evaluate([other, "--format", "none"])

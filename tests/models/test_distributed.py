@@ -16,6 +16,7 @@ import pytest
 
 from ferreport.errors import UsageError
 from ferreport.models.distributed import worker_info
+from ferreport.runs import folder as artifacts
 
 TIMEOUT_S = 300  # both workers together; a hung collective fails the test instead of the suite
 
@@ -111,7 +112,7 @@ def test_two_workers_train_one_run_directory(sample_dataset, tmp_path):
     assert worker.returncode == 0, worker.stderr[-3000:]
     assert "the chief wrote" in worker.stderr
     # exactly one run directory, and nothing else written by either worker
-    assert sorted(p.name for p in (work / "reports").iterdir()) == ["mw-run"]
+    assert sorted(p.name for p in (work / "reports").iterdir()) == [artifacts.MARKER, "mw-run"]
     assert sorted(p.name for p in work.iterdir()) == ["reports"]
     names = {p.name for p in run_dir.iterdir()}
     assert {"config.json", "splits.csv", "data_summary.json", "history.csv", "model.keras", "provenance.json",
