@@ -38,7 +38,6 @@ from ferreport.runs.folder import (
     check_apart,
     check_replaceable,
     check_run_dir,
-    check_writable,
     clean_run_dir,
     folder_lock,
     new_run_id,
@@ -130,7 +129,6 @@ def output(out: Path, force: bool, *, inputs: Mapping[str, Path | None], stage: 
     check_apart(out, inputs)
     if resume or strategy == "multiworker":
         return Output(out)
-    check_writable(out)
     holds_files = out.is_dir() and any(out.iterdir())
     if force:
         check_replaceable(out)
