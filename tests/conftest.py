@@ -13,6 +13,22 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
+def _artefacts_ferreport_wrote_match_their_schemas(request):
+    """Every JSON artefact a test's folders held met its schema when read: a schema that refuses what
+    ferreport itself writes would silently drop report sections. Tests that break artefacts on purpose
+    are marked ``broken_artefacts``."""
+    from ferreport.runs.folder import all_notices, forget_notices
+
+    forget_notices()
+    yield
+    refused = [f"{folder}: {text}" for folder, texts in all_notices().items() for text in texts
+               if "(edited or damaged?)" in text]
+    forget_notices()
+    if refused and request.node.get_closest_marker("broken_artefacts") is None:
+        pytest.fail("an artefact ferreport wrote broke its schema: " + " | ".join(refused[:3]))
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own face cache, so no test depends on another's."""
     monkeypatch.setenv("FERREPORT_CACHE", str(tmp_path_factory.mktemp("cache")))

@@ -20,6 +20,7 @@ from ferreport.audit.scanning import display_path
 from ferreport.constants import CLASS_NAMES
 from ferreport.datasets.classes import class_id
 from ferreport.errors import DatasetError, UsageError
+from ferreport.runs.guard import ArtefactError, read_inside
 
 __all__ = ["Labels", "class_subfolders", "read_labels_csv", "resolve_labels"]
 
@@ -39,13 +40,19 @@ def _normalise_rel(path: str, root: Path) -> str | None:
     return p
 
 
+#: The most bytes a labels CSV is read at (a million rows of paths fit many times over).
+MAX_LABELS_BYTES = 512 * 1024**2
+
+
 def read_labels_csv(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> dict[str, int]:
     """``{relative path: class id}`` from a ``path,label`` CSV; DatasetError names file and line."""
     path, root = Path(path), Path(root)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as exc:
+    try:  # guarded: a regular file (never a FIFO or device), at most MAX_LABELS_BYTES
+        text = read_inside(path, MAX_LABELS_BYTES).decode("utf-8-sig")
+    except FileNotFoundError as exc:
         raise DatasetError(f"{path}: cannot read the labels file ({exc.strerror})") from exc
+    except ArtefactError as exc:
+        raise DatasetError(f"{path}: the labels file {exc.reason}") from None
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: the labels file is not UTF-8 text ({exc.reason}); save it as UTF-8 CSV") from exc
     reader = csv.reader(text.splitlines(keepends=True))

@@ -58,7 +58,7 @@ def render_report(run_dir: Path, *, formats: tuple[str, ...] = FORMATS) -> dict[
         raise UsageError(f"{run_dir}: no such run folder; pass a folder written by ferreport run, train + evaluate, "
                          "or predict")
     run = RunFolder(run_dir)
-    if not run.has(PREDICTIONS):
+    if not run.present(PREDICTIONS):  # one that is there but is no regular file is refused by name when read
         fix = (f"run `ferreport evaluate {run_dir}` first" if run.has(CONFIG)
                else "not a run folder; pass a folder written by ferreport run, train + evaluate, or predict")
         raise UsageError(f"{run_dir}: no {PREDICTIONS}; {fix}")

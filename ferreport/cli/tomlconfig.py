@@ -37,6 +37,8 @@ from typing import Any
 
 import click
 
+from ferreport.runs.guard import ArtefactError, read_inside
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -59,12 +61,12 @@ class ConfigFileError(click.ClickException):
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
-    try:
-        data = p.read_bytes()
+    try:  # guarded: a regular file (never a FIFO or device) of at most 1 MiB
+        data = read_inside(p, 1024**2)
     except FileNotFoundError:
         raise ConfigFileError(f"--config {p}: job file not found") from None
-    except OSError as exc:
-        raise ConfigFileError(f"--config {p}: cannot read the job file ({exc.strerror})") from None
+    except ArtefactError as exc:
+        raise ConfigFileError(f"--config {p}: {exc.reason}") from None
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:

@@ -51,6 +51,7 @@ from ferreport.errors import DatasetError, UsageError
 from ferreport.evaluation.embeddings import read_embeddings
 from ferreport.evaluation.facestats import read_face_stats
 from ferreport.runs.folder import CONFIG, EMBEDDINGS, FACE_STATS, PREDICTIONS, RunFolder
+from ferreport.runs.guard import ArtefactError
 
 __all__ = ["DriftResult", "DriftSample", "DriftTest", "drift_tests", "holm", "population_stability_index",
            "read_drift", "sample_from_arrays", "sample_from_folder", "write_drift"]
@@ -157,6 +158,8 @@ def sample_from_folder(folder: str | Path, *, option: str = "--reference") -> Dr
         raise UsageError(f"{option} {folder}: no {PREDICTIONS}; {hint}")
     try:  # every row, an audit's extra faces too: they are predictions like the others
         frame = run.read_predictions(usecols=["pred_label", "confidence"])
+    except ArtefactError as exc:
+        raise DatasetError(f"{option} {exc}") from None
     except DatasetError as exc:
         raise UsageError(f"{option} {run.file(PREDICTIONS)}: cannot read it ({exc.__cause__})") from exc
     pred = pd.Categorical(frame["pred_label"], categories=CLASS_NAMES).codes.astype(np.int64)

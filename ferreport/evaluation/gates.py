@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,11 +43,12 @@ from pathlib import Path
 from typing import Any
 
 from ferreport.constants import CLASS_NAMES
-from ferreport.errors import UsageError
+from ferreport.errors import DatasetError, UsageError
 from ferreport.evaluation.drift import read_drift
 from ferreport.evaluation.metrics import round_metric
 from ferreport.evaluation.slices import read_slices
 from ferreport.runs import folder as artifacts
+from ferreport.runs.guard import ArtefactError, read_json_inside
 
 __all__ = [
     "GATES_FILE",
@@ -229,17 +231,19 @@ def parse_gate_specs(kind: str, specs: Iterable[str]) -> tuple[GateSpec, ...]:
 
 
 def load_baseline(path: str | Path) -> tuple[dict[str, Any], Path]:
-    """Read a baseline: a run directory (its metrics.json) or a metrics.json file."""
+    """Read a baseline: a run directory (its metrics.json) or a metrics.json file, guarded
+    (:mod:`ferreport.runs.guard`): a regular file inside the folder, size- and depth-limited, checked
+    against metrics.json's schema. A refused file is a DatasetError (exit 3) naming it."""
     p = Path(path)
     file = p / artifacts.METRICS if p.is_dir() else p
-    if not file.is_file():
+    if not os.path.lexists(file):
         what = f"{p} holds no {artifacts.METRICS}" if p.is_dir() else f"{p} not found"
         raise UsageError(f"--baseline {p}: {what}; give an evaluated run directory or its {artifacts.METRICS}")
     try:
-        obj = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc  # the path is said once, above
-        raise UsageError(f"--baseline {file}: cannot read JSON ({why})") from exc
+        obj = read_json_inside(file, artifacts.size_limit(artifacts.METRICS), root=p if p.is_dir() else None,
+                               schema=artifacts.SCHEMAS[artifacts.METRICS])
+    except ArtefactError as exc:
+        raise DatasetError(f"--baseline {file}: {exc.reason}") from None
     if not isinstance(obj, dict) or "accuracy" not in obj and "n" not in obj:
         raise UsageError(f"--baseline {file}: not a ferreport metrics.json (no 'n' or 'accuracy')")
     return obj, file

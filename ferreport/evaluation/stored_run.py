@@ -26,7 +26,8 @@ import pandas as pd
 from ferreport.evaluation.label_noise import LabelIssues
 from ferreport.evaluation.metrics import MetricsBundle
 from ferreport.evaluation.saliency import SaliencyMaps, read_saliency
-from ferreport.runs.folder import RunFolder
+from ferreport.runs.folder import METRICS, RunFolder
+from ferreport.runs.guard import ArtefactError
 
 __all__ = ["RunArtifacts", "load_run", "stored_bundle", "stored_label_noise"]
 
@@ -68,7 +69,11 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunArtifacts:
     predictions = run.read_predictions()
     history = run.read_history(problems)
     pool_rows, pool_faces = run.read_face_pool(len(predictions), problems)
-    metrics = run.read_metrics(problems)
+    try:  # required: one that is there but refused is exit 3 naming the reason
+        metrics = run.read_metrics_strict() if run.present(METRICS) else None
+    except ArtefactError as exc:
+        raise ArtefactError(exc.path, f"{exc.reason}; a report shows the scores evaluation stored: run "
+                                      f"`ferreport evaluate {run.path}` again to rewrite it") from None
     data_summary = run.read_data_summary(problems)
     provenance = run.read_provenance(problems)
     config = run.read_config(problems)

@@ -75,7 +75,8 @@ def _faces_text(mode: str, detector: Any) -> str:
 
 
 def is_audit_dir(run_dir: str | os.PathLike[str]) -> bool:
-    return (Path(run_dir) / AUDIT_SUMMARY).is_file()
+    """Whether ``run_dir`` is a folder audit: it has an audit_summary.json (even one its reader will refuse)."""
+    return RunFolder(run_dir).present(AUDIT_SUMMARY)
 
 
 # =========================================================================== reading
@@ -119,6 +120,8 @@ def _read_predictions(run: RunFolder, pool_rows: np.ndarray) -> tuple[pd.DataFra
             n += len(chunk)
     except pd.errors.EmptyDataError:
         pass
+    except DatasetError:
+        raise  # already names the file and the reason
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{run.file(PREDICTIONS)}: cannot read predictions ({exc})") from exc
     cols = [*PREDICTION_COLUMNS, "found", "row"]
@@ -129,7 +132,8 @@ def _read_predictions(run: RunFolder, pool_rows: np.ndarray) -> tuple[pd.DataFra
 def read_audit_folder(run: Path, problems: list[str]) -> AuditFolder:
     """audit_summary.json, the face pool and one chunked pass over predictions.csv."""
     folder = RunFolder(run)
-    summary = folder.read_audit_summary(problems)
+    # required: one that is there but refused is exit 3 naming the reason
+    summary = folder.read_json_strict(AUDIT_SUMMARY) if folder.present(AUDIT_SUMMARY) else None
     if summary is None:
         raise UsageError(f"{run}: no readable {AUDIT_SUMMARY}; run `ferreport predict FOLDER --out {run}` first")
     if not folder.has(PREDICTIONS):
@@ -471,6 +475,8 @@ def build_audit_context(run_dir: str | os.PathLike[str]) -> ReportContext:
     header = _audit_header(folder, art)
     summary, m = folder.summary, bundle.classification
     interval = next(iter(bundle.ci.values()), None) if bundle.ci else None
+    sections = _audit_sections(folder, art, bundle, _overview_facts(folder, header, bundle, art))
+    warnings = _audit_warnings(folder, art, bundle)
     return ReportContext(
         title="Folder audit", run_id=header.run_id, model_name=header.model_name,
         model_sha256=str(header.model_sha256) if header.model_sha256 else None,
@@ -480,8 +486,7 @@ def build_audit_context(run_dir: str | os.PathLike[str]) -> ReportContext:
         n=m.n if m is not None else 0, n_rows=folder.n_rows, n_unlabelled=bundle.n_unlabelled,
         n_resamples=interval.n_resamples if interval else 0, seed=interval.seed if interval else 0,
         confidence=interval.confidence if interval else 0.95,
-        warnings=tuple(_audit_warnings(folder, art, bundle)),
-        sections=_audit_sections(folder, art, bundle, _overview_facts(folder, header, bundle, art)),
+        sections=sections, warnings=(*warnings, *sec.left_out_notices(run_dir, warnings)),
         kind="audit",
     )
 

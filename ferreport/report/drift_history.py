@@ -57,6 +57,8 @@ def scan_drift(reports_dir: Path) -> list[DriftEntry]:
     for child in sorted(Path(reports_dir).iterdir()):
         if not child.is_dir() or child.name.startswith(".") or not (child / DRIFT).is_file():
             continue
+        if child.is_symlink():  # a link may point anywhere: the index shows only folders that live here
+            continue
         folder = RunFolder(child)
         doc = folder.read_json(DRIFT)
         if doc is None:

@@ -162,6 +162,8 @@ def build_report_context(artifacts: RunArtifacts, *,
     header = run_header(art)
     m = bundle.classification
     interval = next(iter(bundle.ci.values()), None) if bundle.ci else None
+    sections = _sections(art, bundle, limits, _overview_facts(header, bundle, art))  # reading notes what it leaves out
+    warnings = sec.run_warnings(art, bundle)
     return ReportContext(
         title="Facial-expression classifier evaluation",
         run_id=header.run_id,
@@ -177,8 +179,8 @@ def build_report_context(artifacts: RunArtifacts, *,
         n_resamples=interval.n_resamples if interval else 0,
         seed=interval.seed if interval else 0,
         confidence=interval.confidence if interval else 0.95,
-        warnings=tuple(sec.run_warnings(art, bundle)),
-        sections=_sections(art, bundle, limits, _overview_facts(header, bundle, art)),
+        sections=sections,
+        warnings=(*warnings, *sec.left_out_notices(art.run_dir, warnings)),
     )
 
 

@@ -173,6 +173,8 @@ def scan_runs(reports_dir: Path) -> tuple[list[RunEntry], list[dict[str, Any]], 
     for child in sorted(reports_dir.iterdir(), key=lambda p: p.name):
         if not child.is_dir() or child.name.startswith("."):
             continue
+        if child.is_symlink():  # a link may point anywhere: the index shows only folders that live here
+            continue
         folder = RunFolder(child)
         if folder.has(METRICS):
             metrics = folder.read_metrics()

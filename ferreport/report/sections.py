@@ -9,7 +9,8 @@ the notices shown above the first section.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -541,6 +542,14 @@ def _classes_notice(art: RunArtifacts) -> list[Notice]:
     return [Notice(title, text[0].upper() + text[1:], level="info")]
 
 
+def left_out_notices(run_dir: str | os.PathLike[str], shown: Sequence[Notice]) -> list[Notice]:
+    """A notice per artefact of ``run_dir`` that reading left out (refused or unreadable; see
+    :meth:`~ferreport.runs.folder.RunFolder.note`), less those already in ``shown``."""
+    said = {n.message for n in shown}
+    return [Notice("Part of the run folder left out", text) for text in files.RunFolder(run_dir).notices()
+            if text not in said]
+
+
 def run_warnings(art: RunArtifacts, bundle: MetricsBundle) -> list[Notice]:
     """Notices shown above the first section, most serious first."""
     metrics = art.metrics or {}
@@ -553,6 +562,11 @@ def run_warnings(art: RunArtifacts, bundle: MetricsBundle) -> list[Notice]:
                           "The model was evaluated as it stood when training stopped (killed or crashed), not "
                           "after the planned epochs; resume it with: ferreport train --out RUN_DIR --resume."))
     out += _listed_notices(metrics.get("warnings"))
+    if (art.config or {}).get("unsafe_model") is True:
+        out.append(Notice("Model loaded without the safety checks",
+                          "--unsafe-model was given: the model's Lambda layers or SavedModel ops outside ferreport's "
+                          "reviewed list ran as they are (they can read and write files on the host that scored it).",
+                          kind="unsafe"))
     for problem in art.problems:
         out.append(Notice("Incomplete run directory", problem))
     gate_rows = [g for g in (art.gates or {}).get("gates", []) if isinstance(g, Mapping)]

@@ -31,7 +31,10 @@ from ferreport import __version__
 from ferreport.constants import CLASS_NAMES
 from ferreport.errors import DatasetError, OutputError, UsageError
 from ferreport.progress import echo
+from ferreport.runs import schemas
 from ferreport.runs.atomic import atomic_open, atomic_path, remove_stale_parts, write_json, write_text
+from ferreport.runs.cells import restore_frame, write_frame
+from ferreport.runs.guard import ArtefactError, check_npz, open_inside, parse_json, read_json_inside
 from ferreport.runs.lock import exclusive_lock
 
 CONFIG = "config.json"            # resolved configuration (dataclass as dict)
@@ -80,10 +83,49 @@ AUDIT_EXTRA_COLUMNS: tuple[str, ...] = ("top", "left", "right", "bottom", "found
 #: Decimals of the probabilities and confidence in predictions.csv.
 PROBA_DECIMALS = 6
 
+_KIB, _MIB, _GIB = 1024, 1024**2, 1024**3
+#: The most bytes each artefact is read at (a shared run folder is untrusted input: a file over its limit
+#: is refused, never read). JSON not listed: 64 MiB; CSV not listed: 1 GiB.
+SIZE_LIMITS: dict[str, int] = {
+    MARKER: 4 * _KIB, CONFIG: 4 * _MIB, PROVENANCE: 16 * _MIB, DATA_SUMMARY: 16 * _MIB, METRICS: 16 * _MIB,
+    GATES: 4 * _MIB, CHECKPOINT_STATE: 64 * _MIB, MODEL_CONTRACT: 64 * _KIB, AUDIT_SUMMARY: 16 * _MIB,
+    SLICES: 256 * _MIB, DRIFT: 16 * _MIB, LABEL_NOISE: 512 * _MIB, COMPARE_JSON: 512 * _MIB,
+    PREDICTIONS: 16 * _GIB, SPLITS: 4 * _GIB, FACE_STATS: 16 * _GIB, SKIPPED: 16 * _GIB, HISTORY: 64 * _MIB,
+    LABEL_ISSUES: 4 * _GIB, FACES_POOL: 2 * _GIB, SALIENCY: 2 * _GIB, EMBEDDINGS: 4 * _GIB,
+}
+#: The most bytes the arrays of each ``.npz`` artefact may declare (checked from their headers before loading).
+ARRAY_LIMITS: dict[str, int] = {FACES_POOL: 4 * _GIB, SALIENCY: 4 * _GIB, EMBEDDINGS: 8 * _GIB}
+#: The JSON Schema of each JSON artefact (:mod:`ferreport.runs.schemas`), by file name.
+SCHEMAS: dict[str, dict[str, Any]] = {
+    METRICS: schemas.METRICS_SCHEMA, PROVENANCE: schemas.PROVENANCE_SCHEMA, CONFIG: schemas.CONFIG_SCHEMA,
+    DATA_SUMMARY: schemas.DATA_SUMMARY_SCHEMA, SLICES: schemas.SLICES_SCHEMA, DRIFT: schemas.DRIFT_SCHEMA,
+    AUDIT_SUMMARY: schemas.AUDIT_SUMMARY_SCHEMA, LABEL_NOISE: schemas.LABEL_NOISE_SCHEMA, GATES: schemas.GATES_SCHEMA,
+    COMPARE_JSON: schemas.COMPARE_SCHEMA, CHECKPOINT_STATE: schemas.CHECKPOINT_STATE_SCHEMA,
+    MARKER: schemas.MARKER_SCHEMA,
+}
+#: Notices about artefacts left out, by folder (each said once on stderr; the report lists them).
+_NOTICES: dict[str, list[str]] = {}
+
+
+def all_notices() -> dict[str, list[str]]:
+    """Every notice :meth:`RunFolder.note` recorded in this process, by folder (real path)."""
+    return {k: list(v) for k, v in _NOTICES.items()}
+
+
+def forget_notices() -> None:
+    """Drop the recorded notices (a long-lived process rendering many reports; tests)."""
+    _NOTICES.clear()
+
+
+def size_limit(name: str) -> int:
+    """The most bytes artefact ``name`` is read at."""
+    base = Path(name).name
+    return SIZE_LIMITS.get(base, 64 * _MIB if base.endswith(".json") else _GIB)
+
 __all__ = [
-    "AUDIT_EXTRA_COLUMNS", "PREDICTION_COLUMNS", "PROBA_COLUMNS", "PROBA_DECIMALS", "RunFolder", "check_apart",
-    "check_replaceable", "check_run_dir", "check_writable", "clean_run_dir", "folder_lock", "is_ferreport_folder",
-    "new_run_id",
+    "ARRAY_LIMITS", "AUDIT_EXTRA_COLUMNS", "PREDICTION_COLUMNS", "PROBA_COLUMNS", "PROBA_DECIMALS", "SCHEMAS",
+    "SIZE_LIMITS", "RunFolder", "all_notices", "check_apart", "check_replaceable", "check_run_dir", "check_writable",
+    "clean_run_dir", "folder_lock", "forget_notices", "is_ferreport_folder", "new_run_id", "size_limit",
 ]
 
 
@@ -144,10 +186,10 @@ def check_writable(run_dir: Path) -> None:
 def is_ferreport_folder(folder: Path) -> bool:
     """Whether ``folder`` carries ferreport's marker (a regular file, not a link, that says so)."""
     marker = Path(folder) / MARKER
+    if marker.is_symlink():
+        return False
     try:
-        if not marker.is_file() or marker.is_symlink() or marker.stat().st_size > 4096:
-            return False
-        doc = json.loads(marker.read_text(encoding="utf-8"))
+        doc = read_json_inside(marker, size_limit(MARKER), root=folder, schema=SCHEMAS[MARKER])
     except (OSError, ValueError):
         return False
     return isinstance(doc, dict) and doc.get("tool") == "ferreport"
@@ -236,7 +278,12 @@ class RunFolder:
         return self.path / name
 
     def has(self, name: str) -> bool:
+        """Whether artefact ``name`` is a regular file (a link to one counts)."""
         return (self.path / name).is_file()
+
+    def present(self, name: str) -> bool:
+        """Whether anything is at ``name``, even a FIFO or a broken link (which the readers then refuse by name)."""
+        return os.path.lexists(self.path / name)
 
     def remove(self, name: str) -> None:
         """Remove artefact ``name`` if present (a stale result that would describe other faces)."""
@@ -264,23 +311,46 @@ class RunFolder:
         return [self.path / name for name in names if (self.path / name).is_file()]
 
     # ------------------------------------------------------------------ generic primitives
-    def read_json(self, name: str, problems: list[str] | None = None) -> dict[str, Any] | None:
-        """A JSON object artefact; None when absent or unreadable (noted in ``problems`` when given)."""
-        path = self.path / name
-        if not path.is_file():
-            return None
+    def note(self, text: str, problems: list[str] | None = None) -> None:
+        """Record that something of this folder is left out: said once on stderr, kept for the report
+        (:meth:`notices`), and added to ``problems`` when given."""
+        key = os.path.realpath(self.path)
+        seen = _NOTICES.setdefault(key, [])
+        if text not in seen:
+            seen.append(text)
+            echo(f"{self.path}: {text}")
+        if problems is not None and text not in problems:
+            problems.append(text)
+
+    def notices(self) -> list[str]:
+        """What :meth:`note` recorded about this folder in this process."""
+        return list(_NOTICES.get(os.path.realpath(self.path), []))
+
+    def open_artefact(self, name: str) -> tuple[IO[bytes], int]:
+        """``(binary file, size)`` of artefact ``name``: a regular file inside this folder within its size
+        limit. FileNotFoundError when absent; ArtefactError (exit 3) naming it when refused."""
+        return open_inside(self.path / name, size_limit(name), root=self.path)
+
+    def read_json(self, name: str, problems: list[str] | None = None, *, what: str = "it is left out"
+                  ) -> dict[str, Any] | None:
+        """A JSON object artefact, guarded and checked against its schema; None when absent. A file that is
+        refused is None too, noted (:meth:`note`: ``NAME: reason; what``)."""
         try:
-            with open(path, encoding="utf-8") as fh:
-                obj = json.load(fh)
-        except (OSError, ValueError) as exc:
-            if problems is not None:
-                problems.append(f"{path.name} could not be read ({exc}); it is left out")
+            return self.read_json_strict(name)
+        except FileNotFoundError:
             return None
-        if not isinstance(obj, dict):
-            if problems is not None:
-                problems.append(f"{path.name} does not hold a JSON object; it is left out")
+        except ArtefactError as exc:
+            self.note(f"{name}: {exc.reason}; {what}", problems)
             return None
-        return obj
+
+    def read_json_strict(self, name: str) -> dict[str, Any]:
+        """A JSON object artefact the caller needs: FileNotFoundError when absent, ArtefactError (a DatasetError,
+        exit 3) naming the file and the reason when it is refused."""
+        path = self.path / name
+        doc = read_json_inside(path, size_limit(name), root=self.path, schema=SCHEMAS.get(Path(name).name))
+        if not isinstance(doc, dict):
+            raise ArtefactError(path, "does not hold a JSON object")
+        return doc
 
     def write_json(self, name: str, doc: Any) -> Path:
         path = self.path / name
@@ -306,23 +376,27 @@ class RunFolder:
         return path
 
     def read_npz(self, name: str, keys: tuple[str, ...]) -> dict[str, np.ndarray] | None:
-        """The arrays ``keys`` of a ``.npz`` artefact (no pickles); None when absent.
+        """The arrays ``keys`` of a ``.npz`` artefact; None when absent. Guarded: a regular file inside the folder,
+        its arrays' headers checked (no pickles, declared size under :data:`ARRAY_LIMITS`) before any is read.
 
-        Raises OSError, ValueError or KeyError when the file is unreadable or lacks a key.
+        Raises ArtefactError, OSError, ValueError or KeyError when the file is refused, unreadable or lacks a key.
         """
-        path = self.path / name
-        if not path.is_file():
+        try:
+            fh, _ = self.open_artefact(name)
+        except FileNotFoundError:
             return None
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: np.asarray(npz[k]) for k in keys}
+        with fh:
+            check_npz(fh, self.path / name, keys, ARRAY_LIMITS.get(name, _GIB))
+            with np.load(fh, allow_pickle=False) as npz:
+                return {k: np.asarray(npz[k]) for k in keys}
 
     # ------------------------------------------------------------------ JSON artefacts
     def read_config(self, problems: list[str] | None = None) -> dict[str, Any] | None:
         return self.read_json(CONFIG, problems)
 
     def read_config_strict(self) -> dict[str, Any]:
-        """config.json, for a run that must have one; raises OSError or ValueError when unreadable."""
-        return json.loads((self.path / CONFIG).read_text())
+        """config.json, for a run that must have one; raises OSError or ValueError (ArtefactError) when unreadable."""
+        return self.read_json_strict(CONFIG)
 
     def write_config(self, doc: Mapping[str, Any]) -> Path:
         return self.write_json(CONFIG, doc)
@@ -331,8 +405,9 @@ class RunFolder:
         return self.read_json(PROVENANCE, problems)
 
     def read_provenance_strict(self) -> dict[str, Any]:
-        """provenance.json, for a run that must have one; raises OSError or ValueError when unreadable."""
-        return json.loads((self.path / PROVENANCE).read_text())
+        """provenance.json, for a run that must have one; raises OSError or ValueError (ArtefactError) when
+        unreadable."""
+        return self.read_json_strict(PROVENANCE)
 
     def write_provenance(self, doc: Mapping[str, Any]) -> Path:
         return self.write_json(PROVENANCE, doc)
@@ -345,6 +420,10 @@ class RunFolder:
 
     def read_metrics(self, problems: list[str] | None = None) -> dict[str, Any] | None:
         return self.read_json(METRICS, problems)
+
+    def read_metrics_strict(self) -> dict[str, Any]:
+        """metrics.json, for a report that needs it: FileNotFoundError when absent, ArtefactError (exit 3)."""
+        return self.read_json_strict(METRICS)
 
     def write_metrics(self, doc: Mapping[str, Any]) -> Path:
         return self.write_json(METRICS, doc)
@@ -362,16 +441,16 @@ class RunFolder:
         return self.write_json(AUDIT_SUMMARY, doc)
 
     def read_slices(self) -> dict[str, Any] | None:
-        """slices.json as written, or None when absent or unreadable."""
-        doc = self.read_json(SLICES)
+        """slices.json as written, or None when absent or unreadable (noted: the section is left out)."""
+        doc = self.read_json(SLICES, what="the slices section is left out")
         return doc if doc is not None and isinstance(doc.get("slices"), list) else None
 
     def write_slices(self, doc: Mapping[str, Any]) -> Path:
         return self.write_json(SLICES, doc)
 
     def read_drift(self) -> dict[str, Any] | None:
-        """drift.json as written, or None when absent or unreadable."""
-        doc = self.read_json(DRIFT)
+        """drift.json as written, or None when absent or unreadable (noted: the drift section is left out)."""
+        doc = self.read_json(DRIFT, what="the drift section is left out")
         return doc if doc is not None and isinstance(doc.get("tests"), list) else None
 
     def write_drift(self, doc: Mapping[str, Any]) -> Path:
@@ -391,16 +470,39 @@ class RunFolder:
 
     def read_checkpoint_state(self) -> dict[str, Any]:
         """The training checkpoint's state.json; raises OSError or ValueError when unreadable."""
-        data = json.loads(self.checkpoint_state_path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        return data
+        return self.read_json_strict(f"{CHECKPOINT_DIR}/{CHECKPOINT_STATE}")
 
     def write_checkpoint_state(self, doc: Mapping[str, Any]) -> Path:
         write_json(self.checkpoint_state_path, doc)
         return self.checkpoint_state_path
 
     # ------------------------------------------------------------------ CSV artefacts
+    def read_csv(self, name: str, **options: Any) -> pd.DataFrame:
+        """CSV artefact ``name`` guarded (:meth:`open_artefact`), as UTF-8, its safe cells undone
+        (:func:`~ferreport.runs.cells.restore_frame`). FileNotFoundError when absent; ArtefactError
+        (exit 3) when refused; ValueError (pandas) when it is not CSV."""
+        fh, _ = self.open_artefact(name)
+        with fh:
+            frame = pd.read_csv(fh, encoding="utf-8", **options)
+        return restore_frame(frame)
+
+    def _read_csv_chunks(self, name: str, chunksize: int, **options: Any) -> Iterator[pd.DataFrame]:
+        fh, _ = self.open_artefact(name)
+        with fh:
+            try:
+                reader = pd.read_csv(fh, encoding="utf-8", chunksize=chunksize, **options)
+            except pd.errors.EmptyDataError:
+                return
+            with reader:
+                for chunk in reader:
+                    yield restore_frame(chunk)
+
+    def _write_csv(self, name: str, frame: pd.DataFrame, **options: Any) -> Path:
+        path = self.path / name
+        with atomic_open(path, "w") as fh:
+            write_frame(frame, fh, **options)
+        return path
+
     def read_predictions(self, *, chunksize: int | None = None, usecols: list[str] | None = None,
                          face_id_text: bool = True, text_columns: tuple[str, ...] = ()
                          ) -> pd.DataFrame | Iterator[pd.DataFrame]:
@@ -414,16 +516,20 @@ class RunFolder:
         dtype = {"source": str, "true_label": str, "pred_label": str, **{c: str for c in text_columns}}
         if face_id_text:
             dtype["face_id"] = str
+        options = dict(keep_default_na=False, na_values={"confidence": [""]}, dtype=dtype, usecols=usecols)
+        if chunksize is not None:
+            try:  # open now, so a refused or missing file is said here and not at the first chunk
+                self.open_artefact(PREDICTIONS)[0].close()
+            except FileNotFoundError as exc:
+                raise DatasetError(f"{path}: cannot read predictions ({exc.strerror or exc})") from exc
+            return self._guarded_chunks(PREDICTIONS, chunksize, **options)
         try:
-            frame = pd.read_csv(path, keep_default_na=False, na_values={"confidence": [""]}, dtype=dtype,
-                                chunksize=chunksize, usecols=usecols)
-        except pd.errors.EmptyDataError as exc:
-            if chunksize is not None:
-                return iter(())
-            raise DatasetError(f"{path}: cannot read predictions ({exc})") from exc
+            frame = self.read_csv(PREDICTIONS, **options)
+        except ArtefactError:
+            raise
         except (OSError, ValueError) as exc:
             raise DatasetError(f"{path}: cannot read predictions ({exc})") from exc
-        if chunksize is None and usecols is None:
+        if usecols is None:
             missing = [c for c in ("true_label", "pred_label") if c not in frame.columns]
             if missing:
                 raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -434,60 +540,73 @@ class RunFolder:
                                    "was edited: evaluate again to rewrite it")
         return frame
 
+    def _guarded_chunks(self, name: str, chunksize: int, **options: Any) -> Iterator[pd.DataFrame]:
+        """:meth:`_read_csv_chunks` with pandas' errors as DatasetError naming the file."""
+        try:
+            yield from self._read_csv_chunks(name, chunksize, **options)
+        except ArtefactError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{self.path / name}: cannot read it ({exc})") from exc
+
     def write_predictions(self, frame: pd.DataFrame) -> Path:
-        path = self.path / PREDICTIONS
-        with atomic_open(path, "w") as fh:
-            frame.to_csv(fh, index=False, float_format=f"%.{PROBA_DECIMALS}f")
-        return path
+        return self._write_csv(PREDICTIONS, frame, float_format=f"%.{PROBA_DECIMALS}f")
 
     def require_predictions(self) -> None:
         """Raise :class:`~ferreport.errors.UsageError` unless this is a folder holding predictions.csv."""
         if not self.path.is_dir():
             raise UsageError(f"{self.path}: run directory not found")
-        if not self.has(PREDICTIONS):
+        if not self.present(PREDICTIONS):
             raise UsageError(f"{self.path}: no {PREDICTIONS}; evaluate a model into this folder first")
 
     def read_splits(self) -> pd.DataFrame:
         """splits.csv (one row per face, ``key`` as text); raises OSError or ValueError when unreadable."""
-        return pd.read_csv(self.path / SPLITS, keep_default_na=False, dtype={"key": str})
+        return self.read_csv(SPLITS, keep_default_na=False, dtype={"key": str})
 
     def write_splits(self, frame: pd.DataFrame) -> Path:
-        path = self.path / SPLITS
-        with atomic_open(path) as fh:
-            frame.to_csv(fh, index=False)
-        return path
+        return self._write_csv(SPLITS, frame)
 
     def copy_splits_from(self, other: RunFolder) -> Path:
-        """This folder's splits.csv as a byte copy of ``other``'s."""
-        return self.write_text(SPLITS, (other.path / SPLITS).read_text())
+        """This folder's splits.csv as a byte copy of ``other``'s (read guarded)."""
+        fh, size = other.open_artefact(SPLITS)
+        with fh:
+            data = fh.read(size)
+        path = self.path / SPLITS
+        with atomic_open(path, "wb") as out:
+            out.write(data)
+        return path
 
     def read_history(self, problems: list[str] | None = None) -> pd.DataFrame | None:
-        """history.csv, or None when absent, empty or unreadable (noted in ``problems``)."""
-        path = self.path / HISTORY
-        if not path.is_file():
-            return None
+        """history.csv, or None when absent, empty or unreadable (noted: the curves are left out)."""
         try:
-            history = pd.read_csv(path)
+            history = self.read_csv(HISTORY)
+        except FileNotFoundError:
+            return None
+        except ArtefactError as exc:
+            self.note(f"{HISTORY}: {exc.reason}; training curves left out", problems)
+            return None
         except (OSError, ValueError) as exc:
-            if problems is not None:
-                problems.append(f"{HISTORY} could not be read ({exc}); training curves left out")
+            self.note(f"{HISTORY} could not be read ({exc}); training curves left out", problems)
+            return None
+        numeric = all(pd.api.types.is_numeric_dtype(history[c]) for c in history.columns)
+        if not numeric:
+            self.note(f"{HISTORY} holds text where numbers belong; training curves left out", problems)
             return None
         return None if history.empty else history
 
     def write_history(self, frame: pd.DataFrame) -> Path:
-        path = self.path / HISTORY
-        with atomic_open(path) as fh:
-            frame.to_csv(fh, index=False)
-        return path
+        return self._write_csv(HISTORY, frame)
 
     def read_face_stats(self, columns: tuple[str, ...], n_rows: int | None = None) -> pd.DataFrame | None:
         """face_stats.csv, or None when absent, unreadable, lacking ``columns`` or not ``n_rows`` long."""
-        path = self.path / FACE_STATS
-        if not path.is_file():
-            return None
         try:
-            frame = pd.read_csv(path, keep_default_na=False,
-                                na_values={c: [""] for c in columns if c != "found"}, dtype={"found": str})
+            frame = self.read_csv(FACE_STATS, keep_default_na=False,
+                                  na_values={c: [""] for c in columns if c != "found"}, dtype={"found": str})
+        except FileNotFoundError:
+            return None
+        except ArtefactError as exc:
+            self.note(f"{FACE_STATS}: {exc.reason}; slices by face attributes left out")
+            return None
         except (OSError, ValueError):
             return None
         if any(c not in frame.columns for c in columns) or (n_rows is not None and len(frame) != n_rows):
@@ -495,29 +614,24 @@ class RunFolder:
         return frame
 
     def write_face_stats(self, frame: pd.DataFrame) -> Path:
-        path = self.path / FACE_STATS
-        with atomic_open(path, "w") as fh:
-            frame.to_csv(fh, index=False)
-        return path
+        return self._write_csv(FACE_STATS, frame)
 
     def read_label_issues(self, problems: list[str] | None = None) -> pd.DataFrame | None:
-        """label_issues.csv (text columns as text), or None when absent or unreadable."""
-        path = self.path / LABEL_ISSUES
-        if not path.is_file():
-            return None
+        """label_issues.csv (text columns as text), or None when absent or unreadable (noted)."""
         try:
-            return pd.read_csv(path, dtype={"source": str, "face_id": str, "given": str, "suggested": str},
-                               keep_default_na=False)
+            return self.read_csv(LABEL_ISSUES, dtype={"source": str, "face_id": str, "given": str, "suggested": str},
+                                 keep_default_na=False)
+        except FileNotFoundError:
+            return None
+        except ArtefactError as exc:
+            self.note(f"{LABEL_ISSUES}: {exc.reason}; it is left out", problems)
+            return None
         except (OSError, ValueError) as exc:
-            if problems is not None:
-                problems.append(f"{LABEL_ISSUES} could not be read ({exc}); it is left out")
+            self.note(f"{LABEL_ISSUES} could not be read ({exc}); it is left out", problems)
             return None
 
     def write_label_issues(self, frame: pd.DataFrame) -> Path:
-        path = self.path / LABEL_ISSUES
-        with atomic_open(path, "w") as fh:
-            frame.to_csv(fh, index=False, float_format="%.4f")
-        return path
+        return self._write_csv(LABEL_ISSUES, frame, float_format="%.4f")
 
     # ------------------------------------------------------------------ array artefacts
     def read_face_pool(self, n_rows: int | None, problems: list[str] | None = None
@@ -537,9 +651,11 @@ class RunFolder:
                 return rows, faces
             keep = (rows >= 0) & (rows < n_rows)
             return rows[keep], faces[keep]
+        except ArtefactError as exc:
+            self.note(f"{FACES_POOL}: {exc.reason}; faces are not shown", problems)
+            return empty
         except (OSError, ValueError, KeyError) as exc:
-            if problems is not None:
-                problems.append(f"{FACES_POOL} could not be read ({exc}); faces are not shown")
+            self.note(f"{FACES_POOL} could not be read ({exc}); faces are not shown", problems)
             return empty
 
     def write_face_pool(self, rows: np.ndarray, faces: np.ndarray) -> Path:
@@ -550,6 +666,9 @@ class RunFolder:
         """``(rows, embeddings float32)`` of embeddings.npz, or None when absent or unreadable."""
         try:
             arrays = self.read_npz(EMBEDDINGS, ("rows", "embeddings"))
+        except ArtefactError as exc:
+            self.note(f"{EMBEDDINGS}: {exc.reason}; the embedding drift test is left out")
+            return None
         except (OSError, ValueError, KeyError):
             return None
         if arrays is None:
@@ -572,7 +691,7 @@ class RunFolder:
                 return None
             rows = np.asarray(arrays["rows"], dtype=np.int64).reshape(-1)
             maps = arrays["maps"]
-            info = json.loads(str(arrays["info"]))
+            info = parse_json(str(arrays["info"]), self.path / SALIENCY)
             if not isinstance(info, dict):
                 raise ValueError("info is not a JSON object")
             if info.get("available") and (maps.dtype != np.uint8 or maps.ndim != 3 or len(maps) != len(rows)):
@@ -581,9 +700,11 @@ class RunFolder:
             if maps.ndim == 3 and len(maps) == len(rows):
                 maps = maps[keep]
             return rows[keep], maps, info
+        except ArtefactError as exc:
+            self.note(f"{SALIENCY}: {exc.reason}; saliency maps are not shown", problems)
+            return None
         except (OSError, ValueError, KeyError) as exc:
-            if problems is not None:
-                problems.append(f"{SALIENCY} could not be read ({exc}); saliency maps are not shown")
+            self.note(f"{SALIENCY} could not be read ({exc}); saliency maps are not shown", problems)
             return None
 
     def write_saliency(self, rows: np.ndarray, maps_uint8: np.ndarray, info: Mapping[str, Any]) -> Path:

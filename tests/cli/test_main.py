@@ -62,24 +62,27 @@ def test_an_unreadable_baseline_names_the_file_once(tmp_path, monkeypatch):
     """An OSError's text repeats the path ("[Errno 13] Permission denied: '/x/metrics.json'"); the
     message names the file once and gives the reason in words (issue 20, point 7)."""
     import errno
-    import pathlib
 
     import pytest
 
-    from ferreport.errors import UsageError
+    from ferreport import safe_io
+    from ferreport.errors import DatasetError
     from ferreport.evaluation.gates import load_baseline
 
     metrics = tmp_path / "metrics.json"
     metrics.write_text('{"n": 1, "accuracy": 0.5}')
+    real_open = safe_io.os.open
 
-    def denied(self, *args, **kwargs):
-        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+    def denied(path, *args, **kwargs):
+        if str(path) == str(metrics):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(pathlib.Path, "read_text", denied)
-    with pytest.raises(UsageError) as info:
+    monkeypatch.setattr(safe_io.os, "open", denied)
+    with pytest.raises(DatasetError) as info:
         load_baseline(metrics)
     message = str(info.value)
-    assert message == f"--baseline {metrics}: cannot read JSON (Permission denied)", message
+    assert message == f"--baseline {metrics}: cannot read it (Permission denied)", message
 
 
 def _options(command):

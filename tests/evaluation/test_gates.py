@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ferreport.errors import UsageError
+from ferreport.errors import DatasetError, UsageError
 from ferreport.evaluation.gates import (
     evaluate_gates,
     format_gate_lines,
@@ -133,11 +133,17 @@ def test_baseline_from_a_run_dir_or_a_file(tmp_path):
     with pytest.raises(UsageError, match="--baseline"):
         load_baseline(tmp_path / "missing")
     (tmp_path / "bad.json").write_text("{nope")
-    with pytest.raises(UsageError, match="cannot read JSON"):
+    with pytest.raises(DatasetError, match="bad.json: is not valid JSON"):
         load_baseline(tmp_path / "bad.json")
     (tmp_path / "other.json").write_text("[1, 2]")
-    with pytest.raises(UsageError, match="not a ferreport metrics.json"):
+    with pytest.raises(DatasetError, match=r"other.json: field \(the top level\): \[1, 2\] is not of type 'object'"):
         load_baseline(tmp_path / "other.json")
+    (tmp_path / "text.json").write_text('{"n": 3, "accuracy": "0.9"}')
+    with pytest.raises(DatasetError, match="text.json: field accuracy: '0.9' is not of type 'number'"):
+        load_baseline(tmp_path / "text.json")
+    (tmp_path / "other2.json").write_text('{"tool": "x"}')
+    with pytest.raises(UsageError, match="not a ferreport metrics.json"):
+        load_baseline(tmp_path / "other2.json")
 
 
 def test_gates_document_records_the_verdict_and_baseline_deltas(tmp_path):

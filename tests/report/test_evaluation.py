@@ -335,5 +335,5 @@ def test_a_report_without_stored_metrics_names_the_file_and_the_fix(tmp_path):
     run = make_run_dir(tmp_path / "run", n=60)
     (run / artifacts.METRICS).write_text("{ not json")
     r = CliRunner().invoke(main, ["report", str(run), "--format", "html"])
-    assert r.exit_code == 3 and f"{run / artifacts.METRICS}: missing or unreadable" in r.stderr, r.stderr
+    assert r.exit_code == 3 and f"{run / artifacts.METRICS}: is not valid JSON" in r.stderr, r.stderr
     assert "ferreport evaluate" in r.stderr and not (run / artifacts.REPORT_HTML).exists()

@@ -33,13 +33,15 @@ def test_every_json_artefact_round_trips_and_is_none_when_absent(tmp_path, kind)
     assert [p.name for p in tmp_path.iterdir()] == [written.name]  # no temporary left behind
 
 
+@pytest.mark.broken_artefacts
 def test_an_unreadable_json_artefact_is_none_with_the_problem_noted(tmp_path):
     (tmp_path / names.METRICS).write_text("{ not json")
     (tmp_path / names.CONFIG).write_text("[1, 2]")
     problems: list[str] = []
     run = RunFolder(tmp_path)
     assert run.read_metrics(problems) is None and run.read_config(problems) is None
-    assert problems[0].startswith("metrics.json could not be read") and "not hold a JSON object" in problems[1]
+    assert problems[0].startswith("metrics.json: is not valid JSON") and problems[0].endswith("it is left out")
+    assert problems[1].startswith("config.json: field (the top level): [1, 2] is not of type 'object'")
 
 
 def test_predictions_keep_text_as_text_and_name_a_truncated_row(tmp_path):
