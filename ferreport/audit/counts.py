@@ -12,6 +12,7 @@ import pandas as pd
 
 from ferreport.audit.scanning import NO_FACE
 from ferreport.constants import CLASS_NAMES
+from ferreport.runs.cells import safe_row
 
 __all__ = ["EXAMPLES_PER_REASON", "HIST_BINS", "Counts", "confidence_summary", "progress_note"]
 
@@ -44,7 +45,7 @@ class Counts:
 
     def skip(self, rel: str, reason: str, writer: Any) -> None:
         """List ``rel`` in skipped.csv (``writer``) and count it, unless it is an image without a face."""
-        writer.writerow([rel, reason])
+        writer.writerow(safe_row([rel, reason]))
         if reason == NO_FACE:
             return
         self.skipped[reason] += 1

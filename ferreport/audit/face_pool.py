@@ -25,6 +25,7 @@ from ferreport.datasets.decode import decode_image
 from ferreport.evaluation.face_pool import select_pool_rows
 from ferreport.evaluation.saliency import explain_pool
 from ferreport.progress import stage
+from ferreport.runs.cells import name_path
 from ferreport.runs.folder import FACES_POOL, PROBA_COLUMNS, RunFolder
 
 __all__ = ["FacePool", "add_to_pool", "crop_pool_faces", "explain_pool_file", "recrop_faces"]
@@ -101,7 +102,7 @@ def add_to_pool(job: AuditJob, pool: FacePool, rows: Iterable[int], frame: pd.Da
     rows = sorted(int(r) for r in set(rows) - have)
     if not rows:
         return
-    items = [(job.folder / str(frame.at[row, "source"]), tuple(int(frame.at[row, c]) for c in BOX_COLUMNS))
+    items = [(job.folder / name_path(str(frame.at[row, "source"])), tuple(int(frame.at[row, c]) for c in BOX_COLUMNS))
              for row in rows]
     faces = recrop_faces(items, job.detector)
     extra = frame.iloc[rows][["true_label", "pred_label", "confidence", *PROBA_COLUMNS]].copy()

@@ -39,6 +39,7 @@ from ferreport.datasets.workers import pool_context
 from ferreport.evaluation.embeddings import embedder_for, write_embeddings
 from ferreport.evaluation.facestats import FACE_STATS_COLUMNS, IMAGE_MEASURES, face_stats_frame
 from ferreport.progress import Stage, stage
+from ferreport.runs.cells import LINE_END, write_frame
 from ferreport.runs.folder import FACE_STATS, PREDICTIONS, PROBA_DECIMALS, SKIPPED, RunFolder
 
 __all__ = ["TASK_SIZE", "EmbeddingSample", "FaceRows", "Scan", "Scanner", "chunks", "count_files", "scan_folder"]
@@ -176,8 +177,7 @@ class Scan:
         for i, col in enumerate(BOX_COLUMNS):
             frame[col] = box[:, i]
         frame["found"] = rows.found
-        frame[list(AUDIT_COLUMNS)].to_csv(self.pred_fh, header=False, index=False,
-                                          float_format=f"%.{PROBA_DECIMALS}f")
+        write_frame(frame[list(AUDIT_COLUMNS)], self.pred_fh, header=False, float_format=f"%.{PROBA_DECIMALS}f")
         frame["row"] = np.arange(self.counts.faces, self.counts.faces + len(frame), dtype=np.int64)
         if self.stats_fh is not None:
             self._write_stats(rows, faces, box)
@@ -196,7 +196,7 @@ class Scan:
         if not self.pixels:  # the Ray engine keeps no pixels on the driver: no pixel measures
             for col in ("grayscale", *IMAGE_MEASURES):
                 stats[col] = np.nan
-        stats.to_csv(self.stats_fh, header=False, index=False)
+        write_frame(stats, self.stats_fh, header=False)
 
 
 def scan_folder(job: AuditJob, adapter: Any) -> Scan:
@@ -209,10 +209,10 @@ def scan_folder(job: AuditJob, adapter: Any) -> Scan:
     with stage("audit", total=total, unit="files") as bar, \
             run.open_for_writing(PREDICTIONS) as pred_fh, run.open_for_writing(SKIPPED) as skip_fh, \
             run.open_for_writing(FACE_STATS) as stats_fh:
-        skip_writer = csv.writer(skip_fh)
+        skip_writer = csv.writer(skip_fh, lineterminator=LINE_END)
         skip_writer.writerow(["path", "reason"])
-        pred_fh.write(",".join(AUDIT_COLUMNS) + "\n")
-        stats_fh.write(",".join(FACE_STATS_COLUMNS) + "\n")
+        pred_fh.write(",".join(AUDIT_COLUMNS) + LINE_END)
+        stats_fh.write(",".join(FACE_STATS_COLUMNS) + LINE_END)
         scan = Scan(job.label_of, pred_fh, skip_writer, stats_fh=stats_fh, pixels=job.engine == "local")
         scan.unscored = job.unscored
         if embedder is not None:
@@ -324,6 +324,7 @@ def _absorb_ray(job: AuditJob, listed: list[tuple[str, str]], scan: Scan) -> tup
     table, scan.cluster = scan_and_predict(
         [full for _, full in listed], mode=job.faces, detector=job.detector, model_path=job.model.path,
         contract=job.contract, unsafe_model=job.unsafe_model, batch_size=job.batch_size, address=job.ray_address,
+        model_timeout=job.model_timeout,
         workers=job.workers, scratch=job.run, progress=job.progress)
     pos = table["pos"].to_numpy()
     proba_all = table[[f"p{j}" for j in range(len(CLASS_NAMES))]].to_numpy(dtype=np.float32)

@@ -44,6 +44,7 @@ from ferreport.constants import FACE_SIZE, IMAGE_SUFFIXES
 from ferreport.datasets.crop import crop_face
 from ferreport.datasets.decode import MAX_IMAGE_BYTES, decode_image
 from ferreport.datasets.workers import exit_with_parent
+from ferreport.runs.cells import name_text
 from ferreport.safe_io import NOT_REGULAR, NotRegularFile, open_regular
 
 __all__ = [
@@ -68,12 +69,8 @@ FOUND_DETECTED, FOUND_WHOLE, FOUND_FALLBACK = "detected", "whole", "fallback"
 
 
 def display_path(path: str) -> str:
-    """A path as text that can always be written (undecodable bytes as ``\\xNN``)."""
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        return os.fsencode(path).decode("utf-8", "backslashreplace")
+    """A path as text that can always be written and read back (:func:`ferreport.runs.cells.name_text`)."""
+    return name_text(path)
 
 
 def _rel(root: str, full: str) -> str:
