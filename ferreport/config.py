@@ -226,8 +226,12 @@ class ModelConfig(_Settings):
                                         "[default: auto]", choices=OUTPUT_KINDS, kind=str)
     model_spec: Path | None = setting(None, "TOML (or JSON) file with the model's input_range, channel_order, "
                                             "classes and outputs.", kind=Path)
-    unsafe_model: bool = setting(False, "Allow models with Lambda layers or SavedModel graphs with file access "
-                                        "(runs code from the file).")
+    unsafe_model: bool = setting(False, "Load the model without the safety checks: Keras Lambda layers, and "
+                                        "SavedModel ops outside the reviewed list (file access, Python calls). "
+                                        "Runs code from the file; the report says so.")
+    model_timeout: float = setting(600.0, "Seconds one model call (the probe, or one batch) may take before the "
+                                          "job stops with exit 4: a guard against a model that never returns.",
+                                   min=0, min_open=True)
     saliency: bool = setting(True, "Skip the Grad-CAM saliency maps of the report's faces (computed at evaluation "
                                    "for the pooled faces only; Keras models).",
                              flag="--no-saliency", param="no_saliency", invert=True)
@@ -238,11 +242,12 @@ class ModelConfig(_Settings):
     def contract_options(self) -> dict[str, Any]:
         """The options :func:`ferreport.models.adapters.open_model` reads."""
         return {"input_range": self.input_range, "channel_order": self.channel_order, "classes": self.classes,
-                "outputs": self.outputs, "model_spec": self.model_spec}
+                "outputs": self.outputs, "model_spec": self.model_spec, "model_timeout": self.model_timeout}
 
 
 #: The model settings of ``evaluate`` and ``predict``, in --help order.
-MODEL_SETTINGS: tuple[str, ...] = ("input_range", "channel_order", "classes", "outputs", "model_spec", "unsafe_model")
+MODEL_SETTINGS: tuple[str, ...] = ("input_range", "channel_order", "classes", "outputs", "model_spec", "unsafe_model",
+                                   "model_timeout")
 #: The saliency settings of the evaluating commands (``evaluate``, ``run``, ``predict``).
 SALIENCY_SETTINGS: tuple[str, ...] = ("saliency", "saliency_layer")
 

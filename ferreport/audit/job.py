@@ -38,6 +38,7 @@ class AuditJob:
     detector: DetectorParams
     engine: str
     ray_address: str | None
+    model_timeout: float | None = None  # seconds one model call may take (--model-timeout)
 
     @property
     def run(self) -> RunFolder:
@@ -52,5 +53,6 @@ class AuditJob:
                 "workers": self.workers, "seed": self.seed, "n_resamples": self.n_resamples,
                 "detector": self.detector.name if self.faces != "whole" else None,
                 "align": bool(self.detector.align) if self.faces != "whole" else False,
-                "unsafe_model": bool(self.unsafe_model), "engine": self.engine, "ray_address": self.ray_address,
+                "unsafe_model": bool(self.unsafe_model), "model_timeout": self.model_timeout, "engine": self.engine,
+                "ray_address": self.ray_address,
                 "model_contract": self.contract}

@@ -114,7 +114,8 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
                    unsafe_model=unsafe_model, contract=adapter.resolved_contract().to_dict(),
                    unscored=frozenset(CLASS_NAMES.index(c) for c in adapter.contract.missing),
                    n_resamples=n_resamples, seed=seed, progress=progress,
-                   detector=detector, engine=engine, ray_address=ray_address)
+                   detector=detector, engine=engine, ray_address=ray_address,
+                   model_timeout=adapter.timeout)
     run = RunFolder(run_dir)
     run.write_config(job.config_record())
 

@@ -109,13 +109,14 @@ def _scan_batch(batch: dict[str, np.ndarray], mode: str, detector: dict[str, Any
 class _Predictor:
     """Model actor: loads the model once, predicts batches of faces."""
 
-    def __init__(self, model_path: str, contract: dict[str, Any], unsafe_model: bool, batch_size: int):
+    def __init__(self, model_path: str, contract: dict[str, Any], unsafe_model: bool, batch_size: int,
+                 model_timeout: float | None = None):
         # TensorFlow only in the actor: the driver imports this module before any model is loaded
         from ferreport.models.adapters import open_model  # TensorFlow: in the actor only
 
         # the driver's contract, outputs already decided: every actor reads the outputs the same way
         self.model = open_model(model_path, safe_mode=not unsafe_model, contract=ModelContract.from_dict(contract),
-                                probe=False)
+                                probe=False, timeout=model_timeout)
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -133,8 +134,8 @@ class _Predictor:
 
 def scan_and_predict(paths: list[str], *, mode: str, detector: DetectorParams, model_path: str | os.PathLike[str],
                      contract: dict[str, Any], unsafe_model: bool, batch_size: int, address: str | None, workers: int,
-                     scratch: RunFolder | str | os.PathLike[str], progress: bool = False
-                     ) -> tuple[pd.DataFrame, dict[str, Any]]:
+                     scratch: RunFolder | str | os.PathLike[str], progress: bool = False,
+                     model_timeout: float | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Run the Ray pipeline over ``paths`` (position = list index).
 
     Returns the merged table (:data:`RAY_COLUMNS`, sorted by ``pos, face_id``) and a
@@ -151,7 +152,7 @@ def scan_and_predict(paths: list[str], *, mode: str, detector: DetectorParams, m
         ds = _scan_then_predict(ray, paths, cpus, actors, mode=mode, detector=detector,
                                 predictor_kwargs={"model_path": str(model_path), "contract": dict(contract),
                                                   "unsafe_model": bool(unsafe_model),
-                                                  "batch_size": int(batch_size)})
+                                                  "batch_size": int(batch_size), "model_timeout": model_timeout})
         table = _write_and_read_back(ds, scratch)
         info = {"address": address or "local", "nodes": len(ray.nodes()), "cpus": cpus, "actors": actors}
     finally:

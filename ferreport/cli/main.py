@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,7 @@ from ferreport.config import (
 from ferreport.datasets import sample as sample_data
 from ferreport.errors import FerreportError, UsageError
 from ferreport.evaluation.label_issues import summary_json, summary_lines
+from ferreport.models.watchdog import abandoned
 from ferreport.progress import configure, is_live
 from ferreport.runs import provenance
 
@@ -101,6 +103,10 @@ def _report_error(exc: FerreportError, command: str | None, *, json_out: bool) -
     click.echo(f"ferreport: error: {exc}", err=True)
     if json_out and not getattr(exc, "json_emitted", False):
         click.echo(error_json(exc, command))
+    if abandoned():  # a model call that never returned is still running: do not wait for it at exit
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exc.exit_code)
     sys.exit(exc.exit_code)
 
 

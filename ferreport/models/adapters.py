@@ -44,20 +44,21 @@ from ferreport.models.contract import (
     to_model_input,
 )
 from ferreport.models.model_file import check_model_path, keras, load_model, sniff_model_file, tf
+from ferreport.models.vetting import check_savedmodel
+from ferreport.models.watchdog import DEFAULT_MODEL_TIMEOUT, bounded_call
 
-__all__ = ["MODEL_FORMATS", "ModelAdapter", "adapter_for", "open_model", "probe_faces", "resolve_contract"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_FACE_BYTES", "MODEL_FORMATS", "ModelAdapter", "check_face_bytes", "face_bytes",
+            "adapter_for", "open_model", "probe_faces", "resolve_contract"]
 
 #: The formats :func:`open_model` reads, as shown in messages.
 MODEL_FORMATS = ".keras, .h5/.hdf5, .onnx or a SavedModel folder"
 #: Faces in the probe batch run when a model is opened.
 PROBE_FACES = 8
-#: Operations a SavedModel's serving graph must not contain: they read or write files or
-#: run Python, which a model that classifies faces has no need for.
-UNSAFE_GRAPH_OPS = frozenset({
-    "ReadFile", "WriteFile", "MatchingFiles", "PyFunc", "PyFuncStateless", "EagerPyFunc", "Save", "SaveV2",
-    "SaveSlices", "MergeV2Checkpoints", "ShardedFilename", "ImmutableConst", "DeleteFile", "RecursiveCreateDir",
-    "PrintV2", "DebugIdentity", "DebugIdentityV2", "DebugIdentityV3",
-})
+#: The most bytes one batch of model input (float32) may take: the batch shrinks to fit
+#: (a contract's H×W×C decides the size of a face, not the 64×64 it came from).
+MAX_BATCH_BYTES = 256 * 1024**2
+#: The most bytes one face of model input may take (float32): 1024×1024 RGB fits; a larger input is refused.
+MAX_FACE_BYTES = 16 * 1024**2
 
 
 def probe_faces(n: int = PROBE_FACES) -> np.ndarray:
@@ -71,6 +72,21 @@ def probe_faces(n: int = PROBE_FACES) -> np.ndarray:
     return faces
 
 
+def face_bytes(contract: ModelContract) -> int:
+    """Bytes of one face of model input (float32 H×W×C)."""
+    return contract.height * contract.width * contract.channels * 4
+
+
+def check_face_bytes(path: Path, contract: ModelContract) -> None:
+    """ModelError, with the figure, when one face of the contract's input is over :data:`MAX_FACE_BYTES`."""
+    size = face_bytes(contract)
+    if size > MAX_FACE_BYTES:
+        raise ModelError(f"{path}: the model's input {contract.height}×{contract.width}×{contract.channels} takes "
+                         f"{size / 1024**2:,.0f} MiB per face as float32, over the limit of "
+                         f"{MAX_FACE_BYTES / 1024**2:,.0f} MiB (1024×1024 RGB); ferreport's faces are 64×64, so a "
+                         "model this large gains nothing from them")
+
+
 class ModelAdapter:
     """One opened model: its file, format, contract and output reader; subclasses run it."""
 
@@ -80,6 +96,9 @@ class ModelAdapter:
         self.path = Path(path)
         self.contract = contract
         self.reader = OutputReader(contract, self.path)
+        #: Seconds one model call may take (:mod:`ferreport.models.watchdog`); None: no limit.
+        self.timeout: float | None = DEFAULT_MODEL_TIMEOUT
+        check_face_bytes(self.path, contract)
 
     # the one method a format implements
     def raw_predict(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
@@ -89,6 +108,17 @@ class ModelAdapter:
     def keras_model(self) -> Any:
         """The Keras model behind this adapter (None for SavedModel and ONNX)."""
         return None
+
+    def call(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`raw_predict` under the model timeout (ModelError naming the model when it does not return)."""
+        return bounded_call(lambda: self.raw_predict(x), self.timeout, str(self.path), self.stop)
+
+    def stop(self) -> None:
+        """Ask a running call to end (formats that can: ONNX)."""
+
+    def batch_for(self, batch_size: int) -> int:
+        """``batch_size`` shrunk so one batch of model input stays within :data:`MAX_BATCH_BYTES`."""
+        return max(1, min(int(batch_size), MAX_BATCH_BYTES // face_bytes(self.contract)))
 
     def predict(self, faces: np.ndarray, batch_size: int = 256,
                 on_batch: Callable[[int], None] | None = None) -> np.ndarray:
@@ -102,7 +132,7 @@ class ModelAdapter:
         out = np.empty((n, NUM_CLASSES), np.float32)
         if n == 0:
             return out
-        bs = int(batch_size)
+        bs = self.batch_for(batch_size)
         starts = list(range(0, n, bs))
 
         def convert(start: int) -> np.ndarray:
@@ -114,16 +144,19 @@ class ModelAdapter:
                 x = pending.result()
                 if i + 1 < len(starts):
                     pending = pool.submit(convert, starts[i + 1])
-                out[start:start + len(x)] = self.reader(self.raw_predict(x))
+                out[start:start + len(x)] = self.reader(self.call(x))
                 if on_batch is not None:
                     on_batch(len(x))
         return out
 
     def probe(self) -> None:
-        """Run the probe batch: NaN/inf outputs refused, ``--outputs auto`` settled."""
+        """Run the probe batch (in batches within the memory bound, under the timeout): NaN/inf outputs refused,
+        ``--outputs auto`` settled."""
         faces = probe_faces()
-        self.reader.decide(self.raw_predict(to_model_input(faces, self.contract)),
-                           f"a probe of {len(faces)} synthetic faces")
+        bs = self.batch_for(len(faces))
+        raw = np.concatenate([self.call(to_model_input(faces[i:i + bs], self.contract))
+                              for i in range(0, len(faces), bs)])
+        self.reader.decide(raw, f"a probe of {len(faces)} synthetic faces")
 
     def resolved_contract(self) -> ModelContract:
         """The contract with ``auto`` replaced by what was detected (for workers that must not re-decide)."""
@@ -204,17 +237,11 @@ class SavedModelAdapter(ModelAdapter):
         return np.asarray(tf.cast(out, tf.float32))
 
 
-def _graph_ops(fn: Any) -> set[str]:
-    graph = fn.graph.as_graph_def()
-    ops = {node.op for node in graph.node}
-    for f in graph.library.function:
-        ops.update(node.op for node in f.node_def)
-    return ops
-
-
 def _savedmodel(p: Path, safe_mode: bool) -> tuple[Any, tuple, int | None, str | None]:
     if not (p / "saved_model.pb").is_file():
         raise ModelError(f"{p}: is a folder without saved_model.pb; pass a model file ({MODEL_FORMATS})")
+    if safe_mode:
+        check_savedmodel(p)  # before TensorFlow loads it: loading runs the model's initialisers
     try:
         layer = keras.layers.TFSMLayer(str(p), call_endpoint="serving_default")
     except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types for a bad SavedModel
@@ -222,10 +249,6 @@ def _savedmodel(p: Path, safe_mode: bool) -> tuple[Any, tuple, int | None, str |
                          f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
                          "export it with model.export(folder)") from exc
     fn = layer.call_endpoint_fn
-    unsafe = sorted(_graph_ops(fn) & UNSAFE_GRAPH_OPS) if hasattr(fn, "graph") else []
-    if unsafe and safe_mode:
-        raise ModelError(f"{p}: the SavedModel's graph contains {', '.join(unsafe)} (file access or Python calls); "
-                         "pass --unsafe-model to allow it if you trust the file")
     args, kwargs = fn.structured_input_signature
     specs = [s for s in (*tf.nest.flatten(args), *tf.nest.flatten(kwargs)) if isinstance(s, tf.TensorSpec)]
     outputs = fn.structured_outputs
@@ -251,12 +274,20 @@ class OnnxAdapter(ModelAdapter):
         self.session = session
         self.input_name = input_name
         self.dtype = dtype
+        self._running: Any = None  # the RunOptions of the call in flight: stop() sets its terminate flag
+
+    def stop(self) -> None:
+        if self._running is not None:
+            self._running.terminate = True
 
     def raw_predict(self, x: np.ndarray) -> np.ndarray:
         if self.dtype is not np.float32:
             x = np.clip(np.rint(x), 0, 255).astype(np.uint8) if self.dtype is np.uint8 else x.astype(self.dtype)
+        import onnxruntime as ort  # optional extra: loaded already by _onnx, this only names it
+
+        self._running = ort.RunOptions()
         try:
-            (out,) = self.session.run(None, {self.input_name: x})
+            (out,) = self.session.run(None, {self.input_name: x}, self._running)
         except Exception as exc:  # noqa: BLE001 - onnxruntime's errors are its own types
             raise ModelError(f"{self.path}: onnxruntime failed to run the model "
                              f"({str(exc).strip().splitlines()[0][:300]})") from exc
@@ -325,8 +356,8 @@ def _layers(p: Path, options: Mapping[str, Any]) -> list[tuple[str, dict[str, An
     """The contract's sources, lowest precedence first: contract file, --model-spec, command line."""
     layers: list[tuple[str, dict[str, Any]]] = []
     saved = contract_path(p)
-    if saved.is_file():
-        layers.append((str(saved), read_spec(saved)))
+    if os.path.lexists(saved):  # a FIFO or a link to a device is refused by read_spec, not skipped
+        layers.append((str(saved), read_spec(saved, option=None)))
     spec = options.get("model_spec")
     if spec:
         layers.append((str(spec), read_spec(spec)))
@@ -368,12 +399,14 @@ def resolve_contract(p: Path, in_shape: tuple, width: int | None, options: Mappi
 
 
 def open_model(path: str | os.PathLike[str], options: Mapping[str, Any] | None = None, *, safe_mode: bool = True,
-               contract: ModelContract | None = None, probe: bool = True) -> ModelAdapter:
+               contract: ModelContract | None = None, probe: bool = True,
+               timeout: float | None = DEFAULT_MODEL_TIMEOUT) -> ModelAdapter:
     """Open the model at ``path`` (file or SavedModel folder) with its contract settled.
 
     ``options``: the contract options (``input_range``, ``channel_order``, ``classes``,
     ``outputs``, ``model_spec``); ``contract``: use exactly this contract instead (a
-    worker given the driver's). ModelError (exit 4) for anything wrong with the model,
+    worker given the driver's); ``timeout``: seconds each model call may take (``--model-timeout``;
+    ``options["model_timeout"]`` wins when set). ModelError (exit 4) for anything wrong with the model,
     UsageError (exit 2) for options that contradict it.
     """
     p = Path(path)
@@ -403,6 +436,9 @@ def open_model(path: str | os.PathLike[str], options: Mapping[str, Any] | None =
                 raise ModelError(f"{p}: the model takes {key} {facts[key]!r}, the contract given says "
                                  f"{getattr(contract, key)!r}")
     adapter = build(contract)
+    if (options or {}).get("model_timeout") is not None:
+        timeout = float(options["model_timeout"])
+    adapter.timeout = timeout
     if probe:
         adapter.probe()
     return adapter

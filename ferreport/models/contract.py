@@ -19,7 +19,6 @@ NumPy and OpenCV only: no TensorFlow here.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -35,6 +34,8 @@ from ferreport.constants import CHANNEL_ORDERS, CLASS_NAMES, FACE_SIZE, INPUT_RA
 from ferreport.datasets.classes import parse_classes
 from ferreport.errors import ModelError, UsageError
 from ferreport.runs.atomic import write_json
+from ferreport.runs.guard import ArtefactError, parse_json, read_inside
+from ferreport.runs.schemas import validate
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,6 +49,8 @@ __all__ = [
     "OUTPUT_KINDS",
     "PROBABILITY_TOLERANCE",
     "SPEC_KEYS",
+    "SPEC_MAX_BYTES",
+    "SPEC_SCHEMA",
     "ModelContract",
     "OutputReader",
     "contract_path",
@@ -331,34 +334,61 @@ def write_contract(model_path: str | os.PathLike[str], contract: ModelContract) 
     return path
 
 
-def read_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A ``--model-spec`` file (TOML, or JSON such as a saved contract): its keys, checked.
+#: The most bytes a spec or contract file is read at (they hold a few keys).
+SPEC_MAX_BYTES = 64 * 1024
+_NAME = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S"}
+#: What a spec or contract file may hold: its keys, their types and allowed values.
+SPEC_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "input_range": {"enum": list(INPUT_RANGES)}, "channel_order": {"enum": list(CHANNEL_ORDERS)},
+        "outputs": {"enum": list(OUTPUT_KINDS)}, "layout": {"enum": list(LAYOUTS)}, "channels": {"enum": [1, 3]},
+        "height": {"type": "integer", "minimum": 8, "maximum": 4096},
+        "width": {"type": "integer", "minimum": 8, "maximum": 4096},
+        "classes": {"anyOf": [{"type": "string", "minLength": 1, "maxLength": 10_000},
+                              {"type": "array", "items": _NAME, "minItems": 1, "maxItems": 1000, "uniqueItems": True}]},
+        "recipe": {"type": ["string", "null"]}, "summary": {"type": "string"}, "format": {"type": "string"},
+        "outputs_detected": {"type": ["string", "null"]}, "outputs_evidence": {"type": ["string", "null"]},
+    },
+}
 
-    A missing, unreadable or malformed spec is a UsageError naming the file.
+
+def read_spec(path: str | os.PathLike[str], *, option: str | None = "--model-spec") -> dict[str, Any]:
+    """A ``--model-spec`` file (TOML, or JSON such as a saved contract): its keys, checked against
+    :data:`SPEC_SCHEMA`. Read guarded (:mod:`ferreport.runs.guard`: a regular file, at most
+    :data:`SPEC_MAX_BYTES`, JSON depth-limited).
+
+    A missing, unreadable or malformed spec is a UsageError (exit 2) naming the file and the field;
+    with ``option=None`` (the contract file saved beside a model) a ModelError (exit 4).
     """
     p = Path(path)
+    error = UsageError if option else ModelError
+    where = f"{option} {p}" if option else str(p)
+    root = p.parent if option is None else None  # a contract beside a model must not link away from it
     try:
-        text = p.read_text(encoding="utf-8")
+        data = read_inside(p, SPEC_MAX_BYTES, root=root)
+        if p.suffix.lower() == ".json":
+            values = parse_json(data, p)
+        else:
+            try:
+                values = tomllib.loads(data.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise ArtefactError(p, f"is not UTF-8 text (byte {exc.start})") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise ArtefactError(p, f"invalid TOML ({exc})") from None
     except FileNotFoundError:
-        raise UsageError(f"--model-spec {p}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--model-spec {p}: cannot read it ({exc})") from None
-    if p.suffix.lower() == ".json":
-        try:
-            values = json.loads(text)
-        except ValueError as exc:
-            raise UsageError(f"--model-spec {p}: not valid JSON ({exc})") from None
-    else:
-        try:
-            values = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise UsageError(f"--model-spec {p}: invalid TOML ({exc})") from None
+        raise error(f"{where}: file not found") from None
+    except ArtefactError as exc:
+        raise error(f"{where}: {exc.reason}") from None
     if not isinstance(values, dict):
-        raise UsageError(f"--model-spec {p}: expected a table of keys ({', '.join(SPEC_KEYS)})")
+        raise error(f"{where}: expected a table of keys ({', '.join(SPEC_KEYS)})")
     allowed = set(SPEC_KEYS) | set(SHAPE_KEYS) | {"recipe", "summary", "format", "outputs_detected",
                                                   "outputs_evidence"}
     unknown = sorted(set(values) - allowed)
     if unknown:
-        raise UsageError(f"--model-spec {p}: unknown key(s) {', '.join(unknown)}; a spec sets "
-                         f"{', '.join(SPEC_KEYS)}")
+        raise error(f"{where}: unknown key(s) {', '.join(unknown)}; a spec sets {', '.join(SPEC_KEYS)}")
+    try:
+        validate(values, SPEC_SCHEMA, p, hint="see the README's model contract keys")
+    except ArtefactError as exc:
+        raise error(f"{where}: {exc.reason}") from None
     return values

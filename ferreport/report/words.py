@@ -480,6 +480,7 @@ FIELDS: tuple[tuple[str, str, str, str, _Fmt, bool], ...] = (
     (C, "outputs", "Model", "Outputs (as given)", _choice(OUTPUTS), False),
     (C, "model_spec", "Model", "Model spec file", _text, True),
     (C, "unsafe_model", "Model", "Unsafe model loading allowed", _yes_no, False),
+    (C, "model_timeout", "Model", "Time allowed per model call", lambda v: f"{_number(v)} s", False),
     # training
     (C, "epochs", "Training", "Epochs planned", _number, False),
     (P, "epochs_run", "Training", "Epochs run", _number, False),
