@@ -18,10 +18,11 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/ferreport run
 
-# Lint first (ruff, configured in pyproject.toml), then the suite.
+# Lint first (ruff, configured in pyproject.toml), then the suite in two processes (pytest-xdist; a
+# test module stays on one worker, so its fixtures are built once).
 test: setup
 	$(VENV)/bin/ruff check ferreport tests
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadscope
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -136,10 +136,12 @@ def test_the_face_pool_is_the_whole_folder_selection_whatever_the_chunking(messy
     out = tmp_path / "chunked"
     run_audit(messy_folder, tiny_model,
               AuditConfig(out=out, chunk_size=3, batch_size=2, **{**FAST, "formats": ()}))
-    a = (messy_audit / artifacts.PREDICTIONS).read_bytes()
-    b = (out / artifacts.PREDICTIONS).read_bytes()
-    assert a == b
-    pred = RunFolder(out).read_predictions()
+    a, pred = RunFolder(messy_audit).read_predictions(), RunFolder(out).read_predictions()
+    numbers = [*artifacts.PROBA_COLUMNS, "confidence"]
+    pd.testing.assert_frame_equal(a.drop(columns=numbers), pred.drop(columns=numbers))
+    # the same faces, boxes and labels; probabilities within float32 rounding of batches of 2 vs 256
+    # (oneDNN may sum in another order for another batch size, moving the sixth decimal)
+    np.testing.assert_allclose(a[numbers].to_numpy(), pred[numbers].to_numpy(), atol=2e-6)
     with np.load(out / artifacts.FACES_POOL) as npz:
         rows = npz["rows"]
         faces = npz["faces"]

@@ -24,7 +24,7 @@ from tests.report.run_dirs import make_run_dir
 #: The child's address-space cap: TensorFlow with a small model needs under 4 GiB of it.
 MEMORY_LIMIT = 6 * 1024**3
 #: Seconds a child may run before the case counts as a hang.
-HANG_GUARD_S = 240
+HANG_GUARD_S = int(os.environ.get("FERREPORT_TEST_HANG_GUARD", "240"))
 #: Text of the file outside the folders that hostile links point at: it must never reach an output.
 SECRET = "SECRET-OUTSIDE-TEXT-7f3a"
 
@@ -45,15 +45,35 @@ def _cap_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
+def _argv(args: tuple) -> list[str]:
+    return [sys.executable, "-m", "ferreport", *map(str, args)]
+
+
 def ferreport(*args: str | os.PathLike[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> Outcome:
     """Run ``python -m ferreport ARGS`` in a capped child; fail the test if it does not end."""
+    return ferreport_many([args], cwd=cwd, env=env)[0]
+
+
+def ferreport_many(arg_lists: list[tuple], *, cwd: Path | None = None, env: dict[str, str] | None = None
+                   ) -> list[Outcome]:
+    """Several independent ``ferreport`` children at once (each capped and bounded as :func:`ferreport`)."""
+    procs = [subprocess.Popen(_argv(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=_cap_memory, cwd=cwd, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "CI": "true", **(env or {})}) for args in arg_lists]
+    out = []
     try:
-        done = subprocess.run([sys.executable, "-m", "ferreport", *map(str, args)], capture_output=True, text=True,
-                              timeout=HANG_GUARD_S, preexec_fn=_cap_memory, cwd=cwd, stdin=subprocess.DEVNULL,
-                              env={**os.environ, "CI": "true", **(env or {})})
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"ferreport {' '.join(map(str, args))} did not end within {HANG_GUARD_S} s: it hangs")
-    return Outcome(done.returncode, done.stdout, done.stderr)
+        for args, proc in zip(arg_lists, procs, strict=True):
+            try:
+                stdout, stderr = proc.communicate(timeout=HANG_GUARD_S)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"ferreport {' '.join(map(str, args))} did not end within {HANG_GUARD_S} s: it hangs")
+            out.append(Outcome(proc.returncode, stdout, stderr))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return out
 
 
 def outputs_text(folder: Path) -> str:

@@ -107,18 +107,26 @@ def test_a_large_input_shrinks_the_batch_to_fit_the_memory_bound(tmp_path):
     np.testing.assert_allclose(proba, open_model(model, {"model_spec": spec}).predict(faces, batch_size=1), atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["fifo", "devzero"])
-def test_a_model_spec_that_is_a_fifo_or_a_device_is_exit_2_without_reading_it(tmp_path, images, kind):
+def test_a_model_spec_that_is_a_fifo_is_exit_2_without_opening_it_for_reading(tmp_path, images):
     spec = tmp_path / "spec.toml"
-    if kind == "fifo":
-        os.mkfifo(spec)
-    else:
-        spec.symlink_to("/dev/zero")
+    os.mkfifo(spec)
     model = zoo.onnx_model(tmp_path)
     done = ferreport("predict", images, "--model", model, "--model-spec", spec, "--out", tmp_path / "audit",
                      "--faces", "whole", "--format", "none")
     assert done.code == 2, done.stderr
     assert f"--model-spec {spec}: not a regular file" in done.error
+
+
+def test_a_model_spec_that_links_to_a_device_or_is_too_large_is_refused_unread(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.symlink_to("/dev/zero")
+    with pytest.raises(UsageError, match=rf"--model-spec {spec}: not a regular file"):
+        read_spec(spec)
+    big = tmp_path / "big.toml"
+    with open(big, "wb") as fh:
+        fh.truncate(10 * 1024**2)
+    with pytest.raises(UsageError, match=r"big.toml: is 10 MiB, over the limit of 65,536 bytes"):
+        read_spec(big)
 
 
 @pytest.mark.parametrize(("text", "field"), [

@@ -21,7 +21,7 @@ from ferreport.report.history import scan_runs
 from ferreport.runs import folder as names
 from ferreport.runs.folder import RunFolder
 from ferreport.runs.guard import MAX_JSON_DEPTH, ArtefactError, open_inside, parse_json
-from tests.hostile.conftest import SECRET, ferreport, outputs_text
+from tests.hostile.conftest import SECRET, ferreport, ferreport_many, outputs_text
 from tests.report.run_dirs import make_run_dir
 
 
@@ -100,19 +100,21 @@ REQUIRED_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(REQUIRED_CASES))
-def test_a_hostile_required_artefact_is_exit_3_naming_it(run_dir, secret_file, case):
-    name, what, why = REQUIRED_CASES[case]
-    if what in ("fifo", "devzero", "outside"):
-        replace_with(run_dir / name, what, secret_file)
-    else:
-        (run_dir / name).write_text(what)
-    done = ferreport("report", run_dir, "--format", "html")
-    assert done.code == 3, done.stderr
-    assert name in done.error and why in done.error, done.error
-    assert len([x for x in done.stderr.splitlines() if x.startswith("ferreport: error:")]) == 1
-    assert not (run_dir / names.REPORT_HTML).exists()
-    assert SECRET not in done.stdout + done.stderr
+def test_each_hostile_required_artefact_is_exit_3_naming_it(tmp_path, secret_file):
+    runs = {}
+    for case, (name, what, _) in REQUIRED_CASES.items():
+        runs[case] = make_run_dir(tmp_path / case, n=30)
+        if what in ("fifo", "devzero", "outside"):
+            replace_with(runs[case] / name, what, secret_file)
+        else:
+            (runs[case] / name).write_text(what)
+    outcomes = ferreport_many([("report", runs[case], "--format", "html") for case in REQUIRED_CASES])
+    for (case, (name, _, why)), done in zip(REQUIRED_CASES.items(), outcomes, strict=True):
+        assert done.code == 3, (case, done.stderr)
+        assert name in done.error and why in done.error, (case, done.error)
+        assert len([x for x in done.stderr.splitlines() if x.startswith("ferreport: error:")]) == 1, case
+        assert not (runs[case] / names.REPORT_HTML).exists(), case
+        assert SECRET not in done.stdout + done.stderr, case
 
 
 def test_compare_refuses_a_hostile_run_with_exit_3(tmp_path):
