@@ -200,7 +200,7 @@ def _notices(a: RunArtifacts, b: RunArtifacts, pairing: Pairing, doc: Mapping[st
         notices.append(("Faces without a true label", f"{pairing.n_unlabelled:,} of {pairing.n_rows:,} faces have no "
                                                       "true label and are left out of the comparison."))
     for problem in (*a.problems, *b.problems):
-        notices.append(("Incomplete run directory", problem))
+        notices.append(("Part of the run folder left out", problem))
     return notices
 
 

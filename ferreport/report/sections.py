@@ -568,7 +568,7 @@ def run_warnings(art: RunArtifacts, bundle: MetricsBundle) -> list[Notice]:
                           "reviewed list ran as they are (they can read and write files on the host that scored it).",
                           kind="unsafe"))
     for problem in art.problems:
-        out.append(Notice("Incomplete run directory", problem))
+        out.append(Notice("Part of the run folder left out", problem))
     gate_rows = [g for g in (art.gates or {}).get("gates", []) if isinstance(g, Mapping)]
     failed = [g for g in gate_rows if not g.get("passed")]
     if failed:

@@ -113,7 +113,8 @@ _SLICE = obj(("name", "attribute", "faces", "accuracy"),
              rank=nullable(COUNT), weak=BOOL, worst_rows=array(COUNT))
 SLICES_SCHEMA = obj(
     ("slices",),
-    slices=array(_SLICE), n=COUNT, min_faces=COUNT, min_slice_accuracy=nullable(SHARE), macro_f1_over=STR, weak_rule=STR,
+    slices=array(_SLICE), n=COUNT, min_faces=COUNT, min_slice_accuracy=nullable(SHARE), macro_f1_over=STR,
+    weak_rule=STR,
     overall=obj(accuracy=SHARE, accuracy_ci=INTERVAL, macro_f1=SHARE, macro_f1_ci=INTERVAL),
     interval=obj(confidence=SHARE, method=STR, n_resamples=COUNT, seed=COUNT),
     attributes=array(obj(key=STR, title=STR, binning=STR, edges=array(NUM))),
