@@ -100,7 +100,7 @@ def duration(seconds: float) -> str:
 
 def short(name: str, limit: int = 24) -> str:
     """A file's base name, shortened in the middle to ``limit`` characters (captions)."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1] or name
+    base = name.rsplit("/", 1)[-1] or name  # sources are POSIX paths; a backslash is part of a name
     if len(base) <= limit:
         return base
     keep = limit - 1

@@ -53,6 +53,7 @@ def test_ferreports_readers_see_the_true_names_and_the_report_shows_them_escaped
     assert sorted(back["source"]) == sorted(shown)
     html = (out / names.REPORT_HTML).read_text()
     assert "=HYPERLINK(&#34;evil.invalid&#34;" in html or "=HYPERLINK(&quot;evil" in html
+    assert ">bad\\xffname.jpg<" in html  # the caption is the whole name, not cut at a backslash
     folder = Path(RunFolder(out).read_config()["folder"])
     assert all(os.path.lexists(os.path.join(folder, name_path(s))) for s in shown)  # each opens again
 
