@@ -229,6 +229,9 @@ class ModelConfig(_Settings):
     unsafe_model: bool = setting(False, "Load the model without the safety checks: Keras Lambda layers, and "
                                         "SavedModel ops outside the reviewed list (file access, Python calls). "
                                         "Runs code from the file; the report says so.")
+    strict_contract: bool = setting(False, "Refuse (exit 4) a model whose input range, channel order or class "
+                                           "order would be assumed rather than declared (by the model, its "
+                                           "contract file, --model-spec or a flag): for jobs that must never guess.")
     model_timeout: float = setting(600.0, "Seconds one model call (the probe, or one batch) may take before the "
                                           "job stops with exit 4: a guard against a model that never returns.",
                                    min=0, min_open=True)
@@ -242,12 +245,13 @@ class ModelConfig(_Settings):
     def contract_options(self) -> dict[str, Any]:
         """The options :func:`ferreport.models.adapters.open_model` reads."""
         return {"input_range": self.input_range, "channel_order": self.channel_order, "classes": self.classes,
-                "outputs": self.outputs, "model_spec": self.model_spec, "model_timeout": self.model_timeout}
+                "outputs": self.outputs, "model_spec": self.model_spec, "model_timeout": self.model_timeout,
+                "strict_contract": self.strict_contract}
 
 
 #: The model settings of ``evaluate`` and ``predict``, in --help order.
 MODEL_SETTINGS: tuple[str, ...] = ("input_range", "channel_order", "classes", "outputs", "model_spec", "unsafe_model",
-                                   "model_timeout")
+                                   "strict_contract", "model_timeout")
 #: The saliency settings of the evaluating commands (``evaluate``, ``run``, ``predict``).
 SALIENCY_SETTINGS: tuple[str, ...] = ("saliency", "saliency_layer")
 

@@ -104,6 +104,8 @@ def run_audit(folder: str | os.PathLike[str], model: str | os.PathLike[str], con
     adapter = open_model(resolved.path, config.contract_options(), safe_mode=not unsafe_model)
     if progress or not adapter.is_ferreport_contract():
         echo(f"{resolved.path}: {adapter.describe()}")
+    for line in adapter.assumed_warnings():
+        echo(f"warning: {resolved.path}: {line}")
     if config.saliency and config.saliency_layer and adapter.keras_model is not None:
         target_layer(adapter.keras_model, config.saliency_layer)  # a wrong --saliency-layer stops before the scan
     model_sha = model_fingerprint(resolved.path)

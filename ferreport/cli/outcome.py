@@ -264,8 +264,19 @@ class Outcome:
             "baseline": None if self.baseline_path is None else {"path": str(self.baseline_path),
                                                                  "deltas": self.baseline_deltas},
             "outputs": dict(self.outputs),
+            "model_contract": self._contract(),
             **self._drift(),
         }
+
+    def _contract(self) -> dict[str, Any] | None:
+        """The model's contract as applied (summary) and where each field came from (``"source": "assumed"``)."""
+        contract = (artifacts.RunFolder(self.run_dir).read_provenance() or {}).get("model_contract")
+        if not isinstance(contract, dict):
+            return None
+        sources = contract.get("sources") if isinstance(contract.get("sources"), dict) else {}
+        fields = ("input_range", "channel_order", "classes", "outputs", "height", "width", "channels", "layout")
+        return {"summary": contract.get("summary"),
+                "fields": {k: {"value": contract.get(k), "source": sources.get(k)} for k in fields if k in contract}}
 
     def _drift(self) -> dict[str, Any]:
         """``{"drift": {drift_detected, drift_psi, embedding_auc, fired}}`` of an audit with a reference, else {}."""

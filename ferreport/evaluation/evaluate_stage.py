@@ -31,10 +31,13 @@ __all__ = ["evaluate_model", "evaluate_on_split", "evaluate_run", "open_evaluate
            "training_status"]
 
 
-def open_evaluated_model(model_path: Path, model: ModelConfig, *, progress: bool = False) -> Any:
+def open_evaluated_model(model_path: Path, model: ModelConfig, *, progress: bool = False,
+                         recorded_sources: dict[str, str] | None = None) -> Any:
     """Open ``model_path`` with its contract settled (:func:`ferreport.models.adapters.open_model`).
 
-    Says what the model takes on stderr when it is not ferreport's own contract (or on a terminal).
+    Says what the model takes on stderr when it is not ferreport's own contract (or on a terminal), and
+    warns of each field that changes the numbers and was assumed. ``recorded_sources``: where the fields
+    taken from a run's recorded contract came from.
     """
     if model.saliency:  # before TensorFlow is imported (ferreport.evaluation.saliency.prepare_onednn)
 
@@ -43,9 +46,12 @@ def open_evaluated_model(model_path: Path, model: ModelConfig, *, progress: bool
             echo(note)
     from ferreport.models.adapters import open_model  # TensorFlow: after the oneDNN guard
 
-    adapter = open_model(model_path, model.contract_options(), safe_mode=not model.unsafe_model)
+    adapter = open_model(model_path, {**model.contract_options(), "recorded_sources": recorded_sources},
+                         safe_mode=not model.unsafe_model)
     if progress or not adapter.is_ferreport_contract():
         echo(f"{model_path}: {adapter.describe()}")
+    for line in adapter.assumed_warnings():
+        echo(f"warning: {model_path}: {line}")
     return adapter
 
 
@@ -91,10 +97,15 @@ def evaluate_run(run_dir: Path, *, model_path: Path | None = None, model: ModelC
     model = model or ModelConfig()
     model_file = Path(model_path) if model_path else RunFolder(run_dir).model_path
     recorded = config.extra.get("model") if isinstance(config.extra, dict) else None
+    sources = None
     if model_path is None and not model_file.exists() and recorded:  # a run that scored a model from elsewhere
         model_file = Path(recorded)
-        model = _with_recorded_contract(run_dir, model)
-    adapter = open_evaluated_model(model_file, model, progress=progress)
+        given, model = model, _with_recorded_contract(run_dir, model)
+        prov = (RunFolder(run_dir).read_provenance() or {}).get("model_contract") or {}
+        before = prov.get("sources") if isinstance(prov.get("sources"), dict) else {}
+        sources = {k: str(before.get(k, "recorded")) for k in SPEC_KEYS  # the fields the record filled in
+                   if getattr(given, k) is None and getattr(model, k) is not None}
+    adapter = open_evaluated_model(model_file, model, progress=progress, recorded_sources=sources)
     dataset = prepare_dataset(config.data, strict=config.strict, cache_root=config.cache_dir, workers=config.workers,
                               progress=progress)
     rows = _test_rows(run_dir, dataset, config.data)

@@ -98,6 +98,8 @@ class ModelAdapter:
         self.reader = OutputReader(contract, self.path)
         #: Seconds one model call may take (:mod:`ferreport.models.watchdog`); None: no limit.
         self.timeout: float | None = DEFAULT_MODEL_TIMEOUT
+        #: Where each contract field came from (:data:`SOURCES`); empty for a contract handed over whole.
+        self.sources: dict[str, str] = {}
         check_face_bytes(self.path, contract)
 
     # the one method a format implements
@@ -171,9 +173,23 @@ class ModelAdapter:
         own = ModelContract(recipe=self.contract.recipe, outputs="probabilities")
         return self.resolved_contract() == own
 
+    def contract_sources(self) -> dict[str, str]:
+        """Where each field came from; ``outputs`` left on ``auto`` is ``detected`` once the probe settled it."""
+        out = dict(self.sources)
+        if out and self.contract.outputs == "auto" and self.reader.kind:
+            out["outputs"] = "detected"
+        return out
+
+    def assumed_warnings(self) -> list[str]:
+        """One line per field that changes the numbers and was assumed (empty for a declared contract)."""
+        return [assumed_warning(k, self.contract) for k in assumed_fields(self.contract, self.sources)]
+
     def record(self) -> dict[str, Any]:
-        """The model's contract as provenance.json keeps it."""
-        return {**self.contract.to_dict(), "format": self.format, **self.reader.record(), "summary": self.describe()}
+        """The model's contract as provenance.json keeps it, with each field's source."""
+        out = {**self.contract.to_dict(), "format": self.format, **self.reader.record(), "summary": self.describe()}
+        if self.sources:
+            out["sources"] = self.contract_sources()
+        return out
 
 
 # --------------------------------------------------------------------------- Keras
@@ -367,11 +383,35 @@ def _layers(p: Path, options: Mapping[str, Any]) -> list[tuple[str, dict[str, An
     return layers
 
 
+#: Where a contract field came from (provenance.json's ``model_contract.sources``, --json, the report).
+SOURCES: tuple[str, ...] = ("model", "contract-file", "spec", "flag", "recorded", "detected", "assumed")
+#: The fields that change the numbers when they are wrong, and the flag that sets each.
+NUMBER_FIELDS: dict[str, str] = {"input_range": "--input-range", "channel_order": "--channel-order",
+                                 "classes": "--classes"}
+
+
+def _layer_source(where: str, saved: Path) -> str:
+    if where == str(saved):
+        return "contract-file"
+    return "flag" if where == "the command line" else "spec"
+
+
 def resolve_contract(p: Path, in_shape: tuple, width: int | None, options: Mapping[str, Any]) -> ModelContract:
     """The model's contract: what it states, then its sources (see :func:`_layers`)."""
+    return resolve_contract_sources(p, in_shape, width, options)[0]
+
+
+def resolve_contract_sources(p: Path, in_shape: tuple, width: int | None, options: Mapping[str, Any]
+                             ) -> tuple[ModelContract, dict[str, str]]:
+    """:func:`resolve_contract` and where each field came from (:data:`SOURCES`): the model file for what it
+    states, else the last of contract file, spec and flags to set it, else ``assumed`` (ferreport's default)."""
     facts = _shape_facts(p, in_shape)
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {k: "model" for k in SHAPE_KEYS if facts.get(k) is not None}
+    recorded = options.get("recorded_sources") or {}
+    saved = contract_path(p)
     for where, layer in _layers(p, options):
+        source = _layer_source(where, saved)
         for key in SHAPE_KEYS:
             if layer.get(key) is None:
                 continue
@@ -379,11 +419,20 @@ def resolve_contract(p: Path, in_shape: tuple, width: int | None, options: Mappi
                 raise ModelError(f"{where} says {key} {layer[key]!r}, but the model {p} takes {key} {facts[key]!r}; "
                                  "fix the spec or pass the model it describes")
             values[key] = layer[key]
-        values.update({k: layer[k] for k in SPEC_KEYS if layer.get(k) not in (None, "", ())})
+            sources.setdefault(key, source)
+        for k in SPEC_KEYS:
+            if layer.get(k) not in (None, "", ()):
+                values[k] = layer[k]
+                sources[k] = str(recorded[k]) if source == "flag" and k in recorded else source
         if "recipe" in layer:
             values["recipe"] = layer["recipe"]
     for key, default in (("height", FACE_SIZE), ("width", FACE_SIZE), ("channels", 3), ("layout", "nhwc")):
         values.setdefault(key, facts.get(key) if facts.get(key) is not None else default)
+        sources.setdefault(key, "assumed")
+    for key in ("input_range", "channel_order", "classes", "outputs"):
+        sources.setdefault(key, "assumed")
+    if values.get("channels") == 1:
+        sources["channel_order"] = "model"  # one channel: the order is moot
     if width is None:
         raise ModelError(f"{p}: the model does not state how many classes it outputs; ferreport needs a fixed "
                          "(N, classes) output")
@@ -395,7 +444,25 @@ def resolve_contract(p: Path, in_shape: tuple, width: int | None, options: Mappi
     if len(contract.classes) != width:
         raise UsageError(f"--classes names {len(contract.classes)} classes ({','.join(contract.classes)}), but the "
                          f"model {p} has {width} outputs; name one class per output, in output order")
-    return contract
+    return contract, sources
+
+
+def assumed_fields(contract: ModelContract, sources: Mapping[str, str]) -> list[str]:
+    """The fields that change the numbers and were assumed, not declared (:data:`NUMBER_FIELDS` order)."""
+    return [k for k in NUMBER_FIELDS if sources.get(k) == "assumed"]
+
+
+def assumed_warning(key: str, contract: ModelContract) -> str:
+    """One line saying ``key`` was assumed, with the flag that declares it."""
+    if key == "input_range":
+        return ("input range [0, 1] assumed (the model file does not say); if it was trained on [-1, 1] pass "
+                "--input-range=-1,1 (or 0,255, standardize), or record it in a --model-spec file")
+    if key == "channel_order":
+        return ("channel order RGB assumed (the model file does not say); a model trained on OpenCV (BGR) arrays "
+                "needs --channel-order bgr")
+    return (f"class order {','.join(contract.classes)} assumed (the model file does not say); if the model was "
+            "trained in another order pass --classes in its output order (RAF-DB's: surprise,fear,disgust,happy,"
+            "sad,angry,neutral)")
 
 
 def open_model(path: str | os.PathLike[str], options: Mapping[str, Any] | None = None, *, safe_mode: bool = True,
@@ -427,8 +494,14 @@ def open_model(path: str | os.PathLike[str], options: Mapping[str, Any] | None =
         raise ModelError(f"{p}: unsupported model format {suffix or '(no suffix)'!r}"
                          f"{' (the file is a zip archive: a .keras model?)' if kind == 'zip' else ''}"
                          f"{' (the file is HDF5: a .h5 model?)' if kind == 'hdf5' else ''}; expected {MODEL_FORMATS}")
+    sources: dict[str, str] = {}
     if contract is None:
-        contract = resolve_contract(p, in_shape, width, options or {})
+        contract, sources = resolve_contract_sources(p, in_shape, width, options or {})
+        assumed = assumed_fields(contract, sources)
+        if assumed and (options or {}).get("strict_contract"):
+            flags = ", ".join(NUMBER_FIELDS[k] for k in assumed)
+            raise ModelError(f"{p}: --strict-contract: the model does not say its {', '.join(assumed)}; declare "
+                             f"them with {flags} (or a --model-spec file)")
     else:
         facts = _shape_facts(p, in_shape)
         for key in SHAPE_KEYS:
@@ -436,6 +509,7 @@ def open_model(path: str | os.PathLike[str], options: Mapping[str, Any] | None =
                 raise ModelError(f"{p}: the model takes {key} {facts[key]!r}, the contract given says "
                                  f"{getattr(contract, key)!r}")
     adapter = build(contract)
+    adapter.sources = sources
     if (options or {}).get("model_timeout") is not None:
         timeout = float(options["model_timeout"])
     adapter.timeout = timeout

@@ -542,6 +542,21 @@ def _classes_notice(art: RunArtifacts) -> list[Notice]:
     return [Notice(title, text[0].upper() + text[1:], level="info")]
 
 
+#: The contract fields that change the numbers: how the report names each, and the flag that declares it.
+CONTRACT_FIELD_TEXT = {"input_range": "The input range", "channel_order": "the channel order",
+                       "classes": "the class order"}
+CONTRACT_FLAGS = {"input_range": "--input-range", "channel_order": "--channel-order", "classes": "--classes"}
+
+
+def contract_assumed(provenance: Mapping[str, Any] | None) -> list[str]:
+    """The number-changing contract fields provenance.json records as ``assumed``."""
+    contract = (provenance or {}).get("model_contract")
+    sources = contract.get("sources") if isinstance(contract, Mapping) else None
+    if not isinstance(sources, Mapping):
+        return []
+    return [k for k in CONTRACT_FIELD_TEXT if sources.get(k) == "assumed"]
+
+
 def left_out_notices(run_dir: str | os.PathLike[str], shown: Sequence[Notice]) -> list[Notice]:
     """A notice per artefact of ``run_dir`` that reading left out (refused or unreadable; see
     :meth:`~ferreport.runs.folder.RunFolder.note`), less those already in ``shown``."""
@@ -562,6 +577,14 @@ def run_warnings(art: RunArtifacts, bundle: MetricsBundle) -> list[Notice]:
                           "The model was evaluated as it stood when training stopped (killed or crashed), not "
                           "after the planned epochs; resume it with: ferreport train --out RUN_DIR --resume."))
     out += _listed_notices(metrics.get("warnings"))
+    assumed = contract_assumed(art.provenance)
+    if assumed:
+        out.append(Notice("Model contract assumed, not declared",
+                          f"{', '.join(CONTRACT_FIELD_TEXT[k] for k in assumed)} "
+                          f"{'was' if len(assumed) == 1 else 'were'} assumed: neither the model file, its contract "
+                          "file, a --model-spec nor a flag said so. The scores hold only if the model was trained "
+                          f"that way; declare {'it' if len(assumed) == 1 else 'them'} with "
+                          f"{', '.join(CONTRACT_FLAGS[k] for k in assumed)}.", kind="contract"))
     if (art.config or {}).get("unsafe_model") is True:
         out.append(Notice("Model loaded without the safety checks",
                           "--unsafe-model was given: the model's Lambda layers or SavedModel ops outside ferreport's "

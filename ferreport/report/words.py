@@ -235,6 +235,13 @@ def _command(v: Any) -> str:
     return _text(v)
 
 
+def _sources(v: Any) -> str:
+    """``{"input_range": "assumed", ...}`` as ``input range: assumed; channel order: flag; ...``."""
+    if not isinstance(v, dict):
+        return _text(v)
+    return "; ".join(f"{str(k).replace('_', ' ')}: {_text(src)}" for k, src in sorted(v.items()))
+
+
 def _number(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"
@@ -468,6 +475,7 @@ FIELDS: tuple[tuple[str, str, str, str, _Fmt, bool], ...] = (
     (P, "model_contract.rows_without_scored_mass", "Model", "Faces with no probability on a scored class",
      _number, False),
     (P, "model_contract.recipe", "Model", "Trained by", _text, False),
+    (P, "model_contract.sources", "Model", "Where each contract field came from", _sources, False),
     (C, "init_from", "Model", "Started from (fine-tuning)", _text, True),
     (P, "init_from.model", "Model", "Started from", _text, True),
     (P, "init_from.sha256", "Model", "SHA-256 of the starting model", _text, True),

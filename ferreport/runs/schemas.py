@@ -85,7 +85,7 @@ METRICS_SCHEMA = obj(
 
 _CONTRACT = obj(height=COUNT, width=COUNT, channels=COUNT, layout=STR, channel_order=STR, input_range=STR,
                 outputs=STR, outputs_detected=nullable(STR), outputs_evidence=STR, classes=STRINGS, recipe=STR,
-                format=STR, summary=STR)
+                format=STR, summary=STR, sources=mapping(STR))
 _SALIENCY_INFO = obj(available=BOOL, faces=COUNT, layer=STR, map_size=array(COUNT), method=STR, model_input=STR,
                      seconds=POSITIVE, target=STR, reason=nullable(STR))
 _TEXT_OR_NUMBER = {"type": ["string", "number", "boolean", "null"]}

@@ -77,6 +77,10 @@ def test_run_is_the_demo_recipe_end_to_end(sample_dataset, tmp_path):
     assert (run_dir / artifacts.METRICS).is_file() and (run_dir / artifacts.PREDICTIONS).is_file()
     html = (run_dir / "report.html").read_text(encoding="utf-8")
     assert 'id="confusion"' in html and str(run_dir / "report.html") in result.output
+    assert " assumed " not in result.stderr  # ferreport's own model carries its contract: nothing is assumed
+    sources = json.loads((run_dir / artifacts.PROVENANCE).read_text())["model_contract"]["sources"]
+    assert sources["input_range"] == sources["classes"] == "contract-file"
+    assert "Model contract assumed" not in html
 
 
 def test_evaluate_metrics_equal_sklearn_on_the_written_csv(trained_run):
