@@ -155,7 +155,9 @@ def _new_out(out: Path | None, reports_dir: Path) -> Path:
 
 def _conclude(console: Console, outcome: Outcome, metrics: dict[str, Any], *, collapse: bool = True) -> None:
     """The console's last lines: the report's warnings (stderr), the summary, then every file written, one a line."""
-    for line in report_notices(outcome.run_dir, skip=("gates",) if collapse else ("gates", "collapse")):
+    # the contract's assumed fields were said line by line, with their flags, when the model was opened
+    for line in report_notices(outcome.run_dir, skip=("gates", "contract") if collapse else
+                               ("gates", "collapse", "contract")):
         echo(line)  # the report's own warnings: the console never says less than the page
     for path in outcome.outputs.values():
         console.echo(path)

@@ -166,7 +166,7 @@ class ModelAdapter:
         return replace(self.contract, outputs=kind) if kind and self.contract.outputs == "auto" else self.contract
 
     def describe(self) -> str:
-        return self.contract.describe(self.reader.kind)
+        return self.contract.describe(self.reader.kind, tuple(assumed_fields(self.contract, self.sources)))
 
     def is_ferreport_contract(self) -> bool:
         """Whether the model takes and gives what ferreport's own models do (64x64 RGB [0, 1], softmax, ExpW order)."""

@@ -127,9 +127,11 @@ class ModelContract:
     def reordered(self) -> bool:
         return self.classes != CLASS_NAMES
 
-    def describe(self, decided: str | None = None) -> str:
-        """``Model input: 64×64 grayscale, [-1, 1]; outputs: logits → softmax; classes: 7 of 8 scored``."""
-        colour = "grayscale" if self.channels == 1 else self.channel_order.upper()
+    def describe(self, decided: str | None = None, assumed: tuple[str, ...] = ()) -> str:
+        """``Model input: 64×64 grayscale, [-1, 1]; outputs: logits → softmax; classes: 7 of 8 scored``; the fields
+        in ``assumed`` are marked ``(assumed)``."""
+        mark = {k: " (assumed)" if k in assumed else "" for k in ("input_range", "channel_order", "classes")}
+        colour = "grayscale" if self.channels == 1 else self.channel_order.upper() + mark["channel_order"]
         layout = ", channels first" if self.layout == "nchw" else ""
         kind = decided or self.outputs
         outputs = "logits → softmax" if kind == "logits" else kind
@@ -142,8 +144,10 @@ class ModelContract:
             classes += f"; no output for {', '.join(self.missing)}"
         if self.reordered and not self.dropped and not self.missing:
             classes += " (model order " + ",".join(self.classes) + ")"
-        return (f"Model input: {self.height}×{self.width} {colour}{layout}, {_RANGE_TEXT[self.input_range]}; "
-                f"outputs: {outputs}; classes: {classes}")
+        if mark["classes"]:
+            classes += ", order assumed"
+        return (f"Model input: {self.height}×{self.width} {colour}{layout}, {_RANGE_TEXT[self.input_range]}"
+                f"{mark['input_range']}; outputs: {outputs}; classes: {classes}")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

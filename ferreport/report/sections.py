@@ -543,9 +543,15 @@ def _classes_notice(art: RunArtifacts) -> list[Notice]:
 
 
 #: The contract fields that change the numbers: how the report names each, and the flag that declares it.
-CONTRACT_FIELD_TEXT = {"input_range": "The input range", "channel_order": "the channel order",
+CONTRACT_FIELD_TEXT = {"input_range": "the input range", "channel_order": "the channel order",
                        "classes": "the class order"}
 CONTRACT_FLAGS = {"input_range": "--input-range", "channel_order": "--channel-order", "classes": "--classes"}
+
+
+def _joined(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``; the first capitalised."""
+    text = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    return text[:1].upper() + text[1:]
 
 
 def contract_assumed(provenance: Mapping[str, Any] | None) -> list[str]:
@@ -580,7 +586,7 @@ def run_warnings(art: RunArtifacts, bundle: MetricsBundle) -> list[Notice]:
     assumed = contract_assumed(art.provenance)
     if assumed:
         out.append(Notice("Model contract assumed, not declared",
-                          f"{', '.join(CONTRACT_FIELD_TEXT[k] for k in assumed)} "
+                          f"{_joined([CONTRACT_FIELD_TEXT[k] for k in assumed])} "
                           f"{'was' if len(assumed) == 1 else 'were'} assumed: neither the model file, its contract "
                           "file, a --model-spec nor a flag said so. The scores hold only if the model was trained "
                           f"that way; declare {'it' if len(assumed) == 1 else 'them'} with "

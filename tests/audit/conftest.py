@@ -12,6 +12,7 @@ import pytest
 
 from ferreport.constants import CLASS_NAMES
 from ferreport.datasets.sample import draw_face
+from ferreport.models.contract import ModelContract, write_contract
 from ferreport.runs import folder as artifacts
 from tests.audit.folders import EVIL, scene, two_face_scene, write_image
 
@@ -27,6 +28,7 @@ def tiny_model(tmp_path_factory) -> Path:
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(7, activation="softmax")(keras.layers.Dense(8, activation="relu")(x))
     keras.Model(inputs, outputs).save(run / artifacts.MODEL)
+    write_contract(run / artifacts.MODEL, ModelContract())  # as ferreport's own models: the contract is declared
     summary = {"splits": {"train": {c: 10 * (i + 1) for i, c in enumerate(CLASS_NAMES)}},
                "train_balanced": {c: 70 for c in CLASS_NAMES}}
     (run / artifacts.DATA_SUMMARY).write_text(json.dumps(summary))
