@@ -145,11 +145,14 @@ def test_evaluate_prints_the_reports_warnings(tmp_path, sample_dataset):
                                        str(out), "--format", "none", "--fail-under", "accuracy=1", "--classes",
                                        "angry,fear,happy,sad,surprise,neutral"])
     assert result.exit_code == 1, result.output
-    lines = report_notices(out, skip=("gates",))
+    lines = report_notices(out, skip=("gates", "contract"))
     assert any("no output for disgust" in line for line in lines)
     for line in lines:
         assert line in result.stderr
     assert "quality gates failed" not in "".join(lines)
+    # the assumed contract fields were said when the model was opened, each with its flag, and not again
+    assert "input range [0, 1] assumed" in result.stderr and "--input-range=-1,1" in result.stderr
+    assert "Model contract assumed, not declared" not in result.stderr
 
 
 # --------------------------------------------------------------------------- --force
