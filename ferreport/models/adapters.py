@@ -401,13 +401,17 @@ def resolve_contract(p: Path, in_shape: tuple, width: int | None, options: Mappi
     return resolve_contract_sources(p, in_shape, width, options)[0]
 
 
-def resolve_contract_sources(p: Path, in_shape: tuple, width: int | None, options: Mapping[str, Any]
-                             ) -> tuple[ModelContract, dict[str, str]]:
+def resolve_contract_sources(p: Path, in_shape: tuple, width: int | None, options: Mapping[str, Any], *,
+                             stated: Mapping[str, str] | None = None) -> tuple[ModelContract, dict[str, str]]:
     """:func:`resolve_contract` and where each field came from (:data:`SOURCES`): the model file for what it
-    states, else the last of contract file, spec and flags to set it, else ``assumed`` (ferreport's default)."""
+    states, else the last of contract file, spec and flags to set it, else ``assumed`` (ferreport's default).
+
+    ``stated``: contract fields the model's own layers imply (:func:`stated_input_range`); a contract file,
+    spec or flag still overrides them."""
     facts = _shape_facts(p, in_shape)
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = dict(stated or {})
     sources: dict[str, str] = {k: "model" for k in SHAPE_KEYS if facts.get(k) is not None}
+    sources.update({k: "model" for k in (stated or {})})
     recorded = options.get("recorded_sources") or {}
     saved = contract_path(p)
     for where, layer in _layers(p, options):
@@ -447,6 +451,26 @@ def resolve_contract_sources(p: Path, in_shape: tuple, width: int | None, option
     return contract, sources
 
 
+#: A first layer ``Rescaling(scale, offset)`` that maps raw pixels 0..255 onto [0, 1] or [-1, 1].
+_PIXEL_RESCALINGS = ((1 / 255, 0.0), (1 / 127.5, -1.0), (2 / 255, -1.0))
+
+
+def stated_input_range(model: Any) -> dict[str, str]:
+    """``{"input_range": "0,255"}`` when the Keras model's first layer rescales raw pixels itself
+    (``Rescaling(1/255)``, ``Rescaling(1/127.5, offset=-1)``): it takes 0..255, whatever a default says."""
+    layers = [layer for layer in getattr(model, "layers", []) if type(layer).__name__ != "InputLayer"]
+    first = layers[0] if layers else None
+    if type(first).__name__ != "Rescaling":
+        return {}
+    try:
+        scale, offset = float(np.asarray(first.scale).reshape(-1)[0]), float(np.asarray(first.offset).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError):
+        return {}
+    if any(abs(scale - s) < 1e-6 and abs(offset - o) < 1e-6 for s, o in _PIXEL_RESCALINGS):
+        return {"input_range": "0,255"}
+    return {}
+
+
 def assumed_fields(contract: ModelContract, sources: Mapping[str, str]) -> list[str]:
     """The fields that change the numbers and were assumed, not declared (:data:`NUMBER_FIELDS` order)."""
     return [k for k in NUMBER_FIELDS if sources.get(k) == "assumed"]
@@ -479,6 +503,7 @@ def open_model(path: str | os.PathLike[str], options: Mapping[str, Any] | None =
     p = Path(path)
     mode = check_model_path(p)
     suffix = p.suffix.lower()
+    stated: dict[str, str] = {}
     if stat.S_ISDIR(mode):
         layer, in_shape, width, key = _savedmodel(p, safe_mode)
         build = lambda c: SavedModelAdapter(p, c, layer, key)  # noqa: E731
@@ -488,6 +513,7 @@ def open_model(path: str | os.PathLike[str], options: Mapping[str, Any] | None =
     elif suffix in (".keras", ".h5", ".hdf5"):
         fmt = "keras" if suffix == ".keras" else "hdf5"
         model, in_shape, width = _keras_adapter(p, safe_mode)
+        stated = stated_input_range(model)
         build = lambda c: KerasAdapter(p, c, model, fmt)  # noqa: E731
     else:
         kind = sniff_model_file(p)  # an HTML page or LFS pointer says so whatever its name
@@ -496,7 +522,7 @@ def open_model(path: str | os.PathLike[str], options: Mapping[str, Any] | None =
                          f"{' (the file is HDF5: a .h5 model?)' if kind == 'hdf5' else ''}; expected {MODEL_FORMATS}")
     sources: dict[str, str] = {}
     if contract is None:
-        contract, sources = resolve_contract_sources(p, in_shape, width, options or {})
+        contract, sources = resolve_contract_sources(p, in_shape, width, options or {}, stated=stated)
         assumed = assumed_fields(contract, sources)
         if assumed and (options or {}).get("strict_contract"):
             flags = ", ".join(NUMBER_FIELDS[k] for k in assumed)

@@ -83,3 +83,35 @@ def test_the_cli_warns_records_and_reports_the_assumption(tmp_path, folder):
     r = CliRunner().invoke(main, ["predict", str(folder), "--model", str(model), "--out", str(tmp_path / "c"),
                                   "--faces", "whole", "--format", "none", "--strict-contract"])
     assert r.exit_code == 4 and "--strict-contract" in r.stderr and not (tmp_path / "c").exists()
+
+
+def _rescaling_model(path: Path, scale: float, offset: float = 0.0) -> Path:
+    from ferreport.models.model_file import keras
+
+    inputs = keras.Input((64, 64, 3))
+    x = keras.layers.Rescaling(scale, offset=offset)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 5, strides=4)(x))
+    keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(x)).save(path)
+    return path
+
+
+@pytest.mark.parametrize(("scale", "offset"), [(1 / 255, 0.0), (1 / 127.5, -1.0)])
+def test_a_first_rescaling_layer_says_the_model_takes_raw_pixels(tmp_path, scale, offset):
+    import numpy as np
+
+    from ferreport.models.model_file import load_model
+
+    path = _rescaling_model(tmp_path / "raw.keras", scale, offset)
+    adapter = open_model(path)
+    assert adapter.contract.input_range == "0,255" and adapter.contract_sources()["input_range"] == "model"
+    assert not any(line.startswith("input range") for line in adapter.assumed_warnings())
+    faces = zoo.faces(6)
+    expected = load_model(path).predict(faces.astype(np.float32), verbose=0)  # raw 0..255, as it was trained
+    np.testing.assert_allclose(adapter.predict(faces), expected, atol=1e-5)
+    declared = open_model(path, {"input_range": "0,1"})  # a declaration still wins, and says where it came from
+    assert declared.contract.input_range == "0,1" and declared.contract_sources()["input_range"] == "flag"
+
+
+def test_a_rescaling_that_is_not_a_pixel_scaler_states_nothing(tmp_path):
+    adapter = open_model(_rescaling_model(tmp_path / "one.keras", 1.0))
+    assert adapter.contract.input_range == "0,1" and adapter.contract_sources()["input_range"] == "assumed"
