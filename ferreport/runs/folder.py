@@ -486,16 +486,19 @@ class RunFolder:
             frame = pd.read_csv(fh, encoding="utf-8", **options)
         return restore_frame(frame)
 
-    def _read_csv_chunks(self, name: str, chunksize: int, **options: Any) -> Iterator[pd.DataFrame]:
-        fh, _ = self.open_artefact(name)
+    def _csv_chunks(self, fh: IO[bytes], name: str, chunksize: int, **options: Any) -> Iterator[pd.DataFrame]:
+        """Frames of the open CSV artefact ``fh`` (closed at the end), safe cells undone; pandas' errors as
+        DatasetError naming the file; none for an empty file."""
         with fh:
             try:
                 reader = pd.read_csv(fh, encoding="utf-8", chunksize=chunksize, **options)
+                with reader:
+                    for chunk in reader:
+                        yield restore_frame(chunk)
             except pd.errors.EmptyDataError:
                 return
-            with reader:
-                for chunk in reader:
-                    yield restore_frame(chunk)
+            except (OSError, ValueError) as exc:
+                raise DatasetError(f"{self.path / name}: cannot read it ({exc})") from exc
 
     def _write_csv(self, name: str, frame: pd.DataFrame, **options: Any) -> Path:
         path = self.path / name
@@ -519,10 +522,10 @@ class RunFolder:
         options = dict(keep_default_na=False, na_values={"confidence": [""]}, dtype=dtype, usecols=usecols)
         if chunksize is not None:
             try:  # open now, so a refused or missing file is said here and not at the first chunk
-                self.open_artefact(PREDICTIONS)[0].close()
+                fh, _ = self.open_artefact(PREDICTIONS)
             except FileNotFoundError as exc:
                 raise DatasetError(f"{path}: cannot read predictions ({exc.strerror or exc})") from exc
-            return self._guarded_chunks(PREDICTIONS, chunksize, **options)
+            return self._csv_chunks(fh, PREDICTIONS, chunksize, **options)
         try:
             frame = self.read_csv(PREDICTIONS, **options)
         except ArtefactError:
@@ -539,15 +542,6 @@ class RunFolder:
                 raise DatasetError(f"{path} row {int(empty[0]) + 1}: empty pred_label{more}; the file is truncated or "
                                    "was edited: evaluate again to rewrite it")
         return frame
-
-    def _guarded_chunks(self, name: str, chunksize: int, **options: Any) -> Iterator[pd.DataFrame]:
-        """:meth:`_read_csv_chunks` with pandas' errors as DatasetError naming the file."""
-        try:
-            yield from self._read_csv_chunks(name, chunksize, **options)
-        except ArtefactError:
-            raise
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{self.path / name}: cannot read it ({exc})") from exc
 
     def write_predictions(self, frame: pd.DataFrame) -> Path:
         return self._write_csv(PREDICTIONS, frame, float_format=f"%.{PROBA_DECIMALS}f")
